@@ -1,0 +1,18 @@
+"""eqprop: fast Equilibrium Propagation on multicore CPUs.
+
+Scellier & Bengio (2016), "Equilibrium Propagation: Bridging the Gap between
+Energy-Based Models and Backpropagation", arXiv:1602.05179.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from eqprop.network import EqPropNetwork, rho
+
+try:
+    __version__ = version("eqprop")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = ["EqPropNetwork", "__version__", "rho"]

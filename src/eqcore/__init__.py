@@ -1,0 +1,56 @@
+"""eqcore: the compiled core of eqprop (Cython + OpenMP).
+
+The functions here are unchecked: they trust their callers (``eqprop``) to pass
+C-contiguous arrays of one floating dtype with consistent shapes. Use
+``eqprop.EqPropNetwork`` unless you are writing a new front end.
+"""
+
+from __future__ import annotations
+
+from eqcore._openmp import max_threads, native_build, num_procs, openmp_enabled
+from eqcore._relax import SOLVER_ALTERNATING, SOLVER_EULER, relax_batch
+from eqcore._update import apply_ep_update
+
+__all__ = [
+    "SOLVER_ALTERNATING",
+    "SOLVER_EULER",
+    "apply_ep_update",
+    "build_info",
+    "max_threads",
+    "native_build",
+    "num_procs",
+    "openmp_enabled",
+    "relax_batch",
+]
+
+
+def build_info() -> dict:
+    """What this core was built with and what it runs on.
+
+    Returns
+    -------
+    dict
+        ``openmp`` (bool), ``max_threads`` (int), ``native`` (bool, built with
+        ``-march=native``) and ``blas``: a list of the BLAS libraries loaded in
+        this process as threadpoolctl reports them (the one ``eqcore`` calls is
+        SciPy's, through ``scipy.linalg.cython_blas``).
+    """
+    from threadpoolctl import threadpool_info
+
+    blas = [
+        {
+            "library": entry.get("internal_api"),
+            "version": entry.get("version"),
+            "threading": entry.get("threading_layer"),
+            "architecture": entry.get("architecture"),
+            "path": entry.get("filepath"),
+        }
+        for entry in threadpool_info()
+        if entry.get("user_api") == "blas"
+    ]
+    return {
+        "openmp": openmp_enabled(),
+        "max_threads": max_threads(),
+        "native": native_build(),
+        "blas": blas,
+    }

@@ -1,0 +1,52 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import eqprop
+
+ARCHITECTURES = {
+    "1 hidden": [7, 6, 3],
+    "2 hidden": [9, 8, 5, 4],
+    "3 hidden": [6, 10, 7, 5, 3],
+}
+TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
+# differences allowed between thread counts: a few units in the last place
+ROUNDING = {np.float64: 1e-13, np.float32: 2e-6}
+
+
+def random_network(sizes, dtype, seed=0, bias_scale=0.2, weight_scale=0.5):
+    """A network whose biases are nonzero too, so every term of the equations is exercised."""
+    net = eqprop.EqPropNetwork(sizes, dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    for w in net.weights:
+        w *= weight_scale
+    for b in net.biases:
+        b[...] = rng.uniform(-bias_scale, bias_scale, size=b.shape)
+    return net
+
+
+def one_hot(labels, n_classes, dtype):
+    out = np.zeros((len(labels), n_classes), dtype=dtype)
+    out[np.arange(len(labels)), labels] = 1
+    return out
+
+
+@pytest.fixture(params=[np.float64, np.float32], ids=["float64", "float32"])
+def dtype(request):
+    return request.param
+
+
+@pytest.fixture(params=list(ARCHITECTURES), ids=list(ARCHITECTURES))
+def sizes(request):
+    return ARCHITECTURES[request.param]
+
+
+def shared_data_dir():
+    """The data folder tests read: EQPROP_DATA, else ../shared/data beside the checkout."""
+    env = os.environ.get("EQPROP_DATA")
+    if env:
+        return Path(env)
+    candidate = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return candidate if candidate.exists() else None

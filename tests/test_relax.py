@@ -1,0 +1,134 @@
+"""The compiled relaxation against the NumPy reference, in float64 and float32."""
+
+import numpy as np
+import pytest
+import reference
+from conftest import ROUNDING, TOLERANCE, one_hot, random_network
+
+
+def batch_inputs(sizes, dtype, batch=13, seed=3):
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch, sizes[0])).astype(dtype)
+    target = one_hot(rng.integers(0, sizes[-1], batch), sizes[-1], dtype)
+    return x, target
+
+
+def assert_states_close(actual, expected, dtype):
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, e, rtol=0, atol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("solver", ["euler", "alternating"])
+def test_free_phase_matches_reference(sizes, dtype, solver):
+    net = random_network(sizes, dtype)
+    x, _ = batch_inputs(sizes, dtype)
+    state = net.relax(x, steps=17, epsilon=0.4, solver=solver, threads=2)
+    zeros = net.zero_state(x.shape[0])
+    expected = reference.relax(net.weights, net.biases, x, zeros, 17, 0.4, solver=solver)
+    assert_states_close(state, expected, dtype)
+    # the check is not vacuous: the state moved away from zero
+    assert max(np.abs(s).max() for s in state) > 0.1
+
+
+@pytest.mark.parametrize("solver", ["euler", "alternating"])
+@pytest.mark.parametrize("beta", [0.5, -0.5, 2.0])
+def test_nudged_phase_matches_reference(sizes, dtype, solver, beta):
+    if solver == "alternating" and beta <= -1:
+        pytest.skip("alternating solver needs beta > -1")
+    net = random_network(sizes, dtype)
+    x, target = batch_inputs(sizes, dtype)
+    free = net.relax(x, steps=10, epsilon=0.5, solver=solver)
+    nudged = net.relax(x, steps=6, epsilon=0.5, beta=beta, target=target, init=free, solver=solver)
+    expected = reference.relax(net.weights, net.biases, x, free, 6, 0.5, beta, target, solver)
+    assert_states_close(nudged, expected, dtype)
+    assert np.abs(nudged[-1] - free[-1]).max() > 1e-3  # nudging did something
+
+
+def test_init_is_copied_and_projected(dtype):
+    sizes = [5, 4, 3]
+    net = random_network(sizes, dtype)
+    x, _ = batch_inputs(sizes, dtype, batch=4)
+    init = [np.full((4, 4), 2.0, dtype=dtype), np.full((4, 3), -1.0, dtype=dtype)]
+    before = [s.copy() for s in init]
+    state = net.relax(x, steps=3, epsilon=0.5, init=init)
+    for s, b in zip(init, before):
+        np.testing.assert_array_equal(s, b)
+    expected = reference.relax(net.weights, net.biases, x, init, 3, 0.5)
+    assert_states_close(state, expected, dtype)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 7, 64])
+@pytest.mark.parametrize("solver", ["euler", "alternating"])
+def test_thread_count_does_not_change_results(dtype, batch, solver):
+    """Results agree across thread counts to within float rounding.
+
+    Not bitwise: each thread calls BLAS on its own block of rows, and OpenBLAS
+    picks its kernel by the number of rows, which changes the last bit.
+    """
+    sizes = [30, 20, 20, 10]
+    net = random_network(sizes, dtype)
+    x, target = batch_inputs(sizes, dtype, batch=batch)
+    results = []
+    for threads in (1, 2, 3, 8):
+        free = net.relax(x, steps=12, epsilon=0.5, solver=solver, threads=threads)
+        nudged = net.relax(x, steps=4, epsilon=0.5, beta=0.5, target=target, init=free,
+                           solver=solver, threads=threads)
+        results.append(free + nudged)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_allclose(a, b, rtol=0, atol=ROUNDING[dtype])
+
+
+def test_layout_of_inputs_does_not_matter(dtype):
+    sizes = [8, 6, 4]
+    net = random_network(sizes, dtype)
+    x, target = batch_inputs(sizes, dtype, batch=5)
+    contiguous = net.relax(x, steps=9, epsilon=0.5, beta=1.0, target=target)
+    fortran = net.relax(np.asfortranarray(x), steps=9, epsilon=0.5, beta=1.0, target=np.asfortranarray(target))
+    wide = np.zeros((5, 16), dtype=dtype)
+    wide[:, ::2] = x
+    strided = net.relax(wide[:, ::2], steps=9, epsilon=0.5, beta=1.0, target=target)
+    as_list = net.relax(x.tolist(), steps=9, epsilon=0.5, beta=1.0, target=target.tolist())
+    for other in (fortran, strided, as_list):
+        for a, b in zip(contiguous, other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_empty_batch_gives_empty_state(dtype):
+    net = random_network([5, 4, 3], dtype)
+    state = net.relax(np.zeros((0, 5)), steps=5, epsilon=0.5)
+    assert [s.shape for s in state] == [(0, 4), (0, 3)]
+    assert net.predict(np.zeros((0, 5))).shape == (0,)
+
+
+def test_inputs_outside_unit_interval_go_through_rho(dtype):
+    net = random_network([5, 4, 3], dtype)
+    x = np.linspace(-2, 3, 10).reshape(2, 5)
+    a = net.relax(x, steps=5, epsilon=0.5)
+    b = net.relax(np.clip(x, 0, 1), steps=5, epsilon=0.5)
+    for s, t in zip(a, b):
+        np.testing.assert_array_equal(s, t)
+
+
+def test_energy_matches_reference(sizes, dtype):
+    net = random_network(sizes, dtype)
+    x, target = batch_inputs(sizes, dtype)
+    state = net.relax(x, steps=5, epsilon=0.5)
+    np.testing.assert_allclose(
+        net.energy(x, state), reference.energy(net.weights, net.biases, x, state),
+        rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype],
+    )
+    np.testing.assert_allclose(net.cost(state, target), reference.cost(state, target), rtol=1e-6)
+
+
+def test_weights_written_by_user_are_used(dtype):
+    net = random_network([5, 4, 3], dtype)
+    x, _ = batch_inputs([5, 4, 3], dtype, batch=3)
+    before = net.relax(x, steps=5, epsilon=0.5)
+    net.weights[0][...] *= -1
+    after = net.relax(x, steps=5, epsilon=0.5)
+    expected = reference.relax(net.weights, net.biases, x, net.zero_state(3), 5, 0.5)
+    assert_states_close(after, expected, dtype)
+    assert not np.allclose(before[0], after[0])
