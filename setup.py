@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 import sysconfig
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy
@@ -47,6 +47,15 @@ def _env_flag(name: str, default: str = "") -> bool:
     return os.environ.get(name, default).strip().lower() in TRUTHY
 
 
+def _warn(message: str) -> None:
+    """Print a build warning on stderr.
+
+    Not ``warnings.warn``: recent pip captures a build backend's warnings and
+    logs them at debug level, so a serial build would pass unnoticed.
+    """
+    print(f"WARNING (eqprop setup.py): {message}", file=sys.stderr, flush=True)
+
+
 def _compiler() -> list[str]:
     cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
     return shlex.split(cc)
@@ -59,7 +68,7 @@ def detect_openmp_flags() -> list[str]:
     ``-fopenmp`` but has no runtime library does not pass.
     """
     if os.environ.get("EQPROP_OPENMP", "1").strip().lower() in {"0", "false", "no", "off"}:
-        warnings.warn("EQPROP_OPENMP=0: building the serial eqcore", stacklevel=1)
+        _warn("EQPROP_OPENMP=0: building the serial eqcore")
         return []
     candidates = []
     if os.environ.get("EQPROP_OPENMP_FLAGS"):
@@ -77,12 +86,39 @@ def detect_openmp_flags() -> list[str]:
             except (OSError, subprocess.SubprocessError):
                 continue
             return flags
-    warnings.warn(
+    _warn(
         "The C compiler does not support OpenMP: eqcore is built serially "
-        "(correct, but uses one core). Set EQPROP_OPENMP_FLAGS to enable it.",
-        stacklevel=1,
+        "(correct, but uses one core). Set EQPROP_OPENMP_FLAGS to enable it."
     )
     return []
+
+
+def split_openmp_flags(flags: list[str]) -> tuple[list[str], list[str]]:
+    """Split OpenMP flags into (compile flags, link flags).
+
+    ``-Xpreprocessor X`` and ``-I`` only compile: Apple clang refuses a bare
+    ``-fopenmp`` at link time as well, so ``X`` must not reach the linker on
+    its own. ``-l``, ``-L`` and ``-Wl,`` only link. Anything else (gcc's
+    ``-fopenmp``) goes to both.
+    """
+    compile_flags: list[str] = []
+    link_flags: list[str] = []
+    i = 0
+    while i < len(flags):
+        flag = flags[i]
+        if flag == "-Xpreprocessor" and i + 1 < len(flags):
+            compile_flags += flags[i : i + 2]
+            i += 2
+            continue
+        if flag.startswith(("-l", "-L", "-Wl,")):
+            link_flags.append(flag)
+        elif flag.startswith("-I"):
+            compile_flags.append(flag)
+        else:
+            compile_flags.append(flag)
+            link_flags.append(flag)
+        i += 1
+    return compile_flags, link_flags
 
 
 def build_extensions() -> list[Extension]:
@@ -94,15 +130,14 @@ def build_extensions() -> list[Extension]:
         ("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),
         ("EQCORE_NATIVE", "1" if _env_flag("EQPROP_NATIVE") else "0"),
     ]
-    compile_flags = [f for f in openmp_flags if f != "-lomp"]
-    link_flags = [f for f in openmp_flags if f not in {"-Xpreprocessor"}]
+    compile_flags, link_flags = split_openmp_flags(openmp_flags)
     extensions = []
     for pyx in sorted(CORE_DIR.glob("*.pyx")):
         extensions.append(
             Extension(
                 f"eqcore.{pyx.stem}",
                 [str(pyx.relative_to(HERE))],
-                include_dirs=[numpy.get_include()],
+                include_dirs=[numpy.get_include(), str(CORE_DIR.relative_to(HERE))],
                 define_macros=macros,
                 extra_compile_args=compile_args + compile_flags,
                 extra_link_args=link_flags,

@@ -50,3 +50,17 @@ def shared_data_dir():
         return Path(env)
     candidate = Path(__file__).resolve().parents[2] / "shared" / "data"
     return candidate if candidate.exists() else None
+
+
+KERNELS = ["skinny/best", "skinny/avx2", "skinny/portable", "blas"]
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    """Run a test with each implementation of the relaxation's product (restored after)."""
+    from eqcore._gemm import set_gemm_path
+
+    path, isa = request.param.split("/") if "/" in request.param else (request.param, "best")
+    set_gemm_path(path, isa)
+    yield request.param
+    set_gemm_path("skinny", "best")

@@ -6,6 +6,12 @@ import reference
 from conftest import ROUNDING, TOLERANCE, one_hot, random_network
 
 
+@pytest.fixture(autouse=True)
+def every_kernel(kernel):
+    """Every test here runs with the skinny kernels (each instruction set) and with BLAS."""
+    return kernel
+
+
 def batch_inputs(sizes, dtype, batch=13, seed=3):
     rng = np.random.default_rng(seed)
     x = rng.random((batch, sizes[0])).astype(dtype)

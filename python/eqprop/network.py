@@ -118,6 +118,15 @@ class EqPropNetwork:
     def _target(self, target: object, batch: int) -> np.ndarray:
         return check.as_batch(target, "target", self.sizes[-1], self.dtype) if target is not None else None
 
+    def _initial_state(self, init: Sequence[np.ndarray] | None, batch: int) -> State:
+        """A fresh state: zeros, or a checked copy of ``init`` projected onto [0, 1]."""
+        if init is None:
+            return self.zero_state(batch)
+        state = check.as_state(init, "init", batch, self.layer_sizes, self.dtype)
+        for layer in state:
+            np.clip(layer, 0.0, 1.0, out=layer)
+        return state
+
     def _threads(self, threads: object) -> int:
         threads = check.check_threads(threads)
         return resolve_threads(threads if threads is not None else self.threads)
@@ -134,12 +143,19 @@ class EqPropNetwork:
         target: np.ndarray | None,
         solver: str,
         threads: int,
+        drive: np.ndarray | None = None,
+        drive_ready: bool = False,
     ) -> None:
-        """Relax validated, C-contiguous ``state`` in place (no checks: callers check)."""
+        """Relax validated, C-contiguous ``state`` in place (no checks: callers check).
+
+        ``drive`` is an optional (batch, sizes[1]) buffer for x W_0: filled here,
+        or reused as it is when ``drive_ready`` (same x, same weights).
+        """
         with single_threaded_blas():
             eqcore.relax_batch(
                 self.weights, self.biases, x, state, steps, epsilon, beta,
                 target if beta != 0.0 else None, _SOLVER_CODES[solver], threads,
+                drive, drive_ready,
             )
 
     def _accumulate_update(
@@ -211,12 +227,7 @@ class EqPropNetwork:
             raise ValueError("beta is nonzero, so a target is needed for the nudged phase")
         if target is not None and target.shape[0] != batch:
             raise ValueError(f"target has {target.shape[0]} rows; x has {batch}")
-        if init is None:
-            state = self.zero_state(batch)
-        else:
-            state = check.as_state(init, "init", batch, self.layer_sizes, self.dtype)
-            for layer in state:
-                np.clip(layer, 0.0, 1.0, out=layer)
+        state = self._initial_state(init, batch)
         self._checked_parameters()
         self._relax_in_place(
             x, state, steps=steps, epsilon=epsilon, beta=beta, target=target,
@@ -355,17 +366,26 @@ class EqPropNetwork:
             check.check_beta(-beta, solver)
         if target is None:
             raise ValueError("target is required for a training step")
-        free = self.relax(x, steps=free_steps, epsilon=epsilon, init=init, solver=solver, threads=threads)
+        free_steps = check.check_int(free_steps, "free_steps")
+        epsilon = check.check_epsilon(epsilon)
+        n_threads = self._threads(threads)
         x = self._inputs(x)
         batch = x.shape[0]
         target = self._target(target, batch)
         if target.shape[0] != batch:
             raise ValueError(f"target has {target.shape[0]} rows; x has {batch}")
+        free = self._initial_state(init, batch)
         if batch == 0:
             return free
+        self._checked_parameters()
+        drive = np.empty((batch, self.sizes[1]), dtype=self.dtype)
+        self._relax_in_place(
+            x, free, steps=free_steps, epsilon=epsilon, beta=0.0, target=None,
+            solver=solver, threads=n_threads, drive=drive,
+        )
         self._update_from_free(
             x, free, target, beta=beta, nudged_steps=steps, epsilon=epsilon, rates=rates,
-            symmetric=symmetric, solver=solver, threads=self._threads(threads),
+            symmetric=symmetric, solver=solver, threads=n_threads, drive=drive,
         )
         return free
 
@@ -383,24 +403,29 @@ class EqPropNetwork:
         return rates
 
     def _update_from_free(
-        self, x, free, target, *, beta, nudged_steps, epsilon, rates, symmetric, solver, threads
+        self, x, free, target, *, beta, nudged_steps, epsilon, rates, symmetric, solver, threads,
+        drive=None,
     ) -> None:
-        """Nudged phase(s) from a validated free fixed point, then the in-place update."""
+        """Nudged phase(s) from a validated free fixed point, then the in-place update.
+
+        ``drive``, if given, must hold x W_0 for the current weights (as left by
+        the free phase's ``_relax_in_place(..., drive=...)``); it is reused.
+        """
         batch = x.shape[0]
-        nudged = self._nudged(x, free, beta, target, nudged_steps, epsilon, solver, threads)
+        nudged = self._nudged(x, free, beta, target, nudged_steps, epsilon, solver, threads, drive)
         if symmetric:
-            negative = self._nudged(x, free, -beta, target, nudged_steps, epsilon, solver, threads)
+            negative = self._nudged(x, free, -beta, target, nudged_steps, epsilon, solver, threads, drive)
             scales = rates / (2.0 * beta * batch)
         else:
             negative = free
             scales = rates / (beta * batch)
         self._accumulate_update(self.weights, self.biases, x, nudged, negative, scales, threads)
 
-    def _nudged(self, x, free, beta, target, steps, epsilon, solver, threads) -> State:
+    def _nudged(self, x, free, beta, target, steps, epsilon, solver, threads, drive=None) -> State:
         state = [s.copy() for s in free]
         self._relax_in_place(
             x, state, steps=steps, epsilon=epsilon, beta=beta, target=target,
-            solver=solver, threads=threads,
+            solver=solver, threads=threads, drive=drive, drive_ready=drive is not None,
         )
         return state
 

@@ -7,6 +7,7 @@ C-contiguous arrays of one floating dtype with consistent shapes. Use
 
 from __future__ import annotations
 
+from eqcore._gemm import gemm_path, set_gemm_path
 from eqcore._openmp import max_threads, native_build, num_procs, openmp_enabled
 from eqcore._relax import SOLVER_ALTERNATING, SOLVER_EULER, relax_batch
 from eqcore._update import apply_ep_update
@@ -16,6 +17,8 @@ __all__ = [
     "SOLVER_EULER",
     "apply_ep_update",
     "build_info",
+    "gemm_path",
+    "set_gemm_path",
     "max_threads",
     "native_build",
     "num_procs",
@@ -31,7 +34,8 @@ def build_info() -> dict:
     -------
     dict
         ``openmp`` (bool), ``max_threads`` (int), ``native`` (bool, built with
-        ``-march=native``) and ``blas``: a list of the BLAS libraries loaded in
+        ``-march=native``), ``kernel`` (the relaxation's matrix product and
+        the instruction set it runs with) and ``blas``: a list of the BLAS libraries loaded in
         this process as threadpoolctl reports them (the one ``eqcore`` calls is
         SciPy's, through ``scipy.linalg.cython_blas``).
     """
@@ -52,5 +56,6 @@ def build_info() -> dict:
         "openmp": openmp_enabled(),
         "max_threads": max_threads(),
         "native": native_build(),
+        "kernel": gemm_path(),
         "blas": blas,
     }

@@ -18,7 +18,10 @@ Two solvers share these net inputs:
 
 The batch is cut into one contiguous block of rows per thread; each thread
 relaxes its rows through every step without synchronising with the others.
-The input's drive x W_0 is computed once per call, not once per step.
+The input's drive x W_0 is the same at every step and in both phases: it is
+computed once and kept in a caller-owned buffer. Top-down products use a
+transposed copy of each weight matrix, made once per call, so that every
+product streams a row-major matrix (see _gemm.pyx).
 """
 
 from cython cimport floating
@@ -26,7 +29,7 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
-from eqcore._blas cimport gemm_rm
+from eqcore._gemm cimport small_gemm
 
 SOLVER_EULER = 0
 SOLVER_ALTERNATING = 1
@@ -43,18 +46,16 @@ cdef inline floating _clip01(floating v) noexcept nogil:
 
 
 cdef void _net_input(int j, int n_layers, const int* sizes, floating** W,
-                     floating** s, const floating* drive, int rows,
+                     floating** WT, floating** s, const floating* drive, int rows,
                      floating* out) noexcept nogil:
     """out = rho(s_{j-1}) W_j + rho(s_{j+1}) W_{j+1}^T (the bias is added by the caller)."""
     cdef int n_j = sizes[j + 1]
     if j == 0:
         memcpy(out, drive, rows * n_j * sizeof(floating))
     else:
-        gemm_rm(False, False, rows, n_j, sizes[j], <floating> 1.0,
-                s[j - 1], sizes[j], W[j], n_j, <floating> 0.0, out, n_j)
+        small_gemm(rows, n_j, sizes[j], s[j - 1], sizes[j], W[j], n_j, False, out, n_j)
     if j + 1 < n_layers:
-        gemm_rm(False, True, rows, n_j, sizes[j + 2], <floating> 1.0,
-                s[j + 1], sizes[j + 2], W[j + 1], sizes[j + 2], <floating> 1.0, out, n_j)
+        small_gemm(rows, n_j, sizes[j + 2], s[j + 1], sizes[j + 2], WT[j + 1], n_j, True, out, n_j)
 
 
 cdef void _euler_update(floating* s, const floating* h, const floating* b,
@@ -85,20 +86,20 @@ cdef void _exact_update(floating* s, const floating* h, const floating* b,
                 s[i] = _clip01(h[i] + b[c])
 
 
-cdef void _relax_rows(int n_layers, const int* sizes, floating** W, floating** b,
-                      const floating* x, floating** s, const floating* target,
-                      int rows, int steps, floating epsilon, floating beta,
-                      int solver, floating* drive, floating** h) noexcept nogil:
+cdef void _relax_rows(int n_layers, const int* sizes, floating** W, floating** WT,
+                      floating** b, const floating* x, floating** s,
+                      const floating* target, int rows, int steps, floating epsilon,
+                      floating beta, int solver, floating* drive, bint compute_drive,
+                      floating** h) noexcept nogil:
     """Relax ``rows`` examples whose layer states start at the pointers ``s``."""
-    cdef int step, j, parity, n_out = sizes[n_layers]
+    cdef int step, j, parity
     cdef const floating* layer_target
-    # The input is clamped: its drive on the first layer is the same every step.
-    gemm_rm(False, False, rows, sizes[1], sizes[0], <floating> 1.0,
-            x, sizes[0], W[0], sizes[1], <floating> 0.0, drive, sizes[1])
+    if compute_drive:
+        small_gemm(rows, sizes[1], sizes[0], x, sizes[0], W[0], sizes[1], False, drive, sizes[1])
     for step in range(steps):
         if solver == 0:
             for j in range(n_layers):
-                _net_input(j, n_layers, sizes, W, s, drive, rows, h[j])
+                _net_input(j, n_layers, sizes, W, WT, s, drive, rows, h[j])
             for j in range(n_layers):
                 layer_target = target if j == n_layers - 1 else NULL
                 _euler_update(s[j], h[j], b[j], layer_target, rows, sizes[j + 1],
@@ -106,7 +107,7 @@ cdef void _relax_rows(int n_layers, const int* sizes, floating** W, floating** b
         else:
             for parity in range(2):
                 for j in range(parity, n_layers, 2):
-                    _net_input(j, n_layers, sizes, W, s, drive, rows, h[j])
+                    _net_input(j, n_layers, sizes, W, WT, s, drive, rows, h[j])
                     layer_target = target if j == n_layers - 1 else NULL
                     _exact_update(s[j], h[j], b[j], layer_target, rows,
                                   sizes[j + 1], beta)
@@ -114,8 +115,13 @@ cdef void _relax_rows(int n_layers, const int* sizes, floating** W, floating** b
 
 def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
                 int steps, double epsilon, double beta,
-                floating[:, ::1] target=None, int solver=0, int threads=1):
+                floating[:, ::1] target=None, int solver=0, int threads=1,
+                floating[:, ::1] drive=None, bint drive_ready=False):
     """Relax ``state`` (a list of C-contiguous (batch, n_j) arrays) in place.
+
+    ``drive`` (batch, n_1), if given, holds x W_0: it is filled here unless
+    ``drive_ready`` says it already holds the product for this ``x`` and these
+    weights (the nudged phase reuses the free phase's drive).
 
     This is the unchecked core entry point: ``eqprop.EqPropNetwork`` validates
     every argument first. Only the cheap structural checks that protect memory
@@ -128,6 +134,11 @@ def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
     cdef floating[::1] b_view
     cdef int* sizes = NULL
     cdef floating** W = NULL
+    cdef floating** WT = NULL
+    cdef floating* transposed = NULL
+    cdef floating* drive_ptr = NULL
+    cdef size_t transposed_size, offset
+    cdef int row, col
     cdef floating** B = NULL
     cdef floating** S = NULL
     cdef floating** chunk_state = NULL
@@ -136,6 +147,7 @@ def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
     cdef floating* chunk_scratch
     cdef const floating* target_ptr = NULL
     cdef const floating* chunk_target
+    cdef floating* chunk_drive
 
     if n_layers < 1 or len(biases) != n_layers or len(state) != n_layers:
         raise ValueError("weights, biases and state must have one entry per non-input layer")
@@ -151,11 +163,12 @@ def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
     try:
         sizes = <int*> malloc((n_layers + 1) * sizeof(int))
         W = <floating**> malloc(n_layers * sizeof(floating*))
+        WT = <floating**> malloc(n_layers * sizeof(floating*))
         B = <floating**> malloc(n_layers * sizeof(floating*))
         S = <floating**> malloc(n_layers * sizeof(floating*))
         chunk_state = <floating**> malloc(n_chunks * n_layers * sizeof(floating*))
         chunk_h = <floating**> malloc(n_chunks * n_layers * sizeof(floating*))
-        if not (sizes and W and B and S and chunk_state and chunk_h):
+        if not (sizes and W and WT and B and S and chunk_state and chunk_h):
             raise MemoryError()
         sizes[0] = x.shape[1]
         for j in range(n_layers):
@@ -174,7 +187,32 @@ def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
                 raise ValueError("target must have shape (batch, n_output)")
             target_ptr = &target[0, 0]
 
-        scratch_per_chunk = chunk_rows * sizes[1]
+        if drive is not None:
+            if drive.shape[0] != batch or drive.shape[1] != sizes[1]:
+                raise ValueError("drive must have shape (batch, n_1)")
+            drive_ptr = &drive[0, 0]
+        elif drive_ready:
+            raise ValueError("drive_ready needs a drive buffer")
+
+        # W_j^T for the top-down products, j >= 1 (the input is never driven)
+        transposed_size = 0
+        for j in range(1, n_layers):
+            transposed_size += <size_t> sizes[j] * sizes[j + 1]
+        transposed = <floating*> malloc(max(transposed_size, 1) * sizeof(floating))
+        if transposed == NULL:
+            raise MemoryError()
+        offset = 0
+        WT[0] = NULL
+        for j in range(1, n_layers):
+            WT[j] = transposed + offset
+            offset += <size_t> sizes[j] * sizes[j + 1]
+            with nogil:
+                for row in range(sizes[j]):
+                    for col in range(sizes[j + 1]):
+                        WT[j][<size_t> col * sizes[j] + row] = W[j][<size_t> row * sizes[j + 1] + col]
+
+        # per chunk: one net-input buffer per layer, plus the drive if the caller gave none
+        scratch_per_chunk = 0 if drive_ptr != NULL else chunk_rows * sizes[1]
         for j in range(n_layers):
             scratch_per_chunk += chunk_rows * sizes[j + 1]
         scratch = <floating*> malloc(<size_t> n_chunks * scratch_per_chunk * sizeof(floating))
@@ -188,20 +226,25 @@ def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
                 chunk_scratch = scratch + <size_t> c * scratch_per_chunk
                 for j in range(n_layers):
                     chunk_state[c * n_layers + j] = S[j] + <size_t> r0 * sizes[j + 1]
-                # drive first, then one net-input buffer per layer
-                chunk_h[c * n_layers] = chunk_scratch + chunk_rows * sizes[1]
+                chunk_h[c * n_layers] = chunk_scratch
                 for j in range(1, n_layers):
                     chunk_h[c * n_layers + j] = chunk_h[c * n_layers + j - 1] + chunk_rows * sizes[j]
                 chunk_target = NULL
                 if target_ptr != NULL:
                     chunk_target = target_ptr + <size_t> r0 * sizes[n_layers]
-                _relax_rows(n_layers, sizes, W, B, &x[r0, 0],
+                if drive_ptr != NULL:
+                    chunk_drive = drive_ptr + <size_t> r0 * sizes[1]
+                else:
+                    chunk_drive = chunk_scratch + scratch_per_chunk - chunk_rows * sizes[1]
+                _relax_rows(n_layers, sizes, W, WT, B, &x[r0, 0],
                             &chunk_state[c * n_layers], chunk_target, rows, steps,
                             <floating> epsilon, <floating> beta, solver,
-                            chunk_scratch, &chunk_h[c * n_layers])
+                            chunk_drive, not drive_ready, &chunk_h[c * n_layers])
     finally:
         free(sizes)
         free(W)
+        free(WT)
+        free(transposed)
         free(B)
         free(S)
         free(chunk_state)

@@ -1,0 +1,6 @@
+# The product the relaxation uses at every step: skinny kernels or BLAS.
+from cython cimport floating
+
+cdef void small_gemm(int rows, int n, int k, const floating* a, int lda,
+                     const floating* b, int ldb, bint accumulate,
+                     floating* c, int ldc) noexcept nogil

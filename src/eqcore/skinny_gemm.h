@@ -1,0 +1,187 @@
+/*
+ * Skinny matrix products for the relaxation: C (R x N) = A (R x K) @ B (K x N),
+ * row-major, R small (the rows of the mini-batch one thread owns).
+ *
+ * Why not BLAS: a BLAS GEMM packs B (here a weight matrix of up to 1.5 MB) into
+ * a buffer on every call. With 10-20 rows per thread that copy costs as much as
+ * the product itself, and every thread repeats it. These kernels stream B once
+ * per group of up to RB rows, keeping RB x (2 vectors) accumulators in
+ * registers; B stays hot in L2 across steps.
+ *
+ * One source, three instruction sets chosen at run time (so wheels built for
+ * baseline x86-64 still use AVX-512 where the CPU has it): AVX-512, AVX2+FMA,
+ * and a portable 128-bit version (SSE2 / NEON / plain C).
+ */
+#ifndef EQCORE_SKINNY_GEMM_H
+#define EQCORE_SKINNY_GEMM_H
+
+#include <stddef.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define EQ_X86_DISPATCH 1
+#define EQ_TARGET(t) __attribute__((target(t)))
+#else
+#define EQ_X86_DISPATCH 0
+#define EQ_TARGET(t)
+#endif
+
+#define EQ_INLINE static inline __attribute__((always_inline))
+
+/* Unaligned vector types: the state rows and weight rows have any offset. */
+typedef float eq_f16 __attribute__((vector_size(64), aligned(4)));
+typedef float eq_f8 __attribute__((vector_size(32), aligned(4)));
+typedef float eq_f4 __attribute__((vector_size(16), aligned(4)));
+typedef double eq_d8 __attribute__((vector_size(64), aligned(8)));
+typedef double eq_d4 __attribute__((vector_size(32), aligned(8)));
+typedef double eq_d2 __attribute__((vector_size(16), aligned(8)));
+typedef float eq_f2 __attribute__((vector_size(8), aligned(4)));
+
+/*
+ * Rows r0..r0+RG of C for a compile-time RG: blocks of 2 vectors of columns,
+ * then 1 vector, then a half vector, then scalars. ACC = 0 overwrites C, ACC = 1 adds to it.
+ */
+#define EQ_DEFINE_ROWS(NAME, T, VT, V, HVT, HV, RG, ATTR)                                    \
+    ATTR EQ_INLINE void NAME(int N, int K, const T *A, int lda, const T *B, int ldb,  \
+                             int acc, T *C, int ldc) {                               \
+        int c = 0;                                                                    \
+        for (; c + 2 * V <= N; c += 2 * V) {                                          \
+            VT s0[RG], s1[RG];                                                        \
+            for (int r = 0; r < RG; r++) { s0[r] = (VT){0}; s1[r] = (VT){0}; }       \
+            const T *bp = B + c;                                                      \
+            for (int k = 0; k < K; k++, bp += ldb) {                                  \
+                VT b0 = *(const VT *)bp, b1 = *(const VT *)(bp + V);                  \
+                for (int r = 0; r < RG; r++) {                                        \
+                    T a = A[(size_t)r * lda + k];                                     \
+                    s0[r] += a * b0;                                                  \
+                    s1[r] += a * b1;                                                  \
+                }                                                                     \
+            }                                                                         \
+            for (int r = 0; r < RG; r++) {                                            \
+                VT *c0 = (VT *)(C + (size_t)r * ldc + c), *c1 = (VT *)(C + (size_t)r * ldc + c + V); \
+                if (acc) { *c0 += s0[r]; *c1 += s1[r]; } else { *c0 = s0[r]; *c1 = s1[r]; } \
+            }                                                                         \
+        }                                                                             \
+        for (; c + V <= N; c += V) {                                                  \
+            VT s0[RG];                                                                \
+            for (int r = 0; r < RG; r++) s0[r] = (VT){0};                             \
+            const T *bp = B + c;                                                      \
+            for (int k = 0; k < K; k++, bp += ldb) {                                  \
+                VT b0 = *(const VT *)bp;                                              \
+                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + k] * b0;    \
+            }                                                                         \
+            for (int r = 0; r < RG; r++) {                                            \
+                VT *c0 = (VT *)(C + (size_t)r * ldc + c);                             \
+                if (acc) *c0 += s0[r]; else *c0 = s0[r];                              \
+            }                                                                         \
+        }                                                                             \
+        for (; c + HV <= N; c += HV) {                                                \
+            HVT s0[RG];                                                               \
+            for (int r = 0; r < RG; r++) s0[r] = (HVT){0};                            \
+            const T *bp = B + c;                                                      \
+            for (int k = 0; k < K; k++, bp += ldb) {                                  \
+                HVT b0 = *(const HVT *)bp;                                            \
+                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + k] * b0;    \
+            }                                                                         \
+            for (int r = 0; r < RG; r++) {                                            \
+                HVT *c0 = (HVT *)(C + (size_t)r * ldc + c);                           \
+                if (acc) *c0 += s0[r]; else *c0 = s0[r];                              \
+            }                                                                         \
+        }                                                                             \
+        for (; c < N; c++) {                                                          \
+            T s0[RG];                                                                 \
+            for (int r = 0; r < RG; r++) s0[r] = 0;                                   \
+            for (int k = 0; k < K; k++) {                                             \
+                T b0 = B[(size_t)k * ldb + c];                                        \
+                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + k] * b0;    \
+            }                                                                         \
+            for (int r = 0; r < RG; r++) {                                            \
+                T *c0 = C + (size_t)r * ldc + c;                                      \
+                if (acc) *c0 += s0[r]; else *c0 = s0[r];                              \
+            }                                                                         \
+        }                                                                             \
+    }
+
+/* The whole product: rows cut into balanced groups of at most 8 (or 4). */
+#define EQ_DEFINE_GEMM(NAME, T, VT, V, HVT, HV, ATTR)                                     \
+    EQ_DEFINE_ROWS(NAME##_r1, T, VT, V, HVT, HV, 1, ATTR)                                      \
+    EQ_DEFINE_ROWS(NAME##_r2, T, VT, V, HVT, HV, 2, ATTR)                                      \
+    EQ_DEFINE_ROWS(NAME##_r3, T, VT, V, HVT, HV, 3, ATTR)                                      \
+    EQ_DEFINE_ROWS(NAME##_r4, T, VT, V, HVT, HV, 4, ATTR)                                      \
+    EQ_DEFINE_ROWS(NAME##_r5, T, VT, V, HVT, HV, 5, ATTR)                                      \
+    EQ_DEFINE_ROWS(NAME##_r6, T, VT, V, HVT, HV, 6, ATTR)                                      \
+    EQ_DEFINE_ROWS(NAME##_r7, T, VT, V, HVT, HV, 7, ATTR)                                      \
+    EQ_DEFINE_ROWS(NAME##_r8, T, VT, V, HVT, HV, 8, ATTR)                                      \
+    ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *B,       \
+                          int ldb, int acc, T *C, int ldc, int max_group) {           \
+        int r0 = 0;                                                                   \
+        while (r0 < R) {                                                              \
+            int left = R - r0, groups = (left + max_group - 1) / max_group;           \
+            int rg = (left + groups - 1) / groups;                                    \
+            const T *a = A + (size_t)r0 * lda;                                        \
+            T *cc = C + (size_t)r0 * ldc;                                             \
+            switch (rg) {                                                             \
+                case 1: NAME##_r1(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
+                case 2: NAME##_r2(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
+                case 3: NAME##_r3(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
+                case 4: NAME##_r4(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
+                case 5: NAME##_r5(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
+                case 6: NAME##_r6(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
+                case 7: NAME##_r7(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
+                default: NAME##_r8(N, K, a, lda, B, ldb, acc, cc, ldc); break;        \
+            }                                                                         \
+            r0 += rg;                                                                 \
+        }                                                                             \
+    }
+
+EQ_DEFINE_GEMM(eq_gemm_f32_generic, float, eq_f4, 4, eq_f2, 2, )
+EQ_DEFINE_GEMM(eq_gemm_f64_generic, double, eq_d2, 2, eq_d2, 2, )
+#if EQ_X86_DISPATCH
+EQ_DEFINE_GEMM(eq_gemm_f32_avx2, float, eq_f8, 8, eq_f4, 4, EQ_TARGET("avx2,fma"))
+EQ_DEFINE_GEMM(eq_gemm_f64_avx2, double, eq_d4, 4, eq_d2, 2, EQ_TARGET("avx2,fma"))
+EQ_DEFINE_GEMM(eq_gemm_f32_avx512, float, eq_f16, 16, eq_f8, 8, EQ_TARGET("avx512f,avx512vl,fma"))
+EQ_DEFINE_GEMM(eq_gemm_f64_avx512, double, eq_d8, 8, eq_d4, 4, EQ_TARGET("avx512f,avx512vl,fma"))
+#endif
+
+/* Instruction sets: 0 portable, 1 AVX2+FMA, 2 AVX-512. */
+static int eq_best_isa(void) {
+#if EQ_X86_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+    return 0;
+}
+
+static int eq_isa = -1;
+
+static void eq_set_isa(int isa) {
+    int best = eq_best_isa();
+    eq_isa = (isa < 0 || isa > best) ? best : isa;
+}
+
+static int eq_get_isa(void) {
+    if (eq_isa < 0) eq_set_isa(-1);
+    return eq_isa;
+}
+
+/* The accumulator budget differs per instruction set: 8 rows x 2 vectors
+ * fills 16 of AVX-512's 32 registers; AVX2 and 128-bit have 16 registers. */
+static void eq_gemm_f32(int R, int N, int K, const float *A, int lda, const float *B,
+                        int ldb, int acc, float *C, int ldc) {
+#if EQ_X86_DISPATCH
+    if (eq_isa == 2) { eq_gemm_f32_avx512(R, N, K, A, lda, B, ldb, acc, C, ldc, 8); return; }
+    if (eq_isa == 1) { eq_gemm_f32_avx2(R, N, K, A, lda, B, ldb, acc, C, ldc, 6); return; }
+#endif
+    eq_gemm_f32_generic(R, N, K, A, lda, B, ldb, acc, C, ldc, 6);
+}
+
+static void eq_gemm_f64(int R, int N, int K, const double *A, int lda, const double *B,
+                        int ldb, int acc, double *C, int ldc) {
+#if EQ_X86_DISPATCH
+    if (eq_isa == 2) { eq_gemm_f64_avx512(R, N, K, A, lda, B, ldb, acc, C, ldc, 8); return; }
+    if (eq_isa == 1) { eq_gemm_f64_avx2(R, N, K, A, lda, B, ldb, acc, C, ldc, 6); return; }
+#endif
+    eq_gemm_f64_generic(R, N, K, A, lda, B, ldb, acc, C, ldc, 6);
+}
+
+#endif
