@@ -4,43 +4,59 @@
 With ``pos`` and ``neg`` two states of the same mini-batch (the nudged and the
 free fixed points, or the +beta and -beta ones of the symmetric estimate):
 
-    W_j += scale * (rho(P_{j-1})^T rho(P_j) - rho(N_{j-1})^T rho(N_j)),   P_{-1} = N_{-1} = x
-    b_j += scale * sum_batch(rho(P_j) - rho(N_j))
+    W_j += scale_j * (rho(P_{j-1})^T rho(P_j) - rho(N_{j-1})^T rho(N_j)),   P_{-1} = N_{-1} = x
+    b_j += scale_j * sum_batch(rho(P_j) - rho(N_j))
 
 (Scellier & Bengio 2016, eq. 13; rho(s) = s on the clipped state space.)
 Training passes the weights themselves and scale_j = lr_j / (beta * batch); the
 gradient estimate passes zeroed arrays and scale_j = -1 / (beta * batch).
 
-Work is cut into fixed blocks of weight rows (and one task per bias), so each
-output element is computed by the same arithmetic whatever the thread count.
+Each weight update is one product W_j += A_j @ B_j with
+A_j = [P_{j-1}; N_{j-1}]^T and B_j = scale_j [P_j; -N_j] (batch stacked twice),
+and for the clamped input A_0 = x^T, B_0 = scale_0 (P_0 - N_0): one product of
+depth batch instead of two. The operands are built once, then fixed blocks of
+weight rows are spread over the threads, so each element is computed by the
+same arithmetic whatever the thread count.
 """
 
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 
-from eqcore._blas cimport gemm_rm
+from eqcore._gemm cimport small_gemm
 
 DEF ROW_BLOCK = 64
 
 
-cdef void _update_rows(floating* w, int row0, int rows, int n_out, int batch,
-                       const floating* pos_in, const floating* neg_in, int n_in,
-                       const floating* pos_out, const floating* neg_out,
-                       floating scale) noexcept nogil:
-    # rows row0..row0+rows of W (n_in x n_out) += scale * (P_in^T P_out - N_in^T N_out)
-    gemm_rm(True, False, rows, n_out, batch, scale, pos_in + row0, n_in,
-            pos_out, n_out, <floating> 1.0, w + <size_t> row0 * n_out, n_out)
-    gemm_rm(True, False, rows, n_out, batch, -scale, neg_in + row0, n_in,
-            neg_out, n_out, <floating> 1.0, w + <size_t> row0 * n_out, n_out)
-
-
-cdef void _update_bias(floating* b, int n, int batch, const floating* pos,
-                       const floating* neg, floating scale) noexcept nogil:
+cdef void _build_operands(int j, int batch, const int* sizes, const floating* x,
+                          floating** P, floating** N, double scale,
+                          floating* left, floating* right) noexcept nogil:
+    """left (n_{j-1} x depth) = A_j and right (depth x n_j) = B_j, depth = batch or 2 batch."""
+    cdef int n_in = sizes[j], n_out = sizes[j + 1]
+    cdef int depth = batch if j == 0 else 2 * batch
     cdef Py_ssize_t r, c
+    cdef floating s = <floating> scale
     for r in range(batch):
+        for c in range(n_in):
+            if j == 0:
+                left[c * depth + r] = x[r * n_in + c]
+            else:
+                left[c * depth + r] = P[j - 1][r * n_in + c]
+                left[c * depth + batch + r] = N[j - 1][r * n_in + c]
+        for c in range(n_out):
+            if j == 0:
+                right[r * n_out + c] = s * (P[j][r * n_out + c] - N[j][r * n_out + c])
+            else:
+                right[r * n_out + c] = s * P[j][r * n_out + c]
+                right[(batch + r) * n_out + c] = -s * N[j][r * n_out + c]
+
+
+cdef void _update_bias(floating* b, int n, int depth, const floating* right) noexcept nogil:
+    # b += column sums of B_j, which is scale * sum_batch(P - N)
+    cdef Py_ssize_t r, c
+    for r in range(depth):
         for c in range(n):
-            b[c] += scale * (pos[r * n + c] - neg[r * n + c])
+            b[c] += right[r * n + c]
 
 
 def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
@@ -53,18 +69,22 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
     """
     cdef int n_layers = len(weights)
     cdef int batch = x.shape[0]
-    cdef int j, t, n_tasks, layer, row0
+    cdef int j, t, n_tasks, layer, row0, depth
+    cdef size_t left_size, right_size
     cdef floating[:, ::1] w_view, p_view, n_view
     cdef floating[::1] b_view
     cdef int* sizes = NULL
     cdef int* task_layer = NULL
     cdef int* task_row = NULL
+    cdef size_t* left_offset = NULL
+    cdef size_t* right_offset = NULL
     cdef floating** W = NULL
     cdef floating** Bp = NULL
     cdef floating** P = NULL
     cdef floating** N = NULL
-    cdef const floating* pos_in
-    cdef const floating* neg_in
+    cdef floating* operands = NULL
+    cdef floating* left
+    cdef floating* right
 
     if n_layers < 1 or len(biases) != n_layers or len(pos) != n_layers or len(neg) != n_layers:
         raise ValueError("weights, biases, pos and neg must have one entry per non-input layer")
@@ -74,14 +94,18 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
         return
     try:
         sizes = <int*> malloc((n_layers + 1) * sizeof(int))
+        left_offset = <size_t*> malloc(n_layers * sizeof(size_t))
+        right_offset = <size_t*> malloc(n_layers * sizeof(size_t))
         W = <floating**> malloc(n_layers * sizeof(floating*))
         Bp = <floating**> malloc(n_layers * sizeof(floating*))
         P = <floating**> malloc(n_layers * sizeof(floating*))
         N = <floating**> malloc(n_layers * sizeof(floating*))
-        if not (sizes and W and Bp and P and N):
+        if not (sizes and left_offset and right_offset and W and Bp and P and N):
             raise MemoryError()
         sizes[0] = x.shape[1]
         n_tasks = 0
+        left_size = 0
+        right_size = 0
         for j in range(n_layers):
             w_view = weights[j]
             b_view = biases[j]
@@ -96,45 +120,49 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
             Bp[j] = &b_view[0]
             P[j] = &p_view[0, 0]
             N[j] = &n_view[0, 0]
-            n_tasks += (sizes[j] + ROW_BLOCK - 1) // ROW_BLOCK + 1
+            depth = batch if j == 0 else 2 * batch
+            left_offset[j] = left_size
+            right_offset[j] = right_size
+            left_size += <size_t> sizes[j] * depth
+            right_size += <size_t> depth * sizes[j + 1]
+            n_tasks += (sizes[j] + ROW_BLOCK - 1) // ROW_BLOCK
 
-        # task t: a block of rows of one weight matrix, or (row -1) one bias vector
+        operands = <floating*> malloc((left_size + right_size) * sizeof(floating))
         task_layer = <int*> malloc(n_tasks * sizeof(int))
         task_row = <int*> malloc(n_tasks * sizeof(int))
-        if not (task_layer and task_row):
+        if not (operands and task_layer and task_row):
             raise MemoryError()
         t = 0
         for j in range(n_layers):
-            task_layer[t] = j
-            task_row[t] = -1
-            t += 1
             for row0 in range(0, sizes[j], ROW_BLOCK):
                 task_layer[t] = j
                 task_row[t] = row0
                 t += 1
 
+        with nogil:
+            for j in range(n_layers):
+                left = operands + left_offset[j]
+                right = operands + left_size + right_offset[j]
+                _build_operands(j, batch, sizes, &x[0, 0], P, N, scales[j], left, right)
+                _update_bias(Bp[j], sizes[j + 1], batch if j == 0 else 2 * batch, right)
+
         for t in prange(n_tasks, nogil=True, num_threads=max(1, threads),
                         schedule="dynamic", chunksize=1):
             layer = task_layer[t]
             row0 = task_row[t]
-            if row0 < 0:
-                _update_bias(Bp[layer], sizes[layer + 1], batch, P[layer], N[layer],
-                             <floating> scales[layer])
-            else:
-                if layer == 0:
-                    pos_in = &x[0, 0]
-                    neg_in = &x[0, 0]
-                else:
-                    pos_in = P[layer - 1]
-                    neg_in = N[layer - 1]
-                _update_rows(W[layer], row0, min(ROW_BLOCK, sizes[layer] - row0),
-                             sizes[layer + 1], batch, pos_in, neg_in, sizes[layer],
-                             P[layer], N[layer], <floating> scales[layer])
+            depth = batch if layer == 0 else 2 * batch
+            small_gemm(min(ROW_BLOCK, sizes[layer] - row0), sizes[layer + 1], depth,
+                       operands + left_offset[layer] + <size_t> row0 * depth, depth,
+                       operands + left_size + right_offset[layer], sizes[layer + 1],
+                       True, W[layer] + <size_t> row0 * sizes[layer + 1], sizes[layer + 1])
     finally:
         free(sizes)
+        free(left_offset)
+        free(right_offset)
         free(W)
         free(Bp)
         free(P)
         free(N)
+        free(operands)
         free(task_layer)
         free(task_row)
