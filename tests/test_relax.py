@@ -138,3 +138,18 @@ def test_weights_written_by_user_are_used(dtype):
     expected = reference.relax(net.weights, net.biases, x, net.zero_state(3), 5, 0.5)
     assert_states_close(after, expected, dtype)
     assert not np.allclose(before[0], after[0])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_every_row_count_and_column_tail(dtype, threads):
+    """Row groups of every size (1..12) and column tails of every width go through the kernels."""
+    sizes = [37, 41, 19, 3]  # widths that leave vector, half-vector and scalar tails
+    net = random_network(sizes, dtype)
+    for batch in range(1, 27):
+        x, target = batch_inputs(sizes, dtype, batch=batch, seed=batch)
+        free = net.relax(x, steps=3, epsilon=0.5, threads=threads)
+        nudged = net.relax(x, steps=2, epsilon=0.5, beta=0.5, target=target, init=free, threads=threads)
+        expected_free = reference.relax(net.weights, net.biases, x, net.zero_state(batch), 3, 0.5)
+        expected = reference.relax(net.weights, net.biases, x, expected_free, 2, 0.5, 0.5, target)
+        assert_states_close(free, expected_free, dtype)
+        assert_states_close(nudged, expected, dtype)
