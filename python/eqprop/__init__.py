@@ -9,10 +9,20 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from eqprop.network import EqPropNetwork, rho
+from eqprop.trainer import EpochRecord, Evaluation, History, Trainer, TrainingDiverged
 
 try:
     __version__ = version("eqprop")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["EqPropNetwork", "__version__", "rho"]
+__all__ = [
+    "EpochRecord",
+    "EqPropNetwork",
+    "Evaluation",
+    "History",
+    "Trainer",
+    "TrainingDiverged",
+    "__version__",
+    "rho",
+]

@@ -1,14 +1,371 @@
-"""The ``eqprop`` command line."""
+"""The ``eqprop`` command line: train, evaluate, plot, presets, info.
+
+A training run lives in one directory (``--out``)::
+
+    config.json          every setting of the run (preset, data, hyperparameters, seed)
+    metrics.csv          one row per epoch, rewritten after every epoch
+    checkpoint.npz       the latest epoch: parameters, persistent particles, RNG state
+    learning_curves.png  error and cost per epoch (``eqprop plot DIR`` redraws it)
+    summary.json         final training / validation / test error (written at the end)
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+CONFIG_NAME = "config.json"
+SUMMARY_NAME = "summary.json"
+DATASET_NAMES = ("digits", "mnist", "fashion-mnist")
+SPLITS = ("test", "val", "train")
+
+#: Used for settings neither a preset nor a flag gives: the paper's 1-hidden-layer dynamics.
+DEFAULTS: dict[str, Any] = {
+    "beta": 1.0,
+    "free_steps": 20,
+    "nudged_steps": 4,
+    "epsilon": 0.5,
+    "batch_size": 20,
+    "epochs": 25,
+    "random_sign": True,
+    "persistent": True,
+    "symmetric": False,
+    "solver": "euler",
+    "eval_steps": None,
+    "dtype": "float32",
+}
+#: Flags that may accompany --resume (they do not change what is computed).
+RESUME_FLAGS = ("epochs", "threads", "data_dir", "quiet")
+HYPERPARAMETER_FLAGS = (
+    "preset", "dataset", "layers", "beta", "free_steps", "nudged_steps", "epsilon", "lr",
+    "batch_size", "seed", "solver", "symmetric", "persistent", "random_sign", "train_size",
+    "dtype", "eval_steps", "out",
+)
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
+# ------------------------------------------------------------- argument types
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer; got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer; got {value}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number; got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {text}")
+    return value
+
+
+def _nonzero_float(text: str) -> float:
+    value = _finite_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("beta must be nonzero (the EP update divides by it)")
+    return value
+
+
+def _epsilon(text: str) -> float:
+    value = _finite_float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"epsilon must be in (0, 1]; got {text}")
+    return value
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    parts = text.replace(",", "-").split("-")
+    try:
+        sizes = tuple(int(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"layers must look like 784-500-10; got {text!r}") from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"layers needs at least an input and an output size, all positive (e.g. 784-500-10); got {text!r}"
+        )
+    return sizes
+
+
+# ------------------------------------------------------------------ helpers
+def _print(*args: Any, quiet: bool = False) -> None:
+    if not quiet:
+        print(*args, flush=True)
+
+
+def _load_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not an eqprop run directory: {path} does not exist")
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _load_data(config: dict[str, Any], data_dir: str | None, quiet: bool):
+    """The run's dataset, with the training set cut to ``train_size`` examples."""
+    from eqprop.datasets import load_dataset
+
+    dataset = load_dataset(config["dataset"], data_dir=data_dir, quiet=quiet)
+    x_train, y_train = dataset.x_train, dataset.y_train
+    if config.get("train_size") is not None:
+        x_train, y_train = x_train[: config["train_size"]], y_train[: config["train_size"]]
+    return dataset, x_train, y_train
+
+
+def _format_error(error: float | None) -> str:
+    return "-" if error is None else f"{100 * error:.2f}%"
+
+
+# ------------------------------------------------------------------- train
+def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """The run's settings: preset values, overridden by flags, completed by DEFAULTS."""
+    from eqprop.presets import get_preset
+
+    settings: dict[str, Any] = {"preset": None}
+    if args.preset is not None:
+        try:
+            preset = get_preset(args.preset)
+        except ValueError as exc:
+            parser.error(str(exc))
+        settings.update(
+            preset=preset.name, dataset=preset.dataset, layers=list(preset.sizes), beta=preset.beta,
+            free_steps=preset.free_steps, nudged_steps=preset.nudged_steps, epsilon=preset.epsilon,
+            learning_rates=list(preset.learning_rates), batch_size=preset.batch_size, epochs=preset.epochs,
+            random_sign=preset.random_sign, persistent=preset.persistent,
+        )
+    overrides = {
+        "dataset": args.dataset, "layers": list(args.layers) if args.layers else None, "beta": args.beta,
+        "free_steps": args.free_steps, "nudged_steps": args.nudged_steps, "epsilon": args.epsilon,
+        "learning_rates": list(args.lr) if args.lr else None, "batch_size": args.batch_size,
+        "epochs": args.epochs, "random_sign": args.random_sign, "persistent": args.persistent,
+        "symmetric": args.symmetric, "solver": args.solver, "eval_steps": args.eval_steps,
+        "dtype": args.dtype, "threads": args.threads, "seed": args.seed, "train_size": args.train_size,
+    }
+    settings.update({key: value for key, value in overrides.items() if value is not None})
+    for key, value in DEFAULTS.items():
+        settings.setdefault(key, value)
+    settings.setdefault("threads", None)
+    settings.setdefault("train_size", None)
+    missing = [flag for flag, key in (("--dataset", "dataset"), ("--layers", "layers"), ("--lr", "learning_rates"))
+               if key not in settings]
+    if missing:
+        parser.error(f"give --preset NAME, or at least {', '.join(missing)} (see eqprop train --help)")
+    if len(settings["learning_rates"]) != len(settings["layers"]) - 1:
+        parser.error(
+            f"--lr needs one rate per weight matrix: {len(settings['layers']) - 1} for --layers "
+            f"{'-'.join(map(str, settings['layers']))}; got {len(settings['learning_rates'])}"
+        )
+    if settings.get("seed") is None:
+        import numpy as np
+
+        settings["seed"] = int(np.random.SeedSequence().entropy % 2**32)  # recorded in config.json
+    return settings
+
+
+def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from eqprop.checkpoint import atomic_write_json, has_checkpoint
+
+    if args.resume is not None:
+        extra = [name for name in HYPERPARAMETER_FLAGS if getattr(args, name) is not None]
+        if extra:
+            flags = ", ".join("--" + name.replace("_", "-") for name in extra)
+            parser.error(
+                f"--resume continues a run with the settings in its config.json; {flags} cannot be "
+                f"changed (only --epochs, --threads, --data-dir and --quiet may be given)"
+            )
+        run_dir = Path(args.resume)
+        settings = _load_config(run_dir)
+        if not has_checkpoint(run_dir):
+            raise FileNotFoundError(f"{run_dir} holds no checkpoint.npz to resume from")
+        if args.epochs is not None:
+            settings["epochs"] = args.epochs
+        if args.threads is not None:
+            settings["threads"] = args.threads
+        atomic_write_json(run_dir / CONFIG_NAME, settings)
+    else:
+        settings = _settings(args, parser)
+        default_name = settings["preset"] or settings["dataset"]
+        run_dir = Path(args.out) if args.out is not None else Path("runs") / default_name
+        if has_checkpoint(run_dir):
+            parser.error(
+                f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out"
+            )
+    if args.data_dir is not None:
+        settings["data_dir"] = args.data_dir
+    return _train(run_dir, settings, resume=args.resume is not None, quiet=args.quiet, parser=parser)
+
+
+def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool,
+           parser: argparse.ArgumentParser) -> int:
+    import eqprop
+    from eqprop.checkpoint import atomic_write_json, atomic_write_text
+    from eqprop.plotting import METRICS_NAME, plot_learning_curves
+
+    dataset, x_train, y_train = _load_data(settings, settings.get("data_dir"), quiet)
+    layers = settings["layers"]
+    if layers[0] != dataset.n_features or layers[-1] != dataset.n_classes:
+        parser.error(
+            f"--layers {'-'.join(map(str, layers))} does not fit {dataset.name}: it needs "
+            f"{dataset.n_features} inputs and {dataset.n_classes} outputs"
+        )
+    if resume:
+        trainer = eqprop.Trainer.resume(run_dir, threads=settings["threads"])
+    else:
+        net = eqprop.EqPropNetwork(layers, dtype=settings["dtype"], seed=settings["seed"], threads=settings["threads"])
+        trainer = eqprop.Trainer(
+            net, beta=settings["beta"], free_steps=settings["free_steps"], nudged_steps=settings["nudged_steps"],
+            epsilon=settings["epsilon"], learning_rates=settings["learning_rates"],
+            batch_size=settings["batch_size"], random_sign=settings["random_sign"],
+            symmetric=settings["symmetric"], persistent=settings["persistent"], threads=settings["threads"],
+            seed=settings["seed"], solver=settings["solver"], eval_steps=settings["eval_steps"],
+        )
+        settings["eval_steps"] = trainer.eval_steps
+        settings["eqprop_version"] = eqprop.__version__
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / CONFIG_NAME, settings)
+
+    total = settings["epochs"]
+    remaining = total - trainer.epoch
+    _print(
+        f"{'resuming' if resume else 'training'} {'-'.join(map(str, layers))} on {dataset.name} "
+        f"({len(x_train)} training examples) for {max(remaining, 0)} epoch(s) "
+        f"[{trainer.epoch}/{total} done]; run directory {run_dir}",
+        quiet=quiet,
+    )
+
+    def after_epoch(trainer: eqprop.Trainer, record: eqprop.EpochRecord) -> None:
+        atomic_write_text(run_dir / METRICS_NAME, trainer.history.to_csv())
+        _print(
+            f"epoch {record.epoch:>3}/{total}  train {_format_error(record.train_error):>7}  "
+            f"val {_format_error(record.val_error):>7}  cost {record.mean_cost:.4f}  "
+            f"{record.wall_time:6.1f} s  {record.examples_per_second:,.0f} ex/s",
+            quiet=quiet,
+        )
+
+    if remaining > 0:
+        try:
+            trainer.fit(
+                x_train, y_train, epochs=remaining, validation=(dataset.x_val, dataset.y_val),
+                checkpoint_dir=run_dir, callbacks=[after_epoch], progress=False if quiet else None,
+            )
+        except KeyboardInterrupt:
+            print(f"\ninterrupted; continue with: eqprop train --resume {run_dir}", file=sys.stderr)
+            return 130
+
+    started = time.perf_counter()
+    results = {split: trainer.evaluate(x, y) for split, (x, y) in {
+        "train": (x_train, y_train), "val": (dataset.x_val, dataset.y_val), "test": (dataset.x_test, dataset.y_test),
+    }.items()}
+    history = trainer.history
+    summary = {
+        "epochs": trainer.epoch,
+        **{f"{split}_error": result.error for split, result in results.items()},
+        **{f"{split}_cost": result.mean_cost for split, result in results.items()},
+        "last_epoch_train_error": history[-1].train_error if len(history) else None,
+        "eval_steps": trainer.eval_steps,
+        "training_seconds": sum(record.wall_time for record in history),
+        "evaluation_seconds": time.perf_counter() - started,
+        "threads": trainer._n_threads(),
+    }
+    atomic_write_json(run_dir / SUMMARY_NAME, summary)
+    if len(history):
+        atomic_write_text(run_dir / METRICS_NAME, history.to_csv())
+        plot_learning_curves(run_dir)
+    _print(
+        f"final error after {trainer.epoch} epochs (free relaxation from zeros, {trainer.eval_steps} steps): "
+        f"train {_format_error(summary['train_error'])}, val {_format_error(summary['val_error'])}, "
+        f"test {_format_error(summary['test_error'])}; {summary['training_seconds']:.1f} s of training. "
+        f"Wrote {run_dir}/{SUMMARY_NAME}",
+        quiet=quiet,
+    )
+    return 0
+
+
+# -------------------------------------------------------- other subcommands
+def _cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import eqprop
+
+    run_dir = Path(args.run_dir)
+    config = _load_config(run_dir)
+    trainer = eqprop.Trainer.resume(run_dir, threads=args.threads)
+    if args.eval_steps is not None:
+        trainer.eval_steps = args.eval_steps
+    dataset, x_train, y_train = _load_data(config, args.data_dir or config.get("data_dir"), quiet=True)
+    x, y = {"train": (x_train, y_train), "val": (dataset.x_val, dataset.y_val),
+            "test": (dataset.x_test, dataset.y_test)}[args.split]
+    result = trainer.evaluate(x, y)
+    print(
+        f"{args.split} error {_format_error(result.error)} ({round(result.error * len(y))}/{len(y)} misclassified), "
+        f"mean cost {result.mean_cost:.4f}; {dataset.name}, checkpoint of epoch {trainer.epoch}, "
+        f"{trainer.eval_steps} free steps from zeros"
+    )
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from eqprop.plotting import METRICS_NAME, plot_learning_curves
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / METRICS_NAME).is_file():
+        raise FileNotFoundError(f"{run_dir / METRICS_NAME} does not exist: is {run_dir} an eqprop run directory?")
+    print(f"wrote {plot_learning_curves(run_dir, args.output)}")
+    return 0
+
+
+def _cmd_presets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from eqprop.presets import PRESETS
+
+    header = (
+        f"{'name':<11} {'dataset':<14} {'layers':<20} {'free/nudged':<12} {'beta':<5} "
+        f"{'learning rates':<28} {'epochs':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for preset in PRESETS.values():
+        rates = ", ".join(f"{r:g}" for r in preset.learning_rates)
+        print(
+            f"{preset.name:<11} {preset.dataset:<14} {preset.layers:<20} "
+            f"{f'{preset.free_steps}/{preset.nudged_steps}':<12} {preset.beta:<5g} {rates:<28} {preset.epochs:>6}"
+        )
+    print(
+        "\nAll: epsilon 0.5, mini-batch 20, random sign of beta, persistent particles. beta and the\n"
+        "learning rates use C = 1/2 ||y - d||^2; the original code's values (C = ||y - d||^2) are half:"
+    )
+    for preset in PRESETS.values():
+        rates = ", ".join(f"{r:g}" for r in preset.original_learning_rates)
+        print(f"  {preset.name:<11} beta {preset.original_beta:g}, learning rates {rates}")
+    print("\nRun one with: eqprop train --preset NAME --out runs/NAME")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
     import numpy
     import scipy
 
@@ -17,31 +374,151 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     info = eqcore.build_info()
     print(f"eqprop {eqprop.__version__}")
-    print(f"python {platform.python_version()} ({platform.machine()}), numpy {numpy.__version__}, scipy {scipy.__version__}")
+    print(
+        f"python {platform.python_version()} ({platform.machine()}), "
+        f"numpy {numpy.__version__}, scipy {scipy.__version__}"
+    )
     print(f"OpenMP: {'enabled' if info['openmp'] else 'DISABLED (serial build)'}")
     print(f"max threads: {info['max_threads']}")
     print(f"built with -march=native: {'yes' if info['native'] else 'no'}")
-    print(f"relaxation kernel: {info['kernel']['path']} ({info['kernel']['isa']})")
     for blas in info["blas"]:
         print(f"BLAS: {blas['library']} {blas['version']} ({blas['threading']}, {blas['architecture']}) {blas['path']}")
     return 0
 
 
+# ------------------------------------------------------------------ parser
+_TRAIN_EPILOG = """\
+examples:
+  eqprop train --preset digits --out runs/digits
+      the quick start: 8x8 digits bundled with scikit-learn, no download, a few seconds
+  eqprop train --preset mnist-1h --out runs/mnist-1h --threads 2
+      the paper's 784-500-10 network (MNIST is read from --data-dir, $EQPROP_DATA or
+      ~/.cache/eqprop, or downloaded)
+  eqprop train --preset mnist-1h --train-size 10000 --epochs 1 --out runs/quick
+      a preset with some values overridden
+  eqprop train --dataset digits --layers 64-200-10 --lr 0.2 0.1 --epochs 20 --out runs/custom
+      explicit settings; the rest default to the paper's 1-hidden-layer dynamics
+  eqprop train --resume runs/mnist-1h --epochs 40
+      continue a run (exactly as if uninterrupted), here to 40 epochs in total
+
+A run directory holds config.json, metrics.csv (one row per epoch), checkpoint.npz
+(written atomically after every epoch), learning_curves.png and summary.json (final
+train/val/test error). Values given as "preset" come from --preset; without one,
+--dataset, --layers and --lr are required and the rest default as shown.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eqprop",
-        description="Train Equilibrium Propagation networks fast on multicore CPUs.",
+        description="Train Equilibrium Propagation networks (Scellier & Bengio 2016) fast on multicore CPUs.",
+        epilog="Start with: eqprop train --preset digits --out runs/digits. "
+        "Run 'eqprop COMMAND --help' for the options of a command.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    info = commands.add_parser("info", help="show versions and what the compiled core was built with")
-    info.set_defaults(func=_cmd_info)
+
+    train = commands.add_parser(
+        "train",
+        help="train a network (a preset or explicit settings) and write a run directory",
+        description="Train an EP network with mini-batch Equilibrium Propagation, checkpointing every epoch, "
+        "then evaluate it on the training, validation and test sets.",
+        epilog=_TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = train.add_argument_group("what to train")
+    what.add_argument("--preset", metavar="NAME",
+                      help="start from a preset's settings (list them with 'eqprop presets'); flags override them")
+    what.add_argument("--dataset", choices=DATASET_NAMES, help="dataset (preset; required without --preset)")
+    what.add_argument("--layers", type=_layers, metavar="SIZES",
+                      help="layer sizes from input to output, e.g. 784-500-10 (preset; required without --preset)")
+    what.add_argument("--train-size", type=_positive_int, metavar="N",
+                      help="train on the first N training examples only (default: all; handy for quick runs)")
+    what.add_argument("--data-dir", metavar="DIR",
+                      help="folder with the IDX files (or mnist/ and fashion-mnist/ subfolders); "
+                      "default: $EQPROP_DATA, then ~/.cache/eqprop, then a download")
+    hyper = train.add_argument_group("hyperparameters (this library's convention: C = 1/2 ||y - d||^2)")
+    hyper.add_argument("--beta", type=_nonzero_float, help="nudging strength (preset, else 1.0)")
+    hyper.add_argument("--free-steps", type=_positive_int, metavar="N",
+                       help="steps of the free phase (preset, else 20)")
+    hyper.add_argument("--nudged-steps", type=_positive_int, metavar="N",
+                       help="steps of the nudged phase (preset, else 4)")
+    hyper.add_argument("--epsilon", type=_epsilon, help="Euler step size in (0, 1] (preset, else 0.5)")
+    hyper.add_argument("--lr", type=_positive_float, nargs="+", metavar="RATE",
+                       help="learning rates, one per weight matrix, e.g. --lr 0.2 0.1 "
+                       "(preset; required without --preset)")
+    hyper.add_argument("--batch-size", type=_positive_int, metavar="N",
+                       help="examples per mini-batch (preset, else 20)")
+    hyper.add_argument("--epochs", type=_positive_int, metavar="N",
+                       help="total number of epochs (preset, else 25); with --resume, the new total")
+    hyper.add_argument("--solver", choices=("euler", "alternating"),
+                       help="relaxation: the paper's Euler dynamics, or alternating exact layer updates "
+                       "(default: euler)")
+    hyper.add_argument("--symmetric", action="store_const", const=True, default=None,
+                       help="use the symmetric (+beta/-beta) gradient estimate of Laborieux et al. 2021 (default: off)")
+    hyper.add_argument("--no-persistent", dest="persistent", action="store_const", const=False, default=None,
+                       help="start every free phase from zeros instead of the example's persistent particle")
+    hyper.add_argument("--no-random-sign", dest="random_sign", action="store_const", const=False, default=None,
+                       help="always nudge with +beta (default: a random sign per mini-batch, as in the paper)")
+    hyper.add_argument("--eval-steps", type=_positive_int, metavar="N",
+                       help="free steps from zeros when evaluating (default: --free-steps)")
+    run = train.add_argument_group("run")
+    run.add_argument("--out", metavar="DIR", help="run directory to create (default: runs/<preset or dataset>)")
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    run.add_argument("--seed", type=_non_negative_int,
+                     help="seed of the weights and of the shuffling/sign RNG "
+                     "(default: random, recorded in config.json)")
+    run.add_argument("--threads", type=_positive_int, metavar="N",
+                     help="OpenMP threads (default: all cores); results repeat exactly for the same seed and N")
+    run.add_argument("--dtype", choices=("float32", "float64"), help="floating type (default float32)")
+    run.add_argument("--quiet", action="store_true", help="print nothing but errors; no progress bar")
+    train.set_defaults(func=_cmd_train, subparser=train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="error of a run's last checkpoint on its test, validation or training set",
+        description="Load the checkpoint of a run directory and print its error rate (free relaxation from zeros).",
+        epilog="example: eqprop evaluate runs/digits --split val",
+    )
+    evaluate.add_argument("run_dir", metavar="DIR", help="a run directory written by 'eqprop train'")
+    evaluate.add_argument("--split", choices=SPLITS, default="test", help="which set to evaluate (default: test)")
+    evaluate.add_argument("--eval-steps", type=_positive_int, metavar="N",
+                          help="free relaxation steps (default: the run's eval steps)")
+    evaluate.add_argument("--threads", type=_positive_int, metavar="N", help="OpenMP threads (default: all cores)")
+    evaluate.add_argument("--data-dir", metavar="DIR", help="where the dataset files are (default: as in training)")
+    evaluate.set_defaults(func=_cmd_evaluate, subparser=evaluate)
+
+    plot = commands.add_parser(
+        "plot", help="draw a run's learning curves as a PNG",
+        description="Plot training/validation error and mean cost per epoch from DIR/metrics.csv.",
+        epilog="example: eqprop plot runs/digits   (writes runs/digits/learning_curves.png)",
+    )
+    plot.add_argument("run_dir", metavar="DIR", help="a run directory written by 'eqprop train'")
+    plot.add_argument("--output", metavar="FILE", help="PNG to write (default: DIR/learning_curves.png)")
+    plot.set_defaults(func=_cmd_plot, subparser=plot)
+
+    presets = commands.add_parser(
+        "presets", help="list the presets (the paper's MNIST networks and a quick digits run)",
+        description="List the presets with their hyperparameters, in this library's convention "
+        "and in the original code's.",
+    )
+    presets.set_defaults(func=_cmd_presets, subparser=presets)
+
+    info = commands.add_parser(
+        "info", help="show versions and what the compiled core was built with",
+        description="Print versions, whether OpenMP is enabled, the thread count and the BLAS in use.",
+    )
+    info.set_defaults(func=_cmd_info, subparser=info)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args, args.subparser)
+    except (OSError, ValueError, FloatingPointError) as exc:
+        # expected failures (missing data, bad run directory, divergence): a message, not a traceback
+        print(f"eqprop {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,226 @@
+"""Checkpoints: atomic save and exact restore of a training run.
+
+A checkpoint is one ``.npz`` file holding the parameters, the persistent
+particles (each training example's last free fixed point) and, as a JSON
+document stored in a ``uint8`` array (so that no pickling is ever needed), the
+trainer's configuration, the RNG state, the epoch counter and the history.
+Keeping everything in one file makes the write atomic as a whole: the file is
+written to a temporary name in the same directory, flushed and fsynced, then
+renamed over the previous checkpoint with :func:`os.replace`. A crash or an
+error at any point leaves either the old checkpoint or the new one, never a
+mixture or a truncated file.
+
+This module only reads and writes files; :class:`eqprop.Trainer` decides what
+goes in (``Trainer.fit(checkpoint_dir=...)``, ``Trainer.resume(...)``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+CHECKPOINT_NAME = "checkpoint.npz"
+FORMAT_VERSION = 1
+_META_KEY = "meta_json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing pieces, has the wrong format or does not fit."""
+
+
+# ----------------------------------------------------------------- atomic files
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on success it atomically replaces ``path``.
+
+    The data is flushed and fsynced before the rename, and the directory is
+    fsynced after it, so the new file survives a power cut once this returns.
+    If the block raises, the temporary file is removed and ``path`` is untouched.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"mode must be 'wb' or 'w'; got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        with open(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
+
+
+def atomic_write_json(path: str | os.PathLike, document: Any) -> None:
+    """Write ``document`` as indented JSON to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(document, indent=2, sort_keys=False) + "\n")
+
+
+# ------------------------------------------------------------------ checkpoints
+@dataclass
+class Checkpoint:
+    """The contents of a checkpoint file.
+
+    Attributes
+    ----------
+    meta : dict
+        JSON-compatible document: ``network`` (sizes, dtype), ``config`` (the
+        trainer's hyperparameters), ``epoch``, ``rng_state``, ``history`` (one
+        dict per epoch), ``data`` (size and fingerprint of the training set).
+    weights, biases : list of ndarray
+        The network's parameters.
+    particles : list of ndarray or None
+        The persistent particles, one (n_examples, n_k) array per non-input
+        layer, or None when training does not keep them.
+    path : Path or None
+        The file the checkpoint was read from.
+    """
+
+    meta: dict
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    particles: list[np.ndarray] | None
+    path: Path | None = None
+
+    @property
+    def epoch(self) -> int:
+        return int(self.meta["epoch"])
+
+    @property
+    def config(self) -> dict:
+        return dict(self.meta["config"])
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(self.meta["network"]["sizes"])
+
+    @property
+    def dtype(self) -> str:
+        return str(self.meta["network"]["dtype"])
+
+    def build_network(self, *, threads: int | None = None):
+        """A new :class:`eqprop.EqPropNetwork` holding this checkpoint's parameters."""
+        from eqprop.network import EqPropNetwork
+
+        net = EqPropNetwork(self.sizes, dtype=self.dtype, threads=threads)
+        net.set_params(self.weights, self.biases)
+        return net
+
+
+def checkpoint_path(location: str | os.PathLike) -> Path:
+    """The checkpoint file of a directory (or ``location`` itself if it is a file)."""
+    location = Path(location)
+    return location if location.suffix == ".npz" else location / CHECKPOINT_NAME
+
+
+def has_checkpoint(location: str | os.PathLike) -> bool:
+    return checkpoint_path(location).is_file()
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    *,
+    meta: Mapping[str, Any],
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    particles: list[np.ndarray] | None,
+) -> Path:
+    """Atomically write a checkpoint into ``directory`` (created if needed).
+
+    Returns
+    -------
+    Path
+        The checkpoint file, ``directory / "checkpoint.npz"``.
+    """
+    path = checkpoint_path(directory)
+    document = dict(meta, format_version=FORMAT_VERSION)
+    arrays: dict[str, np.ndarray] = {
+        _META_KEY: np.frombuffer(json.dumps(document).encode("utf-8"), dtype=np.uint8)
+    }
+    for k, w in enumerate(weights):
+        arrays[f"weight_{k}"] = w
+    for k, b in enumerate(biases):
+        arrays[f"bias_{k}"] = b
+    for k, p in enumerate(particles or ()):
+        arrays[f"particles_{k}"] = p
+    with atomic_open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    return path
+
+
+def load_checkpoint(location: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Parameters
+    ----------
+    location : path
+        A run or checkpoint directory, or the ``.npz`` file itself.
+
+    Raises
+    ------
+    FileNotFoundError
+        No checkpoint exists there.
+    CheckpointError
+        The file is not a valid eqprop checkpoint.
+    """
+    path = checkpoint_path(location)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint found: {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(f"{path} is not a readable checkpoint: {exc}") from exc
+    if _META_KEY not in arrays:
+        raise CheckpointError(f"{path} is not an eqprop checkpoint (no {_META_KEY} entry)")
+    meta = json.loads(arrays.pop(_META_KEY).tobytes().decode("utf-8"))
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {version}; this eqprop reads format {FORMAT_VERSION}")
+    n_weights = len(meta["network"]["sizes"]) - 1
+    try:
+        weights = [arrays[f"weight_{k}"] for k in range(n_weights)]
+        biases = [arrays[f"bias_{k}"] for k in range(n_weights)]
+    except KeyError as exc:
+        raise CheckpointError(f"{path} lacks the array {exc.args[0]}") from exc
+    particles = [arrays[f"particles_{k}"] for k in range(n_weights)] if "particles_0" in arrays else None
+    return Checkpoint(meta=meta, weights=weights, biases=biases, particles=particles, path=path)

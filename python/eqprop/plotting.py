@@ -1,0 +1,69 @@
+"""Learning curves of a run directory, drawn with matplotlib's Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+METRICS_NAME = "metrics.csv"
+PLOT_NAME = "learning_curves.png"
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, list[float]]:
+    """Columns of a ``metrics.csv`` as lists of floats (an empty cell becomes NaN)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{path} holds no epochs yet")
+    return {
+        name: [float(row[name]) if row[name] not in ("", None) else math.nan for row in rows]
+        for name in rows[0]
+    }
+
+
+def plot_learning_curves(run_dir: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
+    """Draw training/validation error and mean cost per epoch from ``run_dir/metrics.csv``.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run directory written by ``eqprop train``.
+    output : path, optional
+        Where to write the PNG; default ``run_dir/learning_curves.png``.
+
+    Returns
+    -------
+    Path
+        The PNG written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir / METRICS_NAME)
+    output = Path(output) if output is not None else run_dir / PLOT_NAME
+    epochs = metrics["epoch"]
+    figure, (errors, costs) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    errors.plot(epochs, [100 * e for e in metrics["train_error"]], marker="o", markersize=3,
+                label="training (free phase during the epoch)")
+    if not all(math.isnan(e) for e in metrics["val_error"]):
+        errors.plot(epochs, [100 * e for e in metrics["val_error"]], marker="o", markersize=3, label="validation")
+    errors.set_xlabel("epoch")
+    errors.set_ylabel("error (%)")
+    errors.set_yscale("log")
+    errors.grid(True, which="both", alpha=0.3)
+    errors.legend()
+    costs.plot(epochs, metrics["mean_cost"], marker="o", markersize=3, color="tab:green")
+    costs.set_xlabel("epoch")
+    costs.set_ylabel("mean cost 1/2 ||y - d||^2 (training)")
+    costs.set_yscale("log")
+    costs.grid(True, which="both", alpha=0.3)
+    figure.suptitle(f"eqprop: {run_dir.name}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(output, dpi=120)
+    plt.close(figure)
+    return output

@@ -1,0 +1,719 @@
+"""Trainer: epochs of mini-batch Equilibrium Propagation with persistent particles.
+
+Each epoch visits the training set in a fresh random order drawn from the
+trainer's own ``numpy.random.Generator``. For every mini-batch the trainer
+
+1. gathers the inputs and one-hot targets into buffers allocated once per fit;
+2. runs the free phase (beta = 0) from the examples' persistent particles (their
+   free fixed points from the previous epoch: the persistent particles of the paper)
+   or, with ``persistent=False``, from zeros;
+3. records the free-phase output (the training error and cost of an epoch are
+   those of the outputs seen during the epoch, as in the paper's code) and
+   stores the free state back as the examples' particles;
+4. runs the nudged phase with beta, its sign drawn at random per mini-batch when
+   ``random_sign`` (the paper's regulariser), and updates the parameters in place
+   (eq. 13 of the paper).
+
+The relaxations and the update run in the compiled core; the loop does no
+Python work per example.
+
+Divergence: the states are clipped to [0, 1], so large learning rates saturate
+the units rather than blow them up; what can go wrong numerically is a NaN or an
+infinity (a corrupted weight, or an update beyond the float range). After every
+mini-batch the free state and the biases (which sum the nudged states) are
+checked, and all parameters before every checkpoint; a non-finite value raises
+:class:`TrainingDiverged` naming the epoch and mini-batch. Results depend only on the seed, the data, the
+hyperparameters and the thread count: the same four give bitwise the same
+weights, including across a checkpoint and resume.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import sys
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from eqprop import _validation as check
+from eqprop._threads import resolve_threads, single_threaded_blas
+from eqprop.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from eqprop.network import EqPropNetwork
+
+Callback = Callable[["Trainer", "EpochRecord"], Any]
+
+#: Rows per batch when evaluating: larger than a training mini-batch so the
+#: threads get enough rows each; examples relax independently, so it does not
+#: change the result.
+EVAL_BATCH_SIZE = 1000
+#: Mini-batches between two updates of the progress bar's live numbers.
+PROGRESS_EVERY = 50
+
+
+class TrainingDiverged(FloatingPointError):
+    """The state or the parameters became NaN or infinite during training.
+
+    Attributes
+    ----------
+    epoch : int
+        The epoch (1-based) in which it happened.
+    batch : int
+        The mini-batch (1-based) within that epoch.
+    """
+
+    def __init__(self, message: str, *, epoch: int, batch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.batch = batch
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one epoch measured.
+
+    Attributes
+    ----------
+    epoch : int
+        1-based epoch number (it keeps counting across resumed runs).
+    train_error : float
+        Fraction of training examples whose free-phase output during the epoch
+        was misclassified (the weights change within the epoch, as in the paper).
+    val_error : float or None
+        Validation error after the epoch (free relaxation from zeros), or None
+        when ``fit`` had no validation set.
+    mean_cost : float
+        Mean of C = 1/2 ||y - d||^2 over the free-phase outputs of the epoch.
+    wall_time : float
+        Seconds for the epoch: training plus validation (checkpointing excluded).
+    examples_per_second : float
+        Training examples per second of the training part alone.
+    """
+
+    epoch: int
+    train_error: float
+    val_error: float | None
+    mean_cost: float
+    wall_time: float
+    examples_per_second: float
+
+
+class History(Sequence):
+    """The per-epoch records of a training run (a sequence of :class:`EpochRecord`)."""
+
+    columns: tuple[str, ...] = tuple(f.name for f in fields(EpochRecord))
+
+    def __init__(self, records: Sequence[EpochRecord] = ()) -> None:
+        self.records: list[EpochRecord] = list(records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self.records[index]
+
+    def __iter__(self) -> Iterator[EpochRecord]:
+        return iter(self.records)
+
+    def __repr__(self) -> str:
+        if not self.records:
+            return "History([])"
+        last = self.records[-1]
+        return f"History({len(self)} epochs, last: {last})"
+
+    def append(self, record: EpochRecord) -> None:
+        self.records.append(record)
+
+    def column(self, name: str) -> list:
+        """One field over all epochs, e.g. ``history.column("val_error")``."""
+        if name not in self.columns:
+            raise ValueError(f"name must be one of {self.columns}; got {name!r}")
+        return [getattr(record, name) for record in self.records]
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One dict per epoch (JSON-compatible: a missing validation error is None)."""
+        return [asdict(record) for record in self.records]
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[dict[str, Any]]) -> History:
+        return cls([EpochRecord(**{name: row[name] for name in cls.columns}) for row in rows])
+
+    def to_csv(self) -> str:
+        """The history as CSV text with a header row (an empty cell for no validation)."""
+        lines = [",".join(self.columns)]
+        for record in self.records:
+            cells = ("" if value is None else repr(value) for value in asdict(record).values())
+            lines.append(",".join(cells))
+        return "\n".join(lines) + "\n"
+
+
+class Evaluation(NamedTuple):
+    """Error rate (fraction misclassified) and mean cost C = 1/2 ||y - d||^2."""
+
+    error: float
+    mean_cost: float
+
+
+def _check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def _check_seed(seed: object) -> int:
+    """None draws a fresh seed (kept, so the run can be repeated and resumed)."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise TypeError(f"seed must be None or a non-negative integer; got {seed!r}")
+    return int(seed)
+
+
+def _labels_fingerprint(labels: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+
+
+class Trainer:
+    """Mini-batch Equilibrium Propagation training of an :class:`EqPropNetwork`.
+
+    Parameters
+    ----------
+    net : EqPropNetwork
+        The network; its parameters are updated in place.
+    beta : float
+        Nudging strength (nonzero). The update is divided by it (eq. 13).
+    free_steps, nudged_steps : int
+        Relaxation steps of the free and the nudged phase.
+    epsilon : float
+        Euler step size in (0, 1]; the paper uses 0.5.
+    learning_rates : sequence of float
+        One positive rate per weight matrix; the bias of layer k + 1 uses rate k.
+    batch_size : int
+        Examples per mini-batch (the paper: 20). The last mini-batch of an
+        epoch holds the remainder, so every example is seen once per epoch.
+    random_sign : bool, default True
+        Draw the sign of beta at random per mini-batch (the paper's regulariser).
+    symmetric : bool, default False
+        Use the two-sided (+beta and -beta) estimate of Laborieux et al. (2021).
+    persistent : bool, default True
+        Start each example's free phase from its previous free fixed point (the
+        paper's persistent particles) instead of from zeros.
+    threads : int, optional
+        OpenMP threads; default: the network's setting (all cores if unset).
+        Results are repeatable for a given thread count.
+    seed : int, optional
+        Seed of the trainer's RNG (shuffling, signs of beta). None draws one;
+        it is kept in :attr:`seed` and in checkpoints.
+    solver : {"euler", "alternating"}, default "euler"
+        Relaxation dynamics (see :meth:`EqPropNetwork.relax`).
+    eval_steps : int, optional
+        Steps of the free relaxation used by :meth:`evaluate` (default:
+        ``free_steps``). Evaluation starts from zeros, not from particles: a
+        held-out example has none, and the result then depends on the weights
+        only. With persistent training the free phase starts warm, so from
+        zeros the same number of steps may fall short of the fixed point on deep
+        networks; raise ``eval_steps`` if the error still drops with more steps.
+
+    Attributes
+    ----------
+    epoch : int
+        Epochs completed so far (restored by :meth:`resume`).
+    history : History
+        One :class:`EpochRecord` per completed epoch.
+    rng : numpy.random.Generator
+        The trainer's RNG; its state goes into every checkpoint.
+    particles : list of ndarray or None
+        The persistent particles of the training set once ``fit`` has run.
+    stop_training : bool
+        A callback may set this to True to end ``fit`` after the current epoch.
+    """
+
+    def __init__(
+        self,
+        net: EqPropNetwork,
+        *,
+        beta: float,
+        free_steps: int,
+        nudged_steps: int,
+        epsilon: float,
+        learning_rates: Sequence[float],
+        batch_size: int,
+        random_sign: bool = True,
+        symmetric: bool = False,
+        persistent: bool = True,
+        threads: int | None = None,
+        seed: int | None = None,
+        solver: str = "euler",
+        eval_steps: int | None = None,
+    ) -> None:
+        if not isinstance(net, EqPropNetwork):
+            raise TypeError(f"net must be an EqPropNetwork; got {type(net).__name__}")
+        self.net = net
+        self.solver = check.check_solver(solver)
+        self.beta = check.check_beta(beta, self.solver)
+        if self.beta == 0.0:
+            raise ValueError("beta must be nonzero: the EP update divides by it")
+        self.random_sign = _check_bool(random_sign, "random_sign")
+        self.symmetric = _check_bool(symmetric, "symmetric")
+        self.persistent = _check_bool(persistent, "persistent")
+        if self.random_sign or self.symmetric:
+            check.check_beta(-self.beta, self.solver)
+        self.free_steps = check.check_int(free_steps, "free_steps")
+        self.nudged_steps = check.check_int(nudged_steps, "nudged_steps")
+        self.epsilon = check.check_epsilon(epsilon)
+        self.learning_rates = tuple(float(r) for r in net.check_learning_rates(learning_rates))
+        self.batch_size = check.check_int(batch_size, "batch_size")
+        self.threads = check.check_threads(threads)
+        self.seed = _check_seed(seed)
+        self.eval_steps = self.free_steps if eval_steps is None else check.check_int(eval_steps, "eval_steps")
+        self.rng = np.random.default_rng(self.seed)
+        self.epoch = 0
+        self.history = History()
+        self.particles: list[np.ndarray] | None = None
+        self.stop_training = False
+        self._data_fingerprint: dict[str, int] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Trainer({self.net!r}, beta={self.beta}, free_steps={self.free_steps}, "
+            f"nudged_steps={self.nudged_steps}, epsilon={self.epsilon}, "
+            f"learning_rates={list(self.learning_rates)}, batch_size={self.batch_size}, epoch={self.epoch})"
+        )
+
+    # -------------------------------------------------------------- config
+    def config(self) -> dict[str, Any]:
+        """The hyperparameters as a JSON-compatible dict (the keyword arguments of ``Trainer``)."""
+        return {
+            "beta": self.beta,
+            "free_steps": self.free_steps,
+            "nudged_steps": self.nudged_steps,
+            "epsilon": self.epsilon,
+            "learning_rates": list(self.learning_rates),
+            "batch_size": self.batch_size,
+            "random_sign": self.random_sign,
+            "symmetric": self.symmetric,
+            "persistent": self.persistent,
+            "threads": self.threads,
+            "seed": self.seed,
+            "solver": self.solver,
+            "eval_steps": self.eval_steps,
+        }
+
+    def _n_threads(self) -> int:
+        return resolve_threads(self.threads if self.threads is not None else self.net.threads)
+
+    # ---------------------------------------------------------------- data
+    def _check_data(self, x: object, labels: object, x_name: str, labels_name: str) -> tuple[np.ndarray, np.ndarray]:
+        """x as a C-contiguous batch in [0, 1] of the network's dtype, labels as int64 in range."""
+        x = check.as_batch(x, x_name, self.net.sizes[0], self.net.dtype)
+        if x.shape[0] == 0:
+            raise ValueError(f"{x_name} holds no examples")
+        if x.min() < 0 or x.max() > 1:
+            x = np.clip(x, 0.0, 1.0)  # the input layer is passed through rho like every layer
+        array = np.asarray(labels)
+        if array.dtype.kind not in "iu":
+            raise TypeError(f"{labels_name} must hold integer class indices; got dtype {array.dtype}")
+        if array.ndim != 1:
+            raise ValueError(f"{labels_name} must be 1-D (one class index per example); got shape {array.shape}")
+        if array.shape[0] != x.shape[0]:
+            raise ValueError(f"{labels_name} has {array.shape[0]} entries but {x_name} has {x.shape[0]} examples")
+        n_classes = self.net.sizes[-1]
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high >= n_classes:
+            raise ValueError(
+                f"{labels_name} must be class indices in 0..{n_classes - 1} (the network has "
+                f"{n_classes} outputs); got values from {low} to {high}"
+            )
+        return x, np.ascontiguousarray(array, dtype=np.int64)
+
+    def _check_parameters_finite(self) -> None:
+        self.net._checked_parameters()
+        for name, arrays in (("weights", self.net.weights), ("biases", self.net.biases)):
+            for k, array in enumerate(arrays):
+                if not np.isfinite(array).all():
+                    raise ValueError(f"net.{name}[{k}] contains NaN or infinite values; training cannot start")
+
+    # ----------------------------------------------------------- evaluation
+    def evaluate(self, x: object, labels: object) -> Evaluation:
+        """Error rate and mean cost of the network on ``(x, labels)``.
+
+        Each example relaxes freely from zeros for ``eval_steps`` steps (see the
+        class documentation for why); its prediction is the argmax of the output.
+        """
+        x, labels = self._check_data(x, labels, "x", "labels")
+        self._check_parameters_finite()
+        with single_threaded_blas():
+            return self._evaluate(x, labels, self._n_threads())
+
+    def _evaluate(self, x: np.ndarray, labels: np.ndarray, threads: int) -> Evaluation:
+        net = self.net
+        n = x.shape[0]
+        rows = min(EVAL_BATCH_SIZE, n)
+        state_buffer = net.zero_state(rows)
+        errors = 0
+        cost = 0.0
+        for start in range(0, n, rows):
+            stop = min(start + rows, n)
+            m = stop - start
+            state = [s[:m] for s in state_buffer]
+            for s in state:
+                s.fill(0)
+            net._relax_in_place(
+                x[start:stop], state, steps=self.eval_steps, epsilon=self.epsilon, beta=0.0,
+                target=None, solver=self.solver, threads=threads,
+            )
+            output = state[-1]
+            expected = labels[start:stop]
+            errors += int(np.count_nonzero(output.argmax(axis=1) != expected))
+            squared = np.einsum("ij,ij->", output, output, dtype=np.float64)
+            # ||y - d||^2 = ||y||^2 - 2 y_label + 1 for a one-hot d: no target array needed
+            cost += 0.5 * (squared - 2.0 * float(output[np.arange(m), expected].sum(dtype=np.float64)) + m)
+        return Evaluation(error=errors / n, mean_cost=float(cost) / n)
+
+    # -------------------------------------------------------------- training
+    def fit(
+        self,
+        x: object,
+        labels: object,
+        *,
+        epochs: int,
+        validation: tuple[object, object] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        progress: bool | None = None,
+        resume: bool = False,
+    ) -> History:
+        """Train for ``epochs`` more epochs.
+
+        Parameters
+        ----------
+        x : array-like, shape (n_examples, sizes[0])
+            Training inputs, scaled to [0, 1].
+        labels : array-like of int, shape (n_examples,)
+            Class indices in ``0 .. sizes[-1] - 1`` (targets are their one-hot codes).
+        epochs : int
+            Number of epochs to run in this call; :attr:`epoch` keeps counting,
+            so calling ``fit`` again continues the run.
+        validation : (x_val, labels_val), optional
+            Evaluated after every epoch (see :meth:`evaluate`).
+        checkpoint_dir : path, optional
+            Directory where a checkpoint is written atomically after every epoch.
+        callbacks : sequence of callables, optional
+            Each is called as ``callback(trainer, record)`` after every epoch,
+            once the checkpoint is written. Setting ``trainer.stop_training =
+            True`` ends the fit after that epoch.
+        progress : bool, optional
+            Show a tqdm bar over the mini-batches with the live training error
+            and examples/s. Default: only when standard error is a terminal.
+        resume : bool, default False
+            First restore the trainer and network from the checkpoint in
+            ``checkpoint_dir`` (which must exist), then train ``epochs`` more.
+
+        Returns
+        -------
+        History
+            :attr:`history`, including the epochs of earlier calls.
+
+        Raises
+        ------
+        TrainingDiverged
+            The state or parameters became NaN or infinite; the network keeps
+            the parameters of that moment, the checkpoint on disk those of the
+            last completed epoch.
+        """
+        epochs = check.check_int(epochs, "epochs")
+        x, labels = self._check_data(x, labels, "x", "labels")
+        if validation is not None:
+            if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+                raise TypeError("validation must be a pair (x_val, labels_val)")
+            validation = self._check_data(validation[0], validation[1], "validation x", "validation labels")
+        if callbacks is None:
+            callbacks = ()
+        elif not isinstance(callbacks, Sequence) or not all(callable(c) for c in callbacks):
+            raise TypeError("callbacks must be a sequence of callables callback(trainer, record)")
+        if progress is not None:
+            progress = _check_bool(progress, "progress")
+        resume = _check_bool(resume, "resume")
+        if checkpoint_dir is not None:
+            checkpoint_dir = Path(checkpoint_dir)
+            if checkpoint_dir.exists() and not checkpoint_dir.is_dir():
+                raise ValueError(f"checkpoint_dir must be a directory; {checkpoint_dir} is a file")
+        if resume:
+            if checkpoint_dir is None:
+                raise ValueError("resume=True needs checkpoint_dir (where the checkpoint to resume is)")
+            self.load_checkpoint(checkpoint_dir)
+        self._check_parameters_finite()
+        fingerprint = {"n_examples": int(x.shape[0]), "labels_crc32": _labels_fingerprint(labels)}
+        if self.persistent and self.particles is not None:
+            if self.particles[0].shape[0] != x.shape[0]:
+                raise ValueError(
+                    f"x has {x.shape[0]} examples but the trainer holds persistent particles for "
+                    f"{self.particles[0].shape[0]}; call trainer.reset_particles() to train on other data"
+                )
+            if self._data_fingerprint is not None and self._data_fingerprint != fingerprint:
+                raise ValueError(
+                    "labels differ from those the persistent particles were made for; resume with the "
+                    "same training data, or call trainer.reset_particles() first"
+                )
+        if self.persistent and self.particles is None:
+            self.particles = [np.zeros((x.shape[0], n), dtype=self.net.dtype) for n in self.net.layer_sizes]
+        self._data_fingerprint = fingerprint
+        if progress is None:
+            progress = sys.stderr is not None and sys.stderr.isatty()
+
+        self.stop_training = False
+        threads = self._n_threads()
+        size = min(self.batch_size, x.shape[0])
+        buffers = (
+            np.empty((size, x.shape[1]), dtype=self.net.dtype),
+            np.zeros((size, self.net.sizes[-1]), dtype=self.net.dtype),
+            self.net.zero_state(size),
+        )
+        with single_threaded_blas():
+            for _ in range(epochs):
+                epoch = self.epoch + 1
+                started = time.perf_counter()
+                train_error, mean_cost = self._train_epoch(
+                    x, labels, epoch, threads, progress, checkpoint_dir, buffers
+                )
+                trained = time.perf_counter()
+                val_error = None
+                if validation is not None:
+                    val_error = self._evaluate(validation[0], validation[1], threads).error
+                finished = time.perf_counter()
+                self._check_parameters_after_epoch(epoch, checkpoint_dir)
+                record = EpochRecord(
+                    epoch=epoch,
+                    train_error=train_error,
+                    val_error=val_error,
+                    mean_cost=mean_cost,
+                    wall_time=finished - started,
+                    examples_per_second=x.shape[0] / max(trained - started, 1e-12),
+                )
+                self.epoch = epoch
+                self.history.append(record)
+                if checkpoint_dir is not None:
+                    self.save_checkpoint(checkpoint_dir)
+                for callback in callbacks:
+                    callback(self, record)
+                if self.stop_training:
+                    break
+        return self.history
+
+    def reset_particles(self) -> None:
+        """Forget the persistent particles (before training on a different training set)."""
+        self.particles = None
+        self._data_fingerprint = None
+
+    def _train_epoch(
+        self,
+        x: np.ndarray,
+        labels: np.ndarray,
+        epoch: int,
+        threads: int,
+        progress: bool,
+        checkpoint_dir: Path | None,
+        buffers: tuple[np.ndarray, np.ndarray, list[np.ndarray]],
+    ) -> tuple[float, float]:
+        """One pass over the training set; returns (training error, mean cost) of the free phases.
+
+        ``buffers`` (inputs, one-hot targets, state) hold one mini-batch; the
+        last, partial mini-batch uses their leading rows, which stay C-contiguous.
+        """
+        net = self.net
+        n = x.shape[0]
+        x_buffer, target_buffer, state_buffer = buffers
+        size = x_buffer.shape[0]
+        n_batches = math.ceil(n / size)
+        rates = np.asarray(self.learning_rates, dtype=np.float64)
+        rows = np.arange(size)
+        order = self.rng.permutation(n)
+        errors = 0
+        cost = 0.0
+        bar = _progress_bar(n_batches, epoch, enabled=progress)
+        started = time.perf_counter()
+        try:
+            for batch in range(n_batches):
+                index = order[batch * size:(batch + 1) * size]
+                m = index.shape[0]
+                xb = x_buffer[:m]
+                np.take(x, index, axis=0, out=xb, mode="clip")
+                batch_labels = labels[index]
+                target = target_buffer[:m]
+                target.fill(0)
+                target[rows[:m], batch_labels] = 1
+                state = [s[:m] for s in state_buffer]
+                if self.persistent:
+                    for layer, particles in zip(state, self.particles):
+                        np.take(particles, index, axis=0, out=layer, mode="clip")
+                else:
+                    for layer in state:
+                        layer.fill(0)
+
+                net._relax_in_place(
+                    xb, state, steps=self.free_steps, epsilon=self.epsilon, beta=0.0,
+                    target=None, solver=self.solver, threads=threads,
+                )
+                # NaN propagates through the core's clip, so a non-finite weight shows up here
+                if not all(np.isfinite(layer.sum()) for layer in state):
+                    raise self._diverged(epoch, batch, n_batches, "the free phase", checkpoint_dir)
+                output = state[-1]
+                errors += int(np.count_nonzero(output.argmax(axis=1) != batch_labels))
+                diff = output - target
+                cost += 0.5 * float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
+                if self.persistent:
+                    for layer, particles in zip(state, self.particles):
+                        particles[index] = layer
+
+                beta = self.beta
+                if self.random_sign and self.rng.random() < 0.5:
+                    beta = -beta
+                net._update_from_free(
+                    xb, state, target, beta=beta, nudged_steps=self.nudged_steps, epsilon=self.epsilon,
+                    rates=rates, symmetric=self.symmetric, solver=self.solver, threads=threads,
+                )
+                # the bias update sums the nudged states: a cheap check of the nudged phase
+                # (the biases are small; a sum could overflow for huge but finite values)
+                if not all(np.isfinite(b).all() for b in net.biases):
+                    raise self._diverged(epoch, batch, n_batches, "the nudged phase or the update", checkpoint_dir)
+
+                bar.update(1)
+                if bar.enabled and ((batch + 1) % PROGRESS_EVERY == 0 or batch + 1 == n_batches):
+                    seen = min((batch + 1) * size, n)
+                    elapsed = max(time.perf_counter() - started, 1e-12)
+                    bar.set_postfix_str(f"error={errors / seen:.2%}, {seen / elapsed:,.0f} ex/s", refresh=False)
+        finally:
+            bar.close()
+        return errors / n, cost / n
+
+    def _diverged(self, epoch: int, batch: int, n_batches: int, where: str, checkpoint_dir: Path | None):
+        kept = ""
+        if checkpoint_dir is not None:
+            if self.epoch > 0:
+                kept = f" The last good checkpoint (epoch {self.epoch}) is kept in {checkpoint_dir}."
+            else:
+                kept = " No epoch completed, so no checkpoint was written."
+        message = (
+            f"training diverged in epoch {epoch}, batch {batch + 1} of {n_batches}: {where} produced "
+            f"NaN or infinite values. Lower the learning rates (now {list(self.learning_rates)}) or "
+            f"epsilon (now {self.epsilon}).{kept}"
+        )
+        return TrainingDiverged(message, epoch=epoch, batch=batch + 1)
+
+    def _check_parameters_after_epoch(self, epoch: int, checkpoint_dir: Path | None) -> None:
+        """A full check before a checkpoint is written: never save non-finite parameters."""
+        for array in (*self.net.weights, *self.net.biases):
+            if not np.isfinite(array).all():
+                n_batches = math.ceil(self._data_fingerprint["n_examples"] / self.batch_size)
+                raise self._diverged(epoch, n_batches - 1, n_batches, "the parameter updates", checkpoint_dir)
+
+    # ----------------------------------------------------------- checkpoints
+    def save_checkpoint(self, directory: str | os.PathLike) -> Path:
+        """Atomically write the network and the trainer's state into ``directory``."""
+        import eqprop
+
+        meta = {
+            "eqprop_version": eqprop.__version__,
+            "network": {"sizes": list(self.net.sizes), "dtype": self.net.dtype.name},
+            "config": self.config(),
+            "epoch": self.epoch,
+            "rng_state": self.rng.bit_generator.state,
+            "history": self.history.to_rows(),
+            "data": self._data_fingerprint,
+        }
+        return save_checkpoint(
+            directory, meta=meta, weights=self.net.weights, biases=self.net.biases,
+            particles=self.particles if self.persistent else None,
+        )
+
+    def load_checkpoint(self, location: str | os.PathLike) -> Checkpoint:
+        """Restore parameters, particles, RNG state, epoch and history from a checkpoint.
+
+        The network must have the checkpoint's sizes and dtype. Hyperparameters
+        stay those of this trainer; a warning lists any that differ from the
+        checkpoint's (the continuation is then not the same run).
+        """
+        checkpoint = load_checkpoint(location)
+        if checkpoint.sizes != self.net.sizes or checkpoint.dtype != self.net.dtype.name:
+            raise ValueError(
+                f"the checkpoint is for a {'-'.join(map(str, checkpoint.sizes))} {checkpoint.dtype} network; "
+                f"this trainer's network is {'-'.join(map(str, self.net.sizes))} {self.net.dtype.name}"
+            )
+        differing = sorted(
+            key for key, value in checkpoint.config.items()
+            if key not in ("threads", "seed") and self.config().get(key) != value
+        )
+        if differing:
+            warnings.warn(
+                f"resuming with hyperparameters that differ from the checkpoint's: {', '.join(differing)}",
+                stacklevel=2,
+            )
+        self.net.set_params(checkpoint.weights, checkpoint.biases)
+        if self.persistent and checkpoint.particles is not None:
+            self.particles = [np.ascontiguousarray(p, dtype=self.net.dtype) for p in checkpoint.particles]
+        else:
+            self.particles = None
+        self.seed = int(checkpoint.config["seed"])
+        self.rng.bit_generator.state = checkpoint.meta["rng_state"]
+        self.epoch = checkpoint.epoch
+        self.history = History.from_rows(checkpoint.meta["history"])
+        data = checkpoint.meta.get("data")
+        self._data_fingerprint = dict(data) if data else None
+        return checkpoint
+
+    @classmethod
+    def resume(cls, location: str | os.PathLike, *, threads: int | None = None) -> Trainer:
+        """A trainer and its network restored exactly from a checkpoint.
+
+        Parameters
+        ----------
+        location : path
+            A checkpoint directory (or the ``.npz`` file).
+        threads : int, optional
+            Override the saved thread count (results are bitwise repeatable only
+            with the same count).
+
+        Examples
+        --------
+        >>> trainer = Trainer.resume("runs/digits")              # doctest: +SKIP
+        >>> trainer.fit(x, labels, epochs=5, checkpoint_dir="runs/digits")  # doctest: +SKIP
+        """
+        checkpoint = load_checkpoint(location)
+        config = checkpoint.config
+        if threads is not None:
+            config["threads"] = threads
+        net = checkpoint.build_network(threads=config["threads"])
+        trainer = cls(net, **config)
+        trainer.load_checkpoint(location)
+        return trainer
+
+
+def _progress_bar(total: int, epoch: int, *, enabled: bool):
+    """A tqdm bar over mini-batches, or a do-nothing stand-in when disabled."""
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=f"epoch {epoch}", unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True)
+    bar.enabled = True
+    return bar
+
+
+class _NoBar:
+    enabled = False
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,88 @@
+"""What the compiled core says about its own build, and ``eqprop info``.
+
+These run against whatever build is installed (OpenMP or serial, a local build
+or a repaired wheel), so each check compares two reports of the same fact
+rather than expecting one particular build.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+import eqcore
+import eqprop
+from eqprop import cli
+
+
+def test_build_info_keys_and_types():
+    info = eqcore.build_info()
+    assert {"openmp", "max_threads", "native", "blas"} <= set(info)
+    assert isinstance(info["openmp"], bool)
+    assert isinstance(info["native"], bool)
+    assert isinstance(info["max_threads"], int) and info["max_threads"] >= 1
+    assert isinstance(info["blas"], list)
+    for entry in info["blas"]:
+        assert isinstance(entry, dict)
+        assert {"library", "version", "threading", "architecture", "path"} <= set(entry)
+
+
+def test_build_info_agrees_with_the_core_functions():
+    info = eqcore.build_info()
+    assert info["openmp"] is eqcore.openmp_enabled()
+    assert info["native"] is eqcore.native_build()
+    assert info["max_threads"] == eqcore.max_threads()
+
+
+def test_serial_build_runs_on_one_thread():
+    # Without OpenMP the core's stand-ins must say 1, whatever the machine has.
+    if eqcore.openmp_enabled():
+        assert eqcore.num_procs() >= 1
+    else:
+        assert eqcore.max_threads() == 1
+        assert eqcore.num_procs() == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SciPy may use Accelerate elsewhere")
+def test_build_info_finds_scipys_blas():
+    # eqcore calls BLAS through scipy.linalg.cython_blas, so SciPy's BLAS is loaded.
+    assert eqcore.build_info()["blas"], "no BLAS library found in this process"
+
+
+def _expected_openmp_line() -> str:
+    return "OpenMP: enabled" if eqcore.openmp_enabled() else "OpenMP: DISABLED (serial build)"
+
+
+def test_info_command_reports_the_build(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == f"eqprop {eqprop.__version__}"
+    assert _expected_openmp_line() in lines
+    assert f"max threads: {eqcore.max_threads()}" in lines
+    assert f"built with -march=native: {'yes' if eqcore.native_build() else 'no'}" in lines
+
+
+def test_info_command_in_a_fresh_process():
+    # The same report from a new interpreter, as a user would run it.
+    result = subprocess.run(
+        [sys.executable, "-m", "eqprop.cli", "info"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert _expected_openmp_line() in result.stdout.splitlines()
+
+
+def test_console_script_is_installed_and_runs():
+    script = Path(sysconfig.get_path("scripts")) / "eqprop"
+    if not script.exists():
+        pytest.skip(f"no eqprop console script in {script.parent} (not a pip install?)")
+    result = subprocess.run([str(script), "info"], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.startswith(f"eqprop {eqprop.__version__}\n")
+    assert _expected_openmp_line() in result.stdout.splitlines()
