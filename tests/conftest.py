@@ -64,3 +64,14 @@ def kernel(request):
     set_gemm_path(path, isa)
     yield request.param
     set_gemm_path("skinny", "best")
+
+
+@pytest.fixture
+def every_thread_runs():
+    """Start every requested thread even for tiny test problems (restored after)."""
+    import eqcore
+
+    before = eqcore.parallel_threshold()
+    eqcore.set_parallel_threshold(0)
+    yield
+    eqcore.set_parallel_threshold(before)

@@ -7,8 +7,8 @@ from conftest import ROUNDING, TOLERANCE, one_hot, random_network
 
 
 @pytest.fixture(autouse=True)
-def every_kernel(kernel):
-    """Every test here runs with the skinny kernels (each instruction set) and with BLAS."""
+def every_kernel(kernel, every_thread_runs):
+    """Every test here runs with each product implementation, and starts every thread asked for."""
     return kernel
 
 
@@ -67,7 +67,7 @@ def test_init_is_copied_and_projected(dtype):
 
 @pytest.mark.parametrize("batch", [1, 2, 3, 7, 64])
 @pytest.mark.parametrize("solver", ["euler", "alternating"])
-def test_thread_count_does_not_change_results(dtype, batch, solver):
+def test_thread_count_does_not_change_results(dtype, batch, solver, every_thread_runs):
     """Results agree across thread counts to within float rounding.
 
     Not bitwise: each thread calls BLAS on its own block of rows, and OpenBLAS
@@ -141,7 +141,7 @@ def test_weights_written_by_user_are_used(dtype):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_every_row_count_and_column_tail(dtype, threads):
+def test_every_row_count_and_column_tail(dtype, threads, every_thread_runs):
     """Row groups of every size (1..12) and column tails of every width go through the kernels."""
     sizes = [37, 41, 19, 3]  # widths that leave vector, half-vector and scalar tails
     net = random_network(sizes, dtype)

@@ -7,8 +7,8 @@ from conftest import ROUNDING, TOLERANCE, one_hot, random_network
 
 
 @pytest.fixture(autouse=True)
-def every_kernel(kernel):
-    """Every test here runs with the skinny kernels (each instruction set) and with BLAS."""
+def every_kernel(kernel, every_thread_runs):
+    """Every test here runs with each product implementation, and starts every thread asked for."""
     return kernel
 
 
@@ -54,7 +54,7 @@ def test_train_step_updates_in_place_like_reference(sizes, dtype, symmetric):
 
 
 @pytest.mark.parametrize("batch", [1, 5, 64])
-def test_update_is_independent_of_thread_count(dtype, batch):
+def test_update_is_independent_of_thread_count(dtype, batch, every_thread_runs):
     sizes = [150, 70, 10]  # more than one 64-row block per weight matrix
     x, target = data(sizes, dtype, batch=batch)
     results = []

@@ -475,6 +475,7 @@ class Trainer:
             np.empty((size, x.shape[1]), dtype=self.net.dtype),
             np.zeros((size, self.net.sizes[-1]), dtype=self.net.dtype),
             self.net.zero_state(size),
+            np.empty((size, self.net.sizes[1]), dtype=self.net.dtype),
         )
         with single_threaded_blas():
             for _ in range(epochs):
@@ -520,16 +521,18 @@ class Trainer:
         threads: int,
         progress: bool,
         checkpoint_dir: Path | None,
-        buffers: tuple[np.ndarray, np.ndarray, list[np.ndarray]],
+        buffers: tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray],
     ) -> tuple[float, float]:
         """One pass over the training set; returns (training error, mean cost) of the free phases.
 
-        ``buffers`` (inputs, one-hot targets, state) hold one mini-batch; the
+        ``buffers`` (inputs, one-hot targets, state, input drive x W_0) hold one
+        mini-batch; the drive computed by the free phase is reused by the nudged
+        phase(s), since x and the weights are the same; the
         last, partial mini-batch uses their leading rows, which stay C-contiguous.
         """
         net = self.net
         n = x.shape[0]
-        x_buffer, target_buffer, state_buffer = buffers
+        x_buffer, target_buffer, state_buffer, drive_buffer = buffers
         size = x_buffer.shape[0]
         n_batches = math.ceil(n / size)
         rates = np.asarray(self.learning_rates, dtype=np.float64)
@@ -557,9 +560,10 @@ class Trainer:
                     for layer in state:
                         layer.fill(0)
 
+                drive = drive_buffer[:m]
                 net._relax_in_place(
                     xb, state, steps=self.free_steps, epsilon=self.epsilon, beta=0.0,
-                    target=None, solver=self.solver, threads=threads,
+                    target=None, solver=self.solver, threads=threads, drive=drive,
                 )
                 # NaN propagates through the core's clip, so a non-finite weight shows up here
                 if not all(np.isfinite(layer.sum()) for layer in state):
@@ -578,6 +582,7 @@ class Trainer:
                 net._update_from_free(
                     xb, state, target, beta=beta, nudged_steps=self.nudged_steps, epsilon=self.epsilon,
                     rates=rates, symmetric=self.symmetric, solver=self.solver, threads=threads,
+                    drive=drive,
                 )
                 # the bias update sums the nudged states: a cheap check of the nudged phase
                 # (the biases are small; a sum could overflow for huge but finite values)

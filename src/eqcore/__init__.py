@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from eqcore._gemm import gemm_path, set_gemm_path
 from eqcore._openmp import max_threads, native_build, num_procs, openmp_enabled
-from eqcore._relax import SOLVER_ALTERNATING, SOLVER_EULER, relax_batch
+from eqcore._relax import (
+    SOLVER_ALTERNATING,
+    SOLVER_EULER,
+    parallel_threshold,
+    relax_batch,
+    set_parallel_threshold,
+)
 from eqcore._update import apply_ep_update
 
 __all__ = [
@@ -19,10 +25,12 @@ __all__ = [
     "build_info",
     "gemm_path",
     "set_gemm_path",
+    "set_parallel_threshold",
     "max_threads",
     "native_build",
     "num_procs",
     "openmp_enabled",
+    "parallel_threshold",
     "relax_batch",
 ]
 

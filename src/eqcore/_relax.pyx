@@ -113,6 +113,37 @@ cdef void _relax_rows(int n_layers, const int* sizes, floating** W, floating** W
                                   sizes[j + 1], beta)
 
 
+# A thread is only worth starting for this much work (about 10 microseconds);
+# below it the start-up and the final barrier cost more than they save, and on
+# a busy machine a waiting thread can take a core from the one still working.
+cdef double _min_flops_per_thread = 1e6
+
+
+def set_parallel_threshold(double flops) -> None:
+    """Set the work (in floating-point operations) a thread must get to be started.
+
+    Default 1e6. Tests set 0 to force every thread to run even on tiny problems.
+    """
+    global _min_flops_per_thread
+    if not flops >= 0:
+        raise ValueError(f"flops must be >= 0; got {flops}")
+    _min_flops_per_thread = flops
+
+
+def parallel_threshold() -> float:
+    """The work a thread must get to be started (see ``set_parallel_threshold``)."""
+    return _min_flops_per_thread
+
+
+cdef int _useful_threads(int threads, int batch, int steps, list weights, int n_in):
+    cdef double flops = 0.0
+    cdef int j
+    for j in range(1, len(weights)):
+        flops += 4.0 * weights[j].shape[0] * weights[j].shape[1]  # bottom-up and top-down
+    flops = (flops * steps + 2.0 * n_in * weights[0].shape[1]) * batch
+    return max(1, min(threads, batch, <int> min(flops / max(_min_flops_per_thread, 1.0), 1e9)))
+
+
 def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
                 int steps, double epsilon, double beta,
                 floating[:, ::1] target=None, int solver=0, int threads=1,
@@ -155,8 +186,7 @@ def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
         raise ValueError(f"unknown solver {solver}")
     if batch == 0 or steps <= 0:
         return
-    threads = max(1, threads)
-    n_chunks = min(threads, batch)
+    n_chunks = _useful_threads(threads, batch, steps, weights, x.shape[1])
     chunk_rows = (batch + n_chunks - 1) // n_chunks
     n_chunks = (batch + chunk_rows - 1) // chunk_rows
 

@@ -24,6 +24,7 @@ from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 
 from eqcore._gemm cimport small_gemm
+from eqcore._relax import parallel_threshold
 
 DEF ROW_BLOCK = 64
 
@@ -71,6 +72,7 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
     cdef int batch = x.shape[0]
     cdef int j, t, n_tasks, layer, row0, depth
     cdef size_t left_size, right_size
+    cdef double flops
     cdef floating[:, ::1] w_view, p_view, n_view
     cdef floating[::1] b_view
     cdef int* sizes = NULL
@@ -146,7 +148,11 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
                 _build_operands(j, batch, sizes, &x[0, 0], P, N, scales[j], left, right)
                 _update_bias(Bp[j], sizes[j + 1], batch if j == 0 else 2 * batch, right)
 
-        for t in prange(n_tasks, nogil=True, num_threads=max(1, threads),
+        flops = 0.0
+        for j in range(n_layers):
+            flops += 2.0 * sizes[j] * sizes[j + 1] * (batch if j == 0 else 2 * batch)
+        threads = max(1, min(threads, n_tasks, <int> min(flops / max(parallel_threshold(), 1.0), 1e9)))
+        for t in prange(n_tasks, nogil=True, num_threads=threads,
                         schedule="dynamic", chunksize=1):
             layer = task_layer[t]
             row0 = task_row[t]
