@@ -149,14 +149,15 @@ class EqPropNetwork:
         """Relax validated, C-contiguous ``state`` in place (no checks: callers check).
 
         ``drive`` is an optional (batch, sizes[1]) buffer for x W_0: filled here,
-        or reused as it is when ``drive_ready`` (same x, same weights).
+        or reused as it is when ``drive_ready`` (same x, same weights). Callers
+        keep BLAS single-threaded around it (``single_threaded_blas``), once for
+        all their calls: entering that context costs tens of microseconds.
         """
-        with single_threaded_blas():
-            eqcore.relax_batch(
-                self.weights, self.biases, x, state, steps, epsilon, beta,
-                target if beta != 0.0 else None, _SOLVER_CODES[solver], threads,
-                drive, drive_ready,
-            )
+        eqcore.relax_batch(
+            self.weights, self.biases, x, state, steps, epsilon, beta,
+            target if beta != 0.0 else None, _SOLVER_CODES[solver], threads,
+            drive, drive_ready,
+        )
 
     def _accumulate_update(
         self,
@@ -169,8 +170,7 @@ class EqPropNetwork:
         threads: int,
     ) -> None:
         """weights/biases += scales_k * (rho(P) rho(P)^T - rho(N) rho(N)^T) summed over the batch."""
-        with single_threaded_blas():
-            eqcore.apply_ep_update(weights, biases, x, positive, negative, scales, threads)
+        eqcore.apply_ep_update(weights, biases, x, positive, negative, scales, threads)
 
     # ------------------------------------------------------------- public API
     def relax(
@@ -229,10 +229,11 @@ class EqPropNetwork:
             raise ValueError(f"target has {target.shape[0]} rows; x has {batch}")
         state = self._initial_state(init, batch)
         self._checked_parameters()
-        self._relax_in_place(
-            x, state, steps=steps, epsilon=epsilon, beta=beta, target=target,
-            solver=solver, threads=n_threads,
-        )
+        with single_threaded_blas():
+            self._relax_in_place(
+                x, state, steps=steps, epsilon=epsilon, beta=beta, target=target,
+                solver=solver, threads=n_threads,
+            )
         return state
 
     def energy(self, x: object, state: Sequence[np.ndarray]) -> np.ndarray:
@@ -293,23 +294,45 @@ class EqPropNetwork:
         (list of ndarray, list of ndarray)
             Gradient estimates shaped like ``weights`` and ``biases``.
         """
-        beta = check.check_real(beta, "beta")
+        solver = check.check_solver(solver)
+        beta = check.check_beta(beta, solver)
         if beta == 0.0:
             raise ValueError("beta must be nonzero: the EP estimate divides by it")
+        if symmetric:
+            check.check_beta(-beta, solver)
+        free_steps = check.check_int(free_steps, "free_steps")
         nudged_steps = check.check_int(nudged_steps, "nudged_steps")
-        free = self.relax(x, steps=free_steps, epsilon=epsilon, solver=solver, threads=threads)
-        x = self._inputs(x)
-        batch = x.shape[0]
+        epsilon = check.check_epsilon(epsilon)
+        n_threads = self._threads(threads)
         if target is None:
             raise ValueError("target is required: the EP estimate needs a nudged phase")
+        x = self._inputs(x)
+        batch = x.shape[0]
         target = self._target(target, batch)
         if target.shape[0] != batch:
             raise ValueError(f"target has {target.shape[0]} rows; x has {batch}")
-        n_threads = self._threads(threads)
+        self._checked_parameters()
         grads_w = [np.zeros_like(w) for w in self.weights]
         grads_b = [np.zeros_like(b) for b in self.biases]
         if batch == 0:
             return grads_w, grads_b
+        free = self.zero_state(batch)
+        drive = np.empty((batch, self.sizes[1]), dtype=self.dtype)
+        with single_threaded_blas():
+            self._relax_in_place(
+                x, free, steps=free_steps, epsilon=epsilon, beta=0.0, target=None,
+                solver=solver, threads=n_threads, drive=drive,
+            )
+            nudged = self._nudged(x, free, beta, target, nudged_steps, epsilon, solver, n_threads, drive)
+            if symmetric:
+                negative = self._nudged(x, free, -beta, target, nudged_steps, epsilon, solver, n_threads, drive)
+                denominator = 2.0 * beta * batch
+            else:
+                negative = free
+                denominator = beta * batch
+            scales = np.full(len(self.weights), -1.0 / denominator)
+            self._accumulate_update(grads_w, grads_b, x, nudged, negative, scales, n_threads)
+        return grads_w, grads_b
         check.check_beta(beta, solver)
         nudged = self._nudged(x, free, beta, target, nudged_steps, epsilon, solver, n_threads)
         if symmetric:
@@ -379,14 +402,15 @@ class EqPropNetwork:
             return free
         self._checked_parameters()
         drive = np.empty((batch, self.sizes[1]), dtype=self.dtype)
-        self._relax_in_place(
-            x, free, steps=free_steps, epsilon=epsilon, beta=0.0, target=None,
-            solver=solver, threads=n_threads, drive=drive,
-        )
-        self._update_from_free(
-            x, free, target, beta=beta, nudged_steps=steps, epsilon=epsilon, rates=rates,
-            symmetric=symmetric, solver=solver, threads=n_threads, drive=drive,
-        )
+        with single_threaded_blas():
+            self._relax_in_place(
+                x, free, steps=free_steps, epsilon=epsilon, beta=0.0, target=None,
+                solver=solver, threads=n_threads, drive=drive,
+            )
+            self._update_from_free(
+                x, free, target, beta=beta, nudged_steps=steps, epsilon=epsilon, rates=rates,
+                symmetric=symmetric, solver=solver, threads=n_threads, drive=drive,
+            )
         return free
 
     def check_learning_rates(self, learning_rates: object) -> np.ndarray:
