@@ -1,0 +1,57 @@
+"""Relaxation throughput: the Euler dynamics of a mini-batch (free phase).
+
+Each timed call runs a fixed ``STEPS`` = 10 Euler steps (not the paper's 20 to
+500) so one call stays short; examples/s for a full phase follows from
+batch / (time * steps_of_the_phase / STEPS). Parameters: the paper's three
+architectures, batch (20, 100, 256), dtype (float32, float64), threads (1, 2);
+the 3-hidden-layer network only at batch 20 and 256.
+
+``time_relax`` goes through the public ``EqPropNetwork.relax`` (validation,
+copy of ``init``); ``time_relax_in_place`` calls the validated-once internal
+path a training loop uses, so the two differ by the Python-side overhead.
+``track_gflops`` reports the achieved GFLOP/s of the internal path (float32;
+one call computes the input's drive x W_0 once and runs STEPS steps).
+"""
+
+from __future__ import annotations
+
+from ._common import (ARCHS, BATCHES, DTYPES, EPSILON, THREADS, best_seconds, drive_flops, make_problem,
+                      relax_flops, skip_combination)
+
+STEPS = 10
+
+
+class Relax:
+    params = (list(ARCHS), BATCHES, DTYPES, THREADS)
+    param_names = ["arch", "batch", "dtype", "threads"]
+
+    def setup(self, arch, batch, dtype, threads):
+        skip_combination(arch, batch)
+        self.net, self.x, _, self.state = make_problem(arch, batch, dtype, threads)
+        self.threads = threads
+
+    def time_relax(self, arch, batch, dtype, threads):
+        self.net.relax(self.x, steps=STEPS, epsilon=EPSILON, init=self.state, threads=threads)
+
+    def time_relax_in_place(self, arch, batch, dtype, threads):
+        self.net._relax_in_place(self.x, self.state, steps=STEPS, epsilon=EPSILON, beta=0.0,
+                                 target=None, solver="euler", threads=threads)
+
+
+class RelaxGflops:
+    params = (list(ARCHS), BATCHES, THREADS)
+    param_names = ["arch", "batch", "threads"]
+
+    def setup(self, arch, batch, threads):
+        skip_combination(arch, batch)
+        self.net, self.x, _, self.state = make_problem(arch, batch, "float32", threads)
+
+    def track_gflops(self, arch, batch, threads):
+        def call():
+            self.net._relax_in_place(self.x, self.state, steps=STEPS, epsilon=EPSILON, beta=0.0,
+                                     target=None, solver="euler", threads=threads)
+
+        seconds = best_seconds(call)
+        return (relax_flops(ARCHS[arch], STEPS) + drive_flops(ARCHS[arch])) * batch / seconds / 1e9
+
+    track_gflops.unit = "GFLOP/s"

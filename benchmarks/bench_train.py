@@ -1,0 +1,74 @@
+"""A full EP training step: free phase, nudged phase, in-place weight update.
+
+Every architecture uses the 1-hidden-layer network's schedule, 20 free / 4
+nudged Euler steps (the paper's 150/6 and 500/8 would make one call of the
+bigger networks last seconds); the relative cost of relaxation and update
+stays visible. Parameters: architecture, batch (20, 100, 256), dtype, threads
+(1, 2); the 3-hidden-layer network only at batch 20 and 256.
+
+``time_train_step`` is the public ``EqPropNetwork.train_step`` from a persistent
+state; ``track_gflops`` its achieved GFLOP/s in float32 (FLOP convention of
+benchmarks/compare.py); ``peakmem_train_step`` the process's peak memory.
+"""
+
+from __future__ import annotations
+
+from ._common import (ARCHS, BATCHES, BETA, DTYPES, EPSILON, THREADS, best_seconds, make_problem,
+                      skip_combination, train_flops)
+
+FREE_STEPS = 20
+NUDGED_STEPS = 4
+
+
+def _rates(arch):
+    return [0.05] * (len(ARCHS[arch]) - 1)
+
+
+class TrainStep:
+    params = (list(ARCHS), BATCHES, DTYPES, THREADS)
+    param_names = ["arch", "batch", "dtype", "threads"]
+
+    def setup(self, arch, batch, dtype, threads):
+        skip_combination(arch, batch)
+        self.net, self.x, self.target, self.state = make_problem(arch, batch, dtype, threads)
+        self.rates = _rates(arch)
+
+    def time_train_step(self, arch, batch, dtype, threads):
+        self.net.train_step(self.x, self.target, beta=BETA, free_steps=FREE_STEPS,
+                            nudged_steps=NUDGED_STEPS, epsilon=EPSILON, learning_rates=self.rates,
+                            init=self.state, threads=threads)
+
+
+class TrainStepGflops:
+    params = (list(ARCHS), BATCHES, THREADS)
+    param_names = ["arch", "batch", "threads"]
+
+    def setup(self, arch, batch, threads):
+        skip_combination(arch, batch)
+        self.net, self.x, self.target, self.state = make_problem(arch, batch, "float32", threads)
+        self.rates = _rates(arch)
+
+    def track_gflops(self, arch, batch, threads):
+        def call():
+            self.net.train_step(self.x, self.target, beta=BETA, free_steps=FREE_STEPS,
+                                nudged_steps=NUDGED_STEPS, epsilon=EPSILON, learning_rates=self.rates,
+                                init=self.state, threads=threads)
+
+        seconds = best_seconds(call)
+        return train_flops(ARCHS[arch], FREE_STEPS, NUDGED_STEPS) * batch / seconds / 1e9
+
+    track_gflops.unit = "GFLOP/s"
+
+
+class TrainStepMemory:
+    params = (list(ARCHS), [20, 256])
+    param_names = ["arch", "batch"]
+
+    def setup(self, arch, batch):
+        self.net, self.x, self.target, self.state = make_problem(arch, batch, "float32", 2)
+        self.rates = _rates(arch)
+
+    def peakmem_train_step(self, arch, batch):
+        self.net.train_step(self.x, self.target, beta=BETA, free_steps=FREE_STEPS,
+                            nudged_steps=NUDGED_STEPS, epsilon=EPSILON, learning_rates=self.rates,
+                            init=self.state)

@@ -1,0 +1,664 @@
+"""eqprop against PyTorch, NumPy and the measured matrix-product peak, in one process.
+
+Run from the repository root (eqprop installed, PyTorch optional)::
+
+    python benchmarks/compare.py                       # the full comparison (a few minutes)
+    python benchmarks/compare.py --quick               # a smoke run (about two minutes)
+    python benchmarks/compare.py --archs 3h --batch-sizes 20 --threads 1,2
+    python benchmarks/compare.py --markdown docs/performance.md
+    python benchmarks/compare.py --time-to-error --markdown docs/time-to-error.md
+
+What is measured
+----------------
+Every implementation trains the same network (same initial weights), on the
+same mini-batches (real MNIST from ``$EQPROP_DATA/mnist`` when present, else
+uniform random pixels and labels of the same shape: the output says which),
+with the same hyperparameters: the paper's settings (Scellier & Bengio 2016,
+Table 1) for 784-500-10, 784-500-500-10 and 784-500-500-500-10, epsilon 0.5,
+float32, persistent particles (each example's free phase starts from where its
+last one ended). Each measurement runs ``--warmup`` untimed mini-batches, then
+times mini-batches until at least ``--batches`` of them and ``--min-seconds``
+have passed (but stops once ``--seconds`` have, after one batch at least), and
+reports examples/s and seconds per 50,000-example epoch. The pool of examples
+is max(5,000, largest batch * 13); mini-batches cycle through it.
+
+Implementations: ``eqprop`` (the public ``EqPropNetwork.train_step``),
+``eqprop-internal`` (the validated-once internals a training loop uses:
+``_relax_in_place`` + ``_update_from_free``), ``torch`` and ``numpy``
+(``benchmarks/peers``: the same algorithm written the usual way).
+
+Useful work (FLOP per training example, multiply-add = 2 FLOP; elementwise
+work, biases and clipping not counted), the same convention for every
+implementation:
+
+    relaxation  (free_steps + nudged_steps) * sum_{j>=1} 2 * 2 n_j n_{j+1}
+                (every matrix but the input's is used in both directions each step)
+    input drive 2 n_0 n_1
+                (x W_0 once per example: x is clamped and W_0 unchanged until
+                the update, so both phases share it)
+    update      sum_{j>=0} 2 * 2 n_j n_{j+1}
+                (two outer-product sums per matrix: nudged and free)
+
+with sizes n_0 = 784, ..., n_L = 10. Achieved GFLOP/s = FLOP/example *
+examples/s; "% of peak" divides by the best float32 matrix product measured on
+the same thread count in this process (NumPy's BLAS under threadpoolctl limits,
+and PyTorch's when installed; both are reported). This process never changes
+the OPENBLAS_* environment variables (they are recorded); "% of native peak"
+also counts NumPy measured in a child process with OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE unset, so OpenBLAS uses the CPU's own (AVX-512) kernels
+(``--no-native-peak`` skips it).
+
+``--time-to-error`` trains mnist-2h to a target test error with the paper's
+Euler dynamics (150 free / 6 nudged steps) and with the alternating solver
+(``--alt-free`` / ``--alt-nudged`` sweeps, default 20 / 6: each sweep sets every
+layer exactly to its conditional minimum, so far fewer sweeps reach the same
+fixed point) and reports the training time to reach it (evaluation excluded:
+the test error is measured after every epoch, relaxing from zeros for the
+solver's free-phase steps). Euler training uses the paper's random sign of
+beta; the alternating solver needs beta > -1 and uses beta = +1 (or both use
++1 with ``--fixed-beta-sign``). It needs real MNIST.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gzip
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # benchmarks/ is not installed: make `peers` importable
+    sys.path.insert(0, str(HERE))
+
+EPOCH_EXAMPLES = 50_000
+EPSILON = 0.5
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One of the paper's MNIST configurations (Scellier & Bengio 2016, Table 1)."""
+
+    name: str
+    sizes: tuple[int, ...]
+    free_steps: int
+    nudged_steps: int
+    beta: float
+    learning_rates: tuple[float, ...]
+
+    @property
+    def label(self) -> str:
+        return "-".join(map(str, self.sizes))
+
+
+PRESETS = {
+    "1h": Preset("mnist-1h", (784, 500, 10), 20, 4, 1.0, (0.1, 0.05)),
+    "2h": Preset("mnist-2h", (784, 500, 500, 10), 150, 6, 1.0, (0.4, 0.1, 0.01)),
+    "3h": Preset("mnist-3h", (784, 500, 500, 500, 10), 500, 8, 1.0, (0.128, 0.032, 0.008, 0.002)),
+}
+IMPLEMENTATIONS = ("eqprop", "eqprop-internal", "torch", "numpy")
+
+
+def flops_per_example(sizes: Sequence[int], free_steps: int, nudged_steps: int) -> int:
+    """Useful FLOP of one training example (see the module docstring for the convention)."""
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    per_step = sum(4 * a * b for a, b in pairs[1:])
+    input_drive = 2 * pairs[0][0] * pairs[0][1]
+    update = sum(4 * a * b for a, b in pairs)
+    return (free_steps + nudged_steps) * per_step + input_drive + update
+
+
+# ---------------------------------------------------------------------- data
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray] | None:
+    """MNIST images (float32 in [0, 1], flattened) and labels from $EQPROP_DATA/mnist, or None."""
+    root = os.environ.get("EQPROP_DATA")
+    if not root:
+        return None
+    prefix = "train" if split == "train" else "t10k"
+    images = Path(root) / "mnist" / f"{prefix}-images-idx3-ubyte.gz"
+    labels = Path(root) / "mnist" / f"{prefix}-labels-idx1-ubyte.gz"
+    if not (images.exists() and labels.exists()):
+        return None
+    x = _read_idx(images).reshape(-1, 784).astype(np.float32) / 255.0
+    return x, _read_idx(labels).astype(np.int64)
+
+
+def benchmark_data(n_examples: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """``n_examples`` training images and labels, and a sentence saying where they came from."""
+    mnist = load_mnist("train")
+    if mnist is not None:
+        x, y = mnist
+        n = min(n_examples, EPOCH_EXAMPLES)
+        return x[:n], y[:n], f"MNIST training images from {os.environ['EQPROP_DATA']}/mnist (first {n})"
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.0, size=(n_examples, 784)).astype(np.float32)
+    y = rng.integers(0, 10, size=n_examples)
+    return x, y, (f"random data of MNIST's shape ({n_examples} x 784 uniform pixels, random labels): "
+                  "EQPROP_DATA/mnist not found")
+
+
+def one_hot(labels: np.ndarray, n_classes: int, dtype) -> np.ndarray:
+    out = np.zeros((len(labels), n_classes), dtype=dtype)
+    out[np.arange(len(labels)), labels] = 1
+    return out
+
+
+# ----------------------------------------------------------- implementations
+StepFn = Callable[[np.ndarray, np.ndarray, list], list]
+
+
+def make_step(impl: str, weights, biases, preset: Preset, threads: int, dtype) -> StepFn:
+    """A function (x, target, init) -> free state that runs one training step of ``impl``."""
+    hyper = dict(beta=preset.beta, free_steps=preset.free_steps, nudged_steps=preset.nudged_steps,
+                 epsilon=EPSILON, learning_rates=list(preset.learning_rates))
+    if impl in ("eqprop", "eqprop-internal"):
+        import eqprop
+
+        net = eqprop.EqPropNetwork(preset.sizes, dtype=dtype, threads=threads)
+        net.set_params(weights, biases)
+        if impl == "eqprop":
+            return lambda x, t, init: net.train_step(x, t, init=init, threads=threads, **hyper)
+        rates = net.check_learning_rates(hyper["learning_rates"])
+
+        def internal_step(x, t, init):
+            state = [np.array(s, dtype=net.dtype, order="C") for s in init]
+            drive = np.empty((x.shape[0], preset.sizes[1]), dtype=net.dtype)  # x W_0, shared by both phases
+            net._relax_in_place(x, state, steps=preset.free_steps, epsilon=EPSILON, beta=0.0,
+                                target=None, solver="euler", threads=threads, drive=drive)
+            net._update_from_free(x, state, t, beta=preset.beta, nudged_steps=preset.nudged_steps,
+                                  epsilon=EPSILON, rates=rates, symmetric=False, solver="euler",
+                                  threads=threads, drive=drive)
+            return state
+
+        return internal_step
+    from peers import available_peers
+
+    peers = available_peers()
+    if impl not in peers:
+        raise RuntimeError(f"implementation {impl!r} is not available (is PyTorch installed?)")
+    peer = peers[impl](weights, biases, threads=threads)
+    return lambda x, t, init: peer.train_step(x, t, init, **hyper)
+
+
+@dataclass
+class Measurement:
+    arch: str
+    batch: int
+    threads: int
+    impl: str
+    batches: int
+    seconds: float
+    flops_per_example: int
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.batches * self.batch / self.seconds
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return EPOCH_EXAMPLES / self.examples_per_second
+
+    @property
+    def gflops(self) -> float:
+        return self.flops_per_example * self.examples_per_second / 1e9
+
+
+def measure(step: StepFn, x: np.ndarray, targets: np.ndarray, particles: list[np.ndarray],
+            batch: int, warmup: int, batches: int, min_seconds: float, max_seconds: float) -> tuple[int, float]:
+    """Time mini-batches after ``warmup`` untimed ones; return (timed batches, seconds).
+
+    Timing goes on until at least ``batches`` mini-batches and ``min_seconds``
+    have passed, but stops once ``max_seconds`` have (after one batch at least).
+    """
+    n_pool = x.shape[0] // batch
+    position = 0
+
+    def one_batch() -> None:
+        nonlocal position
+        rows = slice((position % n_pool) * batch, (position % n_pool + 1) * batch)
+        free = step(x[rows], targets[rows], [p[rows] for p in particles])
+        for p, s in zip(particles, free):
+            p[rows] = s
+        position += 1
+
+    for _ in range(warmup):
+        one_batch()
+    done, start = 0, time.perf_counter()
+    while True:
+        one_batch()
+        done += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= max_seconds or (done >= batches and elapsed >= min_seconds):
+            return done, elapsed
+
+
+# ------------------------------------------------------------ matmul peak
+def gemm_peak(threads: int, dtype, quick: bool, use_torch: bool = True) -> dict[str, tuple[float, str]]:
+    """Best matrix-product GFLOP/s per library on ``threads`` threads: {library: (GFLOP/s, shape)}."""
+    from threadpoolctl import threadpool_limits
+
+    shapes = [(256, 500, 500), (1024, 1024, 1024), (2048, 2048, 2048)]
+    repeats = 3 if quick else 8
+    rng = np.random.default_rng(0)
+    operands = [(rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype))
+                for m, k, n in shapes]
+    results: dict[str, tuple[float, str]] = {}
+
+    def best(multiply) -> tuple[float, str]:
+        top = (0.0, "")
+        for (m, k, n), (a, b) in zip(shapes, operands):
+            multiply(a, b)
+            inner = max(1, int(2e8 // (m * k * n)))  # about 0.4 GFLOP per timing sample
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for _ in range(inner):
+                    multiply(a, b)
+                rate = 2.0 * m * k * n * inner / (time.perf_counter() - start) / 1e9
+                top = max(top, (rate, f"{m}x{k} @ {k}x{n}"))
+        return top
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        outs = {id(a): np.empty((a.shape[0], b.shape[1]), dtype=dtype) for a, b in operands}
+        results["numpy"] = best(lambda a, b: np.matmul(a, b, out=outs[id(a)]))
+    if not use_torch:
+        return results
+    try:
+        import torch
+    except ImportError:
+        return results
+    torch.set_num_threads(threads)
+    tensors = [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in operands]
+    lookup = {id(a): t for (a, _), t in zip(operands, tensors)}
+    results["torch"] = best(lambda a, b: torch.mm(*lookup[id(a)]))
+    return results
+
+
+NATIVE_UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def native_numpy_peak(threads: int, dtype, quick: bool) -> tuple[float, str, str] | None:
+    """NumPy's matrix-product peak with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset, in a child process.
+
+    This machine's environment pins OpenBLAS to its Haswell (AVX2) kernels; the
+    child, and only the child, runs without those two variables so OpenBLAS
+    picks the CPU's own kernels (AVX-512 here). Returns (GFLOP/s, shape, the
+    kernel threadpoolctl reports), or None when nothing is pinned or it fails.
+    """
+    if not any(k in os.environ for k in NATIVE_UNSET):
+        return None
+    env = {k: v for k, v in os.environ.items() if k not in NATIVE_UNSET}
+    command = [sys.executable, str(HERE / "compare.py"), "--gemm-peak-only",
+               "--threads", str(threads), "--dtype", np.dtype(dtype).name]
+    try:
+        out = subprocess.run(command + (["--quick"] if quick else []), env=env, capture_output=True, text=True,
+                             check=True, timeout=600).stdout
+        rate, shape, kernel = json.loads(out.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, OSError, ValueError, IndexError) as exc:
+        print(f"native-kernel peak measurement failed: {exc}", flush=True)
+        return None
+    return rate, shape, kernel
+
+
+def _print_gemm_peak_only(args: argparse.Namespace) -> int:
+    from threadpoolctl import threadpool_info
+
+    rate, shape = gemm_peak(args.threads[0], np.dtype(args.dtype), args.quick, use_torch=False)["numpy"]
+    kernels = sorted({str(i.get("architecture")) for i in threadpool_info() if i.get("user_api") == "blas"})
+    print(json.dumps([rate, shape, "/".join(kernels)]))
+    return 0
+
+
+# ------------------------------------------------------------ environment
+def machine_info() -> dict[str, str]:
+    """Versions, CPU and the environment variables that change BLAS performance."""
+    info: dict[str, str] = {}
+    try:
+        info["eqprop info"] = subprocess.run(
+            [sys.executable, "-m", "eqprop.cli", "info"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (subprocess.CalledProcessError, OSError) as exc:
+        info["eqprop info"] = f"(eqprop info failed: {exc})"
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        keep = ("Model name", "CPU(s)", "Thread(s) per core", "L1d cache", "L2 cache", "L3 cache", "Flags")
+        lines = [line for line in lscpu.splitlines() if line.split(":")[0].strip() in keep]
+        info["lscpu"] = "\n".join(
+            "Flags (AVX): " + " ".join(f for f in line.split() if f.startswith("avx")) if line.startswith("Flags")
+            else " ".join(line.split()) for line in lines)
+    except (subprocess.CalledProcessError, OSError):
+        info["lscpu"] = platform.processor() or "unknown"
+    try:
+        import torch
+
+        info["torch"] = f"{torch.__version__} (intra-op threads set per measurement)"
+    except ImportError:
+        info["torch"] = "not installed"
+    info["load"] = "load average (1, 5, 15 min) at start: " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    keys = sorted(k for k in os.environ if k.startswith(("OPENBLAS", "OMP_", "MKL_", "GOMP")))
+    info["environment"] = ", ".join(f"{k}={os.environ[k]}" for k in keys) or "(none set)"
+    try:
+        head = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(HERE.parent), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        info["git"] = head + (" (with uncommitted changes)" if dirty else "")
+    except (subprocess.CalledProcessError, OSError):
+        info["git"] = "unknown"
+    return info
+
+
+# ------------------------------------------------------------------- output
+HEADER = ("arch", "batch", "threads", "impl", "batches", "examples/s", "s/epoch", "vs torch", "GFLOP/s",
+          "% of peak", "% of native peak")
+
+
+def table_rows(results: list[Measurement], peaks: dict[int, float],
+               native_peaks: dict[int, float]) -> list[tuple[str, ...]]:
+    torch_rate = {(m.arch, m.batch, m.threads): m.examples_per_second for m in results if m.impl == "torch"}
+    rows = []
+    for m in results:
+        reference = torch_rate.get((m.arch, m.batch, m.threads))
+        rows.append((
+            m.arch, str(m.batch), str(m.threads), m.impl, str(m.batches),
+            f"{m.examples_per_second:,.0f}", f"{m.seconds_per_epoch:,.1f}",
+            f"{m.examples_per_second / reference:.2f}x" if reference else "-",
+            f"{m.gflops:.1f}", f"{100 * m.gflops / peaks[m.threads]:.0f}%" if peaks.get(m.threads) else "-",
+            f"{100 * m.gflops / native_peaks[m.threads]:.0f}%" if native_peaks.get(m.threads) else "-",
+        ))
+    return rows
+
+
+def format_text(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(HEADER, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def format_markdown(header: Sequence[str], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------ time to error
+def run_time_to_error(args: argparse.Namespace, dtype) -> list[tuple[str, ...]]:
+    """Train mnist-2h with both solvers until the test error reaches ``args.target_error``."""
+    import eqprop
+
+    train, test = load_mnist("train"), load_mnist("test")
+    if train is None or test is None:
+        raise SystemExit("--time-to-error needs real MNIST: set EQPROP_DATA to the folder holding mnist/")
+    n_train = min(args.train_examples, EPOCH_EXAMPLES)
+    x_train, y_train = train[0][:n_train], train[1][:n_train]
+    x_test, y_test = test[0][:args.test_examples], test[1][:args.test_examples]
+    preset = PRESETS["2h"]
+    threads = args.threads[-1]
+    targets = one_hot(y_train, 10, dtype)
+    settings = [("euler", preset.free_steps, preset.nudged_steps),
+                ("alternating", args.alt_free, args.alt_nudged)]
+    rows = []
+    for solver, free_steps, nudged_steps in settings:
+        net = eqprop.EqPropNetwork(preset.sizes, dtype=dtype, seed=args.seed, threads=threads)
+        rng = np.random.default_rng(args.seed)
+        particles = net.zero_state(n_train)
+        trained, reached, error, epoch = 0.0, None, 1.0, 0
+        while epoch < args.max_epochs and trained < args.max_seconds:
+            epoch += 1
+            order = rng.permutation(n_train)
+            start = time.perf_counter()
+            for i in range(0, n_train, args.tte_batch):
+                rows_ = np.sort(order[i:i + args.tte_batch])
+                # the paper's random sign of beta; the alternating solver needs beta > -1
+                random_sign = solver == "euler" and not args.fixed_beta_sign
+                beta = preset.beta * (rng.choice((-1.0, 1.0)) if random_sign else 1.0)
+                free = net.train_step(
+                    x_train[rows_], targets[rows_], init=[p[rows_] for p in particles], beta=beta,
+                    free_steps=free_steps, nudged_steps=nudged_steps, epsilon=EPSILON,
+                    learning_rates=preset.learning_rates, solver=solver, threads=threads)
+                for p, s in zip(particles, free):
+                    p[rows_] = s
+            trained += time.perf_counter() - start
+            predicted = net.predict(x_test, steps=free_steps, epsilon=EPSILON, solver=solver, threads=threads)
+            error = float(np.mean(predicted != y_test))
+            print(f"  {solver}: epoch {epoch}, training time {trained:.0f} s, test error {100 * error:.2f}%",
+                  flush=True)
+            if error <= args.target_error:
+                reached = trained
+                break
+        fixed = solver != "euler" or args.fixed_beta_sign
+        beta_text = f"+{preset.beta:g}" if fixed else f"+-{preset.beta:g} (random sign)"
+        rows.append((preset.label, solver, f"{free_steps}/{nudged_steps}", beta_text, str(args.tte_batch), str(threads),
+                     str(epoch), f"{100 * error:.2f}%",
+                     f"{reached:,.0f}" if reached is not None else f"not reached in {trained:,.0f}"))
+    return rows
+
+
+# --------------------------------------------------------------------- main
+def _csv(kind: Callable[[str], object]) -> Callable[[str], list]:
+    return lambda text: [kind(item) for item in text.split(",") if item]
+
+
+def _arch(name: str) -> str:
+    for key, preset in PRESETS.items():
+        if name in (key, preset.name, preset.label):
+            return key
+    raise argparse.ArgumentTypeError(f"unknown architecture {name!r}; choose from 1h, 2h, 3h")
+
+
+def _impl(name: str) -> str:
+    if name not in IMPLEMENTATIONS:
+        raise argparse.ArgumentTypeError(f"unknown implementation {name!r}; choose from {', '.join(IMPLEMENTATIONS)}")
+    return name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", type=_csv(_arch), default=["1h", "2h", "3h"],
+                        help="architectures: 1h, 2h, 3h (or mnist-2h, 784-500-500-10); default all")
+    parser.add_argument("--peers", type=_csv(_impl), default=["eqprop", "torch", "numpy"],
+                        help=f"implementations, from {', '.join(IMPLEMENTATIONS)}; default eqprop,torch,numpy")
+    parser.add_argument("--threads", type=_csv(int), default=[2], help="thread counts, e.g. 1,2 (default 2)")
+    parser.add_argument("--batch-sizes", type=_csv(int), default=[20, 256], help="default 20,256")
+    parser.add_argument("--batches", type=int, default=None,
+                        help="timed mini-batches per measurement, at least (default 10; 3 with --quick)")
+    parser.add_argument("--numpy-batches", type=int, default=None,
+                        help="--batches for the NumPy peer on 2h/3h (default 3; 1 with --quick)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed mini-batches first (default 2; 1 with --quick)")
+    parser.add_argument("--min-seconds", type=float, default=None,
+                        help="time at least this long per measurement (default 3; 1 with --quick)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="stop a measurement after this long, once a batch is done (default 20; 3 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="fewer batches and a shorter peak measurement")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-native-peak", action="store_true",
+                        help=f"skip the peak measured with {' and '.join(NATIVE_UNSET)} unset (in a child process)")
+    parser.add_argument("--gemm-peak-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the report as Markdown here")
+    parser.add_argument("--time-to-error", action="store_true",
+                        help="instead: time mnist-2h to --target-error with the euler and alternating solvers")
+    parser.add_argument("--target-error", type=float, default=0.03, help="test error to reach (default 0.03)")
+    parser.add_argument("--alt-free", type=int, default=20, help="free sweeps of the alternating solver (default 20)")
+    parser.add_argument("--alt-nudged", type=int, default=6, help="nudged sweeps of the alternating solver (default 6)")
+    parser.add_argument("--fixed-beta-sign", action="store_true",
+                        help="--time-to-error: beta > 0 for both solvers (default: the paper's random sign for "
+                             "euler; the alternating solver always uses beta > 0, as it needs beta > -1)")
+    parser.add_argument("--tte-batch", type=int, default=20, help="mini-batch of --time-to-error (default 20)")
+    parser.add_argument("--train-examples", type=int, default=EPOCH_EXAMPLES,
+                        help="--time-to-error trains on the first N training images (default 50,000)")
+    parser.add_argument("--test-examples", type=int, default=10_000,
+                        help="--time-to-error measures the error on the first N test images (default 10,000)")
+    parser.add_argument("--max-epochs", type=int, default=100, help="--time-to-error gives up after this many epochs")
+    parser.add_argument("--max-seconds", type=float, default=4 * 3600.0,
+                        help="--time-to-error gives up after this much training time per solver")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("batches", "numpy_batches", "warmup", "min_seconds", "seconds"):
+        value = getattr(args, name)
+        if value is not None and (value < 0 or (value == 0 and name != "warmup")):
+            raise SystemExit(f"--{name.replace('_', '-')} must be positive; got {value}")
+    if args.batches is None:
+        args.batches = 3 if args.quick else 10
+    if args.numpy_batches is None:
+        args.numpy_batches = 1 if args.quick else 3
+    if args.min_seconds is None:
+        args.min_seconds = 1.0 if args.quick else 3.0
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 2
+    if args.seconds is None:
+        args.seconds = 3.0 if args.quick else 20.0
+    if any(t < 1 for t in args.threads) or any(b < 1 for b in args.batch_sizes):
+        raise SystemExit("--threads and --batch-sizes must be positive")
+    dtype = np.dtype(args.dtype)
+    if args.gemm_peak_only:
+        return _print_gemm_peak_only(args)
+    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__), *sys.argv[1:]])
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    info = machine_info()
+    print(f"{command}\n{date}\n{info['eqprop info']}\n{info['lscpu']}\ntorch {info['torch']}\n"
+          f"environment: {info['environment']}\ngit: {info['git']}\n{info['load']}\n", flush=True)
+
+    if args.time_to_error:
+        rows = run_time_to_error(args, dtype)
+        header = ("arch", "solver", "free/nudged", "beta", "batch", "threads", "epochs", "test error",
+                  "training s to target")
+        print(format_markdown(header, rows))
+        if args.markdown:
+            _write_markdown(args.markdown, command, date, info,
+                            f"MNIST ({min(args.train_examples, EPOCH_EXAMPLES):,} training images, "
+                            f"{min(args.test_examples, 10_000):,} test images)",
+                            f"## Time to {100 * args.target_error:.1f}% test error on mnist-2h\n\n"
+                            + format_markdown(header, rows))
+        return 0
+
+    peaks: dict[int, float] = {}
+    native_peaks: dict[int, float] = {}
+    peak_lines = []
+    for threads in args.threads:
+        found = gemm_peak(threads, dtype, args.quick)
+        peaks[threads] = native_peaks[threads] = max(rate for rate, _ in found.values())
+        for library, (rate, shape) in found.items():
+            peak_lines.append(f"{threads} thread(s), {library}: {rate:.1f} GFLOP/s ({args.dtype}, best shape {shape})")
+        native = None if args.no_native_peak else native_numpy_peak(threads, dtype, args.quick)
+        if native is not None:
+            rate, shape, kernel = native
+            native_peaks[threads] = max(native_peaks[threads], rate)
+            peak_lines.append(f"{threads} thread(s), numpy with {' and '.join(NATIVE_UNSET)} unset (child process, "
+                              f"OpenBLAS kernel {kernel}): {rate:.1f} GFLOP/s ({args.dtype}, best shape {shape})")
+    print("matrix-product peak\n  " + "\n  ".join(peak_lines) + "\n", flush=True)
+
+    largest = max(args.batch_sizes)
+    n_pool = max(EPOCH_EXAMPLES // 10, largest * 13)
+    x, labels, source = benchmark_data(n_pool, args.seed)
+    targets = one_hot(labels, 10, dtype)
+    x = x.astype(dtype)
+    print(f"data: {source}\n", flush=True)
+
+    import eqprop
+
+    results: list[Measurement] = []
+    for key in args.archs:
+        preset = PRESETS[key]
+        reference = eqprop.EqPropNetwork(preset.sizes, dtype=dtype, seed=args.seed)
+        flops = flops_per_example(preset.sizes, preset.free_steps, preset.nudged_steps)
+        for batch in args.batch_sizes:
+            for threads in args.threads:
+                for impl in args.peers:
+                    try:
+                        step = make_step(impl, reference.weights, reference.biases, preset, threads, dtype)
+                    except (RuntimeError, AttributeError) as exc:
+                        print(f"skipping {impl}: {exc}", flush=True)
+                        continue
+                    cap = args.numpy_batches if impl == "numpy" and key != "1h" else args.batches
+                    particles = [np.zeros((x.shape[0], n), dtype=dtype) for n in preset.sizes[1:]]
+                    done, seconds = measure(step, x, targets, particles, batch, args.warmup, cap,
+                                            args.min_seconds, args.seconds)
+                    m = Measurement(preset.label, batch, threads, impl, done, seconds, flops)
+                    results.append(m)
+                    print(f"{m.arch} batch {batch} threads {threads} {impl}: {m.examples_per_second:,.0f} examples/s, "
+                          f"{m.gflops:.1f} GFLOP/s ({done} batches in {seconds:.2f} s)", flush=True)
+
+    rows = table_rows(results, peaks, native_peaks)
+    print("\n" + format_text(rows))
+    if args.markdown:
+        flop_lines = []
+        for key in args.archs:
+            p = PRESETS[key]
+            flops = flops_per_example(p.sizes, p.free_steps, p.nudged_steps)
+            flop_lines.append(f"| {p.label} | {p.free_steps} / {p.nudged_steps} | {p.beta} | "
+                              f"{', '.join(map(str, p.learning_rates))} | {flops / 1e6:,.1f} | "
+                              f"{flops * EPOCH_EXAMPLES / 1e12:.2f} |")
+        body = (
+            "## Configurations\n\n"
+            f"epsilon {EPSILON}, {args.dtype}, persistent particles; {args.warmup} warm-up mini-batch(es), then "
+            f"timed mini-batches until at least {args.batches} ({args.numpy_batches} for numpy on 2h/3h) and "
+            f"{args.min_seconds:g} s, stopping after {args.seconds:g} s (column \"batches\").\n\n"
+            "| arch | free / nudged steps | beta | learning rates | MFLOP / example | TFLOP / epoch |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(flop_lines) + "\n\n"
+            "Useful FLOP per example = (free + nudged) * sum_{j>=1} 4 n_j n_{j+1} (each matrix but the input's, "
+            "both directions, every step) + 2 n_0 n_1 (the clamped input's drive x W_0, once per example: both phases "
+            "share it) + "
+            "sum_j 4 n_j n_{j+1} (the update's two outer-product sums). Elementwise work is not counted. "
+            "Every implementation is charged the same FLOP.\n\n"
+            "## Matrix-product peak\n\n" + "\n".join(f"- {line}" for line in peak_lines) + "\n\n"
+            "\"% of peak\" divides by the best in-process product on the same thread count (NumPy with this "
+            "machine's OPENBLAS_* settings, and PyTorch); \"% of native peak\" also counts NumPy run with "
+            f"{' and '.join(NATIVE_UNSET)} unset (OpenBLAS then uses the CPU's own kernels; measured in a child "
+            "process, the benchmark itself keeps the environment as it is).\n\n"
+            "## Results\n\n"
+            "Implementations: `eqprop` is the public `EqPropNetwork.train_step`; `eqprop-internal` the "
+            "validated-once internals a training loop calls; `torch` and `numpy` are `benchmarks/peers` "
+            "(the same algorithm written the usual way: a Python loop over steps, one matrix product per "
+            "layer and direction; torch under `no_grad`, NumPy's BLAS limited with threadpoolctl).\n\n"
+            "s/epoch is for 50,000 examples; \"vs torch\" is the speed-up over the PyTorch peer at the same "
+            "batch and threads.\n\n" + format_markdown(HEADER, rows) + "\n"
+        )
+        _write_markdown(args.markdown, command, date, info, source, body)
+    return 0
+
+
+def _write_markdown(path: Path, command: str, date: str, info: dict[str, str], source: str, body: str) -> None:
+    text = (
+        "# Performance\n\n"
+        f"Generated by `benchmarks/compare.py` on {date} with\n\n```\n{command}\n```\n\n"
+        f"Data: {source}.\n\n"
+        "## Machine\n\n"
+        f"```\n{info['eqprop info']}\n{info['lscpu']}\n```\n\n"
+        f"- torch: {info['torch']}\n- BLAS-related environment: {info['environment']}\n"
+        f"- eqprop commit: {info['git']}\n- {info['load']}; at the end: "
+        + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+        + " (the machine has 2 cores: a load above ~0.2 before the run means other work shared them)\n\n"
+        + body
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
