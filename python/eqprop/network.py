@@ -323,27 +323,12 @@ class EqPropNetwork:
                 x, free, steps=free_steps, epsilon=epsilon, beta=0.0, target=None,
                 solver=solver, threads=n_threads, drive=drive,
             )
-            nudged = self._nudged(x, free, beta, target, nudged_steps, epsilon, solver, n_threads, drive)
-            if symmetric:
-                negative = self._nudged(x, free, -beta, target, nudged_steps, epsilon, solver, n_threads, drive)
-                denominator = 2.0 * beta * batch
-            else:
-                negative = free
-                denominator = beta * batch
-            scales = np.full(len(self.weights), -1.0 / denominator)
-            self._accumulate_update(grads_w, grads_b, x, nudged, negative, scales, n_threads)
-        return grads_w, grads_b
-        check.check_beta(beta, solver)
-        nudged = self._nudged(x, free, beta, target, nudged_steps, epsilon, solver, n_threads)
-        if symmetric:
-            check.check_beta(-beta, solver)
-            negative = self._nudged(x, free, -beta, target, nudged_steps, epsilon, solver, n_threads)
-            denominator = 2.0 * beta * batch
-        else:
-            negative = free
-            denominator = beta * batch
-        scales = np.full(len(self.weights), -1.0 / denominator)
-        self._accumulate_update(grads_w, grads_b, x, nudged, negative, scales, n_threads)
+            positive, negative, spread = self._contrasted_states(
+                x, free, target, beta=beta, nudged_steps=nudged_steps, epsilon=epsilon,
+                symmetric=symmetric, solver=solver, threads=n_threads, drive=drive,
+            )
+            scales = np.full(len(self.weights), -1.0 / (spread * batch))
+            self._accumulate_update(grads_w, grads_b, x, positive, negative, scales, n_threads)
         return grads_w, grads_b
 
     def train_step(
@@ -435,15 +420,25 @@ class EqPropNetwork:
         ``drive``, if given, must hold x W_0 for the current weights (as left by
         the free phase's ``_relax_in_place(..., drive=...)``); it is reused.
         """
-        batch = x.shape[0]
-        nudged = self._nudged(x, free, beta, target, nudged_steps, epsilon, solver, threads, drive)
+        positive, negative, spread = self._contrasted_states(
+            x, free, target, beta=beta, nudged_steps=nudged_steps, epsilon=epsilon,
+            symmetric=symmetric, solver=solver, threads=threads, drive=drive,
+        )
+        scales = rates / (spread * x.shape[0])
+        self._accumulate_update(self.weights, self.biases, x, positive, negative, scales, threads)
+
+    def _contrasted_states(
+        self, x, free, target, *, beta, nudged_steps, epsilon, symmetric, solver, threads, drive
+    ) -> tuple[State, State, float]:
+        """The two states EP contrasts and the beta-distance between them.
+
+        One-sided: (s^beta, s^0, beta); symmetric: (s^{+beta}, s^{-beta}, 2 beta).
+        """
+        positive = self._nudged(x, free, beta, target, nudged_steps, epsilon, solver, threads, drive)
         if symmetric:
             negative = self._nudged(x, free, -beta, target, nudged_steps, epsilon, solver, threads, drive)
-            scales = rates / (2.0 * beta * batch)
-        else:
-            negative = free
-            scales = rates / (beta * batch)
-        self._accumulate_update(self.weights, self.biases, x, nudged, negative, scales, threads)
+            return positive, negative, 2.0 * beta
+        return positive, free, beta
 
     def _nudged(self, x, free, beta, target, steps, epsilon, solver, threads, drive=None) -> State:
         state = [s.copy() for s in free]
