@@ -86,3 +86,14 @@ def test_console_script_is_installed_and_runs():
     result = subprocess.run([str(script), "info"], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.startswith(f"eqprop {eqprop.__version__}\n")
     assert _expected_openmp_line() in result.stdout.splitlines()
+
+
+def test_kernel_in_use_is_reported(capsys):
+    import eqcore
+    from eqprop import cli
+
+    kernel = eqcore.build_info()["kernel"]
+    assert kernel["path"] in ("skinny", "blas")
+    assert kernel["isa"] in ("avx512", "avx2", "portable")
+    assert cli.main(["info"]) == 0
+    assert f"relaxation kernel: {kernel['path']} ({kernel['isa']})" in capsys.readouterr().out

@@ -380,6 +380,7 @@ def _cmd_info(args: argparse.Namespace, parser: argparse.ArgumentParser | None =
     print(f"OpenMP: {'enabled' if info['openmp'] else 'DISABLED (serial build)'}")
     print(f"max threads: {info['max_threads']}")
     print(f"built with -march=native: {'yes' if info['native'] else 'no'}")
+    print(f"relaxation kernel: {info['kernel']['path']} ({info['kernel']['isa']})")
     for blas in info["blas"]:
         print(f"BLAS: {blas['library']} {blas['version']} ({blas['threading']}, {blas['architecture']}) {blas['path']}")
     return 0
