@@ -34,10 +34,11 @@ def _problem(dtype, seed=0, batch=5):
 
 def _peer_params(dtype):
     params = [pytest.param("numpy", dtype, id=f"numpy-{np.dtype(dtype).name}")]
-    params.append(pytest.param(
-        "torch", dtype, id=f"torch-{np.dtype(dtype).name}",
-        marks=pytest.mark.skipif(not torch_available(), reason="PyTorch is not installed"),
-    ))
+    for name in ("torch", "torch-usual"):
+        params.append(pytest.param(
+            name, dtype, id=f"{name}-{np.dtype(dtype).name}",
+            marks=pytest.mark.skipif(not torch_available(), reason="PyTorch is not installed"),
+        ))
     return params
 
 

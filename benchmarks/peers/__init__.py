@@ -41,10 +41,11 @@ def torch_available() -> bool:
 
 
 def available_peers() -> dict[str, type]:
-    """Peer classes by name: ``"numpy"`` always, ``"torch"`` when PyTorch is installed."""
+    """Peer classes by name: ``"numpy"`` always, ``"torch"`` and ``"torch-usual"`` with PyTorch."""
     peers: dict[str, type] = {"numpy": NumpyEP}
     if torch_available():
-        from .torch_ep import TorchEP
+        from .torch_ep import TorchEP, TorchEPUsual
 
         peers["torch"] = TorchEP
+        peers["torch-usual"] = TorchEPUsual
     return peers
