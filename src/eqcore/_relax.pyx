@@ -29,7 +29,7 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
-from eqcore._gemm cimport small_gemm
+from eqcore._gemm cimport small_gemm, small_gemm_with_transpose
 
 SOLVER_EULER = 0
 SOLVER_ALTERNATING = 1
@@ -53,7 +53,8 @@ cdef void _net_input(int j, int n_layers, const int* sizes, floating** W,
     if j == 0:
         memcpy(out, drive, rows * n_j * sizeof(floating))
     else:
-        small_gemm(rows, n_j, sizes[j], s[j - 1], sizes[j], W[j], n_j, False, out, n_j)
+        small_gemm_with_transpose(rows, n_j, sizes[j], s[j - 1], sizes[j], W[j], n_j,
+                                  WT[j], False, out, n_j)
     if j + 1 < n_layers:
         small_gemm(rows, n_j, sizes[j + 2], s[j + 1], sizes[j + 2], WT[j + 1], n_j, True, out, n_j)
 

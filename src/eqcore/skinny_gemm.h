@@ -141,6 +141,62 @@ typedef float eq_f2 __attribute__((vector_size(8), aligned(4)));
         }                                                                             \
     }
 
+/*
+ * C (R x N) [+]= A (R x K) @ B^T for B^T given row-major (N x K): dot products
+ * along K, four columns at a time (four independent accumulators hide the FMA
+ * latency). For a narrow N, such as a 10-class output layer, where the
+ * column-vector kernels above would leave most lanes idle.
+ */
+#define EQ_DEFINE_DOT(NAME, T, VT, V, ATTR)                                           \
+    ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *BT,      \
+                          int ldbt, int acc, T *C, int ldc) {                          \
+        for (int r = 0; r < R; r++) {                                                 \
+            const T *a = A + (size_t)r * lda;                                         \
+            T *crow = C + (size_t)r * ldc;                                            \
+            int c = 0;                                                                \
+            for (; c + 4 <= N; c += 4) {                                              \
+                const T *b0 = BT + (size_t)c * ldbt, *b1 = b0 + ldbt;                 \
+                const T *b2 = b1 + ldbt, *b3 = b2 + ldbt;                             \
+                VT s0 = (VT){0}, s1 = (VT){0}, s2 = (VT){0}, s3 = (VT){0};            \
+                int k = 0;                                                            \
+                for (; k + V <= K; k += V) {                                          \
+                    VT av = *(const VT *)(a + k);                                     \
+                    s0 += av * *(const VT *)(b0 + k);                                 \
+                    s1 += av * *(const VT *)(b1 + k);                                 \
+                    s2 += av * *(const VT *)(b2 + k);                                 \
+                    s3 += av * *(const VT *)(b3 + k);                                 \
+                }                                                                     \
+                T t0 = 0, t1 = 0, t2 = 0, t3 = 0;                                     \
+                for (int i = 0; i < V; i++) { t0 += s0[i]; t1 += s1[i]; t2 += s2[i]; t3 += s3[i]; } \
+                for (; k < K; k++) {                                                  \
+                    t0 += a[k] * b0[k]; t1 += a[k] * b1[k];                           \
+                    t2 += a[k] * b2[k]; t3 += a[k] * b3[k];                           \
+                }                                                                     \
+                if (acc) { crow[c] += t0; crow[c + 1] += t1; crow[c + 2] += t2; crow[c + 3] += t3; } \
+                else { crow[c] = t0; crow[c + 1] = t1; crow[c + 2] = t2; crow[c + 3] = t3; } \
+            }                                                                         \
+            for (; c < N; c++) {                                                      \
+                const T *b0 = BT + (size_t)c * ldbt;                                  \
+                VT s0 = (VT){0};                                                      \
+                int k = 0;                                                            \
+                for (; k + V <= K; k += V) s0 += *(const VT *)(a + k) * *(const VT *)(b0 + k); \
+                T t0 = 0;                                                             \
+                for (int i = 0; i < V; i++) t0 += s0[i];                              \
+                for (; k < K; k++) t0 += a[k] * b0[k];                                \
+                if (acc) crow[c] += t0; else crow[c] = t0;                            \
+            }                                                                         \
+        }                                                                             \
+    }
+
+EQ_DEFINE_DOT(eq_dot_f32_generic, float, eq_f4, 4, )
+EQ_DEFINE_DOT(eq_dot_f64_generic, double, eq_d2, 2, )
+#if EQ_X86_DISPATCH
+EQ_DEFINE_DOT(eq_dot_f32_avx2, float, eq_f8, 8, EQ_TARGET("avx2,fma"))
+EQ_DEFINE_DOT(eq_dot_f64_avx2, double, eq_d4, 4, EQ_TARGET("avx2,fma"))
+EQ_DEFINE_DOT(eq_dot_f32_avx512, float, eq_f16, 16, EQ_TARGET("avx512f,avx512vl,fma"))
+EQ_DEFINE_DOT(eq_dot_f64_avx512, double, eq_d8, 8, EQ_TARGET("avx512f,avx512vl,fma"))
+#endif
+
 EQ_DEFINE_GEMM(eq_gemm_f32_generic, float, eq_f4, 4, eq_f2, 2, )
 EQ_DEFINE_GEMM(eq_gemm_f64_generic, double, eq_d2, 2, eq_d2, 2, )
 #if EQ_X86_DISPATCH
@@ -192,6 +248,24 @@ static void eq_gemm_f64(int R, int N, int K, const double *A, int lda, const dou
     if (eq_isa == 1) { eq_gemm_f64_avx2(R, N, K, A, lda, B, ldb, acc, C, ldc, 6); return; }
 #endif
     eq_gemm_f64_generic(R, N, K, A, lda, B, ldb, acc, C, ldc, 6);
+}
+
+static void eq_dot_f32(int R, int N, int K, const float *A, int lda, const float *BT,
+                       int ldbt, int acc, float *C, int ldc) {
+#if EQ_X86_DISPATCH
+    if (eq_isa == 2) { eq_dot_f32_avx512(R, N, K, A, lda, BT, ldbt, acc, C, ldc); return; }
+    if (eq_isa == 1) { eq_dot_f32_avx2(R, N, K, A, lda, BT, ldbt, acc, C, ldc); return; }
+#endif
+    eq_dot_f32_generic(R, N, K, A, lda, BT, ldbt, acc, C, ldc);
+}
+
+static void eq_dot_f64(int R, int N, int K, const double *A, int lda, const double *BT,
+                       int ldbt, int acc, double *C, int ldc) {
+#if EQ_X86_DISPATCH
+    if (eq_isa == 2) { eq_dot_f64_avx512(R, N, K, A, lda, BT, ldbt, acc, C, ldc); return; }
+    if (eq_isa == 1) { eq_dot_f64_avx2(R, N, K, A, lda, BT, ldbt, acc, C, ldc); return; }
+#endif
+    eq_dot_f64_generic(R, N, K, A, lda, BT, ldbt, acc, C, ldc);
 }
 
 #endif
