@@ -87,7 +87,7 @@ EPSILON = 0.5
 
 @dataclass(frozen=True)
 class Preset:
-    """One of the paper's MNIST configurations (Scellier & Bengio 2016, Table 1)."""
+    """One of the paper's MNIST configurations, as ``eqprop.presets`` holds them."""
 
     name: str
     sizes: tuple[int, ...]
@@ -101,11 +101,15 @@ class Preset:
         return "-".join(map(str, self.sizes))
 
 
-PRESETS = {
-    "1h": Preset("mnist-1h", (784, 500, 10), 20, 4, 1.0, (0.1, 0.05)),
-    "2h": Preset("mnist-2h", (784, 500, 500, 10), 150, 6, 1.0, (0.4, 0.1, 0.01)),
-    "3h": Preset("mnist-3h", (784, 500, 500, 500, 10), 500, 8, 1.0, (0.128, 0.032, 0.008, 0.002)),
-}
+def _paper_preset(name: str) -> Preset:
+    """The library's preset of that name (the paper's settings, in eqprop's convention)."""
+    from eqprop.presets import get_preset
+
+    p = get_preset(name)
+    return Preset(p.name, tuple(p.sizes), p.free_steps, p.nudged_steps, p.beta, tuple(p.learning_rates))
+
+
+PRESETS = {key: _paper_preset(f"mnist-{key}") for key in ("1h", "2h", "3h")}
 IMPLEMENTATIONS = ("eqprop", "eqprop-internal", "torch", "torch-usual", "numpy")
 
 
