@@ -57,7 +57,7 @@ def epoch_table(directory: Path, config: dict, rows: list[dict]) -> str:
     lines = [
         f"{describe(config)}, `{directory.name}`:",
         "",
-        "| epoch | train error (persistent free phase) | validation error | s/epoch | examples/s |",
+        "| epoch | train error (free phases during the epoch) | validation error | s/epoch | examples/s |",
         "|---|---|---|---|---|",
     ]
     for r in rows:
