@@ -1,0 +1,66 @@
+"""Where one training step of a paper network spends its time, per phase and thread count.
+
+Usage: ``python tools/profile_step.py [1h|2h|3h] [--batch 20]``. Times (wall clock,
+median of repeated calls, microseconds per mini-batch) the free phase, the nudged
+phase and the update through the validated-once internals, and the whole public
+``train_step`` (which adds argument checks and copies), with 1 and 2 threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import eqprop
+from eqprop._threads import single_threaded_blas
+from eqprop.presets import get_preset
+
+
+def median_microseconds(function, repeats: int) -> float:
+    function()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - started)
+    return 1e6 * statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("arch", nargs="?", default="1h", choices=["1h", "2h", "3h"])
+    parser.add_argument("--batch", type=int, default=20)
+    args = parser.parse_args()
+    preset = get_preset(f"mnist-{args.arch}")
+    net = eqprop.EqPropNetwork(preset.sizes, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.random((args.batch, preset.sizes[0]), dtype=np.float32)
+    target = np.eye(preset.sizes[-1], dtype=np.float32)[rng.integers(0, preset.sizes[-1], args.batch)]
+    state = net.relax(x, steps=preset.free_steps, epsilon=0.5)
+    drive = np.empty((args.batch, preset.sizes[1]), dtype=np.float32)
+    tiny_rates = np.full(len(net.weights), 1e-12)  # the weights barely move while we time
+    repeats = max(5, int(2e4 / preset.free_steps))
+    print(f"mnist-{args.arch}, batch {args.batch}, microseconds per mini-batch (median of {repeats}):")
+    print("| threads | free phase | nudged phase | update | public train_step |")
+    print("|---|---|---|---|---|")
+    for threads in (1, 2):
+        with single_threaded_blas():
+            free = median_microseconds(lambda: net._relax_in_place(
+                x, state, steps=preset.free_steps, epsilon=0.5, beta=0.0, target=None,
+                solver="euler", threads=threads, drive=drive), repeats)
+            nudged_state = net._nudged(x, state, preset.beta, target, preset.nudged_steps, 0.5, "euler", threads, drive)
+            nudged = median_microseconds(lambda: net._nudged(
+                x, state, preset.beta, target, preset.nudged_steps, 0.5, "euler", threads, drive), repeats)
+            update = median_microseconds(lambda: net._accumulate_update(
+                net.weights, net.biases, x, nudged_state, state, tiny_rates, threads), repeats)
+        public = median_microseconds(lambda: net.train_step(
+            x, target, beta=preset.beta, free_steps=preset.free_steps, nudged_steps=preset.nudged_steps,
+            epsilon=0.5, learning_rates=list(tiny_rates), init=state, threads=threads), repeats)
+        print(f"| {threads} | {free:,.0f} | {nudged:,.0f} | {update:,.0f} | {public:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
