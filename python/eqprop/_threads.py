@@ -1,7 +1,8 @@
 """Thread-count helpers: how many OpenMP threads to use, and BLAS kept to one.
 
-The core runs its own OpenMP threads and calls BLAS from inside them, so BLAS
-must stay single-threaded there or the two thread pools oversubscribe the cores.
+The core runs its own OpenMP threads; when it is set to call BLAS from inside
+them, BLAS must stay single-threaded there or the two thread pools
+oversubscribe the cores.
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ def _controller():
 
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """Limit every loaded BLAS to one thread for the duration of the block."""
+    """Limit every loaded BLAS to one thread for the duration of the block.
+
+    Only when the core's products go through BLAS (``eqcore.set_gemm_path("blas")``):
+    the default skinny kernels never call BLAS, and changing OpenBLAS's thread
+    count around every call wakes its worker threads, which then compete with
+    the core's OpenMP threads for the cores.
+    """
+    if eqcore.gemm_path()["path"] != "blas":
+        yield
+        return
     with _controller().limit(limits=1, user_api="blas"):
         yield
