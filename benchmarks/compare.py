@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import gzip
 import json
 import os
 import platform
@@ -123,40 +122,38 @@ def flops_per_example(sizes: Sequence[int], free_steps: int, nudged_steps: int) 
 
 
 # ---------------------------------------------------------------------- data
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+def load_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray, str] | None:
+    """MNIST images (float32 in [0, 1], flattened), labels and their folder, or None offline.
 
+    ``"train"`` is the whole 60,000-image training file (eqprop's training and
+    validation splits together), ``"test"`` the 10,000 test images. The files are
+    found as ``eqprop.datasets`` finds them (EQPROP_DATA, the cache); nothing is
+    downloaded.
+    """
+    from eqprop.datasets import DatasetError, load_dataset
 
-def load_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray] | None:
-    """MNIST images (float32 in [0, 1], flattened) and labels from $EQPROP_DATA/mnist, or None."""
-    root = os.environ.get("EQPROP_DATA")
-    if not root:
+    try:
+        data = load_dataset("mnist", download=False, quiet=True)
+    except DatasetError:
         return None
-    prefix = "train" if split == "train" else "t10k"
-    images = Path(root) / "mnist" / f"{prefix}-images-idx3-ubyte.gz"
-    labels = Path(root) / "mnist" / f"{prefix}-labels-idx1-ubyte.gz"
-    if not (images.exists() and labels.exists()):
-        return None
-    x = _read_idx(images).reshape(-1, 784).astype(np.float32) / 255.0
-    return x, _read_idx(labels).astype(np.int64)
+    if split == "train":
+        return (np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]),
+                data.source)
+    return data.x_test, data.y_test, data.source
 
 
 def benchmark_data(n_examples: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
     """``n_examples`` training images and labels, and a sentence saying where they came from."""
     mnist = load_mnist("train")
     if mnist is not None:
-        x, y = mnist
+        x, y, folder = mnist
         n = min(n_examples, EPOCH_EXAMPLES)
-        return x[:n], y[:n], f"MNIST training images from {os.environ['EQPROP_DATA']}/mnist (first {n})"
+        return x[:n], y[:n], f"MNIST training images from {folder} (first {n})"
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.0, 1.0, size=(n_examples, 784)).astype(np.float32)
     y = rng.integers(0, 10, size=n_examples)
     return x, y, (f"random data of MNIST's shape ({n_examples} x 784 uniform pixels, random labels): "
-                  "EQPROP_DATA/mnist not found")
+                  "no local MNIST copy found (EQPROP_DATA, ~/.cache/eqprop)")
 
 
 def one_hot(labels: np.ndarray, n_classes: int, dtype) -> np.ndarray:

@@ -105,7 +105,7 @@ class EqPropNetwork:
                 if array.dtype != self.dtype or not array.flags.c_contiguous or not array.flags.writeable:
                     raise ValueError(
                         f"net.{name}[{k}] must be a writeable C-contiguous {self.dtype} array; "
-                        "write into it (net.{name}[k][...] = values) instead of replacing it"
+                        f"write into it (net.{name}[k][...] = values) instead of replacing it"
                     )
 
     def _inputs(self, x: object) -> np.ndarray:
@@ -115,8 +115,14 @@ class EqPropNetwork:
             x = rho(x)
         return x
 
-    def _target(self, target: object, batch: int) -> np.ndarray:
-        return check.as_batch(target, "target", self.sizes[-1], self.dtype) if target is not None else None
+    def _target(self, target: object, batch: int) -> np.ndarray | None:
+        """The target as a checked (batch, n_output) array, or None."""
+        if target is None:
+            return None
+        target = check.as_batch(target, "target", self.sizes[-1], self.dtype)
+        if target.shape[0] != batch:
+            raise ValueError(f"target has {target.shape[0]} rows; x has {batch}")
+        return target
 
     def _initial_state(self, init: Sequence[np.ndarray] | None, batch: int) -> State:
         """A fresh state: zeros, or a checked copy of ``init`` projected onto [0, 1]."""
@@ -225,8 +231,6 @@ class EqPropNetwork:
         target = self._target(target, batch)
         if beta != 0.0 and target is None:
             raise ValueError("beta is nonzero, so a target is needed for the nudged phase")
-        if target is not None and target.shape[0] != batch:
-            raise ValueError(f"target has {target.shape[0]} rows; x has {batch}")
         state = self._initial_state(init, batch)
         self._checked_parameters()
         with single_threaded_blas():
@@ -309,8 +313,6 @@ class EqPropNetwork:
         x = self._inputs(x)
         batch = x.shape[0]
         target = self._target(target, batch)
-        if target.shape[0] != batch:
-            raise ValueError(f"target has {target.shape[0]} rows; x has {batch}")
         self._checked_parameters()
         grads_w = [np.zeros_like(w) for w in self.weights]
         grads_b = [np.zeros_like(b) for b in self.biases]
@@ -380,8 +382,6 @@ class EqPropNetwork:
         x = self._inputs(x)
         batch = x.shape[0]
         target = self._target(target, batch)
-        if target.shape[0] != batch:
-            raise ValueError(f"target has {target.shape[0]} rows; x has {batch}")
         free = self._initial_state(init, batch)
         if batch == 0:
             return free
