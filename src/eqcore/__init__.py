@@ -7,7 +7,7 @@ C-contiguous arrays of one floating dtype with consistent shapes. Use
 
 from __future__ import annotations
 
-from eqcore._gemm import gemm_path, set_gemm_path
+from eqcore._gemm import gemm_path, set_gemm_path, set_sparse_threshold, sparse_threshold
 from eqcore._openmp import max_threads, native_build, num_procs, openmp_enabled
 from eqcore._relax import (
     SOLVER_ALTERNATING,
@@ -26,6 +26,8 @@ __all__ = [
     "gemm_path",
     "set_gemm_path",
     "set_parallel_threshold",
+    "set_sparse_threshold",
+    "sparse_threshold",
     "max_threads",
     "native_build",
     "num_procs",
@@ -43,7 +45,8 @@ def build_info() -> dict:
     dict
         ``openmp`` (bool), ``max_threads`` (int), ``native`` (bool, built with
         ``-march=native``), ``kernel`` (the relaxation's matrix product and
-        the instruction set it runs with) and ``blas``: a list of the BLAS libraries loaded in
+        the instruction set it runs with), ``sparse_input_density`` (inputs
+        with at most this fraction of non-zeros take the sparse product) and ``blas``: a list of the BLAS libraries loaded in
         this process as threadpoolctl reports them (the one ``eqcore`` calls is
         SciPy's, through ``scipy.linalg.cython_blas``).
     """
@@ -65,5 +68,6 @@ def build_info() -> dict:
         "max_threads": max_threads(),
         "native": native_build(),
         "kernel": gemm_path(),
+        "sparse_input_density": sparse_threshold(),
         "blas": blas,
     }

@@ -24,7 +24,24 @@ cdef extern from "skinny_gemm.h" nogil:
     void eq_set_isa(int isa)
     int eq_get_isa()
 
+cdef extern from "skinny_gemm.h" nogil:
+    void eq_listed_f32(int R, int N, int K, const float* A, int lda, const float* B,
+                       int ldb, int acc, float* C, int ldc, int* kidx)
+    void eq_listed_f64(int R, int N, int K, const double* A, int lda, const double* B,
+                       int ldb, int acc, double* C, int ldc, int* kidx)
+
+cdef extern from "sparse_rows.h" nogil:
+    void eq_sparse_f32(int R, int N, int K, const float* A, int lda, const float* B,
+                       int ldb, int acc, float* C, int ldc, int* idx, float* val)
+    void eq_sparse_f64(int R, int N, int K, const double* A, int lda, const double* B,
+                       int ldb, int acc, double* C, int ldc, int* idx, double* val)
+    long eq_count_nonzero_f32(int R, int K, const float* A, int lda)
+    long eq_count_nonzero_f64(int R, int K, const double* A, int lda)
+
 cdef bint _use_blas = False
+# The sparse product pays below this fraction of non-zero entries in A; see
+# set_sparse_threshold for how it was chosen.
+cdef double _max_sparse_density = 0.35
 
 _ISA_NAMES = {0: "portable", 1: "avx2", 2: "avx512"}
 
@@ -59,6 +76,62 @@ cdef void small_gemm_with_transpose(int rows, int n, int k, const floating* a, i
         eq_dot_f32(rows, n, k, a, lda, bt, k, accumulate, c, ldc)
     else:
         eq_dot_f64(rows, n, k, a, lda, bt, k, accumulate, c, ldc)
+
+
+cdef void input_gemm(int rows, int n, int k, const floating* a, int lda,
+                     const floating* b, int ldb, bint accumulate, floating* c, int ldc,
+                     int* idx, floating* val, bint rows_share_b) noexcept nogil:
+    """``small_gemm`` for a product whose left operand holds the clamped input.
+
+    Inputs such as images are often mostly zeros; when the block's fraction of
+    non-zero entries is at most the sparse threshold, zero entries are skipped.
+    ``rows_share_b``: B is too big to stay in cache (the drive x W_0), so each
+    group of rows visits the k where any of its rows is non-zero and reads
+    those rows of B once for the group (skinny_gemm.h, listed product);
+    otherwise every row of A visits only its own non-zeros (sparse_rows.h).
+    ``idx`` and ``val`` are scratch for ``k`` entries each, owned by the
+    calling thread (``val`` is unused when ``rows_share_b``).
+    """
+    cdef long nonzero
+    if rows <= 0 or n <= 0:
+        return
+    if _max_sparse_density > 0 and not _use_blas:
+        if floating is float:
+            nonzero = eq_count_nonzero_f32(rows, k, a, lda)
+        else:
+            nonzero = eq_count_nonzero_f64(rows, k, a, lda)
+        if nonzero <= _max_sparse_density * rows * k:
+            if floating is float:
+                if rows_share_b:
+                    eq_listed_f32(rows, n, k, a, lda, b, ldb, accumulate, c, ldc, idx)
+                else:
+                    eq_sparse_f32(rows, n, k, a, lda, b, ldb, accumulate, c, ldc, idx, val)
+            else:
+                if rows_share_b:
+                    eq_listed_f64(rows, n, k, a, lda, b, ldb, accumulate, c, ldc, idx)
+                else:
+                    eq_sparse_f64(rows, n, k, a, lda, b, ldb, accumulate, c, ldc, idx, val)
+            return
+    small_gemm(rows, n, k, a, lda, b, ldb, accumulate, c, ldc)
+
+
+def set_sparse_threshold(double density) -> None:
+    """Use the sparse product for input blocks with at most this fraction of non-zeros.
+
+    Default 0.35. ``0`` always multiplies densely, ``1`` always sparsely (tests
+    run both against the NumPy reference). The BLAS path (``set_gemm_path``)
+    is always dense. Not thread-safe: call it while no
+    relaxation or update runs.
+    """
+    global _max_sparse_density
+    if not 0 <= density <= 1:
+        raise ValueError(f"density must be in [0, 1]; got {density}")
+    _max_sparse_density = density
+
+
+def sparse_threshold() -> float:
+    """The input density at or below which the sparse product is used."""
+    return _max_sparse_density
 
 
 def set_gemm_path(str path, str isa="best") -> None:

@@ -29,7 +29,7 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
-from eqcore._gemm cimport small_gemm, small_gemm_with_transpose
+from eqcore._gemm cimport input_gemm, small_gemm, small_gemm_with_transpose
 
 SOLVER_EULER = 0
 SOLVER_ALTERNATING = 1
@@ -91,12 +91,17 @@ cdef void _relax_rows(int n_layers, const int* sizes, floating** W, floating** W
                       floating** b, const floating* x, floating** s,
                       const floating* target, int rows, int steps, floating epsilon,
                       floating beta, int solver, floating* drive, bint compute_drive,
-                      floating** h) noexcept nogil:
-    """Relax ``rows`` examples whose layer states start at the pointers ``s``."""
+                      floating** h, int* input_index, floating* input_value) noexcept nogil:
+    """Relax ``rows`` examples whose layer states start at the pointers ``s``.
+
+    ``input_index`` and ``input_value`` are scratch for one row of x (the
+    sparse drive product).
+    """
     cdef int step, j, parity
     cdef const floating* layer_target
     if compute_drive:
-        small_gemm(rows, sizes[1], sizes[0], x, sizes[0], W[0], sizes[1], False, drive, sizes[1])
+        input_gemm(rows, sizes[1], sizes[0], x, sizes[0], W[0], sizes[1], False, drive,
+                   sizes[1], input_index, input_value, True)
     for step in range(steps):
         if solver == 0:
             for j in range(n_layers):
@@ -176,6 +181,7 @@ def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
     cdef floating** chunk_state = NULL
     cdef floating** chunk_h = NULL
     cdef floating* scratch = NULL
+    cdef int* input_index = NULL
     cdef floating* chunk_scratch
     cdef const floating* target_ptr = NULL
     cdef const floating* chunk_target
@@ -242,12 +248,14 @@ def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
                     for col in range(sizes[j + 1]):
                         WT[j][<size_t> col * sizes[j] + row] = W[j][<size_t> row * sizes[j + 1] + col]
 
-        # per chunk: one net-input buffer per layer, plus the drive if the caller gave none
-        scratch_per_chunk = 0 if drive_ptr != NULL else chunk_rows * sizes[1]
+        # per chunk: one net-input buffer per layer, one row of x compacted for the
+        # sparse drive, and the drive itself if the caller gave no buffer (last)
+        scratch_per_chunk = sizes[0] + (0 if drive_ptr != NULL else chunk_rows * sizes[1])
         for j in range(n_layers):
             scratch_per_chunk += chunk_rows * sizes[j + 1]
         scratch = <floating*> malloc(<size_t> n_chunks * scratch_per_chunk * sizeof(floating))
-        if scratch == NULL:
+        input_index = <int*> malloc(<size_t> n_chunks * sizes[0] * sizeof(int))
+        if scratch == NULL or input_index == NULL:
             raise MemoryError()
 
         with nogil, parallel(num_threads=n_chunks):
@@ -257,7 +265,7 @@ def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
                 chunk_scratch = scratch + <size_t> c * scratch_per_chunk
                 for j in range(n_layers):
                     chunk_state[c * n_layers + j] = S[j] + <size_t> r0 * sizes[j + 1]
-                chunk_h[c * n_layers] = chunk_scratch
+                chunk_h[c * n_layers] = chunk_scratch + sizes[0]
                 for j in range(1, n_layers):
                     chunk_h[c * n_layers + j] = chunk_h[c * n_layers + j - 1] + chunk_rows * sizes[j]
                 chunk_target = NULL
@@ -270,7 +278,8 @@ def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
                 _relax_rows(n_layers, sizes, W, WT, B, &x[r0, 0],
                             &chunk_state[c * n_layers], chunk_target, rows, steps,
                             <floating> epsilon, <floating> beta, solver,
-                            chunk_drive, not drive_ready, &chunk_h[c * n_layers])
+                            chunk_drive, not drive_ready, &chunk_h[c * n_layers],
+                            input_index + <size_t> c * sizes[0], chunk_scratch)
     finally:
         free(sizes)
         free(W)
@@ -281,3 +290,4 @@ def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
         free(chunk_state)
         free(chunk_h)
         free(scratch)
+        free(input_index)

@@ -20,10 +20,10 @@ same arithmetic whatever the thread count.
 """
 
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 
-from eqcore._gemm cimport small_gemm
+from eqcore._gemm cimport input_gemm, small_gemm
 from eqcore._relax import parallel_threshold
 
 DEF ROW_BLOCK = 64
@@ -85,6 +85,8 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
     cdef floating** P = NULL
     cdef floating** N = NULL
     cdef floating* operands = NULL
+    cdef floating* input_value = NULL
+    cdef int* input_index = NULL
     cdef floating* left
     cdef floating* right
 
@@ -152,15 +154,28 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
         for j in range(n_layers):
             flops += 2.0 * sizes[j] * sizes[j + 1] * (batch if j == 0 else 2 * batch)
         threads = max(1, min(threads, n_tasks, <int> min(flops / max(parallel_threshold(), 1.0), 1e9)))
+        # per thread: one row of x^T compacted, for the sparse product of layer 0
+        input_value = <floating*> malloc(<size_t> threads * batch * sizeof(floating))
+        input_index = <int*> malloc(<size_t> threads * batch * sizeof(int))
+        if not (input_value and input_index):
+            raise MemoryError()
         for t in prange(n_tasks, nogil=True, num_threads=threads,
                         schedule="dynamic", chunksize=1):
             layer = task_layer[t]
             row0 = task_row[t]
             depth = batch if layer == 0 else 2 * batch
-            small_gemm(min(ROW_BLOCK, sizes[layer] - row0), sizes[layer + 1], depth,
-                       operands + left_offset[layer] + <size_t> row0 * depth, depth,
-                       operands + left_size + right_offset[layer], sizes[layer + 1],
-                       True, W[layer] + <size_t> row0 * sizes[layer + 1], sizes[layer + 1])
+            if layer == 0:
+                input_gemm(min(ROW_BLOCK, sizes[0] - row0), sizes[1], depth,
+                           operands + left_offset[0] + <size_t> row0 * depth, depth,
+                           operands + left_size + right_offset[0], sizes[1], True,
+                           W[0] + <size_t> row0 * sizes[1], sizes[1],
+                           input_index + <size_t> threadid() * batch,
+                           input_value + <size_t> threadid() * batch, False)
+            else:
+                small_gemm(min(ROW_BLOCK, sizes[layer] - row0), sizes[layer + 1], depth,
+                           operands + left_offset[layer] + <size_t> row0 * depth, depth,
+                           operands + left_size + right_offset[layer], sizes[layer + 1],
+                           True, W[layer] + <size_t> row0 * sizes[layer + 1], sizes[layer + 1])
     finally:
         free(sizes)
         free(left_offset)
@@ -170,5 +185,7 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
         free(P)
         free(N)
         free(operands)
+        free(input_value)
+        free(input_index)
         free(task_layer)
         free(task_row)

@@ -40,18 +40,18 @@ typedef float eq_f2 __attribute__((vector_size(8), aligned(4)));
  * Rows r0..r0+RG of C for a compile-time RG: blocks of 2 vectors of columns,
  * then 1 vector, then a half vector, then scalars. ACC = 0 overwrites C, ACC = 1 adds to it.
  */
-#define EQ_DEFINE_ROWS(NAME, T, VT, V, HVT, HV, RG, ATTR)                                    \
+#define EQ_DEFINE_ROWS(NAME, T, VT, V, HVT, HV, RG, ATTR, KIDX)                              \
     ATTR EQ_INLINE void NAME(int N, int K, const T *A, int lda, const T *B, int ldb,  \
-                             int acc, T *C, int ldc) {                               \
+                             int acc, T *C, int ldc, const int *kidx) {              \
         int c = 0;                                                                    \
         for (; c + 2 * V <= N; c += 2 * V) {                                          \
             VT s0[RG], s1[RG];                                                        \
             for (int r = 0; r < RG; r++) { s0[r] = (VT){0}; s1[r] = (VT){0}; }       \
-            const T *bp = B + c;                                                      \
-            for (int k = 0; k < K; k++, bp += ldb) {                                  \
+            for (int k = 0; k < K; k++) {                                             \
+                const T *bp = B + (size_t)KIDX(k) * ldb + c;                          \
                 VT b0 = *(const VT *)bp, b1 = *(const VT *)(bp + V);                  \
                 for (int r = 0; r < RG; r++) {                                        \
-                    T a = A[(size_t)r * lda + k];                                     \
+                    T a = A[(size_t)r * lda + KIDX(k)];                                     \
                     s0[r] += a * b0;                                                  \
                     s1[r] += a * b1;                                                  \
                 }                                                                     \
@@ -64,10 +64,10 @@ typedef float eq_f2 __attribute__((vector_size(8), aligned(4)));
         for (; c + V <= N; c += V) {                                                  \
             VT s0[RG];                                                                \
             for (int r = 0; r < RG; r++) s0[r] = (VT){0};                             \
-            const T *bp = B + c;                                                      \
-            for (int k = 0; k < K; k++, bp += ldb) {                                  \
+            for (int k = 0; k < K; k++) {                                             \
+                const T *bp = B + (size_t)KIDX(k) * ldb + c;                          \
                 VT b0 = *(const VT *)bp;                                              \
-                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + k] * b0;    \
+                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + KIDX(k)] * b0;    \
             }                                                                         \
             for (int r = 0; r < RG; r++) {                                            \
                 VT *c0 = (VT *)(C + (size_t)r * ldc + c);                             \
@@ -77,10 +77,10 @@ typedef float eq_f2 __attribute__((vector_size(8), aligned(4)));
         for (; c + HV <= N; c += HV) {                                                \
             HVT s0[RG];                                                               \
             for (int r = 0; r < RG; r++) s0[r] = (HVT){0};                            \
-            const T *bp = B + c;                                                      \
-            for (int k = 0; k < K; k++, bp += ldb) {                                  \
+            for (int k = 0; k < K; k++) {                                             \
+                const T *bp = B + (size_t)KIDX(k) * ldb + c;                          \
                 HVT b0 = *(const HVT *)bp;                                            \
-                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + k] * b0;    \
+                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + KIDX(k)] * b0;    \
             }                                                                         \
             for (int r = 0; r < RG; r++) {                                            \
                 HVT *c0 = (HVT *)(C + (size_t)r * ldc + c);                           \
@@ -91,8 +91,8 @@ typedef float eq_f2 __attribute__((vector_size(8), aligned(4)));
             T s0[RG];                                                                 \
             for (int r = 0; r < RG; r++) s0[r] = 0;                                   \
             for (int k = 0; k < K; k++) {                                             \
-                T b0 = B[(size_t)k * ldb + c];                                        \
-                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + k] * b0;    \
+                T b0 = B[(size_t)KIDX(k) * ldb + c];                                  \
+                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + KIDX(k)] * b0;    \
             }                                                                         \
             for (int r = 0; r < RG; r++) {                                            \
                 T *c0 = C + (size_t)r * ldc + c;                                      \
@@ -101,41 +101,59 @@ typedef float eq_f2 __attribute__((vector_size(8), aligned(4)));
         }                                                                             \
     }
 
-/* The whole product: rows cut into balanced groups of at most max_group rows. */
-#define EQ_DEFINE_GEMM(NAME, T, VT, V, HVT, HV, ATTR)                                     \
-    EQ_DEFINE_ROWS(NAME##_r1, T, VT, V, HVT, HV, 1, ATTR)                                      \
-    EQ_DEFINE_ROWS(NAME##_r2, T, VT, V, HVT, HV, 2, ATTR)                                      \
-    EQ_DEFINE_ROWS(NAME##_r3, T, VT, V, HVT, HV, 3, ATTR)                                      \
-    EQ_DEFINE_ROWS(NAME##_r4, T, VT, V, HVT, HV, 4, ATTR)                                      \
-    EQ_DEFINE_ROWS(NAME##_r5, T, VT, V, HVT, HV, 5, ATTR)                                      \
-    EQ_DEFINE_ROWS(NAME##_r6, T, VT, V, HVT, HV, 6, ATTR)                                      \
-    EQ_DEFINE_ROWS(NAME##_r7, T, VT, V, HVT, HV, 7, ATTR)                                      \
-    EQ_DEFINE_ROWS(NAME##_r8, T, VT, V, HVT, HV, 8, ATTR)                                      \
-    EQ_DEFINE_ROWS(NAME##_r9, T, VT, V, HVT, HV, 9, ATTR)                                      \
-    EQ_DEFINE_ROWS(NAME##_r10, T, VT, V, HVT, HV, 10, ATTR)                                    \
-    EQ_DEFINE_ROWS(NAME##_r11, T, VT, V, HVT, HV, 11, ATTR)                                    \
-    EQ_DEFINE_ROWS(NAME##_r12, T, VT, V, HVT, HV, 12, ATTR)                                    \
+/*
+ * The whole product: rows cut into balanced groups of at most max_group rows.
+ * With LISTED = 1, each group only visits the k where one of its rows of A is
+ * non-zero (listed in kidx, scratch for K entries): the zero columns of a
+ * sparse input cost nothing and each listed row of B is still read once for
+ * the whole group.
+ */
+#define EQ_K_ALL(k) (k)
+#define EQ_K_LISTED(k) kidx[k]
+#define EQ_DEFINE_GEMM(NAME, T, VT, V, HVT, HV, ATTR, LISTED, KIDX)                      \
+    EQ_DEFINE_ROWS(NAME##_r1, T, VT, V, HVT, HV, 1, ATTR, KIDX)                                \
+    EQ_DEFINE_ROWS(NAME##_r2, T, VT, V, HVT, HV, 2, ATTR, KIDX)                                \
+    EQ_DEFINE_ROWS(NAME##_r3, T, VT, V, HVT, HV, 3, ATTR, KIDX)                                \
+    EQ_DEFINE_ROWS(NAME##_r4, T, VT, V, HVT, HV, 4, ATTR, KIDX)                                \
+    EQ_DEFINE_ROWS(NAME##_r5, T, VT, V, HVT, HV, 5, ATTR, KIDX)                                \
+    EQ_DEFINE_ROWS(NAME##_r6, T, VT, V, HVT, HV, 6, ATTR, KIDX)                                \
+    EQ_DEFINE_ROWS(NAME##_r7, T, VT, V, HVT, HV, 7, ATTR, KIDX)                                \
+    EQ_DEFINE_ROWS(NAME##_r8, T, VT, V, HVT, HV, 8, ATTR, KIDX)                                \
+    EQ_DEFINE_ROWS(NAME##_r9, T, VT, V, HVT, HV, 9, ATTR, KIDX)                                \
+    EQ_DEFINE_ROWS(NAME##_r10, T, VT, V, HVT, HV, 10, ATTR, KIDX)                              \
+    EQ_DEFINE_ROWS(NAME##_r11, T, VT, V, HVT, HV, 11, ATTR, KIDX)                              \
+    EQ_DEFINE_ROWS(NAME##_r12, T, VT, V, HVT, HV, 12, ATTR, KIDX)                              \
     ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *B,       \
-                          int ldb, int acc, T *C, int ldc, int max_group) {           \
+                          int ldb, int acc, T *C, int ldc, int max_group, int *kidx) { \
         int r0 = 0;                                                                   \
         while (r0 < R) {                                                              \
             int left = R - r0, groups = (left + max_group - 1) / max_group;           \
             int rg = (left + groups - 1) / groups;                                    \
             const T *a = A + (size_t)r0 * lda;                                        \
             T *cc = C + (size_t)r0 * ldc;                                             \
+            int kk = K;                                                               \
+            if (LISTED) {                                                             \
+                kk = 0;                                                               \
+                for (int k = 0; k < K; k++) {                                         \
+                    int any = 0;                                                      \
+                    for (int r = 0; r < rg; r++) any |= a[(size_t)r * lda + k] != 0;  \
+                    kidx[kk] = k;                                                     \
+                    kk += any; /* no branch: the pattern is unpredictable */          \
+                }                                                                     \
+            }                                                                         \
             switch (rg) {                                                             \
-                case 1: NAME##_r1(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
-                case 2: NAME##_r2(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
-                case 3: NAME##_r3(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
-                case 4: NAME##_r4(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
-                case 5: NAME##_r5(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
-                case 6: NAME##_r6(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
-                case 7: NAME##_r7(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
-                case 8: NAME##_r8(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
-                case 9: NAME##_r9(N, K, a, lda, B, ldb, acc, cc, ldc); break;         \
-                case 10: NAME##_r10(N, K, a, lda, B, ldb, acc, cc, ldc); break;       \
-                case 11: NAME##_r11(N, K, a, lda, B, ldb, acc, cc, ldc); break;       \
-                default: NAME##_r12(N, K, a, lda, B, ldb, acc, cc, ldc); break;       \
+                case 1: NAME##_r1(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
+                case 2: NAME##_r2(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
+                case 3: NAME##_r3(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
+                case 4: NAME##_r4(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
+                case 5: NAME##_r5(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
+                case 6: NAME##_r6(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
+                case 7: NAME##_r7(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
+                case 8: NAME##_r8(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
+                case 9: NAME##_r9(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
+                case 10: NAME##_r10(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break; \
+                case 11: NAME##_r11(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break; \
+                default: NAME##_r12(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break; \
             }                                                                         \
             r0 += rg;                                                                 \
         }                                                                             \
@@ -197,13 +215,16 @@ EQ_DEFINE_DOT(eq_dot_f32_avx512, float, eq_f16, 16, EQ_TARGET("avx512f,avx512vl,
 EQ_DEFINE_DOT(eq_dot_f64_avx512, double, eq_d8, 8, EQ_TARGET("avx512f,avx512vl,fma"))
 #endif
 
-EQ_DEFINE_GEMM(eq_gemm_f32_generic, float, eq_f4, 4, eq_f2, 2, )
-EQ_DEFINE_GEMM(eq_gemm_f64_generic, double, eq_d2, 2, eq_d2, 2, )
+#define EQ_DEFINE_GEMMS(SUFFIX, ATTR, F, FV, FHV, FH, D, DV, DHV, DH)                      \
+    EQ_DEFINE_GEMM(eq_gemm_f32_##SUFFIX, float, F, FV, FHV, FH, ATTR, 0, EQ_K_ALL)     \
+    EQ_DEFINE_GEMM(eq_gemm_f64_##SUFFIX, double, D, DV, DHV, DH, ATTR, 0, EQ_K_ALL)    \
+    EQ_DEFINE_GEMM(eq_listed_f32_##SUFFIX, float, F, FV, FHV, FH, ATTR, 1, EQ_K_LISTED) \
+    EQ_DEFINE_GEMM(eq_listed_f64_##SUFFIX, double, D, DV, DHV, DH, ATTR, 1, EQ_K_LISTED)
+
+EQ_DEFINE_GEMMS(generic, , eq_f4, 4, eq_f2, 2, eq_d2, 2, eq_d2, 2)
 #if EQ_X86_DISPATCH
-EQ_DEFINE_GEMM(eq_gemm_f32_avx2, float, eq_f8, 8, eq_f4, 4, EQ_TARGET("avx2,fma"))
-EQ_DEFINE_GEMM(eq_gemm_f64_avx2, double, eq_d4, 4, eq_d2, 2, EQ_TARGET("avx2,fma"))
-EQ_DEFINE_GEMM(eq_gemm_f32_avx512, float, eq_f16, 16, eq_f8, 8, EQ_TARGET("avx512f,avx512vl,fma"))
-EQ_DEFINE_GEMM(eq_gemm_f64_avx512, double, eq_d8, 8, eq_d4, 4, EQ_TARGET("avx512f,avx512vl,fma"))
+EQ_DEFINE_GEMMS(avx2, EQ_TARGET("avx2,fma"), eq_f8, 8, eq_f4, 4, eq_d4, 4, eq_d2, 2)
+EQ_DEFINE_GEMMS(avx512, EQ_TARGET("avx512f,avx512vl,fma"), eq_f16, 16, eq_f8, 8, eq_d8, 8, eq_d4, 4)
 #endif
 
 /* Instruction sets: 0 portable, 1 AVX2+FMA, 2 AVX-512. */
@@ -232,22 +253,36 @@ static int eq_get_isa(void) {
  * take 24 of AVX-512's 32 registers; AVX2 and 128-bit have 16 registers, so
  * 6 rows x 2 vectors. (12 against 8 rows: ~200 against ~160 GFLOP/s for
  * 10 x 500 @ 500 x 500 on one Zen 5 core, measured in process CPU time.) */
+#define EQ_DEFINE_DISPATCH(NAME, BASE, T)                                             \
+    static void NAME(int R, int N, int K, const T *A, int lda, const T *B, int ldb,   \
+                     int acc, T *C, int ldc, int *kidx) {                             \
+        EQ_DISPATCH_ISA(BASE, (R, N, K, A, lda, B, ldb, acc, C, ldc, 12, kidx),       \
+                        (R, N, K, A, lda, B, ldb, acc, C, ldc, 6, kidx))              \
+    }
+
+#if EQ_X86_DISPATCH
+#define EQ_DISPATCH_ISA(NAME, ARGS512, ARGS)                                          \
+    if (eq_get_isa() == 2) { NAME##_avx512 ARGS512; return; }                        \
+    if (eq_get_isa() == 1) { NAME##_avx2 ARGS; return; }                             \
+    NAME##_generic ARGS;
+#else
+#define EQ_DISPATCH_ISA(NAME, ARGS512, ARGS) NAME##_generic ARGS;
+#endif
+
+EQ_DEFINE_DISPATCH(eq_gemm_f32_any, eq_gemm_f32, float)
+EQ_DEFINE_DISPATCH(eq_gemm_f64_any, eq_gemm_f64, double)
+/* kidx: scratch for K column indices, owned by the calling thread */
+EQ_DEFINE_DISPATCH(eq_listed_f32, eq_listed_f32, float)
+EQ_DEFINE_DISPATCH(eq_listed_f64, eq_listed_f64, double)
+
 static void eq_gemm_f32(int R, int N, int K, const float *A, int lda, const float *B,
                         int ldb, int acc, float *C, int ldc) {
-#if EQ_X86_DISPATCH
-    if (eq_isa == 2) { eq_gemm_f32_avx512(R, N, K, A, lda, B, ldb, acc, C, ldc, 12); return; }
-    if (eq_isa == 1) { eq_gemm_f32_avx2(R, N, K, A, lda, B, ldb, acc, C, ldc, 6); return; }
-#endif
-    eq_gemm_f32_generic(R, N, K, A, lda, B, ldb, acc, C, ldc, 6);
+    eq_gemm_f32_any(R, N, K, A, lda, B, ldb, acc, C, ldc, NULL);
 }
 
 static void eq_gemm_f64(int R, int N, int K, const double *A, int lda, const double *B,
                         int ldb, int acc, double *C, int ldc) {
-#if EQ_X86_DISPATCH
-    if (eq_isa == 2) { eq_gemm_f64_avx512(R, N, K, A, lda, B, ldb, acc, C, ldc, 12); return; }
-    if (eq_isa == 1) { eq_gemm_f64_avx2(R, N, K, A, lda, B, ldb, acc, C, ldc, 6); return; }
-#endif
-    eq_gemm_f64_generic(R, N, K, A, lda, B, ldb, acc, C, ldc, 6);
+    eq_gemm_f64_any(R, N, K, A, lda, B, ldb, acc, C, ldc, NULL);
 }
 
 static void eq_dot_f32(int R, int N, int K, const float *A, int lda, const float *BT,
