@@ -35,14 +35,15 @@ SOLVER_EULER = 0
 SOLVER_ALTERNATING = 1
 
 
-cdef inline floating _clip01(floating v) noexcept nogil:
-    # Comparisons rather than fmin/fmax so that a NaN propagates (and is caught
-    # by the caller) instead of being silently replaced by a bound.
-    if v < 0:
-        return 0
-    if v > 1:
-        return 1
-    return v
+cdef extern from "state_update.h" nogil:
+    void eq_euler_f32(float* s, const float* h, const float* b, const float* t, int rows,
+                      int n, float eps, float beta)
+    void eq_euler_f64(double* s, const double* h, const double* b, const double* t,
+                      int rows, int n, double eps, double beta)
+    void eq_exact_f32(float* s, const float* h, const float* b, const float* t, int rows,
+                      int n, float beta)
+    void eq_exact_f64(double* s, const double* h, const double* b, const double* t,
+                      int rows, int n, double beta)
 
 
 cdef void _net_input(int j, int n_layers, const int* sizes, floating** W,
@@ -59,32 +60,22 @@ cdef void _net_input(int j, int n_layers, const int* sizes, floating** W,
         small_gemm(rows, n_j, sizes[j + 2], s[j + 1], sizes[j + 2], WT[j + 1], n_j, True, out, n_j)
 
 
-cdef void _euler_update(floating* s, const floating* h, const floating* b,
-                        const floating* target, int rows, int n,
-                        floating epsilon, floating beta) noexcept nogil:
-    cdef Py_ssize_t r, c, i
-    cdef floating v
-    for r in range(rows):
-        for c in range(n):
-            i = r * n + c
-            v = s[i] + epsilon * (h[i] + b[c] - s[i])
-            if target != NULL:
-                v = v + epsilon * beta * (target[i] - s[i])
-            s[i] = _clip01(v)
+cdef inline void _euler_update(floating* s, const floating* h, const floating* b,
+                               const floating* target, int rows, int n,
+                               floating epsilon, floating beta) noexcept nogil:
+    if floating is float:
+        eq_euler_f32(s, h, b, target, rows, n, epsilon, beta)
+    else:
+        eq_euler_f64(s, h, b, target, rows, n, epsilon, beta)
 
 
-cdef void _exact_update(floating* s, const floating* h, const floating* b,
-                        const floating* target, int rows, int n,
-                        floating beta) noexcept nogil:
-    cdef Py_ssize_t r, c, i
-    cdef floating inv = 1 / (1 + beta)
-    for r in range(rows):
-        for c in range(n):
-            i = r * n + c
-            if target != NULL:
-                s[i] = _clip01((h[i] + b[c] + beta * target[i]) * inv)
-            else:
-                s[i] = _clip01(h[i] + b[c])
+cdef inline void _exact_update(floating* s, const floating* h, const floating* b,
+                               const floating* target, int rows, int n,
+                               floating beta) noexcept nogil:
+    if floating is float:
+        eq_exact_f32(s, h, b, target, rows, n, beta)
+    else:
+        eq_exact_f64(s, h, b, target, rows, n, beta)
 
 
 cdef void _relax_rows(int n_layers, const int* sizes, floating** W, floating** WT,
