@@ -14,9 +14,12 @@ gradient estimate passes zeroed arrays and scale_j = -1 / (beta * batch).
 Each weight update is one product W_j += A_j @ B_j with
 A_j = [P_{j-1}; N_{j-1}]^T and B_j = scale_j [P_j; -N_j] (batch stacked twice),
 and for the clamped input A_0 = x^T, B_0 = scale_0 (P_0 - N_0): one product of
-depth batch instead of two. The operands are built once, then fixed blocks of
-weight rows are spread over the threads, so each element is computed by the
-same arithmetic whatever the thread count.
+depth batch instead of two. The B_j are built first; then fixed blocks of
+weight rows are spread over the threads, each building its rows of A_j, so
+each element is computed by the same arithmetic whatever the thread count.
+Where x is mostly zeros (images), the product for W_0 skips them
+(sparse_rows.h), and rows of W_0 whose input is zero in the whole batch are
+not touched.
 """
 
 from cython cimport floating
@@ -29,21 +32,29 @@ from eqcore._relax import parallel_threshold
 DEF ROW_BLOCK = 64
 
 
-cdef void _build_operands(int j, int batch, const int* sizes, const floating* x,
-                          floating** P, floating** N, double scale,
-                          floating* left, floating* right) noexcept nogil:
-    """left (n_{j-1} x depth) = A_j and right (depth x n_j) = B_j, depth = batch or 2 batch."""
-    cdef int n_in = sizes[j], n_out = sizes[j + 1]
+cdef void _build_left_rows(int j, int batch, const int* sizes, const floating* x,
+                           floating** P, floating** N, int row0, int rows,
+                           floating* left) noexcept nogil:
+    """Rows row0 .. row0 + rows of A_j (n_{j-1} x depth), depth = batch or 2 batch."""
+    cdef int n_in = sizes[j]
     cdef int depth = batch if j == 0 else 2 * batch
     cdef Py_ssize_t r, c
-    cdef floating s = <floating> scale
-    for r in range(batch):
-        for c in range(n_in):
+    for c in range(row0, row0 + rows):
+        for r in range(batch):
             if j == 0:
                 left[c * depth + r] = x[r * n_in + c]
             else:
                 left[c * depth + r] = P[j - 1][r * n_in + c]
                 left[c * depth + batch + r] = N[j - 1][r * n_in + c]
+
+
+cdef void _build_right(int j, int batch, const int* sizes, floating** P, floating** N,
+                       double scale, floating* right) noexcept nogil:
+    """B_j (depth x n_j)."""
+    cdef int n_out = sizes[j + 1]
+    cdef Py_ssize_t r, c
+    cdef floating s = <floating> scale
+    for r in range(batch):
         for c in range(n_out):
             if j == 0:
                 right[r * n_out + c] = s * (P[j][r * n_out + c] - N[j][r * n_out + c])
@@ -87,7 +98,6 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
     cdef floating* operands = NULL
     cdef floating* input_value = NULL
     cdef int* input_index = NULL
-    cdef floating* left
     cdef floating* right
 
     if n_layers < 1 or len(biases) != n_layers or len(pos) != n_layers or len(neg) != n_layers:
@@ -145,9 +155,8 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
 
         with nogil:
             for j in range(n_layers):
-                left = operands + left_offset[j]
                 right = operands + left_size + right_offset[j]
-                _build_operands(j, batch, sizes, &x[0, 0], P, N, scales[j], left, right)
+                _build_right(j, batch, sizes, P, N, scales[j], right)
                 _update_bias(Bp[j], sizes[j + 1], batch if j == 0 else 2 * batch, right)
 
         flops = 0.0
@@ -164,6 +173,8 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
             layer = task_layer[t]
             row0 = task_row[t]
             depth = batch if layer == 0 else 2 * batch
+            _build_left_rows(layer, batch, sizes, &x[0, 0], P, N, row0,
+                             min(ROW_BLOCK, sizes[layer] - row0), operands + left_offset[layer])
             if layer == 0:
                 input_gemm(min(ROW_BLOCK, sizes[0] - row0), sizes[1], depth,
                            operands + left_offset[0] + <size_t> row0 * depth, depth,

@@ -161,48 +161,51 @@ typedef float eq_f2 __attribute__((vector_size(8), aligned(4)));
 
 /*
  * C (R x N) [+]= A (R x K) @ B^T for B^T given row-major (N x K): dot products
- * along K, four columns at a time (four independent accumulators hide the FMA
- * latency). For a narrow N, such as a 10-class output layer, where the
- * column-vector kernels above would leave most lanes idle.
+ * along K. For a narrow N, such as a 10-class output layer, where the
+ * column-vector kernels above would leave most lanes idle. Two rows of A
+ * against four rows of B^T at a time: eight independent accumulators hide the
+ * FMA latency, and six vector loads feed eight FMAs.
  */
+#define EQ_DOT_BLOCK(T, VT, V, RR, CC)                                                \
+    {                                                                                 \
+        VT s[RR][CC];                                                                 \
+        for (int i = 0; i < (RR); i++)                                                \
+            for (int j = 0; j < (CC); j++) s[i][j] = (VT){0};                         \
+        int k = 0;                                                                    \
+        for (; k + (V) <= K; k += (V)) {                                              \
+            VT av[RR], bv[CC];                                                        \
+            for (int i = 0; i < (RR); i++) av[i] = *(const VT *)(A + (size_t)(r + i) * lda + k); \
+            for (int j = 0; j < (CC); j++) bv[j] = *(const VT *)(BT + (size_t)(c + j) * ldbt + k); \
+            for (int i = 0; i < (RR); i++)                                            \
+                for (int j = 0; j < (CC); j++) s[i][j] += av[i] * bv[j];              \
+        }                                                                             \
+        for (int i = 0; i < (RR); i++) {                                              \
+            const T *a = A + (size_t)(r + i) * lda;                                   \
+            T *crow = C + (size_t)(r + i) * ldc;                                      \
+            for (int j = 0; j < (CC); j++) {                                          \
+                const T *b = BT + (size_t)(c + j) * ldbt;                             \
+                T t = 0;                                                              \
+                for (int l = 0; l < (V); l++) t += s[i][j][l];                        \
+                for (int kk = k; kk < K; kk++) t += a[kk] * b[kk];                    \
+                if (acc) crow[c + j] += t; else crow[c + j] = t;                      \
+            }                                                                         \
+        }                                                                             \
+    }
+
 #define EQ_DEFINE_DOT(NAME, T, VT, V, ATTR)                                           \
     ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *BT,      \
                           int ldbt, int acc, T *C, int ldc) {                          \
-        for (int r = 0; r < R; r++) {                                                 \
-            const T *a = A + (size_t)r * lda;                                         \
-            T *crow = C + (size_t)r * ldc;                                            \
+        int r = 0;                                                                    \
+        for (; r + 2 <= R; r += 2) {                                                  \
             int c = 0;                                                                \
-            for (; c + 4 <= N; c += 4) {                                              \
-                const T *b0 = BT + (size_t)c * ldbt, *b1 = b0 + ldbt;                 \
-                const T *b2 = b1 + ldbt, *b3 = b2 + ldbt;                             \
-                VT s0 = (VT){0}, s1 = (VT){0}, s2 = (VT){0}, s3 = (VT){0};            \
-                int k = 0;                                                            \
-                for (; k + V <= K; k += V) {                                          \
-                    VT av = *(const VT *)(a + k);                                     \
-                    s0 += av * *(const VT *)(b0 + k);                                 \
-                    s1 += av * *(const VT *)(b1 + k);                                 \
-                    s2 += av * *(const VT *)(b2 + k);                                 \
-                    s3 += av * *(const VT *)(b3 + k);                                 \
-                }                                                                     \
-                T t0 = 0, t1 = 0, t2 = 0, t3 = 0;                                     \
-                for (int i = 0; i < V; i++) { t0 += s0[i]; t1 += s1[i]; t2 += s2[i]; t3 += s3[i]; } \
-                for (; k < K; k++) {                                                  \
-                    t0 += a[k] * b0[k]; t1 += a[k] * b1[k];                           \
-                    t2 += a[k] * b2[k]; t3 += a[k] * b3[k];                           \
-                }                                                                     \
-                if (acc) { crow[c] += t0; crow[c + 1] += t1; crow[c + 2] += t2; crow[c + 3] += t3; } \
-                else { crow[c] = t0; crow[c + 1] = t1; crow[c + 2] = t2; crow[c + 3] = t3; } \
-            }                                                                         \
-            for (; c < N; c++) {                                                      \
-                const T *b0 = BT + (size_t)c * ldbt;                                  \
-                VT s0 = (VT){0};                                                      \
-                int k = 0;                                                            \
-                for (; k + V <= K; k += V) s0 += *(const VT *)(a + k) * *(const VT *)(b0 + k); \
-                T t0 = 0;                                                             \
-                for (int i = 0; i < V; i++) t0 += s0[i];                              \
-                for (; k < K; k++) t0 += a[k] * b0[k];                                \
-                if (acc) crow[c] += t0; else crow[c] = t0;                            \
-            }                                                                         \
+            for (; c + 4 <= N; c += 4) EQ_DOT_BLOCK(T, VT, V, 2, 4)                   \
+            for (; c + 2 <= N; c += 2) EQ_DOT_BLOCK(T, VT, V, 2, 2)                   \
+            for (; c < N; c++) EQ_DOT_BLOCK(T, VT, V, 2, 1)                           \
+        }                                                                             \
+        for (; r < R; r++) {                                                          \
+            int c = 0;                                                                \
+            for (; c + 4 <= N; c += 4) EQ_DOT_BLOCK(T, VT, V, 1, 4)                   \
+            for (; c < N; c++) EQ_DOT_BLOCK(T, VT, V, 1, 1)                           \
         }                                                                             \
     }
 
