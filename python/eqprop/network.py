@@ -174,9 +174,12 @@ class EqPropNetwork:
         negative: State,
         scales: np.ndarray,
         threads: int,
-    ) -> None:
-        """weights/biases += scales_k * (rho(P) rho(P)^T - rho(N) rho(N)^T) summed over the batch."""
-        eqcore.apply_ep_update(weights, biases, x, positive, negative, scales, threads)
+    ) -> bool:
+        """weights/biases += scales_k * (rho(P) rho(P)^T - rho(N) rho(N)^T) summed over the batch.
+
+        Returns whether the updated biases are all finite (a cheap divergence check).
+        """
+        return eqcore.apply_ep_update(weights, biases, x, positive, negative, scales, threads)
 
     # ------------------------------------------------------------- public API
     def relax(
@@ -414,18 +417,19 @@ class EqPropNetwork:
     def _update_from_free(
         self, x, free, target, *, beta, nudged_steps, epsilon, rates, symmetric, solver, threads,
         drive=None,
-    ) -> None:
+    ) -> bool:
         """Nudged phase(s) from a validated free fixed point, then the in-place update.
 
         ``drive``, if given, must hold x W_0 for the current weights (as left by
         the free phase's ``_relax_in_place(..., drive=...)``); it is reused.
+        Returns whether the updated biases are all finite.
         """
         positive, negative, spread = self._contrasted_states(
             x, free, target, beta=beta, nudged_steps=nudged_steps, epsilon=epsilon,
             symmetric=symmetric, solver=solver, threads=threads, drive=drive,
         )
         scales = rates / (spread * x.shape[0])
-        self._accumulate_update(self.weights, self.biases, x, positive, negative, scales, threads)
+        return self._accumulate_update(self.weights, self.biases, x, positive, negative, scales, threads)
 
     def _contrasted_states(
         self, x, free, target, *, beta, nudged_steps, epsilon, symmetric, solver, threads, drive

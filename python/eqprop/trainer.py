@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from eqcore._batch import gather_batch, summarise_free_phase
 from eqprop import _validation as check
 from eqprop._threads import resolve_threads, single_threaded_blas
 from eqprop.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -536,7 +537,6 @@ class Trainer:
         size = x_buffer.shape[0]
         n_batches = math.ceil(n / size)
         rates = np.asarray(self.learning_rates, dtype=np.float64)
-        rows = np.arange(size)
         order = self.rng.permutation(n)
         errors = 0
         cost = 0.0
@@ -546,49 +546,32 @@ class Trainer:
             for batch in range(n_batches):
                 index = order[batch * size:(batch + 1) * size]
                 m = index.shape[0]
-                xb = x_buffer[:m]
-                np.take(x, index, axis=0, out=xb, mode="clip")
-                batch_labels = labels[index]
-                target = target_buffer[:m]
-                target.fill(0)
-                target[rows[:m], batch_labels] = 1
+                xb, target, drive = x_buffer[:m], target_buffer[:m], drive_buffer[:m]
                 state = [s[:m] for s in state_buffer]
-                if self.persistent:
-                    for layer, particles in zip(state, self.particles):
-                        np.take(particles, index, axis=0, out=layer, mode="clip")
-                else:
-                    for layer in state:
-                        layer.fill(0)
-
-                drive = drive_buffer[:m]
+                particles = self.particles if self.persistent else None
+                gather_batch(x, labels, index, xb, target, particles, state)
                 net._relax_in_place(
                     xb, state, steps=self.free_steps, epsilon=self.epsilon, beta=0.0,
                     target=None, solver=self.solver, threads=threads, drive=drive,
                 )
-                # NaN propagates through the core's clip, so a non-finite weight shows up here
-                if not all(np.isfinite(layer.sum()) for layer in state):
+                # NaN propagates through the core's clip, so a non-finite weight shows up here;
+                # the particles are only written when the state is finite
+                finite, batch_errors, batch_cost = summarise_free_phase(state, target, labels, index, particles)
+                if not finite:
                     raise self._diverged(epoch, batch, n_batches, "the free phase", checkpoint_dir)
-                output = state[-1]
-                errors += int(np.count_nonzero(output.argmax(axis=1) != batch_labels))
-                diff = output - target
-                cost += 0.5 * float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
-                if self.persistent:
-                    for layer, particles in zip(state, self.particles):
-                        particles[index] = layer
+                errors += batch_errors
+                cost += batch_cost
 
                 beta = self.beta
                 if self.random_sign and self.rng.random() < 0.5:
                     beta = -beta
-                net._update_from_free(
+                # the bias update sums the nudged states: its check covers the nudged phase
+                if not net._update_from_free(
                     xb, state, target, beta=beta, nudged_steps=self.nudged_steps, epsilon=self.epsilon,
                     rates=rates, symmetric=self.symmetric, solver=self.solver, threads=threads,
                     drive=drive,
-                )
-                # the bias update sums the nudged states: a cheap check of the nudged phase
-                # (the biases are small; a sum could overflow for huge but finite values)
-                if not all(np.isfinite(b).all() for b in net.biases):
+                ):
                     raise self._diverged(epoch, batch, n_batches, "the nudged phase or the update", checkpoint_dir)
-
                 bar.update(1)
                 if bar.enabled and ((batch + 1) % PROGRESS_EVERY == 0 or batch + 1 == n_batches):
                     seen = min((batch + 1) * size, n)

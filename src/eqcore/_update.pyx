@@ -24,6 +24,7 @@ not touched.
 
 from cython cimport floating
 from cython.parallel cimport prange, threadid
+from libc.math cimport isfinite
 from libc.stdlib cimport malloc, free
 
 from eqcore._gemm cimport input_gemm, small_gemm
@@ -72,12 +73,15 @@ cdef void _update_bias(floating* b, int n, int depth, const floating* right) noe
 
 
 def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
-                    list neg, const double[::1] scales, int threads=1):
+                    list neg, const double[::1] scales, int threads=1) -> bool:
     """Accumulate the EP update into ``weights`` and ``biases`` in place.
 
     ``scales[j]`` multiplies layer j's weight and bias updates (its learning
     rate over beta and the batch size). Unchecked core entry point; ``eqprop``
     validates the arguments first.
+
+    Returns whether every updated bias is finite: the bias update sums the
+    states of both phases, so this is a cheap check that neither diverged.
     """
     cdef int n_layers = len(weights)
     cdef int batch = x.shape[0]
@@ -104,8 +108,10 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
         raise ValueError("weights, biases, pos and neg must have one entry per non-input layer")
     if scales.shape[0] != n_layers:
         raise ValueError("scales must have one entry per non-input layer")
+    cdef bint finite = True
+    cdef Py_ssize_t c
     if batch == 0:
-        return
+        return True
     try:
         sizes = <int*> malloc((n_layers + 1) * sizeof(int))
         left_offset = <size_t*> malloc(n_layers * sizeof(size_t))
@@ -158,6 +164,9 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
                 right = operands + left_size + right_offset[j]
                 _build_right(j, batch, sizes, P, N, scales[j], right)
                 _update_bias(Bp[j], sizes[j + 1], batch if j == 0 else 2 * batch, right)
+                for c in range(sizes[j + 1]):
+                    if not isfinite(Bp[j][c]):
+                        finite = False
 
         flops = 0.0
         for j in range(n_layers):
@@ -200,3 +209,4 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
         free(input_index)
         free(task_layer)
         free(task_row)
+    return finite

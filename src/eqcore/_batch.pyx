@@ -1,0 +1,109 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The training loop's per-mini-batch bookkeeping, in one call each instead of a dozen NumPy calls.
+
+At 784-500-10 and batch 20 a whole training step takes about 200 microseconds;
+the gathers, one-hot targets, error count, cost and particle scatter around it
+cost almost half as much again when written as separate NumPy operations.
+``eqprop.Trainer`` calls these two functions instead; they do the same work.
+"""
+
+from cython cimport floating
+from libc.math cimport isfinite
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy, memset
+
+
+def gather_batch(const floating[:, ::1] x, const int64_t[::1] labels, const int64_t[::1] index,
+                 floating[:, ::1] x_out, floating[:, ::1] target_out, list particles,
+                 list state_out) -> None:
+    """Fill the mini-batch buffers for the examples ``index``.
+
+    x_out[i] = x[index[i]], target_out[i] = one-hot(labels[index[i]]) and, for
+    every layer j, state_out[j][i] = particles[j][index[i]], or 0 when
+    ``particles`` is None. Indices and labels must be in range (the trainer
+    checks them once per fit); this checks only the shapes.
+    """
+    cdef Py_ssize_t m = index.shape[0], i, j, n_layers = len(state_out)
+    cdef Py_ssize_t n_in = x.shape[1], n_out = target_out.shape[1], width
+    cdef floating[:, ::1] source, dest
+    if x_out.shape[0] != m or target_out.shape[0] != m or x_out.shape[1] != n_in:
+        raise ValueError("x_out and target_out must have one row per index and x's width")
+    for i in range(m):
+        if not (0 <= index[i] < x.shape[0] and 0 <= labels[index[i]] < n_out):
+            raise ValueError(f"index {index[i]} or its label is out of range")
+    with nogil:
+        for i in range(m):
+            memcpy(&x_out[i, 0], &x[index[i], 0], n_in * sizeof(floating))
+            memset(&target_out[i, 0], 0, n_out * sizeof(floating))
+            target_out[i, labels[index[i]]] = 1
+    for j in range(n_layers):
+        dest = state_out[j]
+        width = dest.shape[1]
+        if dest.shape[0] != m:
+            raise ValueError("state_out must have one row per index")
+        if particles is None:
+            with nogil:
+                memset(&dest[0, 0], 0, m * width * sizeof(floating))
+            continue
+        source = particles[j]
+        if source.shape[0] != x.shape[0] or source.shape[1] != width:
+            raise ValueError("particles must have one row per example of x and state_out's widths")
+        with nogil:
+            for i in range(m):
+                memcpy(&dest[i, 0], &source[index[i], 0], width * sizeof(floating))
+
+
+def summarise_free_phase(list state, const floating[:, ::1] target, const int64_t[::1] labels,
+                         const int64_t[::1] index, list particles) -> tuple:
+    """Check, score and keep the free fixed point of a mini-batch.
+
+    Returns ``(finite, errors, cost)``: whether every state is finite, the
+    number of examples whose output's argmax (the first, as NumPy's) is not
+    their label, and 1/2 sum (y - d)^2 summed in float64. When finite and
+    ``particles`` is not None, particles[j][index[i]] = state[j][i].
+    """
+    cdef Py_ssize_t m = index.shape[0], i, j, c, n_layers = len(state), width
+    cdef floating[:, ::1] layer, dest
+    cdef const floating[:, ::1] output
+    cdef bint finite = True
+    cdef long errors = 0
+    cdef double cost = 0.0, diff
+    cdef Py_ssize_t best
+    for j in range(n_layers):
+        layer = state[j]
+        if layer.shape[0] != m:
+            raise ValueError("state must have one row per index")
+        with nogil:
+            for i in range(m):
+                for c in range(layer.shape[1]):
+                    if not isfinite(layer[i, c]):
+                        finite = False
+        if not finite:
+            return False, 0, 0.0
+    output = state[n_layers - 1]
+    if target.shape[0] != m or target.shape[1] != output.shape[1]:
+        raise ValueError("target must have the output's shape")
+    with nogil:
+        for i in range(m):
+            best = 0
+            for c in range(output.shape[1]):
+                diff = <double> (output[i, c] - target[i, c])
+                cost += diff * diff
+                if output[i, c] > output[i, best]:
+                    best = c
+            if best != labels[index[i]]:
+                errors += 1
+    if particles is not None:
+        for j in range(n_layers):
+            layer = state[j]
+            dest = particles[j]
+            width = layer.shape[1]
+            if dest.shape[1] != width:
+                raise ValueError("particles and state must have the same layer widths")
+            for i in range(m):
+                if not 0 <= index[i] < dest.shape[0]:
+                    raise ValueError(f"index {index[i]} is out of range for the particles")
+            with nogil:
+                for i in range(m):
+                    memcpy(&dest[index[i], 0], &layer[i, 0], width * sizeof(floating))
+    return True, errors, 0.5 * cost
