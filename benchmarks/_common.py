@@ -43,6 +43,20 @@ def make_problem(arch: str, batch: int, dtype: str, threads: int, seed: int = 0)
     return net, x, target, state
 
 
+IMAGE_DENSITY = 0.19  # fraction of non-zero pixels in an MNIST image
+
+
+def image_like(batch: int, n_inputs: int, dtype: str, rng: np.random.Generator) -> np.ndarray:
+    """Inputs shaped like MNIST's: about 19% of the entries non-zero, the rest exactly 0.
+
+    The core skips zero inputs in the drive x W_0 and in the update of W_0; the
+    uniform inputs of :func:`make_problem` have none, so both paths are tracked.
+    """
+    x = rng.uniform(0.0, 1.0, size=(batch, n_inputs))
+    x[rng.uniform(size=x.shape) >= IMAGE_DENSITY] = 0.0
+    return x.astype(dtype)
+
+
 def relax_flops(sizes: Sequence[int], steps: int) -> int:
     """FLOP per example of ``steps`` relaxation steps: every matrix but W_0 both ways per step.
 

@@ -9,12 +9,19 @@ stays visible. Parameters: architecture, batch (20, 100, 256), dtype, threads
 ``time_train_step`` is the public ``EqPropNetwork.train_step`` from a persistent
 state; ``track_gflops`` its achieved GFLOP/s in float32 (FLOP convention of
 benchmarks/compare.py); ``peakmem_train_step`` the process's peak memory.
+``time_train_step_image_inputs`` is the same step on MNIST-like inputs (81% zeros,
+which the core skips), and ``time_trainer_epoch`` a whole ``Trainer`` epoch at
+the paper's mini-batch of 20: the loop around the steps included.
 """
 
 from __future__ import annotations
 
-from ._common import (ARCHS, BATCHES, BETA, DTYPES, EPSILON, THREADS, best_seconds, make_problem,
-                      skip_combination, train_flops)
+import numpy as np
+
+import eqprop
+
+from ._common import (ARCHS, BATCHES, BETA, DTYPES, EPSILON, THREADS, best_seconds, image_like,
+                      make_problem, skip_combination, train_flops)
 
 FREE_STEPS = 20
 NUDGED_STEPS = 4
@@ -72,3 +79,40 @@ class TrainStepMemory:
         self.net.train_step(self.x, self.target, beta=BETA, free_steps=FREE_STEPS,
                             nudged_steps=NUDGED_STEPS, epsilon=EPSILON, learning_rates=self.rates,
                             init=self.state)
+
+
+class TrainStepImageInputs:
+    params = (list(ARCHS), [20, 256], THREADS)
+    param_names = ["arch", "batch", "threads"]
+
+    def setup(self, arch, batch, threads):
+        self.net, _, self.target, self.state = make_problem(arch, batch, "float32", threads)
+        self.x = image_like(batch, ARCHS[arch][0], "float32", np.random.default_rng(1))
+        self.rates = _rates(arch)
+
+    def time_train_step_image_inputs(self, arch, batch, threads):
+        self.net.train_step(self.x, self.target, beta=BETA, free_steps=FREE_STEPS,
+                            nudged_steps=NUDGED_STEPS, epsilon=EPSILON, learning_rates=self.rates,
+                            init=self.state, threads=threads)
+
+
+class TrainerEpoch:
+    """One epoch of ``Trainer.fit`` over 2,000 MNIST-like examples, 784-500-10, batch 20."""
+
+    params = (THREADS,)
+    param_names = ["threads"]
+    number = 1
+    repeat = (3, 10, 20.0)
+
+    def setup(self, threads):
+        rng = np.random.default_rng(0)
+        self.x = image_like(2000, 784, "float32", rng)
+        self.labels = rng.integers(0, 10, size=2000)
+        self.trainer = eqprop.Trainer(
+            eqprop.EqPropNetwork([784, 500, 10], seed=0, threads=threads), beta=BETA,
+            free_steps=FREE_STEPS, nudged_steps=NUDGED_STEPS, epsilon=EPSILON,
+            learning_rates=[0.1, 0.05], batch_size=20, threads=threads, seed=0)
+        self.trainer.fit(self.x, self.labels, epochs=1, progress=False)  # particles allocated
+
+    def time_trainer_epoch(self, threads):
+        self.trainer.fit(self.x, self.labels, epochs=1, progress=False)
