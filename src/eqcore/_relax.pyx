@@ -19,7 +19,8 @@ Two solvers share these net inputs:
 The batch is cut into one contiguous block of rows per thread; each thread
 relaxes its rows through every step without synchronising with the others.
 The input's drive x W_0 is the same at every step and in both phases: it is
-computed once and kept in a caller-owned buffer. Top-down products use a
+computed once and kept in a caller-owned buffer; where x is mostly zeros
+(images) that product skips them (_gemm.input_gemm). Top-down products use a
 transposed copy of each weight matrix, made once per call, so that every
 product streams a row-major matrix (see _gemm.pyx).
 """
