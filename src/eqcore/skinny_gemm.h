@@ -166,7 +166,7 @@ typedef float eq_f2 __attribute__((vector_size(8), aligned(4)));
  * against four rows of B^T at a time: eight independent accumulators hide the
  * FMA latency, and six vector loads feed eight FMAs.
  */
-#define EQ_DOT_BLOCK(T, VT, V, RR, CC)                                                \
+#define EQ_DOT_BLOCK(T, VT, V, HSUM, RR, CC)                                                \
     {                                                                                 \
         VT s[RR][CC];                                                                 \
         for (int i = 0; i < (RR); i++)                                                \
@@ -184,38 +184,48 @@ typedef float eq_f2 __attribute__((vector_size(8), aligned(4)));
             T *crow = C + (size_t)(r + i) * ldc;                                      \
             for (int j = 0; j < (CC); j++) {                                          \
                 const T *b = BT + (size_t)(c + j) * ldbt;                             \
-                T t = 0;                                                              \
-                for (int l = 0; l < (V); l++) t += s[i][j][l];                        \
+                T t = HSUM(s[i][j]);                                                  \
                 for (int kk = k; kk < K; kk++) t += a[kk] * b[kk];                    \
                 if (acc) crow[c + j] += t; else crow[c + j] = t;                      \
             }                                                                         \
         }                                                                             \
     }
 
-#define EQ_DEFINE_DOT(NAME, T, VT, V, ATTR)                                           \
+#define EQ_DEFINE_DOT(NAME, T, VT, V, HSUM, ATTR)                                     \
     ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *BT,      \
                           int ldbt, int acc, T *C, int ldc) {                          \
         int r = 0;                                                                    \
         for (; r + 2 <= R; r += 2) {                                                  \
             int c = 0;                                                                \
-            for (; c + 4 <= N; c += 4) EQ_DOT_BLOCK(T, VT, V, 2, 4)                   \
-            for (; c + 2 <= N; c += 2) EQ_DOT_BLOCK(T, VT, V, 2, 2)                   \
-            for (; c < N; c++) EQ_DOT_BLOCK(T, VT, V, 2, 1)                           \
+            for (; c + 4 <= N; c += 4) EQ_DOT_BLOCK(T, VT, V, HSUM, 2, 4)                   \
+            for (; c + 2 <= N; c += 2) EQ_DOT_BLOCK(T, VT, V, HSUM, 2, 2)                   \
+            for (; c < N; c++) EQ_DOT_BLOCK(T, VT, V, HSUM, 2, 1)                           \
         }                                                                             \
         for (; r < R; r++) {                                                          \
             int c = 0;                                                                \
-            for (; c + 4 <= N; c += 4) EQ_DOT_BLOCK(T, VT, V, 1, 4)                   \
-            for (; c < N; c++) EQ_DOT_BLOCK(T, VT, V, 1, 1)                           \
+            for (; c + 4 <= N; c += 4) EQ_DOT_BLOCK(T, VT, V, HSUM, 1, 4)                   \
+            for (; c < N; c++) EQ_DOT_BLOCK(T, VT, V, HSUM, 1, 1)                           \
         }                                                                             \
     }
 
-EQ_DEFINE_DOT(eq_dot_f32_generic, float, eq_f4, 4, )
-EQ_DEFINE_DOT(eq_dot_f64_generic, double, eq_d2, 2, )
+/* Horizontal sums: halve the vector until 4 (float) or 2 (double) lanes are left. */
+#define EQ_HALVE(FROM, TO, x) ({ union { FROM v; TO h[2]; } u_ = { .v = (x) }; u_.h[0] + u_.h[1]; })
+#define EQ_SUM4(x) ({ eq_f4 q_ = (x); (q_[0] + q_[1]) + (q_[2] + q_[3]); })
+#define EQ_SUM2(x) ({ eq_d2 q_ = (x); q_[0] + q_[1]; })
+#define EQ_HSUM_F4(x) EQ_SUM4(x)
+#define EQ_HSUM_F8(x) EQ_SUM4(EQ_HALVE(eq_f8, eq_f4, x))
+#define EQ_HSUM_F16(x) EQ_SUM4(EQ_HALVE(eq_f8, eq_f4, EQ_HALVE(eq_f16, eq_f8, x)))
+#define EQ_HSUM_D2(x) EQ_SUM2(x)
+#define EQ_HSUM_D4(x) EQ_SUM2(EQ_HALVE(eq_d4, eq_d2, x))
+#define EQ_HSUM_D8(x) EQ_SUM2(EQ_HALVE(eq_d4, eq_d2, EQ_HALVE(eq_d8, eq_d4, x)))
+
+EQ_DEFINE_DOT(eq_dot_f32_generic, float, eq_f4, 4, EQ_HSUM_F4, )
+EQ_DEFINE_DOT(eq_dot_f64_generic, double, eq_d2, 2, EQ_HSUM_D2, )
 #if EQ_X86_DISPATCH
-EQ_DEFINE_DOT(eq_dot_f32_avx2, float, eq_f8, 8, EQ_TARGET("avx2,fma"))
-EQ_DEFINE_DOT(eq_dot_f64_avx2, double, eq_d4, 4, EQ_TARGET("avx2,fma"))
-EQ_DEFINE_DOT(eq_dot_f32_avx512, float, eq_f16, 16, EQ_TARGET("avx512f,avx512vl,fma"))
-EQ_DEFINE_DOT(eq_dot_f64_avx512, double, eq_d8, 8, EQ_TARGET("avx512f,avx512vl,fma"))
+EQ_DEFINE_DOT(eq_dot_f32_avx2, float, eq_f8, 8, EQ_HSUM_F8, EQ_TARGET("avx2,fma"))
+EQ_DEFINE_DOT(eq_dot_f64_avx2, double, eq_d4, 4, EQ_HSUM_D4, EQ_TARGET("avx2,fma"))
+EQ_DEFINE_DOT(eq_dot_f32_avx512, float, eq_f16, 16, EQ_HSUM_F16, EQ_TARGET("avx512f,avx512vl,fma"))
+EQ_DEFINE_DOT(eq_dot_f64_avx512, double, eq_d8, 8, EQ_HSUM_D8, EQ_TARGET("avx512f,avx512vl,fma"))
 #endif
 
 #define EQ_DEFINE_GEMMS(SUFFIX, ATTR, F, FV, FHV, FH, D, DV, DHV, DH)                      \
