@@ -85,6 +85,7 @@ def test_sparse_and_dense_paths_agree_to_rounding(dtype):
     sizes = [200, 150, 10]
     x, target = sparse_batch(sizes[0], sizes[-1], dtype, batch=20, seed=7)
     results = []
+    before = eqcore.sparse_threshold()
     for threshold in (0.0, 1.0):
         eqcore.set_sparse_threshold(threshold)
         try:
@@ -92,7 +93,7 @@ def test_sparse_and_dense_paths_agree_to_rounding(dtype):
             state = net.train_step(x, target, beta=1.0, free_steps=8, nudged_steps=3,
                                    epsilon=0.5, learning_rates=[0.1, 0.05], threads=2)
         finally:
-            eqcore.set_sparse_threshold(0.35)
+            eqcore.set_sparse_threshold(before)
         results.append(list(state) + net.weights + net.biases)
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=0, atol=50 * ROUNDING[dtype])

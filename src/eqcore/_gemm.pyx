@@ -39,9 +39,11 @@ cdef extern from "sparse_rows.h" nogil:
     long eq_count_nonzero_f64(int R, int K, const double* A, int lda)
 
 cdef bint _use_blas = False
-# The sparse product pays below this fraction of non-zero entries in A; see
-# set_sparse_threshold for how it was chosen.
-cdef double _max_sparse_density = 0.35
+# The sparse products pay below about this fraction of non-zero entries in A
+# (python tools/sparse_crossover.py: with zeros at random places the drive
+# stops gaining near 20-35%, the update near 35%; images, whose zeros cluster,
+# gain more; docs/performance.md).
+cdef double _max_sparse_density = 0.3
 
 _ISA_NAMES = {0: "portable", 1: "avx2", 2: "avx512"}
 
@@ -118,7 +120,7 @@ cdef void input_gemm(int rows, int n, int k, const floating* a, int lda,
 def set_sparse_threshold(double density) -> None:
     """Use the sparse product for input blocks with at most this fraction of non-zeros.
 
-    Default 0.35. ``0`` always multiplies densely, ``1`` always sparsely (tests
+    Default 0.3. ``0`` always multiplies densely, ``1`` always sparsely (tests
     run both against the NumPy reference). The BLAS path (``set_gemm_path``)
     is always dense. Not thread-safe: call it while no
     relaxation or update runs.

@@ -1,0 +1,74 @@
+"""Where the sparse input products stop paying: dense against sparse at several input densities.
+
+Usage: ``python tools/sparse_crossover.py [--threads 1]``. For 784-500-10 and a
+mini-batch of 20, times (median wall time, microseconds) the free phase's input
+drive (one relaxation step that computes x W_0) and the EP update, with the sparse
+products forced off (``eqcore.set_sparse_threshold(0)``) and on (``1``), for real
+MNIST and Fashion-MNIST images and for uniform inputs with a random fraction of
+zeros (random zeros are the worst case for the drive: a group of rows rarely
+shares them). The default threshold, ``eqcore.sparse_threshold()``, should sit
+below the densities where "sparse" stops winning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import eqcore
+import eqprop
+from eqprop.datasets import load_dataset
+
+
+def median_us(function, repeats: int = 400) -> float:
+    for _ in range(20):
+        function()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - started)
+    return 1e6 * statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    inputs = {name: np.ascontiguousarray(load_dataset(name).x_train[:20]) for name in ("mnist", "fashion-mnist")}
+    for density in (0.1, 0.2, 0.35, 0.5, 0.75):
+        x = rng.random((20, 784), dtype=np.float32)
+        x[rng.random(x.shape) >= density] = 0.0
+        inputs[f"random, {density:.0%} non-zero"] = x
+    net = eqprop.EqPropNetwork([784, 500, 10], seed=0)
+    rates = np.full(2, 1e-12)  # the weights barely move while we time
+    drive = np.empty((20, 500), dtype=np.float32)
+    before = eqcore.sparse_threshold()
+    print(f"784-500-10, batch 20, {args.threads} thread(s); microseconds (dense / sparse); "
+          f"default threshold {before:.0%} non-zero")
+    print("| inputs | non-zero | drive, dense | drive, sparse | update, dense | update, sparse |")
+    print("|---|---|---|---|---|---|")
+    for name, x in inputs.items():
+        state = net.relax(x, steps=5, epsilon=0.5)
+        row = [name, f"{(x != 0).mean():.1%}"]
+        times = {}
+        for label, threshold in (("dense", 0.0), ("sparse", 1.0)):
+            eqcore.set_sparse_threshold(threshold)
+            times[label] = (
+                median_us(lambda: net._relax_in_place(x, state, steps=1, epsilon=0.5, beta=0.0, target=None,
+                                                      solver="euler", threads=args.threads, drive=drive)),
+                median_us(lambda: net._accumulate_update(net.weights, net.biases, x, state, state, rates,
+                                                         args.threads)),
+            )
+        eqcore.set_sparse_threshold(before)
+        row += [f"{times['dense'][0]:.0f}", f"{times['sparse'][0]:.0f}",
+                f"{times['dense'][1]:.0f}", f"{times['sparse'][1]:.0f}"]
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
