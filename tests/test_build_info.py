@@ -97,3 +97,17 @@ def test_kernel_in_use_is_reported(capsys):
     assert kernel["isa"] in ("avx512", "avx2", "portable")
     assert cli.main(["info"]) == 0
     assert f"relaxation kernel: {kernel['path']} ({kernel['isa']})" in capsys.readouterr().out
+
+
+def test_sparse_input_threshold_is_reported(capsys):
+    import eqcore
+    from eqprop import cli
+
+    before = eqcore.sparse_threshold()
+    eqcore.set_sparse_threshold(0.25)
+    try:
+        assert eqcore.build_info()["sparse_input_density"] == 0.25
+        assert cli.main(["info"]) == 0
+    finally:
+        eqcore.set_sparse_threshold(before)
+    assert "sparse input products: for inputs with at most 25% non-zero entries" in capsys.readouterr().out

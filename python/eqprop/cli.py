@@ -381,6 +381,7 @@ def _cmd_info(args: argparse.Namespace, parser: argparse.ArgumentParser | None =
     print(f"max threads: {info['max_threads']}")
     print(f"built with -march=native: {'yes' if info['native'] else 'no'}")
     print(f"relaxation kernel: {info['kernel']['path']} ({info['kernel']['isa']})")
+    print(f"sparse input products: for inputs with at most {info['sparse_input_density']:.0%} non-zero entries")
     for blas in info["blas"]:
         print(f"BLAS: {blas['library']} {blas['version']} ({blas['threading']}, {blas['architecture']}) {blas['path']}")
     return 0
