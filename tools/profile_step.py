@@ -12,8 +12,6 @@ uniform random numbers with ``--random`` (dense inputs: no zero pixels to skip).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
@@ -23,15 +21,7 @@ from eqprop._threads import single_threaded_blas
 from eqprop.datasets import load_dataset
 from eqprop.presets import get_preset
 
-
-def median_microseconds(function, repeats: int) -> float:
-    function()
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - started)
-    return 1e6 * statistics.median(samples)
+from _timing import median_microseconds  # tools/_timing.py
 
 
 def main() -> None:

@@ -13,8 +13,6 @@ below the densities where "sparse" stops winning.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
@@ -22,16 +20,11 @@ import eqcore
 import eqprop
 from eqprop.datasets import load_dataset
 
+from _timing import median_microseconds  # tools/_timing.py
 
-def median_us(function, repeats: int = 400) -> float:
-    for _ in range(20):
-        function()
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - started)
-    return 1e6 * statistics.median(samples)
+
+def median_us(function) -> float:
+    return median_microseconds(function, repeats=400, warmup=20)
 
 
 def main() -> None:
