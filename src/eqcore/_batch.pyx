@@ -28,6 +28,8 @@ def gather_batch(const floating[:, ::1] x, const int64_t[::1] labels, const int6
     cdef floating[:, ::1] source, dest
     if x_out.shape[0] != m or target_out.shape[0] != m or x_out.shape[1] != n_in:
         raise ValueError("x_out and target_out must have one row per index and x's width")
+    if labels.shape[0] != x.shape[0]:
+        raise ValueError("labels must have one entry per row of x")
     for i in range(m):
         if not (0 <= index[i] < x.shape[0] and 0 <= labels[index[i]] < n_out):
             raise ValueError(f"index {index[i]} or its label is out of range")
@@ -69,6 +71,9 @@ def summarise_free_phase(list state, const floating[:, ::1] target, const int64_
     cdef long errors = 0
     cdef double cost = 0.0, diff
     cdef Py_ssize_t best
+    for i in range(m):
+        if not 0 <= index[i] < labels.shape[0]:
+            raise ValueError(f"index {index[i]} is out of range for the labels")
     for j in range(n_layers):
         layer = state[j]
         if layer.shape[0] != m:
