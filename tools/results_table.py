@@ -1,14 +1,18 @@
 """Summarise eqprop run directories as the Markdown tables of docs/results.md.
 
-Usage: ``python tools/results_table.py RUN_DIR [RUN_DIR ...]``. Each RUN_DIR is
-one written by ``eqprop train`` (config.json, metrics.csv, summary.json).
+Usage: ``python tools/results_table.py [--reach 0.035,0.03] RUN_DIR [RUN_DIR ...]``.
+Each RUN_DIR is one written by ``eqprop train`` (config.json, metrics.csv,
+summary.json). ``--reach`` prints instead, for each run, the median epoch time
+and the first epoch whose validation error is at or below each threshold, with
+the wall time (training plus validation) summed up to the end of that epoch.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
-import sys
+import statistics
 from pathlib import Path
 
 
@@ -68,14 +72,38 @@ def epoch_table(directory: Path, config: dict, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    if not argv:
-        print(__doc__)
-        return 2
-    runs = []
-    for name in argv:
-        directory = Path(name)
-        runs.append((directory, *load_run(directory)))
+def reach_table(runs: list[tuple[Path, dict, list[dict], dict | None]], thresholds: list[float]) -> str:
+    header = " | ".join(f"validation error <= {100 * t:g}%" for t in thresholds)
+    lines = [
+        f"| run | per epoch (median) | {header} | final test error |",
+        "|---|---|" + "---|" * len(thresholds) + "---|",
+    ]
+    for directory, config, rows, summary in runs:
+        cells = []
+        for threshold in thresholds:
+            elapsed, cell = 0.0, f"not within {len(rows)} epochs"
+            for r in rows:
+                elapsed += float(r["wall_time"])
+                if r["val_error"] not in (None, "") and float(r["val_error"]) <= threshold:
+                    cell = f"epoch {r['epoch']}, {elapsed:,.0f} s"
+                    break
+            cells.append(cell)
+        median = statistics.median(float(r["wall_time"]) for r in rows)
+        test = percent(summary["test_error"]) if summary else "-"
+        lines.append(f"| `{directory.name}` | {median:.1f} s | {' | '.join(cells)} | {test} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    parser.add_argument("--reach", type=lambda text: [float(v) for v in text.split(",")], default=None,
+                        help="validation-error thresholds, e.g. 0.035,0.03,0.025")
+    args = parser.parse_args(argv)
+    runs = [(directory, *load_run(directory)) for directory in args.runs]
+    if args.reach:
+        print(reach_table(runs, args.reach))
+        return 0
     print(summary_table(runs))
     for directory, config, rows, _ in runs:
         print()
@@ -84,4 +112,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    raise SystemExit(main())
