@@ -6,6 +6,10 @@ Two implementations of the same product, chosen once per process:
 portable picked from the CPU at run time) and ``"blas"`` (SciPy's BLAS, which
 packs B on every call). ``set_gemm_path`` lets tests run both against the
 NumPy reference, and lets benchmarks compare them.
+
+Products whose left operand is the clamped input go through ``input_gemm``,
+which skips the input's zeros when there are enough of them
+(``set_sparse_threshold``).
 """
 
 from cython cimport floating
@@ -23,8 +27,6 @@ cdef extern from "skinny_gemm.h" nogil:
                     int ldbt, int acc, double* C, int ldc)
     void eq_set_isa(int isa)
     int eq_get_isa()
-
-cdef extern from "skinny_gemm.h" nogil:
     void eq_listed_f32(int R, int N, int K, const float* A, int lda, const float* B,
                        int ldb, int acc, float* C, int ldc, int* kidx)
     void eq_listed_f64(int R, int N, int K, const double* A, int lda, const double* B,
@@ -122,8 +124,8 @@ def set_sparse_threshold(double density) -> None:
 
     Default 0.3. ``0`` always multiplies densely, ``1`` always sparsely (tests
     run both against the NumPy reference). The BLAS path (``set_gemm_path``)
-    is always dense. Not thread-safe: call it while no
-    relaxation or update runs.
+    is always dense. Not thread-safe: call it while no relaxation or update
+    runs.
     """
     global _max_sparse_density
     if not 0 <= density <= 1:
