@@ -191,3 +191,17 @@ def test_console_script_is_installed():
     command = [str(script)] if script.exists() else [sys.executable, "-m", "eqprop.cli"]
     result = subprocess.run([*command, "presets"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "mnist-1h" in result.stdout
+
+
+@pytest.mark.parametrize("load, expect_note", [(3.0, True), (0.1, False)])
+def test_train_notes_a_busy_machine_when_running_threads(tmp_path, capsys, monkeypatch, load, expect_note):
+    import os
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    args = QUICK[:-1]  # not --quiet: the note goes to stderr
+    args[args.index("--threads") + 1] = "2"
+    assert main(["train", *args, "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert ("note: load average 3.0 on 2 cores" in err) is expect_note
+    assert (not expect_note) or "--threads 1" in err

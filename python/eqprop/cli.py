@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -221,6 +222,26 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return _train(run_dir, settings, resume=args.resume is not None, quiet=args.quiet, parser=parser)
 
 
+def _busy_machine_note(threads: int) -> str | None:
+    """A hint when other processes already load the cores a multi-threaded run needs.
+
+    Every mini-batch waits for its slowest thread, so a thread that loses its
+    core to another process stalls the others: on a busy machine fewer threads
+    can be faster.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        return None
+    cores = os.cpu_count() or 1
+    if threads <= 1 or load <= cores - threads + 0.5:
+        return None
+    return (
+        f"note: load average {load:.1f} on {cores} cores: other work is using them, and with {threads} "
+        f"threads every mini-batch waits for its slowest thread; --threads 1 may well be faster"
+    )
+
+
 def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool,
            parser: argparse.ArgumentParser) -> int:
     import eqprop
@@ -258,6 +279,10 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
         f"[{trainer.epoch}/{total} done]; run directory {run_dir}",
         quiet=quiet,
     )
+
+    note = _busy_machine_note(trainer._n_threads())
+    if note and not quiet:
+        print(note, file=sys.stderr)
 
     def after_epoch(trainer: eqprop.Trainer, record: eqprop.EpochRecord) -> None:
         atomic_write_text(run_dir / METRICS_NAME, trainer.history.to_csv())
