@@ -83,17 +83,16 @@ cdef void _relax_rows(int n_layers, const int* sizes, floating** W, floating** W
                       floating** b, const floating* x, floating** s,
                       const floating* target, int rows, int steps, floating epsilon,
                       floating beta, int solver, floating* drive, bint compute_drive,
-                      floating** h, int* input_index, floating* input_value) noexcept nogil:
+                      floating** h, int* input_index) noexcept nogil:
     """Relax ``rows`` examples whose layer states start at the pointers ``s``.
 
-    ``input_index`` and ``input_value`` are scratch for one row of x (the
-    sparse drive product).
+    ``input_index`` is scratch for sizes[0] column indices (the sparse drive product).
     """
     cdef int step, j, parity
     cdef const floating* layer_target
     if compute_drive:
         input_gemm(rows, sizes[1], sizes[0], x, sizes[0], W[0], sizes[1], False, drive,
-                   sizes[1], input_index, input_value, True)
+                   sizes[1], input_index, NULL, True)
     for step in range(steps):
         if solver == 0:
             for j in range(n_layers):
@@ -240,9 +239,9 @@ def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
                     for col in range(sizes[j + 1]):
                         WT[j][<size_t> col * sizes[j] + row] = W[j][<size_t> row * sizes[j + 1] + col]
 
-        # per chunk: one net-input buffer per layer, one row of x compacted for the
-        # sparse drive, and the drive itself if the caller gave no buffer (last)
-        scratch_per_chunk = sizes[0] + (0 if drive_ptr != NULL else chunk_rows * sizes[1])
+        # per chunk: one net-input buffer per layer, and the drive if the caller gave
+        # no buffer (last); plus the sparse drive's column indices
+        scratch_per_chunk = 0 if drive_ptr != NULL else chunk_rows * sizes[1]
         for j in range(n_layers):
             scratch_per_chunk += chunk_rows * sizes[j + 1]
         scratch = <floating*> malloc(<size_t> n_chunks * scratch_per_chunk * sizeof(floating))
@@ -257,7 +256,7 @@ def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
                 chunk_scratch = scratch + <size_t> c * scratch_per_chunk
                 for j in range(n_layers):
                     chunk_state[c * n_layers + j] = S[j] + <size_t> r0 * sizes[j + 1]
-                chunk_h[c * n_layers] = chunk_scratch + sizes[0]
+                chunk_h[c * n_layers] = chunk_scratch
                 for j in range(1, n_layers):
                     chunk_h[c * n_layers + j] = chunk_h[c * n_layers + j - 1] + chunk_rows * sizes[j]
                 chunk_target = NULL
@@ -271,7 +270,7 @@ def relax_batch(list weights, list biases, floating[:, ::1] x, list state,
                             &chunk_state[c * n_layers], chunk_target, rows, steps,
                             <floating> epsilon, <floating> beta, solver,
                             chunk_drive, not drive_ready, &chunk_h[c * n_layers],
-                            input_index + <size_t> c * sizes[0], chunk_scratch)
+                            input_index + <size_t> c * sizes[0])
     finally:
         free(sizes)
         free(W)

@@ -101,6 +101,10 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
     cdef floating** N = NULL
     cdef floating* operands = NULL
     cdef floating* input_value = NULL
+    cdef floating* task_left
+    cdef floating* task_right
+    cdef floating* task_w
+    cdef int task_rows, n_out
     cdef int* input_index = NULL
     cdef floating* right
 
@@ -182,20 +186,20 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
             layer = task_layer[t]
             row0 = task_row[t]
             depth = batch if layer == 0 else 2 * batch
-            _build_left_rows(layer, batch, sizes, &x[0, 0], P, N, row0,
-                             min(ROW_BLOCK, sizes[layer] - row0), operands + left_offset[layer])
-            if layer == 0:
-                input_gemm(min(ROW_BLOCK, sizes[0] - row0), sizes[1], depth,
-                           operands + left_offset[0] + <size_t> row0 * depth, depth,
-                           operands + left_size + right_offset[0], sizes[1], True,
-                           W[0] + <size_t> row0 * sizes[1], sizes[1],
-                           input_index + <size_t> threadid() * batch,
+            task_rows = min(ROW_BLOCK, sizes[layer] - row0)
+            n_out = sizes[layer + 1]
+            task_left = operands + left_offset[layer] + <size_t> row0 * depth
+            task_right = operands + left_size + right_offset[layer]
+            task_w = W[layer] + <size_t> row0 * n_out
+            _build_left_rows(layer, batch, sizes, &x[0, 0], P, N, row0, task_rows,
+                             operands + left_offset[layer])
+            if layer == 0:  # the left operand is x^T: its zeros can be skipped
+                input_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
+                           task_w, n_out, input_index + <size_t> threadid() * batch,
                            input_value + <size_t> threadid() * batch, False)
             else:
-                small_gemm(min(ROW_BLOCK, sizes[layer] - row0), sizes[layer + 1], depth,
-                           operands + left_offset[layer] + <size_t> row0 * depth, depth,
-                           operands + left_size + right_offset[layer], sizes[layer + 1],
-                           True, W[layer] + <size_t> row0 * sizes[layer + 1], sizes[layer + 1])
+                small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
+                           task_w, n_out)
     finally:
         free(sizes)
         free(left_offset)
