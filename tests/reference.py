@@ -89,3 +89,209 @@ def ep_gradients(weights, biases, x, target, beta, free_steps, nudged_steps, eps
     grads_w = [-(p - q) / denominator for p, q in zip(pw, nw)]
     grads_b = [-(p - q) / denominator for p, q in zip(pb, nb)]
     return grads_w, grads_b, free
+
+
+# ---------------------------------------------------------------------------
+# Convolutional chains. A network is an input shape and a list of layers, each
+# ("dense", n) or ("conv", out_channels, kernel, padding, pool) with pool in
+# {"max", "avg", None}. States are flat (batch, n) arrays; maps are (C, H, W)
+# in C order. Phi = sum_conv rho(s_above) . P(W * rho(s_below)) + sum_dense
+# rho(s_below)^T W rho(s_above) + sum b . rho(s) (channel biases broadcast).
+
+
+def chain_shapes(input_shape, layers):
+    """The state shape of every layer, input first."""
+    shapes = [tuple(input_shape)]
+    for layer in layers:
+        if layer[0] == "dense":
+            shapes.append((layer[1],))
+        else:
+            _, out_channels, k, pad, pool = layer
+            _, h, w = shapes[-1]
+            h, w = h + 2 * pad - k + 1, w + 2 * pad - k + 1
+            if pool is not None:
+                h, w = h // 2, w // 2
+            shapes.append((out_channels, h, w))
+    return shapes
+
+
+def conv2d(x, w, pad):
+    """Cross-correlation: out[b, o, i, j] = sum_{c, a, e} w[o, c, a, e] x_pad[b, c, i + a, j + e]."""
+    batch, _, h, wd = x.shape
+    out_channels, _, k, _ = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ho, wo = h + 2 * pad - k + 1, wd + 2 * pad - k + 1
+    out = np.zeros((batch, out_channels, ho, wo), dtype=x.dtype)
+    for a in range(k):
+        for e in range(k):
+            out += np.einsum("bchw,oc->bohw", xp[:, :, a:a + ho, e:e + wo], w[:, :, a, e])
+    return out
+
+
+def conv2d_adjoint(g, w, pad, in_hw):
+    """The transpose of conv2d with respect to its input: d/dx of sum(g * conv2d(x, w, pad))."""
+    batch, _, ho, wo = g.shape
+    _, in_channels, k, _ = w.shape
+    h, wd = in_hw
+    xp = np.zeros((batch, in_channels, h + 2 * pad, wd + 2 * pad), dtype=g.dtype)
+    for a in range(k):
+        for e in range(k):
+            xp[:, :, a:a + ho, e:e + wo] += np.einsum("bohw,oc->bchw", g, w[:, :, a, e])
+    return xp[:, :, pad:pad + h, pad:pad + wd]
+
+
+def conv2d_weight_adjoint(g, x, pad, k):
+    """d/dw of sum(g * conv2d(x, w, pad)), summed over the batch."""
+    _, _, ho, wo = g.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    dw = np.zeros((g.shape[1], x.shape[1], k, k), dtype=x.dtype)
+    for a in range(k):
+        for e in range(k):
+            dw[:, :, a, e] = np.einsum("bohw,bchw->oc", g, xp[:, :, a:a + ho, e:e + wo])
+    return dw
+
+
+def pool2x2(conv, kind):
+    """(pooled, routing): routing(above) maps a pooled-shaped array back onto conv's shape (the transpose)."""
+    if kind is None:
+        return conv, (lambda above: above)
+    batch, channels, hc, wc = conv.shape
+    ho, wo = hc // 2, wc // 2
+    offsets = [(0, 0), (0, 1), (1, 0), (1, 1)]  # row-major order within a window
+    windows = [conv[:, :, u:2 * ho:2, v:2 * wo:2] for u, v in offsets]
+    if kind == "avg":
+        pooled = sum(windows) / 4
+
+        def routing(above):
+            out = np.zeros_like(conv)
+            for u, v in offsets:
+                out[:, :, u:2 * ho:2, v:2 * wo:2] = above / 4
+            return out
+
+        return pooled, routing
+    best = windows[0].copy()
+    winner = np.zeros(best.shape, dtype=int)
+    for index in range(1, 4):
+        better = windows[index] > best  # ties keep the first maximum
+        best = np.where(better, windows[index], best)
+        winner = np.where(better, index, winner)
+
+    def routing(above):
+        out = np.zeros_like(conv)
+        for index, (u, v) in enumerate(offsets):
+            out[:, :, u:2 * ho:2, v:2 * wo:2] = np.where(winner == index, above, 0)
+        return out
+
+    return best, routing
+
+
+def _maps(x, state, shapes):
+    batch = x.shape[0]
+    return [rho(a).reshape(batch, *shape) for a, shape in zip([x] + list(state), shapes)]
+
+
+def chain_net_inputs(input_shape, layers, weights, biases, x, state):
+    """h_j = dPhi/ds_j for every non-input layer, flat."""
+    shapes = chain_shapes(input_shape, layers)
+    maps = _maps(x, state, shapes)
+    batch = x.shape[0]
+    h = [np.zeros((batch, int(np.prod(s))), dtype=x.dtype) for s in shapes[1:]]
+    for j, layer in enumerate(layers):
+        below, above = maps[j], maps[j + 1]
+        w, b = weights[j], biases[j]
+        if layer[0] == "dense":
+            h[j] += below.reshape(batch, -1) @ w + b
+            if j > 0:
+                h[j - 1] += (above.reshape(batch, -1) @ w.T)
+        else:
+            _, _, k, pad, pool = layer
+            pooled, routing = pool2x2(conv2d(below, w, pad), pool)
+            h[j] += (pooled + b[None, :, None, None]).reshape(batch, -1)
+            if j > 0:
+                h[j - 1] += conv2d_adjoint(routing(above), w, pad, below.shape[2:]).reshape(batch, -1)
+    return h
+
+
+def chain_relax(input_shape, layers, weights, biases, x, init, steps, epsilon, beta=0.0, target=None,
+                solver="euler"):
+    state = [rho(np.array(s)) for s in init]
+    n = len(state)
+    for _ in range(steps):
+        if solver == "euler":
+            h = chain_net_inputs(input_shape, layers, weights, biases, x, state)
+            new = []
+            for k in range(n):
+                ds = h[k] - state[k]
+                if k == n - 1 and beta != 0.0:
+                    ds = ds + beta * (target - state[k])
+                new.append(rho(state[k] + epsilon * ds))
+            state = new
+        else:
+            for parity in (0, 1):
+                for k in range(parity, n, 2):
+                    h = chain_net_inputs(input_shape, layers, weights, biases, x, state)[k]
+                    if k == n - 1 and beta != 0.0:
+                        state[k] = rho((h + beta * target) / (1.0 + beta))
+                    else:
+                        state[k] = rho(h)
+    return state
+
+
+def chain_phi(input_shape, layers, weights, biases, x, state):
+    """Phi of each example."""
+    shapes = chain_shapes(input_shape, layers)
+    maps = _maps(x, state, shapes)
+    batch = x.shape[0]
+    phi = np.zeros(batch)
+    for j, layer in enumerate(layers):
+        below, above = maps[j], maps[j + 1]
+        if layer[0] == "dense":
+            phi += np.sum((below.reshape(batch, -1) @ weights[j]) * above.reshape(batch, -1), axis=1)
+            phi += above.reshape(batch, -1) @ biases[j]
+        else:
+            pooled, _ = pool2x2(conv2d(below, weights[j], layer[3]), layer[4])
+            phi += np.sum(pooled * above, axis=(1, 2, 3))
+            phi += np.einsum("bchw,c->b", above, biases[j])
+    return phi
+
+
+def chain_energy(input_shape, layers, weights, biases, x, state):
+    return sum(0.5 * np.sum(s * s, axis=1) for s in state) - chain_phi(input_shape, layers, weights, biases, x, state)
+
+
+def chain_phi_gradients(input_shape, layers, weights, x, state):
+    """dPhi/dW_j and dPhi/db_j summed over the batch."""
+    shapes = chain_shapes(input_shape, layers)
+    maps = _maps(x, state, shapes)
+    batch = x.shape[0]
+    dw, db = [], []
+    for j, layer in enumerate(layers):
+        below, above = maps[j], maps[j + 1]
+        if layer[0] == "dense":
+            dw.append(below.reshape(batch, -1).T @ above.reshape(batch, -1))
+            db.append(above.reshape(batch, -1).sum(axis=0))
+        else:
+            _, _, k, pad, pool = layer
+            _, routing = pool2x2(conv2d(below, weights[j], pad), pool)
+            dw.append(conv2d_weight_adjoint(routing(above), below, pad, k))
+            db.append(above.sum(axis=(0, 2, 3)))
+    return dw, db
+
+
+def chain_ep_gradients(input_shape, layers, weights, biases, x, target, beta, free_steps, nudged_steps,
+                       epsilon, symmetric=False, solver="euler"):
+    batch = x.shape[0]
+    shapes = chain_shapes(input_shape, layers)
+    zeros = [np.zeros((batch, int(np.prod(s))), dtype=x.dtype) for s in shapes[1:]]
+    args = (input_shape, layers, weights, biases, x)
+    free = chain_relax(*args, zeros, free_steps, epsilon, solver=solver)
+    pos = chain_relax(*args, free, nudged_steps, epsilon, beta, target, solver)
+    if symmetric:
+        neg = chain_relax(*args, free, nudged_steps, epsilon, -beta, target, solver)
+        denominator = 2 * beta * batch
+    else:
+        neg, denominator = free, beta * batch
+    pw, pb = chain_phi_gradients(input_shape, layers, weights, x, pos)
+    nw, nb = chain_phi_gradients(input_shape, layers, weights, x, neg)
+    return ([-(p - q) / denominator for p, q in zip(pw, nw)],
+            [-(p - q) / denominator for p, q in zip(pb, nb)], free)

@@ -15,8 +15,12 @@ import eqcore
 
 
 def resolve_threads(threads: int | None) -> int:
-    """None means every core OpenMP may use (``OMP_NUM_THREADS`` is honoured)."""
-    return eqcore.max_threads() if threads is None else threads
+    """The thread count a call uses: ``eqcore.effective_threads`` (scikit-learn's semantics).
+
+    None means every usable core (affinity and cgroup quota respected,
+    ``OMP_NUM_THREADS`` honoured), n > 0 exactly n, -k all but k - 1.
+    """
+    return eqcore.effective_threads(threads)
 
 
 @functools.cache

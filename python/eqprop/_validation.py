@@ -53,10 +53,17 @@ def check_int(value: object, name: str, *, minimum: int = 1) -> int:
 
 
 def check_threads(threads: object) -> int | None:
-    """None (all cores) or a positive integer."""
+    """None (all usable cores), n > 0 (exactly n) or -k (all but k - 1), as scikit-learn."""
     if threads is None:
         return None
-    return check_int(threads, "threads", minimum=1)
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise TypeError(f"threads must be None or a non-zero integer; got {threads!r}")
+    if threads == 0 or not -(2**31) < threads < 2**31:
+        raise ValueError(
+            f"threads must be None (every core), n > 0 (exactly n) or -k (all but k - 1), "
+            f"within +-2147483647; got {threads}"
+        )
+    return int(threads)
 
 
 def check_real(value: object, name: str) -> float:

@@ -3,9 +3,11 @@
 State s = (s_1, ..., s_L, y) with the input x clamped, rho the hard sigmoid
 clip(., 0, 1), and
 
-    E(s) = 1/2 sum_k ||s_k||^2 - sum_k rho(s_k)^T W_k rho(s_{k+1}) - sum_k b_k^T rho(s_k)
-    C(s) = 1/2 ||y - d||^2,       F = E + beta * C.
+    E(s) = 1/2 sum_k ||s_k||^2 - Phi(x, s),   C(s) = 1/2 ||y - d||^2,   F = E + beta * C,
+    Phi = sum_dense rho(s_k)^T W_k rho(s_{k+1}) + sum_conv rho(s_{k+1}) . P(W_k * rho(s_k))
+          + sum_k b_k . rho(s_k)
 
+(conv layers: Ernoult et al. 2019, Laborieux et al. 2021; see ``eqprop.layers``).
 The relaxation and the learning rule run in the compiled core ``eqcore``; this
 module validates arguments, converts arrays once, and owns the parameters.
 """
@@ -17,10 +19,11 @@ from collections.abc import Sequence
 import numpy as np
 
 import eqcore
+from eqprop import _conv_numpy
 from eqprop import _validation as check
 from eqprop._threads import resolve_threads, single_threaded_blas
-
-_SOLVER_CODES = {"euler": eqcore.SOLVER_EULER, "alternating": eqcore.SOLVER_ALTERNATING}
+from eqprop.layers import Connection, format_layers, resolve_layers
+from eqprop.step import StepEngine
 
 State = list[np.ndarray]
 
@@ -31,70 +34,117 @@ def rho(s: np.ndarray) -> np.ndarray:
 
 
 class EqPropNetwork:
-    """A layered Hopfield network trained by Equilibrium Propagation.
+    """A layered Hopfield network, dense or convolutional, trained by Equilibrium Propagation.
 
     Parameters
     ----------
-    sizes : sequence of int
-        Layer sizes from input to output, e.g. ``[784, 500, 10]``.
+    layers : sequence
+        From input to output. The input is an int (flat features) or a
+        (C, H, W) tuple; each later entry an int (a dense layer) or an
+        :class:`eqprop.Conv2d`, conv layers first. ``[784, 500, 10]`` is the
+        paper's network; ``[(1, 28, 28), Conv2d(32, 5), Conv2d(64, 5), 10]`` a
+        convnet (see :mod:`eqprop.layers`).
     dtype : {"float32", "float64"}, default "float32"
         Floating type of the parameters and of every state.
     seed : int or numpy.random.Generator, optional
-        Seed of the Glorot-uniform weight initialisation (biases start at 0).
+        Seed of the Glorot-uniform weight initialisation: weights uniform in
+        +-sqrt(6 / (fan_in + fan_out)), with fan_in, fan_out = n_in, n_out for
+        a dense connection and C_in k^2, C_out k^2 for a conv one; biases start
+        at 0.
     threads : int, optional
-        OpenMP threads the core uses; None means all cores. Each method also
-        takes ``threads`` to override it for one call.
+        OpenMP threads the core uses: None means every usable core, n > 0
+        exactly n, -k all but k - 1 (scikit-learn's convention). Each method
+        also takes ``threads`` to override it for one call.
 
     Attributes
     ----------
     weights : list of ndarray
-        ``weights[k]`` has shape (sizes[k], sizes[k + 1]). These are the arrays
-        the core reads and updates in place: writing into them changes the model.
+        ``weights[k]`` joins layer k to layer k + 1: shape (n_k, n_{k+1}) for a
+        dense connection, (C_out, C_in, k, k) for a conv one. These are the
+        arrays the core reads and updates in place: writing into them changes
+        the model.
     biases : list of ndarray
-        ``biases[k]`` has shape (sizes[k + 1],): the bias of non-input layer k + 1.
+        ``biases[k]``: the bias of non-input layer k + 1, one per unit (dense)
+        or per channel (conv).
+    sizes : tuple of int
+        Flat sizes of every layer, input included (C * H * W for a map).
+    layer_shapes : tuple of tuple
+        The state shape of every non-input layer: (n,) or (C, H, W).
+    input_shape : tuple of int
+        (n,) or (C, H, W).
     """
 
     def __init__(
         self,
-        sizes: Sequence[int],
+        layers: Sequence[object],
         *,
         dtype: str | np.dtype = "float32",
         seed: int | np.random.Generator | None = None,
         threads: int | None = None,
     ) -> None:
-        self.sizes = check.check_sizes(sizes)
+        self.input_shape, self.connections = resolve_layers(layers)
+        self.layers: list[object] = [self.input_shape if len(self.input_shape) == 3 else self.input_shape[0],
+                                     *layers[1:]]
+        self.sizes: tuple[int, ...] = (self.connections[0].n_in, *(c.n_out for c in self.connections))
+        self.layer_shapes: tuple[tuple[int, ...], ...] = tuple(c.out_shape for c in self.connections)
         self.dtype = check.check_dtype(dtype)
         self.threads = check.check_threads(threads)
         rng = np.random.default_rng(seed)
         self.weights: list[np.ndarray] = []
-        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]):
-            limit = np.sqrt(6.0 / (n_in + n_out))  # Glorot & Bengio (2010), as in the paper's code
-            self.weights.append(rng.uniform(-limit, limit, size=(n_in, n_out)).astype(self.dtype))
-        self.biases: list[np.ndarray] = [np.zeros(n, dtype=self.dtype) for n in self.sizes[1:]]
+        for connection in self.connections:
+            fan_in, fan_out = connection.fans
+            limit = np.sqrt(6.0 / (fan_in + fan_out))  # Glorot & Bengio (2010), as in the paper's code
+            self.weights.append(rng.uniform(-limit, limit, size=connection.weight_shape).astype(self.dtype))
+        self.biases: list[np.ndarray] = [np.zeros(c.bias_shape, dtype=self.dtype) for c in self.connections]
+        self._chain: eqcore.Chain | None = None
 
     # ------------------------------------------------------------------ helpers
     @property
     def layer_sizes(self) -> tuple[int, ...]:
-        """Sizes of the non-input layers (the ones that relax)."""
+        """Flat sizes of the non-input layers (the ones that relax)."""
         return self.sizes[1:]
+
+    @property
+    def is_convolutional(self) -> bool:
+        return any(c.kind == "conv" for c in self.connections)
+
+    @property
+    def architecture(self) -> str:
+        """The layers in the command line's grammar, e.g. ``784-500-10`` or ``1x28x28,c32k5mp,10``."""
+        return format_layers(self.layers)
 
     @property
     def n_parameters(self) -> int:
         return sum(w.size for w in self.weights) + sum(b.size for b in self.biases)
 
     def __repr__(self) -> str:
-        sizes = "-".join(map(str, self.sizes))
-        return f"EqPropNetwork({sizes}, dtype={self.dtype.name})"
+        return f"EqPropNetwork({self.architecture}, dtype={self.dtype.name})"
 
     def zero_state(self, batch: int) -> State:
-        """The all-zeros state of ``batch`` examples (where relaxation starts by default)."""
+        """The all-zeros flat state of ``batch`` examples (where relaxation starts by default)."""
         return [np.zeros((batch, n), dtype=self.dtype) for n in self.layer_sizes]
+
+    def shaped(self, state: Sequence[np.ndarray]) -> State:
+        """Views of flat (batch, n) states in the layers' shapes: (batch, C, H, W) for conv layers."""
+        return [s.reshape((s.shape[0], *shape)) for s, shape in zip(state, self.layer_shapes)]
+
+    def core_chain(self) -> eqcore.Chain:
+        """The network described to the core (rebuilt if a parameter array was replaced)."""
+        chain = self._chain
+        if chain is not None:
+            weights, biases = chain.arrays
+            if all(a is b for a, b in zip(weights, self.weights)) and all(a is b for a, b in zip(biases, self.biases)):
+                return chain
+        self._checked_parameters()
+        geometry = np.array([c.geometry_row() for c in self.connections], dtype=np.int32)
+        self._chain = eqcore.Chain(geometry, list(self.weights), list(self.biases))
+        return self._chain
 
     def _checked_parameters(self) -> None:
         """Parameters may be replaced by users: check them before the core reads them."""
         for name, arrays, shapes in (
-            ("weights", self.weights, list(zip(self.sizes[:-1], self.sizes[1:]))),
-            ("biases", self.biases, [(n,) for n in self.sizes[1:]]),
+            ("weights", self.weights, [c.weight_shape for c in self.connections]),
+            ("biases", self.biases, [c.bias_shape for c in self.connections]),
         ):
             if len(arrays) != len(shapes):
                 raise ValueError(f"net.{name} must have {len(shapes)} arrays; it has {len(arrays)}")
@@ -108,9 +158,24 @@ class EqPropNetwork:
                         f"write into it (net.{name}[k][...] = values) instead of replacing it"
                     )
 
+    def _flat(self, array: object, name: str, shape: tuple[int, ...]) -> object:
+        """``array`` with a (batch, *shape) image layout flattened to (batch, prod(shape))."""
+        if len(shape) == 1 or not isinstance(array, np.ndarray) or array.ndim == 2:
+            return array
+        if array.ndim == len(shape) + 1:
+            if tuple(array.shape[1:]) != tuple(shape):
+                raise ValueError(
+                    f"{name} has examples of shape {tuple(array.shape[1:])}; the network expects "
+                    f"{tuple(shape)} (or flat {int(np.prod(shape))})"
+                )
+            return array.reshape(array.shape[0], -1)
+        return array
+
     def _inputs(self, x: object) -> np.ndarray:
-        """x as a finite C-contiguous batch, passed through rho like every layer."""
-        x = check.as_batch(x, "x", self.sizes[0], self.dtype)
+        """x as a finite C-contiguous flat batch, passed through rho like every layer."""
+        if not isinstance(x, np.ndarray) and len(self.input_shape) == 3:
+            x = np.asarray(x)
+        x = check.as_batch(self._flat(x, "x", self.input_shape), "x", self.sizes[0], self.dtype)
         if x.size and (x.min() < 0 or x.max() > 1):
             x = rho(x)
         return x
@@ -119,16 +184,23 @@ class EqPropNetwork:
         """The target as a checked (batch, n_output) array, or None."""
         if target is None:
             return None
-        target = check.as_batch(target, "target", self.sizes[-1], self.dtype)
+        target = check.as_batch(self._flat(target, "target", self.layer_shapes[-1]), "target",
+                                self.sizes[-1], self.dtype)
         if target.shape[0] != batch:
             raise ValueError(f"target has {target.shape[0]} rows; x has {batch}")
         return target
 
+    def _state(self, state: object, name: str, batch: int) -> State:
+        """A checked flat copy of a state given flat or in the layers' shapes."""
+        if isinstance(state, (list, tuple)) and len(state) == len(self.layer_shapes):
+            state = [self._flat(s, f"{name}[{k}]", shape) for k, (s, shape) in enumerate(zip(state, self.layer_shapes))]
+        return check.as_state(state, name, batch, self.layer_sizes, self.dtype)
+
     def _initial_state(self, init: Sequence[np.ndarray] | None, batch: int) -> State:
-        """A fresh state: zeros, or a checked copy of ``init`` projected onto [0, 1]."""
+        """A fresh flat state: zeros, or a checked copy of ``init`` projected onto [0, 1]."""
         if init is None:
             return self.zero_state(batch)
-        state = check.as_state(init, "init", batch, self.layer_sizes, self.dtype)
+        state = self._state(init, "init", batch)
         for layer in state:
             np.clip(layer, 0.0, 1.0, out=layer)
         return state
@@ -137,49 +209,9 @@ class EqPropNetwork:
         threads = check.check_threads(threads)
         return resolve_threads(threads if threads is not None else self.threads)
 
-    # ----------------------------------------------------------- core wrappers
-    def _relax_in_place(
-        self,
-        x: np.ndarray,
-        state: State,
-        *,
-        steps: int,
-        epsilon: float,
-        beta: float,
-        target: np.ndarray | None,
-        solver: str,
-        threads: int,
-        drive: np.ndarray | None = None,
-        drive_ready: bool = False,
-    ) -> None:
-        """Relax validated, C-contiguous ``state`` in place (no checks: callers check).
-
-        ``drive`` is an optional (batch, sizes[1]) buffer for x W_0: filled here,
-        or reused as it is when ``drive_ready`` (same x, same weights). Callers
-        keep BLAS single-threaded around it (``single_threaded_blas``), once for
-        all their calls: entering that context costs tens of microseconds.
-        """
-        eqcore.relax_batch(
-            self.weights, self.biases, x, state, steps, epsilon, beta,
-            target if beta != 0.0 else None, _SOLVER_CODES[solver], threads,
-            drive, drive_ready,
-        )
-
-    def _accumulate_update(
-        self,
-        weights: list[np.ndarray],
-        biases: list[np.ndarray],
-        x: np.ndarray,
-        positive: State,
-        negative: State,
-        scales: np.ndarray,
-        threads: int,
-    ) -> bool:
-        """weights/biases += scales_k * (rho(P) rho(P)^T - rho(N) rho(N)^T) summed over the batch.
-
-        Returns whether the updated biases are all finite (a cheap divergence check).
-        """
-        return eqcore.apply_ep_update(weights, biases, x, positive, negative, scales, threads)
+    def step_engine(self, max_batch: int) -> StepEngine:
+        """A :class:`eqprop.step.StepEngine` for mini-batches of up to ``max_batch`` examples."""
+        return StepEngine(self, max_batch)
 
     # ------------------------------------------------------------- public API
     def relax(
@@ -198,8 +230,9 @@ class EqPropNetwork:
 
         Parameters
         ----------
-        x : array-like, shape (batch, sizes[0])
-            Clamped inputs; values are passed through rho (scale data to [0, 1]).
+        x : array-like, shape (batch, sizes[0]) or (batch, C, H, W)
+            Clamped inputs, flat or in the input's shape (identical results);
+            values are passed through rho (scale data to [0, 1]).
         steps : int
             Number of sweeps (Euler steps, or alternating passes).
         epsilon : float
@@ -209,8 +242,9 @@ class EqPropNetwork:
         target : array-like, shape (batch, sizes[-1]), optional
             Desired output d (one-hot for classification).
         init : list of arrays, optional
-            Starting state, one (batch, n_k) array per non-input layer; it is
-            copied, not modified, and projected onto [0, 1]. Default: zeros.
+            Starting state, one array per non-input layer, flat (batch, n_k) or
+            in the layer's shape; it is copied, not modified, and projected
+            onto [0, 1]. Default: zeros.
         solver : {"euler", "alternating"}, default "euler"
             ``"euler"``: the paper's dynamics s <- clip(s - epsilon dF/ds, 0, 1),
             all layers at once. ``"alternating"``: odd then even layers set
@@ -222,7 +256,8 @@ class EqPropNetwork:
         Returns
         -------
         list of ndarray
-            One (batch, n_k) array per non-input layer; the last is the output y.
+            One array per non-input layer, (batch, n_k) for dense layers and
+            (batch, C, H, W) for conv layers; the last is the output y.
         """
         steps = check.check_int(steps, "steps")
         epsilon = check.check_epsilon(epsilon)
@@ -237,28 +272,41 @@ class EqPropNetwork:
         state = self._initial_state(init, batch)
         self._checked_parameters()
         with single_threaded_blas():
-            self._relax_in_place(
+            StepEngine(self, batch).relax(
                 x, state, steps=steps, epsilon=epsilon, beta=beta, target=target,
                 solver=solver, threads=n_threads,
             )
-        return state
+        return self.shaped(state)
 
     def energy(self, x: object, state: Sequence[np.ndarray]) -> np.ndarray:
-        """The Hopfield energy E(s) of each example (eq. 1 of the paper), shape (batch,)."""
+        """The Hopfield energy E(s) = 1/2 ||s||^2 - Phi(x, s) of each example, shape (batch,).
+
+        Computed in NumPy (a diagnostic, never on the training path).
+        """
         x = self._inputs(x)
-        state = check.as_state(state, "state", x.shape[0], self.layer_sizes, self.dtype)
-        layers = [x] + [rho(s) for s in state]
-        energy = sum(0.5 * np.einsum("bi,bi->b", s, s) for s in state)
-        for k, w in enumerate(self.weights):
-            energy = energy - np.einsum("bi,ij,bj->b", layers[k], w, layers[k + 1])
-        for k, b in enumerate(self.biases):
-            energy = energy - layers[k + 1] @ b
+        flat = self._state(state, "state", x.shape[0])
+        batch = x.shape[0]
+        layers = [x] + [rho(s) for s in flat]
+        energy = sum(0.5 * np.einsum("bi,bi->b", s, s) for s in flat)
+        for k, (connection, w, b) in enumerate(zip(self.connections, self.weights, self.biases)):
+            above = layers[k + 1]
+            if connection.kind == "dense":
+                energy = energy - np.einsum("bi,ij,bj->b", layers[k], w, above)
+                energy = energy - above @ b
+                continue
+            below = layers[k].reshape(batch, *connection.in_shape)
+            pooled = _conv_numpy.pool(_conv_numpy.correlate(below, w, connection.padding), connection.pool)
+            above = above.reshape(batch, *connection.out_shape)
+            energy = energy - np.einsum("bchw,bchw->b", above, pooled)
+            energy = energy - np.einsum("bchw,c->b", above, b)
         return energy
 
     def cost(self, state: Sequence[np.ndarray], target: object) -> np.ndarray:
         """C = 1/2 ||y - d||^2 of each example, shape (batch,)."""
-        output = check.as_batch(state[-1], "state[-1]", self.sizes[-1], self.dtype)
-        target = check.as_batch(target, "target", self.sizes[-1], self.dtype)
+        output = check.as_batch(self._flat(state[-1], "state[-1]", self.layer_shapes[-1]), "state[-1]",
+                                self.sizes[-1], self.dtype)
+        target = check.as_batch(self._flat(target, "target", self.layer_shapes[-1]), "target",
+                                self.sizes[-1], self.dtype)
         if target.shape[0] != output.shape[0]:
             raise ValueError(f"target has {target.shape[0]} rows; the state has {output.shape[0]}")
         return 0.5 * np.sum((output - target) ** 2, axis=1)
@@ -274,7 +322,7 @@ class EqPropNetwork:
     ) -> np.ndarray:
         """Class indices: the argmax of the output at the free fixed point (from zeros)."""
         output = self.relax(x, steps=steps, epsilon=epsilon, solver=solver, threads=threads)[-1]
-        return np.argmax(output, axis=1)
+        return np.argmax(output.reshape(output.shape[0], self.sizes[-1]), axis=1)
 
     def ep_gradients(
         self,
@@ -299,7 +347,10 @@ class EqPropNetwork:
         Returns
         -------
         (list of ndarray, list of ndarray)
-            Gradient estimates shaped like ``weights`` and ``biases``.
+            Gradient estimates shaped like ``weights`` and ``biases``. For a conv
+            connection dPhi/dW is the correlation of the state below with the
+            un-pooled state above (max pooling routes by the winners of that
+            state's own bottom-up input).
         """
         solver = check.check_solver(solver)
         beta = check.check_beta(beta, solver)
@@ -317,24 +368,16 @@ class EqPropNetwork:
         batch = x.shape[0]
         target = self._target(target, batch)
         self._checked_parameters()
-        grads_w = [np.zeros_like(w) for w in self.weights]
-        grads_b = [np.zeros_like(b) for b in self.biases]
         if batch == 0:
-            return grads_w, grads_b
+            return [np.zeros_like(w) for w in self.weights], [np.zeros_like(b) for b in self.biases]
         free = self.zero_state(batch)
-        drive = np.empty((batch, self.sizes[1]), dtype=self.dtype)
+        engine = StepEngine(self, batch)
         with single_threaded_blas():
-            self._relax_in_place(
-                x, free, steps=free_steps, epsilon=epsilon, beta=0.0, target=None,
-                solver=solver, threads=n_threads, drive=drive,
-            )
-            positive, negative, spread = self._contrasted_states(
+            engine.free_phase(x, free, steps=free_steps, epsilon=epsilon, solver=solver, threads=n_threads)
+            return engine.gradients(
                 x, free, target, beta=beta, nudged_steps=nudged_steps, epsilon=epsilon,
-                symmetric=symmetric, solver=solver, threads=n_threads, drive=drive,
+                symmetric=symmetric, solver=solver, threads=n_threads,
             )
-            scales = np.full(len(self.weights), -1.0 / (spread * batch))
-            self._accumulate_update(grads_w, grads_b, x, positive, negative, scales, n_threads)
-        return grads_w, grads_b
 
     def train_step(
         self,
@@ -366,8 +409,9 @@ class EqPropNetwork:
         Returns
         -------
         list of ndarray
-            The free fixed point (use its output for the training error, or
-            keep it as the next starting state: persistent particles).
+            The free fixed point, in the layers' shapes (use its output for the
+            training error, or keep it as the next starting state: persistent
+            particles).
         """
         rates = self.check_learning_rates(learning_rates)
         steps = check.check_int(nudged_steps, "nudged_steps")
@@ -389,17 +433,14 @@ class EqPropNetwork:
         if batch == 0:
             return free
         self._checked_parameters()
-        drive = np.empty((batch, self.sizes[1]), dtype=self.dtype)
+        engine = StepEngine(self, batch)
         with single_threaded_blas():
-            self._relax_in_place(
-                x, free, steps=free_steps, epsilon=epsilon, beta=0.0, target=None,
-                solver=solver, threads=n_threads, drive=drive,
-            )
-            self._update_from_free(
+            engine.free_phase(x, free, steps=free_steps, epsilon=epsilon, solver=solver, threads=n_threads)
+            engine.update(
                 x, free, target, beta=beta, nudged_steps=steps, epsilon=epsilon, rates=rates,
-                symmetric=symmetric, solver=solver, threads=n_threads, drive=drive,
+                symmetric=symmetric, solver=solver, threads=n_threads,
             )
-        return free
+        return self.shaped(free)
 
     def check_learning_rates(self, learning_rates: object) -> np.ndarray:
         """One positive, finite learning rate per weight matrix, as float64."""
@@ -414,49 +455,14 @@ class EqPropNetwork:
             raise ValueError(f"learning_rates must be positive; got {rates.tolist()}")
         return rates
 
-    def _update_from_free(
-        self, x, free, target, *, beta, nudged_steps, epsilon, rates, symmetric, solver, threads,
-        drive=None,
-    ) -> bool:
-        """Nudged phase(s) from a validated free fixed point, then the in-place update.
-
-        ``drive``, if given, must hold x W_0 for the current weights (as left by
-        the free phase's ``_relax_in_place(..., drive=...)``); it is reused.
-        Returns whether the updated biases are all finite.
-        """
-        positive, negative, spread = self._contrasted_states(
-            x, free, target, beta=beta, nudged_steps=nudged_steps, epsilon=epsilon,
-            symmetric=symmetric, solver=solver, threads=threads, drive=drive,
-        )
-        scales = rates / (spread * x.shape[0])
-        return self._accumulate_update(self.weights, self.biases, x, positive, negative, scales, threads)
-
-    def _contrasted_states(
-        self, x, free, target, *, beta, nudged_steps, epsilon, symmetric, solver, threads, drive
-    ) -> tuple[State, State, float]:
-        """The two states EP contrasts and the beta-distance between them.
-
-        One-sided: (s^beta, s^0, beta); symmetric: (s^{+beta}, s^{-beta}, 2 beta).
-        """
-        positive = self._nudged(x, free, beta, target, nudged_steps, epsilon, solver, threads, drive)
-        if symmetric:
-            negative = self._nudged(x, free, -beta, target, nudged_steps, epsilon, solver, threads, drive)
-            return positive, negative, 2.0 * beta
-        return positive, free, beta
-
-    def _nudged(self, x, free, beta, target, steps, epsilon, solver, threads, drive=None) -> State:
-        state = [s.copy() for s in free]
-        self._relax_in_place(
-            x, state, steps=steps, epsilon=epsilon, beta=beta, target=target,
-            solver=solver, threads=threads, drive=drive, drive_ready=drive is not None,
-        )
-        return state
-
     # ------------------------------------------------------------ persistence
     def get_params(self) -> dict:
         """Copies of the parameters and the configuration (for checkpoints)."""
+        from eqprop.layers import layers_to_json
+
         return {
             "sizes": list(self.sizes),
+            "layers": layers_to_json(self.layers),
             "dtype": self.dtype.name,
             "weights": [w.copy() for w in self.weights],
             "biases": [b.copy() for b in self.biases],

@@ -48,6 +48,7 @@ from eqprop import _validation as check
 from eqprop._threads import resolve_threads, single_threaded_blas
 from eqprop.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from eqprop.network import EqPropNetwork
+from eqprop.step import StepEngine
 
 Callback = Callable[["Trainer", "EpochRecord"], Any]
 
@@ -358,6 +359,7 @@ class Trainer:
         n = x.shape[0]
         rows = min(EVAL_BATCH_SIZE, n)
         state_buffer = net.zero_state(rows)
+        engine = net.step_engine(rows)
         errors = 0
         cost = 0.0
         for start in range(0, n, rows):
@@ -366,10 +368,8 @@ class Trainer:
             state = [s[:m] for s in state_buffer]
             for s in state:
                 s.fill(0)
-            net._relax_in_place(
-                x[start:stop], state, steps=self.eval_steps, epsilon=self.epsilon, beta=0.0,
-                target=None, solver=self.solver, threads=threads,
-            )
+            engine.free_phase(x[start:stop], state, steps=self.eval_steps, epsilon=self.epsilon,
+                              solver=self.solver, threads=threads)
             output = state[-1]
             expected = labels[start:stop]
             errors += int(np.count_nonzero(output.argmax(axis=1) != expected))
@@ -476,7 +476,7 @@ class Trainer:
             np.empty((size, x.shape[1]), dtype=self.net.dtype),
             np.zeros((size, self.net.sizes[-1]), dtype=self.net.dtype),
             self.net.zero_state(size),
-            np.empty((size, self.net.sizes[1]), dtype=self.net.dtype),
+            self.net.step_engine(size),
         )
         with single_threaded_blas():
             for _ in range(epochs):
@@ -522,18 +522,17 @@ class Trainer:
         threads: int,
         progress: bool,
         checkpoint_dir: Path | None,
-        buffers: tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray],
+        buffers: tuple[np.ndarray, np.ndarray, list[np.ndarray], StepEngine],
     ) -> tuple[float, float]:
         """One pass over the training set; returns (training error, mean cost) of the free phases.
 
-        ``buffers`` (inputs, one-hot targets, state, input drive x W_0) hold one
-        mini-batch; the drive computed by the free phase is reused by the nudged
-        phase(s), since x and the weights are the same; the
-        last, partial mini-batch uses their leading rows, which stay C-contiguous.
+        ``buffers`` (inputs, one-hot targets, state, and the step engine, which
+        owns the drive) hold one mini-batch; the last, partial mini-batch uses
+        their leading rows, which stay C-contiguous.
         """
         net = self.net
         n = x.shape[0]
-        x_buffer, target_buffer, state_buffer, drive_buffer = buffers
+        x_buffer, target_buffer, state_buffer, engine = buffers
         size = x_buffer.shape[0]
         n_batches = math.ceil(n / size)
         rates = np.asarray(self.learning_rates, dtype=np.float64)
@@ -546,14 +545,12 @@ class Trainer:
             for batch in range(n_batches):
                 index = order[batch * size:(batch + 1) * size]
                 m = index.shape[0]
-                xb, target, drive = x_buffer[:m], target_buffer[:m], drive_buffer[:m]
+                xb, target = x_buffer[:m], target_buffer[:m]
                 state = [s[:m] for s in state_buffer]
                 particles = self.particles if self.persistent else None
                 gather_batch(x, labels, index, xb, target, particles, state)
-                net._relax_in_place(
-                    xb, state, steps=self.free_steps, epsilon=self.epsilon, beta=0.0,
-                    target=None, solver=self.solver, threads=threads, drive=drive,
-                )
+                engine.free_phase(xb, state, steps=self.free_steps, epsilon=self.epsilon,
+                                  solver=self.solver, threads=threads)
                 # NaN propagates through the core's clip, so a non-finite weight shows up here;
                 # the particles are only written when the state is finite
                 finite, batch_errors, batch_cost = summarise_free_phase(state, target, labels, index, particles)
@@ -566,10 +563,9 @@ class Trainer:
                 if self.random_sign and self.rng.random() < 0.5:
                     beta = -beta
                 # the bias update sums the nudged states: its check covers the nudged phase
-                if not net._update_from_free(
+                if not engine.update(
                     xb, state, target, beta=beta, nudged_steps=self.nudged_steps, epsilon=self.epsilon,
                     rates=rates, symmetric=self.symmetric, solver=self.solver, threads=threads,
-                    drive=drive,
                 ):
                     raise self._diverged(epoch, batch, n_batches, "the nudged phase or the update", checkpoint_dir)
                 bar.update(1)

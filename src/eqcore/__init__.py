@@ -8,17 +8,27 @@ C-contiguous arrays of one floating dtype with consistent shapes. Use
 from __future__ import annotations
 
 from eqcore._gemm import gemm_path, set_gemm_path, set_sparse_threshold, sparse_threshold
-from eqcore._openmp import max_threads, native_build, num_procs, openmp_enabled
-from eqcore._relax import (
-    SOLVER_ALTERNATING,
-    SOLVER_EULER,
+from eqcore._engine import KIND_CODES, N_GEOMETRY_FIELDS, POOL_CODES, Chain
+from eqcore._openmp import (
+    effective_threads,
+    max_threads,
+    native_build,
+    num_procs,
+    openmp_enabled,
     parallel_threshold,
-    relax_batch,
     set_parallel_threshold,
+    usable_cores,
 )
+from eqcore._relax import SOLVER_ALTERNATING, SOLVER_EULER, relax_batch
 from eqcore._update import apply_ep_update
 
 __all__ = [
+    "Chain",
+    "KIND_CODES",
+    "N_GEOMETRY_FIELDS",
+    "POOL_CODES",
+    "effective_threads",
+    "usable_cores",
     "SOLVER_ALTERNATING",
     "SOLVER_EULER",
     "apply_ep_update",

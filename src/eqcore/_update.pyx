@@ -2,95 +2,153 @@
 """The EP learning rule, accumulated in place into weight and bias arrays.
 
 With ``pos`` and ``neg`` two states of the same mini-batch (the nudged and the
-free fixed points, or the +beta and -beta ones of the symmetric estimate):
+free fixed points, or the +beta and -beta ones of the symmetric estimate),
+every parameter theta gets
 
-    W_j += scale_j * (rho(P_{j-1})^T rho(P_j) - rho(N_{j-1})^T rho(N_j)),   P_{-1} = N_{-1} = x
-    b_j += scale_j * sum_batch(rho(P_j) - rho(N_j))
+    theta += scale_j * (dPhi/dtheta at pos - dPhi/dtheta at neg),  summed over the batch
 
-(Scellier & Bengio 2016, eq. 13; rho(s) = s on the clipped state space.)
-Training passes the weights themselves and scale_j = lr_j / (beta * batch); the
-gradient estimate passes zeroed arrays and scale_j = -1 / (beta * batch).
+(Scellier & Bengio 2016, eq. 13; rho(s) = s on the clipped state space).
+Training passes the parameters themselves and scale_j = lr_j / (beta * batch);
+the gradient estimate passes zeroed arrays and scale_j = -1 / (beta * batch).
 
-Each weight update is one product W_j += A_j @ B_j with
-A_j = [P_{j-1}; N_{j-1}]^T and B_j = scale_j [P_j; -N_j] (batch stacked twice),
-and for the clamped input A_0 = x^T, B_0 = scale_0 (P_0 - N_0): one product of
-depth batch instead of two. The B_j are built first; then fixed blocks of
-weight rows are spread over the threads, each building its rows of A_j, so
-each element is computed by the same arithmetic whatever the thread count.
-Where x is mostly zeros (images), the product for W_0 skips them
+**Dense** connection j (P_{-1} = N_{-1} = x):
+W_j += scale_j (P_{j-1}^T P_j - N_{j-1}^T N_j), b_j += scale_j sum_batch(P_j - N_j),
+one product W_j += A_j @ B_j with A_j = [P_{j-1}; N_{j-1}]^T and
+B_j = scale_j [P_j; -N_j] (batch stacked twice), and for the clamped input
+A_0 = x^T, B_0 = scale_0 (P_0 - N_0): depth batch instead of 2 batch. Fixed
+blocks of weight rows are spread over the threads, each building its rows of
+A_j, so each element is computed by the same arithmetic whatever the thread
+count. Where x is mostly zeros (images), the product for W_0 skips them
 (sparse_rows.h), and rows of W_0 whose input is zero in the whole batch are
 not touched.
+
+**Conv** connection j: dPhi/dW_j is the correlation of the state below with
+the un-pooled state above, U(P_j) (max pooling routes by the winners of that
+state's own bottom-up input P(W_j * P_{j-1})). Stacked over examples and
+phases along the depth D: W_j (c_out x patch) += G @ R with
+G = scale_j [U(P_j) | -U(N_j)] (c_out x D) and R the unfolded states below,
+one row per output position (D x patch). Un-pooling keeps sums, so the
+channel biases get the row sums of G.
 """
 
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport isfinite
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 
-from eqcore._gemm cimport input_gemm, small_gemm
-from eqcore._relax import parallel_threshold
+from eqcore._engine cimport (
+    KIND_CONV, KIND_DENSE, Chain, Connection, bottom_up, derived_connections, free_derived,
+    unpool,
+)
+from eqcore._gemm cimport current_isa, input_gemm, small_gemm
+from eqcore._kernels cimport eq_im2col_f32, eq_im2col_f64
+from eqcore._openmp cimport useful_threads
+
+import numpy as np
 
 DEF ROW_BLOCK = 64
+DEF CONV_ROW_BLOCK = 16
 
 
-cdef void _build_left_rows(int j, int batch, const int* sizes, const floating* x,
+cdef void _build_left_rows(const Connection* c, int j, int batch, const floating* x,
                            floating** P, floating** N, int row0, int rows,
                            floating* left) noexcept nogil:
-    """Rows row0 .. row0 + rows of A_j (n_{j-1} x depth), depth = batch or 2 batch."""
-    cdef int n_in = sizes[j]
+    """Rows row0 .. row0 + rows of A_j (n_in x depth), depth = batch or 2 batch."""
+    cdef int n_in = c.n_in
     cdef int depth = batch if j == 0 else 2 * batch
-    cdef Py_ssize_t r, c
-    for c in range(row0, row0 + rows):
+    cdef Py_ssize_t r, col
+    for col in range(row0, row0 + rows):
         for r in range(batch):
             if j == 0:
-                left[c * depth + r] = x[r * n_in + c]
+                left[col * depth + r] = x[r * n_in + col]
             else:
-                left[c * depth + r] = P[j - 1][r * n_in + c]
-                left[c * depth + batch + r] = N[j - 1][r * n_in + c]
+                left[col * depth + r] = P[j - 1][r * n_in + col]
+                left[col * depth + batch + r] = N[j - 1][r * n_in + col]
 
 
-cdef void _build_right(int j, int batch, const int* sizes, floating** P, floating** N,
+cdef void _build_right(const Connection* c, int j, int batch, floating** P, floating** N,
                        double scale, floating* right) noexcept nogil:
-    """B_j (depth x n_j)."""
-    cdef int n_out = sizes[j + 1]
-    cdef Py_ssize_t r, c
+    """B_j (depth x n_out)."""
+    cdef int n_out = c.n_out
+    cdef Py_ssize_t r, col
     cdef floating s = <floating> scale
     for r in range(batch):
-        for c in range(n_out):
+        for col in range(n_out):
             if j == 0:
-                right[r * n_out + c] = s * (P[j][r * n_out + c] - N[j][r * n_out + c])
+                right[r * n_out + col] = s * (P[j][r * n_out + col] - N[j][r * n_out + col])
             else:
-                right[r * n_out + c] = s * P[j][r * n_out + c]
-                right[(batch + r) * n_out + c] = -s * N[j][r * n_out + c]
+                right[r * n_out + col] = s * P[j][r * n_out + col]
+                right[(batch + r) * n_out + col] = -s * N[j][r * n_out + col]
 
 
-cdef void _update_bias(floating* b, int n, int depth, const floating* right) noexcept nogil:
+cdef void _dense_bias(floating* b, int n, int depth, const floating* right) noexcept nogil:
     # b += column sums of B_j, which is scale * sum_batch(P - N)
-    cdef Py_ssize_t r, c
+    cdef Py_ssize_t r, col
     for r in range(depth):
-        for c in range(n):
-            b[c] += right[r * n + c]
+        for col in range(n):
+            b[col] += right[r * n + col]
 
 
-def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
-                    list neg, const double[::1] scales, int threads=1) -> bool:
-    """Accumulate the EP update into ``weights`` and ``biases`` in place.
+cdef void _conv_bias(floating* b, int c_out, size_t depth, const floating* g) noexcept nogil:
+    # b += row sums of G
+    cdef Py_ssize_t ch
+    cdef size_t d
+    cdef floating total
+    for ch in range(c_out):
+        total = 0
+        for d in range(depth):
+            total = total + g[ch * depth + d]
+        b[ch] += total
 
-    ``scales[j]`` multiplies layer j's weight and bias updates (its learning
-    rate over beta and the batch size). Unchecked core entry point; ``eqprop``
-    validates the arguments first.
+
+cdef void _conv_operands(const Connection* c, const floating* below, const floating* above,
+                         floating sign_scale, floating* g, floating* rows_out, size_t depth,
+                         size_t offset, floating* scratch, int* winners, int isa) noexcept nogil:
+    """One example's block of G (c_out x hw at column offset) and of R (hw rows x patch at row offset).
+
+    ``scratch``: hw (2 patch + 2 c_out) values; ``winners``: n_out ints.
+    """
+    cdef floating* cols = scratch + <size_t> c.hw * (c.patch + c.c_out)
+    cdef floating* unpooled = cols + <size_t> c.patch * c.hw
+    cdef Py_ssize_t ch, p, q
+    if c.pool != 0:  # the winners of this state's own bottom-up input
+        bottom_up(c, below, 1, unpooled, winners, scratch, isa)  # unpooled: scratch for the pooled output
+    unpool(c, above, winners, unpooled, isa)
+    for ch in range(c.c_out):
+        for p in range(c.hw):
+            g[ch * depth + offset + p] = sign_scale * unpooled[ch * c.hw + p]
+    if floating is float:
+        eq_im2col_f32(isa, below, c.c_in, c.h_in, c.w_in, c.k, c.pad, c.h_conv, c.w_conv, cols, c.hw)
+    else:
+        eq_im2col_f64(isa, below, c.c_in, c.h_in, c.w_in, c.k, c.pad, c.h_conv, c.w_conv, cols, c.hw)
+    for p in range(c.hw):
+        for q in range(c.patch):
+            rows_out[(offset + p) * c.patch + q] = cols[q * c.hw + p]
+
+
+def apply_ep_update(Chain chain, const floating[:, ::1] x, list pos, list neg,
+                    const double[::1] scales, int threads=1, list out_weights=None,
+                    list out_biases=None) -> bool:
+    """Accumulate the EP update into the chain's parameters (or ``out_*``) in place.
+
+    ``scales[j]`` multiplies connection j's weight and bias updates (its
+    learning rate over beta and the batch size). ``out_weights``/``out_biases``,
+    if given, receive the update instead (arrays shaped like the parameters,
+    used by the gradient estimate); the chain's own weights still define the
+    max-pool winners. Unchecked core entry point; ``eqprop`` validates first.
 
     Returns whether every updated bias is finite: the bias update sums the
     states of both phases, so this is a cheap check that neither diverged.
     """
-    cdef int n_layers = len(weights)
+    cdef int n_layers = chain.n_connections
     cdef int batch = x.shape[0]
-    cdef int j, t, n_tasks, layer, row0, depth
-    cdef size_t left_size, right_size
+    cdef int isa = current_isa()
+    cdef int j, t, n_tasks, layer, row0, depth, e, phase, n_threads, task_rows, block
+    cdef size_t left_size, right_size, conv_depth, per_thread
     cdef double flops
-    cdef floating[:, ::1] w_view, p_view, n_view
-    cdef floating[::1] b_view
-    cdef int* sizes = NULL
+    cdef floating[:, ::1] p_view, n_view
+    cdef Connection* conns = NULL
     cdef int* task_layer = NULL
     cdef int* task_row = NULL
     cdef size_t* left_offset = NULL
@@ -101,107 +159,160 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
     cdef floating** N = NULL
     cdef floating* operands = NULL
     cdef floating* input_value = NULL
+    cdef int* input_index = NULL
+    cdef floating* conv_scratch = NULL
+    cdef int* conv_winners = NULL
     cdef floating* task_left
     cdef floating* task_right
     cdef floating* task_w
-    cdef int task_rows, n_out
-    cdef int* input_index = NULL
     cdef floating* right
+    cdef const floating* below
+    cdef const Connection* c
+    cdef int n_out
+    cdef bint finite = True
+    cdef Py_ssize_t col
+    cdef size_t max_winners = 1
 
-    if n_layers < 1 or len(biases) != n_layers or len(pos) != n_layers or len(neg) != n_layers:
-        raise ValueError("weights, biases, pos and neg must have one entry per non-input layer")
+    if chain.itemsize != sizeof(floating):
+        raise TypeError("x and the states must have the parameters' dtype")
+    if len(pos) != n_layers or len(neg) != n_layers:
+        raise ValueError("pos and neg must have one entry per non-input layer")
     if scales.shape[0] != n_layers:
         raise ValueError("scales must have one entry per non-input layer")
-    cdef bint finite = True
-    cdef Py_ssize_t c
+    if x.shape[1] != chain.layer_sizes[0]:
+        raise ValueError("x must have one column per input unit")
     if batch == 0:
         return True
+    weights, biases = chain.arrays
+    if out_weights is not None or out_biases is not None:
+        if out_weights is None or out_biases is None or len(out_weights) != n_layers or len(out_biases) != n_layers:
+            raise ValueError("out_weights and out_biases go together, one array per connection")
+        for j in range(n_layers):
+            for out, ref in ((out_weights[j], weights[j]), (out_biases[j], biases[j])):
+                if (not isinstance(out, np.ndarray) or out.shape != ref.shape or out.dtype != ref.dtype
+                        or not out.flags.c_contiguous or not out.flags.writeable):
+                    raise ValueError("out arrays must be writeable C-contiguous arrays shaped like the parameters")
+        weights, biases = out_weights, out_biases
     try:
-        sizes = <int*> malloc((n_layers + 1) * sizeof(int))
+        conns = derived_connections(chain, False)
         left_offset = <size_t*> malloc(n_layers * sizeof(size_t))
         right_offset = <size_t*> malloc(n_layers * sizeof(size_t))
         W = <floating**> malloc(n_layers * sizeof(floating*))
         Bp = <floating**> malloc(n_layers * sizeof(floating*))
         P = <floating**> malloc(n_layers * sizeof(floating*))
         N = <floating**> malloc(n_layers * sizeof(floating*))
-        if not (sizes and left_offset and right_offset and W and Bp and P and N):
+        if not (left_offset and right_offset and W and Bp and P and N):
             raise MemoryError()
-        sizes[0] = x.shape[1]
         n_tasks = 0
         left_size = 0
         right_size = 0
+        flops = 0.0
         for j in range(n_layers):
-            w_view = weights[j]
-            b_view = biases[j]
+            c = &conns[j]
             p_view = pos[j]
             n_view = neg[j]
-            if (w_view.shape[0] != sizes[j] or b_view.shape[0] != w_view.shape[1]
-                    or p_view.shape[0] != batch or p_view.shape[1] != w_view.shape[1]
-                    or n_view.shape[0] != batch or n_view.shape[1] != w_view.shape[1]):
-                raise ValueError(f"inconsistent shapes at layer {j + 1}")
-            sizes[j + 1] = w_view.shape[1]
-            W[j] = &w_view[0, 0]
-            Bp[j] = &b_view[0]
+            if (p_view.shape[0] != batch or p_view.shape[1] != c.n_out
+                    or n_view.shape[0] != batch or n_view.shape[1] != c.n_out):
+                raise ValueError(f"pos[{j}] and neg[{j}] must have shape (batch, {c.n_out})")
             P[j] = &p_view[0, 0]
             N[j] = &n_view[0, 0]
             depth = batch if j == 0 else 2 * batch
             left_offset[j] = left_size
             right_offset[j] = right_size
-            left_size += <size_t> sizes[j] * depth
-            right_size += <size_t> depth * sizes[j + 1]
-            n_tasks += (sizes[j] + ROW_BLOCK - 1) // ROW_BLOCK
+            if c.kind == KIND_DENSE:
+                # left: A_j (n_in x depth); right: B_j (depth x n_out)
+                left_size += <size_t> c.n_in * depth
+                right_size += <size_t> depth * c.n_out
+                n_tasks += (c.n_in + ROW_BLOCK - 1) // ROW_BLOCK
+                flops += 2.0 * c.n_in * c.n_out * depth
+            else:
+                # left: G (c_out x D); right: R (D x patch), D = depth hw
+                conv_depth = <size_t> depth * c.hw
+                left_size += <size_t> c.c_out * conv_depth
+                right_size += conv_depth * c.patch
+                n_tasks += (c.c_out + CONV_ROW_BLOCK - 1) // CONV_ROW_BLOCK
+                flops += 2.0 * c.c_out * c.patch * conv_depth
+                max_winners = max(max_winners, <size_t> c.n_out)
+        cdef_fill_pointers(weights, biases, W, Bp, n_layers)
 
-        operands = <floating*> malloc((left_size + right_size) * sizeof(floating))
+        operands = <floating*> malloc(max(left_size + right_size, 1) * sizeof(floating))
         task_layer = <int*> malloc(n_tasks * sizeof(int))
         task_row = <int*> malloc(n_tasks * sizeof(int))
         if not (operands and task_layer and task_row):
             raise MemoryError()
         t = 0
         for j in range(n_layers):
-            for row0 in range(0, sizes[j], ROW_BLOCK):
+            block = ROW_BLOCK if conns[j].kind == KIND_DENSE else CONV_ROW_BLOCK
+            for row0 in range(0, conns[j].n_in if conns[j].kind == KIND_DENSE else conns[j].c_out, block):
                 task_layer[t] = j
                 task_row[t] = row0
                 t += 1
 
+        n_threads = useful_threads(threads, flops, n_tasks)
+        # per thread: one row of x^T compacted (sparse product of layer 0), and
+        # one example's conv operands
+        per_thread = 2 * chain.conv_scratch
+        input_value = <floating*> malloc(<size_t> n_threads * batch * sizeof(floating))
+        input_index = <int*> malloc(<size_t> n_threads * batch * sizeof(int))
+        conv_scratch = <floating*> malloc(max(<size_t> n_threads * per_thread, 1) * sizeof(floating))
+        conv_winners = <int*> malloc(<size_t> n_threads * max_winners * sizeof(int))
+        if not (input_value and input_index and conv_scratch and conv_winners):
+            raise MemoryError()
+
         with nogil:
             for j in range(n_layers):
-                right = operands + left_size + right_offset[j]
-                _build_right(j, batch, sizes, P, N, scales[j], right)
-                _update_bias(Bp[j], sizes[j + 1], batch if j == 0 else 2 * batch, right)
-                for c in range(sizes[j + 1]):
-                    if not isfinite(Bp[j][c]):
+                c = &conns[j]
+                if c.kind == KIND_DENSE:
+                    right = operands + left_size + right_offset[j]
+                    _build_right(c, j, batch, P, N, scales[j], right)
+                    _dense_bias(Bp[j], c.n_out, batch if j == 0 else 2 * batch, right)
+                    continue
+                # conv: G and R, one example (and phase) per iteration, in parallel
+                depth = batch if j == 0 else 2 * batch
+                conv_depth = <size_t> depth * c.hw
+                for e in prange(depth, num_threads=n_threads, schedule="static"):
+                    phase = e // batch  # 0: pos, 1: neg (j > 0 only)
+                    _conv_example(c, j, e - phase * batch, phase, batch, &x[0, 0], P, N, <floating> scales[j],
+                                  operands + left_offset[j], operands + left_size + right_offset[j],
+                                  conv_depth, <size_t> e * c.hw,
+                                  conv_scratch + <size_t> threadid() * per_thread,
+                                  conv_winners + <size_t> threadid() * max_winners, isa)
+                _conv_bias(Bp[j], c.c_out, conv_depth, operands + left_offset[j])
+            for j in range(n_layers):
+                for col in range(conns[j].c_out if conns[j].kind == KIND_CONV else conns[j].n_out):
+                    if not isfinite(Bp[j][col]):
                         finite = False
 
-        flops = 0.0
-        for j in range(n_layers):
-            flops += 2.0 * sizes[j] * sizes[j + 1] * (batch if j == 0 else 2 * batch)
-        threads = max(1, min(threads, n_tasks, <int> min(flops / max(parallel_threshold(), 1.0), 1e9)))
-        # per thread: one row of x^T compacted, for the sparse product of layer 0
-        input_value = <floating*> malloc(<size_t> threads * batch * sizeof(floating))
-        input_index = <int*> malloc(<size_t> threads * batch * sizeof(int))
-        if not (input_value and input_index):
-            raise MemoryError()
-        for t in prange(n_tasks, nogil=True, num_threads=threads,
-                        schedule="dynamic", chunksize=1):
+        for t in prange(n_tasks, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=1):
             layer = task_layer[t]
             row0 = task_row[t]
-            depth = batch if layer == 0 else 2 * batch
-            task_rows = min(ROW_BLOCK, sizes[layer] - row0)
-            n_out = sizes[layer + 1]
-            task_left = operands + left_offset[layer] + <size_t> row0 * depth
-            task_right = operands + left_size + right_offset[layer]
-            task_w = W[layer] + <size_t> row0 * n_out
-            _build_left_rows(layer, batch, sizes, &x[0, 0], P, N, row0, task_rows,
-                             operands + left_offset[layer])
-            if layer == 0:  # the left operand is x^T: its zeros can be skipped
-                input_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
-                           task_w, n_out, input_index + <size_t> threadid() * batch,
-                           input_value + <size_t> threadid() * batch, False)
+            c = &conns[layer]
+            if c.kind == KIND_DENSE:
+                depth = batch if layer == 0 else 2 * batch
+                task_rows = min(ROW_BLOCK, c.n_in - row0)
+                n_out = c.n_out
+                task_left = operands + left_offset[layer] + <size_t> row0 * depth
+                task_right = operands + left_size + right_offset[layer]
+                task_w = W[layer] + <size_t> row0 * n_out
+                _build_left_rows(c, layer, batch, &x[0, 0], P, N, row0, task_rows,
+                                 operands + left_offset[layer])
+                if layer == 0:  # the left operand is x^T: its zeros can be skipped
+                    input_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
+                               task_w, n_out, input_index + <size_t> threadid() * batch,
+                               input_value + <size_t> threadid() * batch, False, isa)
+                else:
+                    small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
+                               task_w, n_out, isa)
             else:
-                small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
-                           task_w, n_out)
+                depth = batch if layer == 0 else 2 * batch
+                conv_depth = <size_t> depth * c.hw
+                task_rows = min(CONV_ROW_BLOCK, c.c_out - row0)
+                small_gemm(task_rows, c.patch, <int> conv_depth,
+                           operands + left_offset[layer] + <size_t> row0 * conv_depth, <int> conv_depth,
+                           operands + left_size + right_offset[layer], c.patch, True,
+                           W[layer] + <size_t> row0 * c.patch, c.patch, isa)
     finally:
-        free(sizes)
+        free_derived(conns, n_layers)
         free(left_offset)
         free(right_offset)
         free(W)
@@ -211,6 +322,59 @@ def apply_ep_update(list weights, list biases, floating[:, ::1] x, list pos,
         free(operands)
         free(input_value)
         free(input_index)
+        free(conv_scratch)
+        free(conv_winners)
         free(task_layer)
         free(task_row)
     return finite
+
+
+cdef void _conv_example(const Connection* c, int j, int e, int phase, int batch,
+                        const floating* x, floating** P, floating** N, floating scale,
+                        floating* g, floating* rows_out, size_t depth, size_t offset,
+                        floating* scratch, int* winners, int isa) noexcept nogil:
+    cdef const floating* below
+    cdef const floating* above
+    if j == 0:
+        # the clamped input is the same in both phases, and so are the winners:
+        # G = scale (U(P_0) - U(N_0)) in one block of depth batch
+        below = x + <size_t> e * c.n_in
+        _conv_operands(c, below, P[0] + <size_t> e * c.n_out, scale, g, rows_out, depth, offset,
+                       scratch, winners, isa)
+        _conv_subtract(c, below, N[0] + <size_t> e * c.n_out, scale, g, depth, offset, scratch,
+                       winners, isa)
+        return
+    if phase == 0:
+        _conv_operands(c, P[j - 1] + <size_t> e * c.n_in, P[j] + <size_t> e * c.n_out, scale, g,
+                       rows_out, depth, offset, scratch, winners, isa)
+    else:
+        _conv_operands(c, N[j - 1] + <size_t> e * c.n_in, N[j] + <size_t> e * c.n_out, -scale, g,
+                       rows_out, depth, offset, scratch, winners, isa)
+
+
+cdef void _conv_subtract(const Connection* c, const floating* below, const floating* above,
+                         floating scale, floating* g, size_t depth, size_t offset,
+                         floating* scratch, int* winners, int isa) noexcept nogil:
+    """G's block -= scale U(above), with the winners already recorded for ``below``."""
+    cdef floating* unpooled = scratch + <size_t> c.hw * (2 * c.patch + c.c_out)
+    cdef Py_ssize_t ch, p
+    unpool(c, above, winners, unpooled, isa)
+    for ch in range(c.c_out):
+        for p in range(c.hw):
+            g[ch * depth + offset + p] -= scale * unpooled[ch * c.hw + p]
+
+
+cdef void cdef_fill_pointers(list weights, list biases, floating** W, floating** Bp, int n) except *:
+    cdef floating[:, ::1] w2
+    cdef floating[:, :, :, ::1] w4
+    cdef floating[::1] b
+    cdef int j
+    for j in range(n):
+        if weights[j].ndim == 2:
+            w2 = weights[j]
+            W[j] = &w2[0, 0]
+        else:
+            w4 = weights[j]
+            W[j] = &w4[0, 0, 0, 0]
+        b = biases[j]
+        Bp[j] = &b[0]

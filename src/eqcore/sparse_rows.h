@@ -11,13 +11,13 @@
  * Used for the update of W_0 (A = x^T, B = the batch's state differences,
  * small enough to stay in L1): rows of W_0 whose pixel is zero in the whole
  * batch are not touched at all. The drive x W_0 instead uses the listed
- * product of skinny_gemm.h, which reads each row of W_0 once per group of
+ * product of dense_kernels.h, which reads each row of W_0 once per group of
  * examples rather than once per example. Instruction set chosen at run time.
  */
 #ifndef EQCORE_SPARSE_ROWS_H
 #define EQCORE_SPARSE_ROWS_H
 
-#include "skinny_gemm.h"
+#include "simd.h"
 
 /* W vectors of columns from col: dst = (acc ? src : 0) + sum_q val[q] B[idx[q], col:]. */
 #define EQ_SPARSE_TILE(T, VT, V, W, col, src, dst)                                    \
@@ -72,30 +72,22 @@
 EQ_DEFINE_SPARSE_ROWS(eq_sparse_f32_generic, float, eq_f4, 4, )
 EQ_DEFINE_SPARSE_ROWS(eq_sparse_f64_generic, double, eq_d2, 2, )
 #if EQ_X86_DISPATCH
-EQ_DEFINE_SPARSE_ROWS(eq_sparse_f32_avx2, float, eq_f8, 8, EQ_TARGET("avx2,fma"))
-EQ_DEFINE_SPARSE_ROWS(eq_sparse_f64_avx2, double, eq_d4, 4, EQ_TARGET("avx2,fma"))
-EQ_DEFINE_SPARSE_ROWS(eq_sparse_f32_avx512, float, eq_f16, 16, EQ_TARGET("avx512f,avx512vl,fma"))
-EQ_DEFINE_SPARSE_ROWS(eq_sparse_f64_avx512, double, eq_d8, 8, EQ_TARGET("avx512f,avx512vl,fma"))
+EQ_DEFINE_SPARSE_ROWS(eq_sparse_f32_avx2, float, eq_f8, 8, EQ_TARGET_AVX2)
+EQ_DEFINE_SPARSE_ROWS(eq_sparse_f64_avx2, double, eq_d4, 4, EQ_TARGET_AVX2)
+EQ_DEFINE_SPARSE_ROWS(eq_sparse_f32_avx512, float, eq_f16, 16, EQ_TARGET_AVX512)
+EQ_DEFINE_SPARSE_ROWS(eq_sparse_f64_avx512, double, eq_d8, 8, EQ_TARGET_AVX512)
 #endif
 
 /* idx and val: scratch for K entries each, owned by the calling thread. */
-static void eq_sparse_f32(int R, int N, int K, const float *A, int lda, const float *B,
-                          int ldb, int acc, float *C, int ldc, int *idx, float *val) {
-#if EQ_X86_DISPATCH
-    if (eq_get_isa() == 2) { eq_sparse_f32_avx512(R, N, K, A, lda, B, ldb, acc, C, ldc, idx, val); return; }
-    if (eq_get_isa() == 1) { eq_sparse_f32_avx2(R, N, K, A, lda, B, ldb, acc, C, ldc, idx, val); return; }
-#endif
-    eq_sparse_f32_generic(R, N, K, A, lda, B, ldb, acc, C, ldc, idx, val);
-}
+#define EQ_DEFINE_SPARSE_DISPATCH(NAME, T)                                            \
+    static void NAME(int isa, int R, int N, int K, const T *A, int lda, const T *B,   \
+                     int ldb, int acc, T *C, int ldc, int *idx, T *val) {             \
+        EQ_DISPATCH(isa, NAME, (R, N, K, A, lda, B, ldb, acc, C, ldc, idx, val),      \
+                    (R, N, K, A, lda, B, ldb, acc, C, ldc, idx, val))                 \
+    }
 
-static void eq_sparse_f64(int R, int N, int K, const double *A, int lda, const double *B,
-                          int ldb, int acc, double *C, int ldc, int *idx, double *val) {
-#if EQ_X86_DISPATCH
-    if (eq_get_isa() == 2) { eq_sparse_f64_avx512(R, N, K, A, lda, B, ldb, acc, C, ldc, idx, val); return; }
-    if (eq_get_isa() == 1) { eq_sparse_f64_avx2(R, N, K, A, lda, B, ldb, acc, C, ldc, idx, val); return; }
-#endif
-    eq_sparse_f64_generic(R, N, K, A, lda, B, ldb, acc, C, ldc, idx, val);
-}
+EQ_DEFINE_SPARSE_DISPATCH(eq_sparse_f32, float)
+EQ_DEFINE_SPARSE_DISPATCH(eq_sparse_f64, double)
 
 /* Non-zero entries of the R x K block A (lda apart), to decide which product pays. */
 #define EQ_DEFINE_COUNT(NAME, T)                                                      \

@@ -14,7 +14,7 @@
 #ifndef EQCORE_STATE_UPDATE_H
 #define EQCORE_STATE_UPDATE_H
 
-#include "skinny_gemm.h"
+#include "simd.h"
 
 #define EQ_CLIP01(v) ((v) > 1 ? 1 : ((v) < 0 ? 0 : (v)))
 
@@ -64,22 +64,22 @@
 EQ_DEFINE_STATE_UPDATES(f32_generic, float, )
 EQ_DEFINE_STATE_UPDATES(f64_generic, double, )
 #if EQ_X86_DISPATCH
-EQ_DEFINE_STATE_UPDATES(f32_avx2, float, EQ_TARGET("avx2,fma"))
-EQ_DEFINE_STATE_UPDATES(f64_avx2, double, EQ_TARGET("avx2,fma"))
-EQ_DEFINE_STATE_UPDATES(f32_avx512, float, EQ_TARGET("avx512f,avx512vl,fma"))
-EQ_DEFINE_STATE_UPDATES(f64_avx512, double, EQ_TARGET("avx512f,avx512vl,fma"))
+EQ_DEFINE_STATE_UPDATES(f32_avx2, float, EQ_TARGET_AVX2)
+EQ_DEFINE_STATE_UPDATES(f64_avx2, double, EQ_TARGET_AVX2)
+EQ_DEFINE_STATE_UPDATES(f32_avx512, float, EQ_TARGET_AVX512)
+EQ_DEFINE_STATE_UPDATES(f64_avx512, double, EQ_TARGET_AVX512)
 #endif
 
 #define EQ_DEFINE_STATE_DISPATCH(SUFFIX, T)                                           \
-    static void eq_euler_##SUFFIX(T *s, const T *h, const T *b, const T *t, int rows, \
-                                  int n, T eps, T beta) {                             \
-        EQ_DISPATCH_ISA(eq_euler_##SUFFIX, (s, h, b, t, rows, n, eps, beta),          \
-                        (s, h, b, t, rows, n, eps, beta))                             \
+    static void eq_euler_##SUFFIX(int isa, T *s, const T *h, const T *b, const T *t,  \
+                                  int rows, int n, T eps, T beta) {                   \
+        EQ_DISPATCH(isa, eq_euler_##SUFFIX, (s, h, b, t, rows, n, eps, beta),         \
+                    (s, h, b, t, rows, n, eps, beta))                                 \
     }                                                                                 \
-    static void eq_exact_##SUFFIX(T *s, const T *h, const T *b, const T *t, int rows, \
-                                  int n, T beta) {                                    \
-        EQ_DISPATCH_ISA(eq_exact_##SUFFIX, (s, h, b, t, rows, n, beta),               \
-                        (s, h, b, t, rows, n, beta))                                  \
+    static void eq_exact_##SUFFIX(int isa, T *s, const T *h, const T *b, const T *t,  \
+                                  int rows, int n, T beta) {                          \
+        EQ_DISPATCH(isa, eq_exact_##SUFFIX, (s, h, b, t, rows, n, beta),              \
+                    (s, h, b, t, rows, n, beta))                                      \
     }
 
 EQ_DEFINE_STATE_DISPATCH(f32, float)

@@ -1,5 +1,5 @@
 /*
- * Skinny matrix products for the relaxation: C (R x N) = A (R x K) @ B (K x N),
+ * Dense products for the relaxation (skinny: few rows): C (R x N) = A (R x K) @ B (K x N),
  * row-major, R small (the rows of the mini-batch one thread owns).
  *
  * Why not BLAS: a BLAS GEMM packs B (here a weight matrix of up to 1.5 MB) into
@@ -12,29 +12,10 @@
  * baseline x86-64 still use AVX-512 where the CPU has it): AVX-512, AVX2+FMA,
  * and a portable 128-bit version (SSE2 / NEON / plain C).
  */
-#ifndef EQCORE_SKINNY_GEMM_H
-#define EQCORE_SKINNY_GEMM_H
+#ifndef EQCORE_DENSE_KERNELS_H
+#define EQCORE_DENSE_KERNELS_H
 
-#include <stddef.h>
-
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define EQ_X86_DISPATCH 1
-#define EQ_TARGET(t) __attribute__((target(t)))
-#else
-#define EQ_X86_DISPATCH 0
-#define EQ_TARGET(t)
-#endif
-
-#define EQ_INLINE static inline __attribute__((always_inline))
-
-/* Unaligned vector types: the state rows and weight rows have any offset. */
-typedef float eq_f16 __attribute__((vector_size(64), aligned(4)));
-typedef float eq_f8 __attribute__((vector_size(32), aligned(4)));
-typedef float eq_f4 __attribute__((vector_size(16), aligned(4)));
-typedef double eq_d8 __attribute__((vector_size(64), aligned(8)));
-typedef double eq_d4 __attribute__((vector_size(32), aligned(8)));
-typedef double eq_d2 __attribute__((vector_size(16), aligned(8)));
-typedef float eq_f2 __attribute__((vector_size(8), aligned(4)));
+#include "simd.h"
 
 /*
  * Rows r0..r0+RG of C for a compile-time RG: blocks of 2 vectors of columns,
@@ -222,98 +203,59 @@ typedef float eq_f2 __attribute__((vector_size(8), aligned(4)));
 EQ_DEFINE_DOT(eq_dot_f32_generic, float, eq_f4, 4, EQ_HSUM_F4, )
 EQ_DEFINE_DOT(eq_dot_f64_generic, double, eq_d2, 2, EQ_HSUM_D2, )
 #if EQ_X86_DISPATCH
-EQ_DEFINE_DOT(eq_dot_f32_avx2, float, eq_f8, 8, EQ_HSUM_F8, EQ_TARGET("avx2,fma"))
-EQ_DEFINE_DOT(eq_dot_f64_avx2, double, eq_d4, 4, EQ_HSUM_D4, EQ_TARGET("avx2,fma"))
-EQ_DEFINE_DOT(eq_dot_f32_avx512, float, eq_f16, 16, EQ_HSUM_F16, EQ_TARGET("avx512f,avx512vl,fma"))
-EQ_DEFINE_DOT(eq_dot_f64_avx512, double, eq_d8, 8, EQ_HSUM_D8, EQ_TARGET("avx512f,avx512vl,fma"))
+EQ_DEFINE_DOT(eq_dot_f32_avx2, float, eq_f8, 8, EQ_HSUM_F8, EQ_TARGET_AVX2)
+EQ_DEFINE_DOT(eq_dot_f64_avx2, double, eq_d4, 4, EQ_HSUM_D4, EQ_TARGET_AVX2)
+EQ_DEFINE_DOT(eq_dot_f32_avx512, float, eq_f16, 16, EQ_HSUM_F16, EQ_TARGET_AVX512)
+EQ_DEFINE_DOT(eq_dot_f64_avx512, double, eq_d8, 8, EQ_HSUM_D8, EQ_TARGET_AVX512)
 #endif
 
 #define EQ_DEFINE_GEMMS(SUFFIX, ATTR, F, FV, FHV, FH, D, DV, DHV, DH)                      \
-    EQ_DEFINE_GEMM(eq_gemm_f32_##SUFFIX, float, F, FV, FHV, FH, ATTR, 0, EQ_K_ALL)     \
-    EQ_DEFINE_GEMM(eq_gemm_f64_##SUFFIX, double, D, DV, DHV, DH, ATTR, 0, EQ_K_ALL)    \
+    EQ_DEFINE_GEMM(eq_gemm_any_f32_##SUFFIX, float, F, FV, FHV, FH, ATTR, 0, EQ_K_ALL)     \
+    EQ_DEFINE_GEMM(eq_gemm_any_f64_##SUFFIX, double, D, DV, DHV, DH, ATTR, 0, EQ_K_ALL)    \
     EQ_DEFINE_GEMM(eq_listed_f32_##SUFFIX, float, F, FV, FHV, FH, ATTR, 1, EQ_K_LISTED) \
     EQ_DEFINE_GEMM(eq_listed_f64_##SUFFIX, double, D, DV, DHV, DH, ATTR, 1, EQ_K_LISTED)
 
 EQ_DEFINE_GEMMS(generic, , eq_f4, 4, eq_f2, 2, eq_d2, 2, eq_d2, 2)
 #if EQ_X86_DISPATCH
-EQ_DEFINE_GEMMS(avx2, EQ_TARGET("avx2,fma"), eq_f8, 8, eq_f4, 4, eq_d4, 4, eq_d2, 2)
-EQ_DEFINE_GEMMS(avx512, EQ_TARGET("avx512f,avx512vl,fma"), eq_f16, 16, eq_f8, 8, eq_d8, 8, eq_d4, 4)
+EQ_DEFINE_GEMMS(avx2, EQ_TARGET_AVX2, eq_f8, 8, eq_f4, 4, eq_d4, 4, eq_d2, 2)
+EQ_DEFINE_GEMMS(avx512, EQ_TARGET_AVX512, eq_f16, 16, eq_f8, 8, eq_d8, 8, eq_d4, 4)
 #endif
-
-/* Instruction sets: 0 portable, 1 AVX2+FMA, 2 AVX-512. */
-static int eq_best_isa(void) {
-#if EQ_X86_DISPATCH
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return 2;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
-#endif
-    return 0;
-}
-
-static int eq_isa = -1;
-
-static void eq_set_isa(int isa) {
-    int best = eq_best_isa();
-    eq_isa = (isa < 0 || isa > best) ? best : isa;
-}
-
-static int eq_get_isa(void) {
-    if (eq_isa < 0) eq_set_isa(-1);
-    return eq_isa;
-}
 
 /* The accumulator budget differs per instruction set: 12 rows x 2 vectors
  * take 24 of AVX-512's 32 registers; AVX2 and 128-bit have 16 registers, so
  * 6 rows x 2 vectors. (12 against 8 rows: ~200 against ~160 GFLOP/s for
- * 10 x 500 @ 500 x 500 on one Zen 5 core, measured in process CPU time.) */
-#define EQ_DEFINE_DISPATCH(NAME, BASE, T)                                             \
-    static void NAME(int R, int N, int K, const T *A, int lda, const T *B, int ldb,   \
-                     int acc, T *C, int ldc, int *kidx) {                             \
-        EQ_DISPATCH_ISA(BASE, (R, N, K, A, lda, B, ldb, acc, C, ldc, 12, kidx),       \
-                        (R, N, K, A, lda, B, ldb, acc, C, ldc, 6, kidx))              \
+ * 10 x 500 @ 500 x 500 on one Zen 5 core, measured in process CPU time.)
+ * kidx: scratch for K column indices, owned by the calling thread (listed only). */
+#define EQ_DEFINE_GEMM_DISPATCH(NAME, T)                                              \
+    static void NAME(int isa, int R, int N, int K, const T *A, int lda, const T *B,   \
+                     int ldb, int acc, T *C, int ldc, int *kidx) {                    \
+        EQ_DISPATCH(isa, NAME, (R, N, K, A, lda, B, ldb, acc, C, ldc, 12, kidx),      \
+                    (R, N, K, A, lda, B, ldb, acc, C, ldc, 6, kidx))                  \
     }
 
-#if EQ_X86_DISPATCH
-#define EQ_DISPATCH_ISA(NAME, ARGS512, ARGS)                                          \
-    if (eq_get_isa() == 2) { NAME##_avx512 ARGS512; return; }                        \
-    if (eq_get_isa() == 1) { NAME##_avx2 ARGS; return; }                             \
-    NAME##_generic ARGS;
-#else
-#define EQ_DISPATCH_ISA(NAME, ARGS512, ARGS) NAME##_generic ARGS;
-#endif
+EQ_DEFINE_GEMM_DISPATCH(eq_listed_f32, float)
+EQ_DEFINE_GEMM_DISPATCH(eq_listed_f64, double)
+EQ_DEFINE_GEMM_DISPATCH(eq_gemm_any_f32, float)
+EQ_DEFINE_GEMM_DISPATCH(eq_gemm_any_f64, double)
 
-EQ_DEFINE_DISPATCH(eq_gemm_f32_any, eq_gemm_f32, float)
-EQ_DEFINE_DISPATCH(eq_gemm_f64_any, eq_gemm_f64, double)
-/* kidx: scratch for K column indices, owned by the calling thread */
-EQ_DEFINE_DISPATCH(eq_listed_f32, eq_listed_f32, float)
-EQ_DEFINE_DISPATCH(eq_listed_f64, eq_listed_f64, double)
-
-static void eq_gemm_f32(int R, int N, int K, const float *A, int lda, const float *B,
+static void eq_gemm_f32(int isa, int R, int N, int K, const float *A, int lda, const float *B,
                         int ldb, int acc, float *C, int ldc) {
-    eq_gemm_f32_any(R, N, K, A, lda, B, ldb, acc, C, ldc, NULL);
+    eq_gemm_any_f32(isa, R, N, K, A, lda, B, ldb, acc, C, ldc, NULL);
 }
 
-static void eq_gemm_f64(int R, int N, int K, const double *A, int lda, const double *B,
+static void eq_gemm_f64(int isa, int R, int N, int K, const double *A, int lda, const double *B,
                         int ldb, int acc, double *C, int ldc) {
-    eq_gemm_f64_any(R, N, K, A, lda, B, ldb, acc, C, ldc, NULL);
+    eq_gemm_any_f64(isa, R, N, K, A, lda, B, ldb, acc, C, ldc, NULL);
 }
 
-static void eq_dot_f32(int R, int N, int K, const float *A, int lda, const float *BT,
-                       int ldbt, int acc, float *C, int ldc) {
-#if EQ_X86_DISPATCH
-    if (eq_isa == 2) { eq_dot_f32_avx512(R, N, K, A, lda, BT, ldbt, acc, C, ldc); return; }
-    if (eq_isa == 1) { eq_dot_f32_avx2(R, N, K, A, lda, BT, ldbt, acc, C, ldc); return; }
-#endif
-    eq_dot_f32_generic(R, N, K, A, lda, BT, ldbt, acc, C, ldc);
-}
+#define EQ_DEFINE_DOT_DISPATCH(NAME, T)                                               \
+    static void NAME(int isa, int R, int N, int K, const T *A, int lda, const T *BT,  \
+                     int ldbt, int acc, T *C, int ldc) {                              \
+        EQ_DISPATCH(isa, NAME, (R, N, K, A, lda, BT, ldbt, acc, C, ldc),              \
+                    (R, N, K, A, lda, BT, ldbt, acc, C, ldc))                         \
+    }
 
-static void eq_dot_f64(int R, int N, int K, const double *A, int lda, const double *BT,
-                       int ldbt, int acc, double *C, int ldc) {
-#if EQ_X86_DISPATCH
-    if (eq_isa == 2) { eq_dot_f64_avx512(R, N, K, A, lda, BT, ldbt, acc, C, ldc); return; }
-    if (eq_isa == 1) { eq_dot_f64_avx2(R, N, K, A, lda, BT, ldbt, acc, C, ldc); return; }
-#endif
-    eq_dot_f64_generic(R, N, K, A, lda, BT, ldbt, acc, C, ldc);
-}
+EQ_DEFINE_DOT_DISPATCH(eq_dot_f32, float)
+EQ_DEFINE_DOT_DISPATCH(eq_dot_f64, double)
 
 #endif

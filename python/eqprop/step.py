@@ -1,0 +1,134 @@
+"""The step engine: the free phase, the nudge and the update of one mini-batch.
+
+This is the one place where Python drives the compiled core for training.
+:class:`EqPropNetwork` (``train_step``, ``ep_gradients``), :class:`Trainer`,
+the benchmarks and the tools all go through it. It owns the drive buffer (the
+first layer's bottom-up input, computed once per mini-batch by the free phase
+and reused by the nudged phases, since x and the weights do not change in
+between) and takes arrays that are already validated: C-contiguous, of the
+network's dtype, flat (batch, n) states.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+import eqcore
+
+if TYPE_CHECKING:
+    from eqprop.network import EqPropNetwork
+
+SOLVER_CODES = {"euler": eqcore.SOLVER_EULER, "alternating": eqcore.SOLVER_ALTERNATING}
+
+State = list[np.ndarray]
+
+
+class StepEngine:
+    """Relaxations and EP updates of mini-batches of up to ``max_batch`` examples.
+
+    Parameters
+    ----------
+    net : EqPropNetwork
+        The network whose parameters are read and updated in place.
+    max_batch : int
+        The largest mini-batch the engine will see (sizes the drive buffer).
+
+    Notes
+    -----
+    No argument is checked here: callers validate once (``EqPropNetwork``'s
+    public methods, ``Trainer.fit``). Callers keep BLAS single-threaded around
+    a sequence of calls (``eqprop._threads.single_threaded_blas``).
+    """
+
+    def __init__(self, net: EqPropNetwork, max_batch: int) -> None:
+        self.net = net
+        self._drive = np.empty((max(max_batch, 1), net.sizes[1]), dtype=net.dtype)
+
+    def _drive_rows(self, batch: int) -> np.ndarray:
+        if batch > self._drive.shape[0]:
+            self._drive = np.empty((batch, self.net.sizes[1]), dtype=self.net.dtype)
+        return self._drive[:batch]
+
+    def relax(
+        self, x: np.ndarray, state: State, *, steps: int, epsilon: float, beta: float = 0.0,
+        target: np.ndarray | None = None, solver: str, threads: int, drive_ready: bool = False,
+    ) -> None:
+        """Relax the flat ``state`` in place; the drive is computed unless ``drive_ready``."""
+        eqcore.relax_batch(
+            self.net.core_chain(), x, state, steps, epsilon, beta,
+            target if beta != 0.0 else None, SOLVER_CODES[solver], threads,
+            self._drive_rows(x.shape[0]), drive_ready,
+        )
+
+    def free_phase(self, x: np.ndarray, state: State, *, steps: int, epsilon: float, solver: str,
+                   threads: int) -> None:
+        """Relax ``state`` in place with beta = 0 (and fill the drive for the nudged phases)."""
+        self.relax(x, state, steps=steps, epsilon=epsilon, solver=solver, threads=threads)
+
+    def nudged(self, x: np.ndarray, free: State, target: np.ndarray, *, beta: float, steps: int,
+               epsilon: float, solver: str, threads: int) -> State:
+        """A copy of the free fixed point relaxed with ``beta`` (after :meth:`free_phase` on this x)."""
+        state = [s.copy() for s in free]
+        self.relax(x, state, steps=steps, epsilon=epsilon, beta=beta, target=target, solver=solver,
+                   threads=threads, drive_ready=True)
+        return state
+
+    def contrasted_states(
+        self, x: np.ndarray, free: State, target: np.ndarray, *, beta: float, nudged_steps: int,
+        epsilon: float, symmetric: bool, solver: str, threads: int,
+    ) -> tuple[State, State, float]:
+        """The two states EP contrasts and the beta-distance between them.
+
+        One-sided: (s^beta, s^0, beta); symmetric: (s^{+beta}, s^{-beta}, 2 beta).
+        """
+        kwargs = dict(steps=nudged_steps, epsilon=epsilon, solver=solver, threads=threads)
+        positive = self.nudged(x, free, target, beta=beta, **kwargs)
+        if symmetric:
+            negative = self.nudged(x, free, target, beta=-beta, **kwargs)
+            return positive, negative, 2.0 * beta
+        return positive, free, beta
+
+    def accumulate(
+        self, x: np.ndarray, positive: State, negative: State, scales: np.ndarray, threads: int,
+        out: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
+    ) -> bool:
+        """theta += scales_k (dPhi/dtheta(positive) - dPhi/dtheta(negative)), batch-summed.
+
+        Into the network's parameters, or into ``out = (weights, biases)``.
+        Returns whether the updated biases are all finite.
+        """
+        out_weights, out_biases = out if out is not None else (None, None)
+        return eqcore.apply_ep_update(self.net.core_chain(), x, positive, negative, scales, threads,
+                                      out_weights, out_biases)
+
+    def update(
+        self, x: np.ndarray, free: State, target: np.ndarray, *, beta: float, nudged_steps: int,
+        epsilon: float, rates: np.ndarray, symmetric: bool, solver: str, threads: int,
+    ) -> bool:
+        """Nudged phase(s) from the free fixed point of :meth:`free_phase`, then the in-place EP update.
+
+        W_k += rates_k / beta * mean_batch(dPhi/dW_k(s^beta) - dPhi/dW_k(s^0)), biases likewise.
+        Returns whether the updated biases are all finite.
+        """
+        positive, negative, spread = self.contrasted_states(
+            x, free, target, beta=beta, nudged_steps=nudged_steps, epsilon=epsilon,
+            symmetric=symmetric, solver=solver, threads=threads,
+        )
+        return self.accumulate(x, positive, negative, rates / (spread * x.shape[0]), threads)
+
+    def gradients(
+        self, x: np.ndarray, free: State, target: np.ndarray, *, beta: float, nudged_steps: int,
+        epsilon: float, symmetric: bool, solver: str, threads: int,
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The EP estimate of dJ/dtheta from the free fixed point of :meth:`free_phase`."""
+        net = self.net
+        grads = ([np.zeros_like(w) for w in net.weights], [np.zeros_like(b) for b in net.biases])
+        positive, negative, spread = self.contrasted_states(
+            x, free, target, beta=beta, nudged_steps=nudged_steps, epsilon=epsilon,
+            symmetric=symmetric, solver=solver, threads=threads,
+        )
+        scales = np.full(len(net.weights), -1.0 / (spread * x.shape[0]))
+        self.accumulate(x, positive, negative, scales, threads, out=grads)
+        return grads

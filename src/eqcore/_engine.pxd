@@ -1,0 +1,52 @@
+# The network as the core sees it: a chain of connections, each joining layer
+# j (below; layer 0 is the clamped input) to layer j + 1 (above), described
+# once as a C struct array (Chain) and dispatched on its kind inside nogil
+# loops. See docs/architecture.md.
+from cython cimport floating
+
+cdef enum:
+    KIND_DENSE = 0
+    KIND_CONV = 1
+
+cdef enum:
+    POOL_NONE = 0
+    POOL_MAX = 1
+    POOL_AVG = 2
+
+# Columns of the geometry array a Chain is built from.
+cdef enum:
+    GEOMETRY_FIELDS = 8
+
+cdef struct Connection:
+    int kind
+    int n_in, n_out            # flat sizes of the layers below and above
+    int c_in, h_in, w_in       # the layer below as a map (dense: n_in x 1 x 1)
+    int c_out, k, pad, pool    # dense: c_out = n_out
+    int h_conv, w_conv         # the convolution's map, before pooling
+    int h_out, w_out           # the layer above's map
+    int patch                  # c_in k^2: one column of the unfolded input
+    int hw                     # h_conv w_conv
+    double flops               # one bottom-up product, per example
+    void* weights              # dense (n_in, n_out); conv (c_out, c_in, k, k)
+    void* biases               # the layer above's bias: (n_out,) dense, (c_out,) conv
+    void* weights_t            # per call: dense W^T (n_out, n_in); conv (patch, c_out)
+    void* bias_full            # per call: the bias at every unit of the layer above (n_out,)
+
+cdef class Chain:
+    cdef Connection* conns
+    cdef readonly int n_connections
+    cdef readonly int itemsize
+    cdef readonly object layer_sizes
+    cdef object _arrays
+    cdef size_t conv_scratch      # floats a thread needs for one example's conv products
+    cdef bint has_max_pool
+
+cdef Connection* derived_connections(Chain chain, bint transposes) except NULL
+cdef void free_derived(Connection* conns, int n) noexcept
+
+cdef void bottom_up(const Connection* c, const floating* below, int rows, floating* out,
+                    int* winners, floating* scratch, int isa) noexcept nogil
+cdef void top_down(const Connection* c, const floating* above, const int* winners, int rows,
+                   floating* out, floating* scratch, int isa) noexcept nogil
+cdef void unpool(const Connection* c, const floating* above, const int* winners,
+                 floating* g, int isa) noexcept nogil

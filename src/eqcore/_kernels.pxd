@@ -1,0 +1,57 @@
+# Every C kernel of the core, declared once. Each takes the instruction set as
+# its first argument (0 portable, 1 AVX2+FMA, 2 AVX-512; simd.h).
+
+cdef extern from "simd.h" nogil:
+    int eq_best_isa()
+
+cdef extern from "dense_kernels.h" nogil:
+    void eq_gemm_f32(int isa, int R, int N, int K, const float* A, int lda, const float* B,
+                     int ldb, int acc, float* C, int ldc)
+    void eq_gemm_f64(int isa, int R, int N, int K, const double* A, int lda, const double* B,
+                     int ldb, int acc, double* C, int ldc)
+    void eq_dot_f32(int isa, int R, int N, int K, const float* A, int lda, const float* BT,
+                    int ldbt, int acc, float* C, int ldc)
+    void eq_dot_f64(int isa, int R, int N, int K, const double* A, int lda, const double* BT,
+                    int ldbt, int acc, double* C, int ldc)
+    void eq_listed_f32(int isa, int R, int N, int K, const float* A, int lda, const float* B,
+                       int ldb, int acc, float* C, int ldc, int* kidx)
+    void eq_listed_f64(int isa, int R, int N, int K, const double* A, int lda, const double* B,
+                       int ldb, int acc, double* C, int ldc, int* kidx)
+
+cdef extern from "sparse_rows.h" nogil:
+    void eq_sparse_f32(int isa, int R, int N, int K, const float* A, int lda, const float* B,
+                       int ldb, int acc, float* C, int ldc, int* idx, float* val)
+    void eq_sparse_f64(int isa, int R, int N, int K, const double* A, int lda, const double* B,
+                       int ldb, int acc, double* C, int ldc, int* idx, double* val)
+    long eq_count_nonzero_f32(int R, int K, const float* A, int lda)
+    long eq_count_nonzero_f64(int R, int K, const double* A, int lda)
+
+cdef extern from "state_update.h" nogil:
+    void eq_euler_f32(int isa, float* s, const float* h, const float* b, const float* t,
+                      int rows, int n, float eps, float beta)
+    void eq_euler_f64(int isa, double* s, const double* h, const double* b, const double* t,
+                      int rows, int n, double eps, double beta)
+    void eq_exact_f32(int isa, float* s, const float* h, const float* b, const float* t,
+                      int rows, int n, float beta)
+    void eq_exact_f64(int isa, double* s, const double* h, const double* b, const double* t,
+                      int rows, int n, double beta)
+
+cdef extern from "conv_kernels.h" nogil:
+    void eq_im2col_f32(int isa, const float* src, int c, int h, int w, int k, int pad,
+                       int hc, int wc, float* cols, size_t ld)
+    void eq_im2col_f64(int isa, const double* src, int c, int h, int w, int k, int pad,
+                       int hc, int wc, double* cols, size_t ld)
+    void eq_col2im_f32(int isa, const float* cols, size_t ld, int c, int h, int w, int k,
+                       int pad, int hc, int wc, float* dst)
+    void eq_col2im_f64(int isa, const double* cols, size_t ld, int c, int h, int w, int k,
+                       int pad, int hc, int wc, double* dst)
+    void eq_pool_max_f32(int isa, const float* conv, int c, int hc, int wc, float* out, int* win)
+    void eq_pool_max_f64(int isa, const double* conv, int c, int hc, int wc, double* out, int* win)
+    void eq_pool_avg_f32(int isa, const float* conv, int c, int hc, int wc, float* out)
+    void eq_pool_avg_f64(int isa, const double* conv, int c, int hc, int wc, double* out)
+    void eq_unpool_max_f32(int isa, const float* above, const int* win, int c, int hc, int wc,
+                           float* g)
+    void eq_unpool_max_f64(int isa, const double* above, const int* win, int c, int hc, int wc,
+                           double* g)
+    void eq_unpool_avg_f32(int isa, const float* above, int c, int hc, int wc, float* g)
+    void eq_unpool_avg_f64(int isa, const double* above, int c, int hc, int wc, double* g)
