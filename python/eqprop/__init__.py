@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from eqprop.layers import Conv2d
 from eqprop.network import EqPropNetwork, rho
+from eqprop.step import StepEngine
 from eqprop.trainer import EpochRecord, Evaluation, History, Trainer, TrainingDiverged
 
 try:
@@ -17,6 +19,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "Conv2d",
+    "StepEngine",
     "EpochRecord",
     "EqPropNetwork",
     "Evaluation",

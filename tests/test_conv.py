@@ -1,0 +1,243 @@
+"""Convolutional EP: the compiled engine against the NumPy reference, the theory, and the API.
+
+The reference (tests/reference.py, ``chain_*``) is written from the equations
+of eqprop.layers: cross-correlation with zero padding, 2x2 max / average
+pooling, their transposes. Every instruction set (``kernel`` fixture) and
+thread counts 1 and 2 are compared in float64 and float32.
+"""
+
+import numpy as np
+import pytest
+import reference
+from conftest import TOLERANCE, one_hot
+
+import eqprop
+from eqprop import Conv2d
+
+POOLS = ["max", "avg", None]
+POOL_IDS = ["max", "avg", "none"]
+
+
+def spec_layers(input_shape, spec):
+    """The same network for the library (Conv2d objects) and for the reference (tuples)."""
+    layers = [input_shape]
+    for entry in spec:
+        layers.append(entry[1] if entry[0] == "dense" else Conv2d(entry[1], entry[2], padding=entry[3], pool=entry[4]))
+    return layers
+
+
+def conv_network(input_shape, spec, dtype, seed=0, bias_scale=0.2, weight_scale=1.0):
+    net = eqprop.EqPropNetwork(spec_layers(input_shape, spec), dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    for w in net.weights:
+        w *= weight_scale
+    for b in net.biases:
+        b[...] = rng.uniform(-bias_scale, bias_scale, size=b.shape)
+    return net
+
+
+def problem(pool, pad, dtype, batch=5):
+    # odd map sizes: 9 -> conv 3x3 (pad 0: 7, pooled 3, the last row dropped)
+    input_shape = (2, 9, 9)
+    spec = [("conv", 3, 3, pad, pool), ("conv", 4, 2, pad, pool), ("dense", 5)]
+    net = conv_network(input_shape, spec, dtype)
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, (batch, int(np.prod(input_shape)))).astype(dtype)
+    target = one_hot(rng.integers(0, 5, batch), 5, dtype)
+    return net, input_shape, spec, x, target
+
+
+def flat(state):
+    return [s.reshape(s.shape[0], -1) for s in state]
+
+
+def assert_close_lists(got, expected, dtype):
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("solver", ["euler", "alternating"])
+@pytest.mark.parametrize("pad", [0, 1])
+@pytest.mark.parametrize("pool", POOLS, ids=POOL_IDS)
+def test_relax_matches_reference(pool, pad, solver, threads, dtype, kernel, every_thread_runs):
+    net, input_shape, spec, x, target = problem(pool, pad, dtype)
+    zeros = [np.zeros((x.shape[0], n), dtype=dtype) for n in net.layer_sizes]
+    for beta, t in ((0.0, None), (0.6, target)):
+        state = net.relax(x, steps=12, epsilon=0.5, beta=beta, target=t, solver=solver, threads=threads)
+        expected = reference.chain_relax(input_shape, spec, net.weights, net.biases, x, zeros, 12, 0.5,
+                                         beta, t, solver)
+        assert [s.shape[1:] for s in state] == list(net.layer_shapes)
+        assert_close_lists(flat(state), expected, dtype)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("pad", [0, 1])
+@pytest.mark.parametrize("pool", POOLS, ids=POOL_IDS)
+def test_ep_gradients_match_reference(pool, pad, symmetric, threads, dtype, kernel, every_thread_runs):
+    net, input_shape, spec, x, target = problem(pool, pad, dtype)
+    gw, gb = net.ep_gradients(x, target, beta=0.5, free_steps=15, nudged_steps=5, epsilon=0.5,
+                              symmetric=symmetric, threads=threads)
+    ew, eb, _ = reference.chain_ep_gradients(input_shape, spec, net.weights, net.biases, x, target, 0.5,
+                                             15, 5, 0.5, symmetric)
+    assert [g.shape for g in gw] == [w.shape for w in net.weights]
+    assert [g.shape for g in gb] == [b.shape for b in net.biases]
+    # float32: the gradient divides state differences by beta * batch, losing digits
+    tolerance = 1e-9 if dtype == np.float64 else 2e-3
+    for g, e in zip(gw + gb, ew + eb):
+        np.testing.assert_allclose(g, e, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("pool", POOLS, ids=POOL_IDS)
+def test_train_step_applies_the_reference_update(pool, dtype, kernel):
+    net, input_shape, spec, x, target = problem(pool, 1, dtype)
+    ew, eb, _ = reference.chain_ep_gradients(input_shape, spec, net.weights, net.biases, x, target, 0.5,
+                                             10, 4, 0.5)
+    before = [p.copy() for p in net.weights + net.biases]
+    rates = [0.1, 0.05, 0.02]
+    net.train_step(x, target, beta=0.5, free_steps=10, nudged_steps=4, epsilon=0.5, learning_rates=rates)
+    tolerance = 1e-10 if dtype == np.float64 else 2e-4
+    for k, (after, old, grad) in enumerate(zip(net.weights + net.biases, before, ew + eb)):
+        np.testing.assert_allclose(after, old - rates[k % 3] * grad, rtol=tolerance, atol=tolerance)
+
+
+def test_image_and_flat_inputs_give_identical_results():
+    net, input_shape, spec, x, target = problem("max", 1, np.float64)
+    images = x.reshape(-1, *input_shape)
+    for a, b in zip(net.relax(x, steps=8, epsilon=0.5), net.relax(images, steps=8, epsilon=0.5)):
+        np.testing.assert_array_equal(a, b)
+    ga = net.ep_gradients(x, target, beta=0.5, free_steps=8, nudged_steps=3, epsilon=0.5)
+    gb = net.ep_gradients(images, target, beta=0.5, free_steps=8, nudged_steps=3, epsilon=0.5)
+    for a, b in zip(ga[0] + ga[1], gb[0] + gb[1]):
+        np.testing.assert_array_equal(a, b)
+    state = net.relax(x, steps=3, epsilon=0.5)
+    for a, b in zip(net.relax(x, steps=3, epsilon=0.5, init=state),
+                    net.relax(x, steps=3, epsilon=0.5, init=flat(state))):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(net.predict(x, steps=5), net.predict(images, steps=5))
+
+
+def test_max_pool_ties_pick_the_first_maximum():
+    """Zero weights make every window a tie: the winner must be the window's top-left position."""
+    net = eqprop.EqPropNetwork([(1, 4, 4), Conv2d(1, 1, pool="max"), Conv2d(1, 1, pool=None), 2],
+                               dtype="float64", seed=0)
+    net.weights[0][...] = 0.0
+    net.biases[0][...] = 0.5
+    net.weights[1][...] = 1.0
+    x = np.zeros((1, 16))
+    s1 = np.full((1, 1, 2, 2), 0.5)
+    s2 = np.array([[[[0.1, 0.2], [0.3, 0.4]]]])
+    # the top-down input of the middle layer routes s1 (with the kernel 1x1 weight 1) ...
+    h = reference.chain_net_inputs((1, 4, 4), [("conv", 1, 1, 0, "max"), ("conv", 1, 1, 0, None), ("dense", 2)],
+                                   net.weights, net.biases, x, [s1.reshape(1, -1), s2.reshape(1, -1), np.zeros((1, 2))])
+    assert np.allclose(h[0], 0.5 + s2.reshape(1, -1))
+    # ... and the update of W_0 correlates x's window top-left pixels with s1 (x = e_0 at each window's corner)
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, ::2, ::2] = 1.0
+    gw, _ = reference.chain_phi_gradients((1, 4, 4), [("conv", 1, 1, 0, "max")], [np.zeros((1, 1, 1, 1))],
+                                          x.reshape(1, -1), [s1.reshape(1, -1)])
+    assert np.isclose(gw[0].item(), 4 * 0.5)
+    target = one_hot([1], 2, np.float64)
+    got, _ = net.ep_gradients(x, target, beta=0.5, free_steps=5, nudged_steps=3, epsilon=0.5)
+    expected, _, _ = reference.chain_ep_gradients(
+        (1, 4, 4), [("conv", 1, 1, 0, "max"), ("conv", 1, 1, 0, None), ("dense", 2)], net.weights, net.biases,
+        x.reshape(1, -1), target, 0.5, 5, 3, 0.5)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+# ----------------------------------------------------------------- theory
+CONVERGED_STEPS = 3000
+
+
+@pytest.mark.parametrize("pool", POOLS, ids=POOL_IDS)
+@pytest.mark.parametrize("solver", ["euler", "alternating"])
+def test_free_phase_reaches_a_fixed_point(pool, solver):
+    net, input_shape, spec, x, _ = problem(pool, 1, np.float64)
+    state = flat(net.relax(x, steps=2000, epsilon=0.5, solver=solver))
+    h = reference.chain_net_inputs(input_shape, spec, net.weights, net.biases, x, state)
+    for s, h_k in zip(state, h):
+        np.testing.assert_allclose(s, np.clip(h_k, 0, 1), atol=1e-6)
+    assert any(((s > 1e-3) & (s < 1 - 1e-3)).any() for s in state)
+
+
+@pytest.mark.parametrize("pool", ["avg", None], ids=["avg", "none"])
+def test_energy_never_increases_in_free_phase(pool):
+    # max pooling makes Phi piecewise linear in the state below (winners switch), so the
+    # Euler step's descent guarantee is for the smooth kinds; max is checked by the fixed point
+    net, input_shape, spec, x, _ = problem(pool, 1, np.float64)
+    state = net.zero_state(x.shape[0])
+    energies = [net.energy(x, state)]
+    for _ in range(100):
+        state = net.relax(x, steps=1, epsilon=0.05, init=state)
+        energies.append(net.energy(x, state))
+    energies = np.array(energies)
+    assert (np.diff(energies, axis=0) <= 1e-12).all()
+    assert (energies[-1] < energies[0] - 1e-3).all()
+
+
+def test_energy_matches_reference():
+    for pool in POOLS:
+        net, input_shape, spec, x, _ = problem(pool, 1, np.float64)
+        state = flat(net.relax(x, steps=5, epsilon=0.5))
+        np.testing.assert_allclose(net.energy(x, state),
+                                   reference.chain_energy(input_shape, spec, net.weights, net.biases, x, state),
+                                   rtol=1e-12)
+
+
+def theorem_network(pool):
+    input_shape = (1, 7, 7)
+    spec = [("conv", 2, 2, 0, pool), ("conv", 2, 2, 0, None), ("dense", 3)]
+    net = conv_network(input_shape, spec, np.float64, seed=7, bias_scale=0.3, weight_scale=0.5)
+    rng = np.random.default_rng(8)
+    x = rng.random((3, 49))
+    d = one_hot(rng.integers(0, 3, 3), 3, np.float64)
+    return net, x, d
+
+
+def mean_cost(net, x, d):
+    return float(np.mean(net.cost(net.relax(x, steps=CONVERGED_STEPS, epsilon=0.5), d)))
+
+
+def finite_differences(net, x, d, h=1e-6):
+    grads = []
+    for param in net.weights + net.biases:
+        grad = np.zeros_like(param)
+        for index in np.ndindex(param.shape):
+            original = param[index]
+            param[index] = original + h
+            plus = mean_cost(net, x, d)
+            param[index] = original - h
+            minus = mean_cost(net, x, d)
+            param[index] = original
+            grad[index] = (plus - minus) / (2 * h)
+        grads.append(grad.ravel())
+    return np.concatenate(grads)
+
+
+@pytest.fixture(scope="module", params=["max", "avg"])
+def conv_theorem(request):
+    net, x, d = theorem_network(request.param)
+    return net, x, d, finite_differences(net, x, d)
+
+
+def estimate(net, x, d, beta, symmetric):
+    gw, gb = net.ep_gradients(x, d, beta=beta, free_steps=CONVERGED_STEPS, nudged_steps=CONVERGED_STEPS,
+                              epsilon=0.5, symmetric=symmetric)
+    return np.concatenate([g.ravel() for g in gw + gb])
+
+
+def test_symmetric_ep_estimate_is_the_gradient_of_a_conv_network(conv_theorem):
+    net, x, d, fd = conv_theorem
+    assert np.linalg.norm(fd) > 1e-2
+    ep = estimate(net, x, d, 1e-3, symmetric=True)
+    assert np.linalg.norm(ep - fd) / np.linalg.norm(fd) < 2e-2
+
+
+def test_one_sided_conv_estimate_error_is_first_order_in_beta(conv_theorem):
+    net, x, d, fd = conv_theorem
+    # from beta = 1e-2 down (at 1e-1 the nudge already switches max-pool winners)
+    errors = [np.linalg.norm(estimate(net, x, d, b, symmetric=False) - fd) for b in (1e-2, 1e-3, 1e-4)]
+    for larger, smaller in zip(errors, errors[1:]):
+        assert 5 < larger / smaller < 20
