@@ -103,7 +103,7 @@ class Checkpoint:
     Attributes
     ----------
     meta : dict
-        JSON-compatible document: ``network`` (sizes, dtype), ``config`` (the
+        JSON-compatible document: ``network`` (sizes, layers, dtype), ``config`` (the
         trainer's hyperparameters), ``epoch``, ``rng_state``, ``history`` (one
         dict per epoch), ``data`` (size and fingerprint of the training set).
     weights, biases : list of ndarray
@@ -137,11 +137,19 @@ class Checkpoint:
     def dtype(self) -> str:
         return str(self.meta["network"]["dtype"])
 
+    @property
+    def layers(self) -> list:
+        """The network's layers (``EqPropNetwork``'s first argument); dense checkpoints may hold sizes only."""
+        from eqprop.layers import layers_from_json
+
+        saved = self.meta["network"].get("layers")
+        return layers_from_json(saved) if saved is not None else list(self.sizes)
+
     def build_network(self, *, threads: int | None = None):
         """A new :class:`eqprop.EqPropNetwork` holding this checkpoint's parameters."""
         from eqprop.network import EqPropNetwork
 
-        net = EqPropNetwork(self.sizes, dtype=self.dtype, threads=threads)
+        net = EqPropNetwork(self.layers, dtype=self.dtype, threads=threads)
         net.set_params(self.weights, self.biases)
         return net
 

@@ -21,6 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from eqprop.layers import format_layers, layers_from_json, layers_to_json, resolve_layers
+
 CONFIG_NAME = "config.json"
 SUMMARY_NAME = "summary.json"
 DATASET_NAMES = ("digits", "mnist", "fashion-mnist")
@@ -101,17 +105,16 @@ def _epsilon(text: str) -> float:
     return value
 
 
-def _layers(text: str) -> tuple[int, ...]:
-    parts = text.replace(",", "-").split("-")
+def _layers(text: str) -> list:
+    """``--layers``: the grammar of :func:`eqprop.layers.parse_layers`, as JSON-compatible data."""
+    from eqprop.layers import layers_to_json, parse_layers, resolve_layers
+
     try:
-        sizes = tuple(int(part) for part in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"layers must look like 784-500-10; got {text!r}") from None
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(
-            f"layers needs at least an input and an output size, all positive (e.g. 784-500-10); got {text!r}"
-        )
-    return sizes
+        layers = parse_layers(text)
+        resolve_layers(layers)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return layers_to_json(layers)
 
 
 # ------------------------------------------------------------------ helpers
@@ -155,7 +158,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         except ValueError as exc:
             parser.error(str(exc))
         settings.update(
-            preset=preset.name, dataset=preset.dataset, layers=list(preset.sizes), beta=preset.beta,
+            preset=preset.name, dataset=preset.dataset, layers=layers_to_json(preset.sizes), beta=preset.beta,
             free_steps=preset.free_steps, nudged_steps=preset.nudged_steps, epsilon=preset.epsilon,
             learning_rates=list(preset.learning_rates), batch_size=preset.batch_size, epochs=preset.epochs,
             random_sign=preset.random_sign, persistent=preset.persistent,
@@ -180,7 +183,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     if len(settings["learning_rates"]) != len(settings["layers"]) - 1:
         parser.error(
             f"--lr needs one rate per weight matrix: {len(settings['layers']) - 1} for --layers "
-            f"{'-'.join(map(str, settings['layers']))}; got {len(settings['learning_rates'])}"
+            f"{format_layers(layers_from_json(settings['layers']))}; got {len(settings['learning_rates'])}"
         )
     if settings.get("seed") is None:
         import numpy as np
@@ -249,10 +252,11 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
     from eqprop.plotting import METRICS_NAME, plot_learning_curves
 
     dataset, x_train, y_train = _load_data(settings, settings.get("data_dir"), quiet)
-    layers = settings["layers"]
-    if layers[0] != dataset.n_features or layers[-1] != dataset.n_classes:
+    layers = layers_from_json(settings["layers"])
+    input_shape, connections = resolve_layers(layers)
+    if int(np.prod(input_shape)) != dataset.n_features or connections[-1].n_out != dataset.n_classes:
         parser.error(
-            f"--layers {'-'.join(map(str, layers))} does not fit {dataset.name}: it needs "
+            f"--layers {format_layers(layers)} does not fit {dataset.name}: it needs "
             f"{dataset.n_features} inputs and {dataset.n_classes} outputs"
         )
     if resume:
@@ -274,7 +278,7 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
     total = settings["epochs"]
     remaining = total - trainer.epoch
     _print(
-        f"{'resuming' if resume else 'training'} {'-'.join(map(str, layers))} on {dataset.name} "
+        f"{'resuming' if resume else 'training'} {format_layers(layers)} on {dataset.name} "
         f"({len(x_train)} training examples) for {max(remaining, 0)} epoch(s) "
         f"[{trainer.epoch}/{total} done]; run directory {run_dir}",
         quiet=quiet,
@@ -455,8 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--preset", metavar="NAME",
                       help="start from a preset's settings (list them with 'eqprop presets'); flags override them")
     what.add_argument("--dataset", choices=DATASET_NAMES, help="dataset (preset; required without --preset)")
-    what.add_argument("--layers", type=_layers, metavar="SIZES",
-                      help="layer sizes from input to output, e.g. 784-500-10 (preset; required without --preset)")
+    what.add_argument("--layers", type=_layers, metavar="LAYERS",
+                      help="layers from input to output: 784-500-10 (dense), or comma-separated with an "
+                           "input map and conv layers c<channels>k<kernel>[p<pad>][mp|ap], e.g. "
+                           "1x28x28,c32k5mp,c64k5mp,10 (preset; required without --preset)")
     what.add_argument("--train-size", type=_positive_int, metavar="N",
                       help="train on the first N training examples only (default: all; handy for quick runs)")
     what.add_argument("--data-dir", metavar="DIR",

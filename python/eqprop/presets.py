@@ -57,8 +57,10 @@ class Preset:
         The name used by ``eqprop train --preset NAME``.
     dataset : str
         A name :func:`eqprop.datasets.load_dataset` knows.
-    sizes : tuple of int
-        Layer sizes from input to output.
+    sizes : tuple
+        The layers from input to output (``EqPropNetwork``'s first argument):
+        ints for the dense networks, an input shape and ``Conv2d`` entries for
+        the convolutional ones.
     beta, learning_rates
         In this library's convention (C = 1/2 ||y - d||^2).
     original_beta, original_learning_rates
@@ -72,7 +74,7 @@ class Preset:
 
     name: str
     dataset: str
-    sizes: tuple[int, ...]
+    sizes: tuple[Any, ...]
     free_steps: int
     nudged_steps: int
     beta: float
@@ -96,8 +98,10 @@ class Preset:
 
     @property
     def layers(self) -> str:
-        """The sizes written as on the command line, e.g. ``"784-500-10"``."""
-        return "-".join(map(str, self.sizes))
+        """The layers written as on the command line, e.g. ``"784-500-10"`` or ``"1x28x28,c32k5mp,10"``."""
+        from eqprop.layers import format_layers
+
+        return format_layers(self.sizes)
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`eqprop.Trainer` (without ``net``)."""

@@ -47,6 +47,7 @@ from eqcore._batch import gather_batch, summarise_free_phase
 from eqprop import _validation as check
 from eqprop._threads import resolve_threads, single_threaded_blas
 from eqprop.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from eqprop.layers import format_layers, layers_to_json
 from eqprop.network import EqPropNetwork
 from eqprop.step import StepEngine
 
@@ -314,7 +315,8 @@ class Trainer:
     # ---------------------------------------------------------------- data
     def _check_data(self, x: object, labels: object, x_name: str, labels_name: str) -> tuple[np.ndarray, np.ndarray]:
         """x as a C-contiguous batch in [0, 1] of the network's dtype, labels as int64 in range."""
-        x = check.as_batch(x, x_name, self.net.sizes[0], self.net.dtype)
+        x = check.as_batch(self.net._flat(np.asarray(x) if not isinstance(x, np.ndarray) else x, x_name,
+                                          self.net.input_shape), x_name, self.net.sizes[0], self.net.dtype)
         if x.shape[0] == 0:
             raise ValueError(f"{x_name} holds no examples")
         if x.min() < 0 or x.max() > 1:
@@ -605,7 +607,8 @@ class Trainer:
 
         meta = {
             "eqprop_version": eqprop.__version__,
-            "network": {"sizes": list(self.net.sizes), "dtype": self.net.dtype.name},
+            "network": {"sizes": list(self.net.sizes), "layers": layers_to_json(self.net.layers),
+                        "dtype": self.net.dtype.name},
             "config": self.config(),
             "epoch": self.epoch,
             "rng_state": self.rng.bit_generator.state,
@@ -625,10 +628,11 @@ class Trainer:
         checkpoint's (the continuation is then not the same run).
         """
         checkpoint = load_checkpoint(location)
-        if checkpoint.sizes != self.net.sizes or checkpoint.dtype != self.net.dtype.name:
+        saved = format_layers(checkpoint.layers)
+        if saved != self.net.architecture or checkpoint.dtype != self.net.dtype.name:
             raise ValueError(
-                f"the checkpoint is for a {'-'.join(map(str, checkpoint.sizes))} {checkpoint.dtype} network; "
-                f"this trainer's network is {'-'.join(map(str, self.net.sizes))} {self.net.dtype.name}"
+                f"the checkpoint is for a {saved} {checkpoint.dtype} network; "
+                f"this trainer's network is {self.net.architecture} {self.net.dtype.name}"
             )
         differing = sorted(
             key for key, value in checkpoint.config.items()
