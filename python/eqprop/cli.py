@@ -51,8 +51,12 @@ HYPERPARAMETER_FLAGS = (
 
 
 # ------------------------------------------------------------- argument types
-def _int_at_least(minimum: int, description: str):
-    """An argparse type: an integer no smaller than ``minimum``."""
+#: Step and thread counts reach the compiled core as C ints.
+INT_MAX = 2**31 - 1
+
+
+def _int_at_least(minimum: int, description: str, maximum: int = INT_MAX):
+    """An argparse type: an integer in ``minimum .. maximum``."""
 
     def parse(text: str) -> int:
         try:
@@ -61,6 +65,8 @@ def _int_at_least(minimum: int, description: str):
             raise argparse.ArgumentTypeError(f"expected a {description} integer; got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"expected a {description} integer; got {value}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"expected a {description} integer at most {maximum}; got {value}")
         return value
 
     return parse

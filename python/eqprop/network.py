@@ -107,6 +107,7 @@ class EqPropNetwork:
                         f"net.{name}[{k}] must be a writeable C-contiguous {self.dtype} array; "
                         f"write into it (net.{name}[k][...] = values) instead of replacing it"
                     )
+        check.check_parameters(self.weights, self.biases)
 
     def _inputs(self, x: object) -> np.ndarray:
         """x as a finite C-contiguous batch, passed through rho like every layer."""
@@ -227,13 +228,14 @@ class EqPropNetwork:
         steps = check.check_int(steps, "steps")
         epsilon = check.check_epsilon(epsilon)
         solver = check.check_solver(solver)
-        beta = check.check_beta(beta, solver)
+        beta = check.check_beta(beta, solver, self.dtype)
         n_threads = self._threads(threads)
         x = self._inputs(x)
         batch = x.shape[0]
         target = self._target(target, batch)
         if beta != 0.0 and target is None:
             raise ValueError("beta is nonzero, so a target is needed for the nudged phase")
+        check.check_nudge(beta, target, self.dtype)
         state = self._initial_state(init, batch)
         self._checked_parameters()
         with single_threaded_blas():
@@ -247,6 +249,7 @@ class EqPropNetwork:
         """The Hopfield energy E(s) of each example (eq. 1 of the paper), shape (batch,)."""
         x = self._inputs(x)
         state = check.as_state(state, "state", x.shape[0], self.layer_sizes, self.dtype)
+        self._checked_parameters()
         layers = [x] + [rho(s) for s in state]
         energy = sum(0.5 * np.einsum("bi,bi->b", s, s) for s in state)
         for k, w in enumerate(self.weights):
@@ -302,11 +305,13 @@ class EqPropNetwork:
             Gradient estimates shaped like ``weights`` and ``biases``.
         """
         solver = check.check_solver(solver)
-        beta = check.check_beta(beta, solver)
+        beta = check.check_beta(beta, solver, self.dtype)
         if beta == 0.0:
             raise ValueError("beta must be nonzero: the EP estimate divides by it")
+        symmetric = check.check_bool(symmetric, "symmetric")
         if symmetric:
             check.check_beta(-beta, solver)
+        check.check_update_scale([1.0], beta, self.dtype, what=None)
         free_steps = check.check_int(free_steps, "free_steps")
         nudged_steps = check.check_int(nudged_steps, "nudged_steps")
         epsilon = check.check_epsilon(epsilon)
@@ -316,6 +321,7 @@ class EqPropNetwork:
         x = self._inputs(x)
         batch = x.shape[0]
         target = self._target(target, batch)
+        check.check_nudge(beta, target, self.dtype)
         self._checked_parameters()
         grads_w = [np.zeros_like(w) for w in self.weights]
         grads_b = [np.zeros_like(b) for b in self.biases]
@@ -334,6 +340,12 @@ class EqPropNetwork:
             )
             scales = np.full(len(self.weights), -1.0 / (spread * batch))
             self._accumulate_update(grads_w, grads_b, x, positive, negative, scales, n_threads)
+        for k, grad in enumerate((*grads_w, *grads_b)):
+            if not np.isfinite(grad).all():
+                raise FloatingPointError(
+                    f"the EP gradient estimate became NaN or infinite (beta = {beta:g}); "
+                    f"relaxation overflowed {self.dtype.name}"
+                )
         return grads_w, grads_b
 
     def train_step(
@@ -372,11 +384,13 @@ class EqPropNetwork:
         rates = self.check_learning_rates(learning_rates)
         steps = check.check_int(nudged_steps, "nudged_steps")
         solver = check.check_solver(solver)
-        beta = check.check_beta(beta, solver)
+        beta = check.check_beta(beta, solver, self.dtype)
         if beta == 0.0:
             raise ValueError("beta must be nonzero: the EP update divides by it")
+        symmetric = check.check_bool(symmetric, "symmetric")
         if symmetric:
             check.check_beta(-beta, solver)
+        check.check_update_scale(rates, beta, self.dtype)
         if target is None:
             raise ValueError("target is required for a training step")
         free_steps = check.check_int(free_steps, "free_steps")
@@ -385,10 +399,12 @@ class EqPropNetwork:
         x = self._inputs(x)
         batch = x.shape[0]
         target = self._target(target, batch)
+        check.check_nudge(beta, target, self.dtype)
         free = self._initial_state(init, batch)
         if batch == 0:
             return free
         self._checked_parameters()
+        saved = [array.copy() for array in (*self.weights, *self.biases)]  # restored on divergence
         drive = np.empty((batch, self.sizes[1]), dtype=self.dtype)
         with single_threaded_blas():
             self._relax_in_place(
@@ -398,6 +414,14 @@ class EqPropNetwork:
             self._update_from_free(
                 x, free, target, beta=beta, nudged_steps=steps, epsilon=epsilon, rates=rates,
                 symmetric=symmetric, solver=solver, threads=n_threads, drive=drive,
+            )
+        if not all(np.isfinite(array).all() for array in (*free, *self.weights, *self.biases)):
+            for array, before in zip((*self.weights, *self.biases), saved):
+                array[...] = before
+            raise FloatingPointError(
+                f"train_step produced NaN or infinite values (beta = {beta:g}, learning rates "
+                f"{rates.tolist()}, epsilon = {epsilon:g}); the parameters were restored to their values "
+                f"before the step"
             )
         return free
 
