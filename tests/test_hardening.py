@@ -229,3 +229,295 @@ def test_concurrent_fit_on_one_trainer_is_refused(digits):
     assert trainer.epoch == 1 and len(trainer.history) == 1
     trainer.fit(*digits, epochs=1)  # the lock is released afterwards
     assert trainer.epoch == 2
+
+
+# ------------------------------------------------------- CLI: run directories
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """A one-epoch tiny digits run (64-100-10), copied by the tests that damage it."""
+    out = tmp_path_factory.mktemp("base") / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(base_run, tmp_path):
+    import shutil
+
+    target = tmp_path / "run"
+    shutil.copytree(base_run, target)
+    return target
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file() and p.name != ".eqprop.lock"}
+
+
+def resume_fails(run: Path, capsys, fragment: str) -> str:
+    """--resume must exit 1 with one line containing ``fragment`` and write nothing."""
+    before = snapshot(run)
+    status, err = run_train(["--resume", str(run), "--epochs", "2", "--quiet"], capsys)
+    line = one_line_error(err)
+    assert status == 1, err
+    assert fragment in line, line
+    assert snapshot(run) == before  # nothing overwritten, config.json included
+    return line
+
+
+# 1. one process per run directory; config, checkpoint and metrics agree
+_HOLD_LOCK = """
+import sys, time
+from eqprop.rundir import RunDirectoryLock
+with RunDirectoryLock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_process_is_refused_and_a_stale_lock_does_not_block(run_copy, capsys):
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run_copy)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = snapshot(run_copy)
+        status, err = run_train(["--resume", str(run_copy), "--epochs", "2", "--quiet"], capsys)
+        assert status == 1
+        assert f"in use by another eqprop process (process {holder.pid})" in one_line_error(err)
+        status, err = run_train([*TINY, "--epochs", "1", "--out", str(run_copy)], capsys)
+        assert status == 1 and "in use by another eqprop process" in err
+        assert snapshot(run_copy) == before
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert (run_copy / ".eqprop.lock").exists()  # the killed holder's lock file stays: it must not block
+    assert main(["train", "--resume", str(run_copy), "--epochs", "2", "--quiet"]) == 0
+    assert load_checkpoint(run_copy).epoch == 2
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(run_copy, tmp_path, capsys):
+    other = tmp_path / "other"
+    assert main(["train", *TINY, "--epochs", "1", "--layers", "64-50-10", "--out", str(other)]) == 0
+    (run_copy / "checkpoint.npz").write_bytes((other / "checkpoint.npz").read_bytes())
+    resume_fails(run_copy, capsys, "config.json says layers 64-100-10, the checkpoint holds a 64-50-10 network")
+
+
+def test_an_edited_setting_in_config_json_is_refused(run_copy, capsys):
+    config = json.loads((run_copy / "config.json").read_text())
+    config["learning_rates"] = [0.3, 0.1]
+    (run_copy / "config.json").write_text(json.dumps(config))
+    resume_fails(run_copy, capsys, "config.json says learning_rates = [0.3, 0.1]")
+
+
+def test_metrics_of_another_run_are_refused(run_copy, tmp_path, capsys):
+    other = tmp_path / "other"
+    assert main(["train", *TINY[:-3], "--seed", "5", "--epochs", "2", "--quiet", "--out", str(other)]) == 0
+    (run_copy / "metrics.csv").write_bytes((other / "metrics.csv").read_bytes())
+    resume_fails(run_copy, capsys, "metrics.csv holds 2 epochs")
+
+
+def test_resume_records_the_data_folder(run_copy, capsys):
+    assert main(["train", "--resume", str(run_copy), "--epochs", "2"]) == 0
+    assert "data from sklearn.datasets.load_digits" in capsys.readouterr().out
+    assert json.loads((run_copy / "config.json").read_text())["data_folder"] == "sklearn.datasets.load_digits"
+
+
+# 4. damaged files
+def _rewrite_checkpoint(path: Path, drop: str | None = None, meta_change=None) -> None:
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    if drop:
+        del arrays[drop]
+    if meta_change:
+        meta = json.loads(arrays["meta_json"].tobytes())
+        meta_change(meta)
+        arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def _flip_a_byte_in_the_weights(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    at = data.index(b"weight_0.npy") + 400  # inside the array's data
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "not a readable checkpoint"),
+    "crc": (_flip_a_byte_in_the_weights, "damaged (BadZipFile"),
+    "npy": (lambda p: np.save(open(p, "wb"), np.zeros(3)), "a single .npy array"),
+    "empty": (lambda p: p.write_bytes(b""), "not a readable checkpoint"),
+    "missing array": (lambda p: _rewrite_checkpoint(p, drop="weight_1"), "lacks the array weight_1"),
+    "missing meta key": (lambda p: _rewrite_checkpoint(p, meta_change=lambda m: m.pop("rng_state")), "no RNG state"),
+    "bad sizes": (lambda p: _rewrite_checkpoint(p, meta_change=lambda m: m["network"].update(sizes="64-100-10")),
+                  "network sizes"),
+    "bad config value": (lambda p: _rewrite_checkpoint(p, meta_change=lambda m: m["config"].update(free_steps="x")),
+                         "free_steps"),
+    "bad rng state": (lambda p: _rewrite_checkpoint(p, meta_change=lambda m: m.update(rng_state={"a": 1})),
+                      "damaged metadata (seed, RNG state or history)"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_checkpoint_gives_one_line_and_changes_nothing(run_copy, capsys, damage):
+    spoil, fragment = DAMAGE[damage]
+    spoil(run_copy / "checkpoint.npz")
+    line = resume_fails(run_copy, capsys, fragment)
+    assert "checkpoint.npz" in line
+    assert main(["evaluate", str(run_copy)]) == 1
+    assert "checkpoint.npz" in one_line_error(capsys.readouterr().err)
+
+
+CONFIG_DAMAGE = {
+    "not json": ("{ this is not json", "not valid JSON"),
+    "a list": ("[1, 2]", "JSON list, not an object"),
+    "layers a string": ({"layers": "64-100-10"}, "layers is '64-100-10'"),
+    "beta a string": ({"beta": "big"}, "beta is 'big'"),
+    "missing dtype": ({"dtype": None}, "dtype is None"),
+    "binary": (b"\xff\xfe\x00garbage", "not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("damage", list(CONFIG_DAMAGE))
+def test_a_damaged_config_json_gives_one_line_and_changes_nothing(run_copy, capsys, damage):
+    change, fragment = CONFIG_DAMAGE[damage]
+    path = run_copy / "config.json"
+    if isinstance(change, dict):
+        config = json.loads(path.read_text())
+        config.update(change)
+        path.write_text(json.dumps(config))
+    elif isinstance(change, bytes):
+        path.write_bytes(change)
+    else:
+        path.write_text(change)
+    line = resume_fails(run_copy, capsys, fragment)
+    assert "config.json" in line
+    assert main(["evaluate", str(run_copy)]) == 1
+    assert fragment in one_line_error(capsys.readouterr().err)
+
+
+# 6. interrupts
+def test_ctrl_c_during_start_up_says_there_is_nothing_to_resume(tmp_path, capsys, monkeypatch):
+    import eqprop.datasets
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(eqprop.datasets, "load_dataset", interrupt)
+    status, err = run_train([*TINY, "--epochs", "1", "--out", str(tmp_path / "r")], capsys)
+    assert status == 130 and "Traceback" not in err
+    assert "nothing to resume" in err and "--resume" not in err
+
+
+def test_ctrl_c_before_the_first_checkpoint_does_not_suggest_resume(tmp_path, capsys, monkeypatch):
+    def interrupt(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(eqprop.Trainer, "_train_epoch", interrupt)
+    status, err = run_train([*TINY, "--epochs", "1", "--out", str(tmp_path / "r")], capsys)
+    assert status == 130 and "Traceback" not in err
+    assert "nothing to resume" in err and "--resume" not in err
+
+
+def test_ctrl_c_during_the_final_evaluation_suggests_a_resume_that_works(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r"
+
+    def interrupt(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(eqprop.Trainer, "evaluate", interrupt)
+        status, err = run_train([*TINY, "--epochs", "1", "--out", str(out)], capsys)
+    assert status == 130 and "Traceback" not in err
+    assert f"continue with: eqprop train --resume {out} (its checkpoint of epoch 1 is complete)" in err
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert (out / "summary.json").is_file()
+
+
+# 7. orphaned temporary files
+def test_orphaned_temporary_checkpoints_are_removed_on_the_next_start(run_copy):
+    orphans = [run_copy / ".checkpoint.npz.k2j3h4.tmp", run_copy / ".metrics.csv.abc.tmp"]
+    for orphan in orphans:
+        orphan.write_bytes(b"half a checkpoint")
+    keep = run_copy / "notes.tmp"
+    keep.write_text("mine")
+    assert main(["train", "--resume", str(run_copy), "--epochs", "2", "--quiet"]) == 0
+    assert not any(orphan.exists() for orphan in orphans)
+    assert keep.read_text() == "mine"
+
+
+# 8. paths checked before training
+def test_out_that_is_a_file_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    (tmp_path / "run.npz").write_bytes(b"x")
+    monkeypatch.setattr(eqprop.Trainer, "fit", lambda *a, **k: pytest.fail("training started"))
+    status, err = run_train([*TINY, "--epochs", "1", "--out", str(tmp_path / "run.npz")], capsys)
+    assert status == 1 and "run.npz is a file, not a directory" in one_line_error(err)
+    status, err = run_train([*TINY, "--epochs", "1", "--out", str(tmp_path / "run.npz" / "sub")], capsys)
+    assert status == 1 and "is a file, not a directory" in one_line_error(err)
+
+
+def test_empty_out_is_refused(capsys):
+    status, err = run_train([*TINY, "--epochs", "1", "--out", ""], capsys)
+    assert status == 1 and "--out is empty" in one_line_error(err)
+
+
+def test_very_deep_out_gives_a_message_not_a_recursion_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, err = run_train([*TINY, "--epochs", "1", "--out", "d/" * 2100], capsys)
+    assert status == 1 and "too long a path" in one_line_error(err)
+
+
+def test_make_directory_creates_deep_trees_without_recursion(tmp_path, monkeypatch):
+    from eqprop.rundir import make_directory
+
+    monkeypatch.chdir(tmp_path)
+    deep = Path(*["d"] * 1200)  # pathlib's mkdir(parents=True) recurses once per level
+    assert make_directory(deep) and deep.is_dir()
+    assert not make_directory(deep)
+
+
+@pytest.mark.parametrize("content", ["garbage\x00\x01\n", "epoch,train_error,val_error,mean_cost\n1,abc,,0.5\n",
+                                     "epoch,train_error\n1,0.5\n", "epoch,train_error,val_error,mean_cost\n1,0.5\n"])
+def test_plot_on_a_garbage_metrics_file_names_it(tmp_path, capsys, content):
+    (tmp_path / "metrics.csv").write_text(content)
+    assert main(["plot", str(tmp_path)]) == 1
+    assert "metrics.csv" in one_line_error(capsys.readouterr().err)
+
+
+# 9. memory
+def test_a_network_that_cannot_fit_is_refused_with_the_figure(tmp_path, capsys):
+    started = time.perf_counter()
+    status, err = run_train(["--dataset", "digits", "--layers", "64-1000000000-10", "--lr", "0.1", "0.1",
+                             "--epochs", "1", "--quiet", "--out", str(tmp_path / "r")], capsys)
+    line = one_line_error(err)
+    assert status == 1 and "this run needs about" in line and "TB" in line and "available" in line
+    assert time.perf_counter() - started < 5 and not (tmp_path / "r").exists()
+
+
+def test_a_late_memory_error_is_a_message(tmp_path, capsys, monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise MemoryError("Unable to allocate 3.00 GiB for an array")
+
+    monkeypatch.setattr(eqprop.Trainer, "fit", exhausted)
+    status, err = run_train([*TINY, "--epochs", "1", "--out", str(tmp_path / "r")], capsys)
+    line = one_line_error(err)
+    assert status == 1 and "out of memory (Unable to allocate 3.00 GiB" in line
+
+
+def test_memory_estimate_and_refusal():
+    from eqprop._memory import check_training_memory, estimate_training_bytes
+
+    parts = estimate_training_bytes([784, 500, 10], "float32", n_train=50_000, batch_size=20, persistent=True)
+    assert parts["particles"] == 50_000 * 510 * 4 and parts["data"] == 50_000 * 784 * 4
+    with pytest.raises(MemoryError, match=r"needs about .* but only 1.0 MB is available"):
+        check_training_memory([784, 500, 10], "float32", n_train=50_000, batch_size=20, persistent=True,
+                              available=10**6)
+
+
+# 11. negative numbers with an exponent
+def test_beta_with_a_negative_exponent_form_parses(tmp_path, capsys):
+    from eqprop.cli import build_parser
+
+    assert build_parser().parse_args(["train", "--beta", "-1e308"]).beta == -1e308
+    assert build_parser().parse_args(["train", "--beta", "-2.5E-3"]).beta == -2.5e-3
+    status, err = run_train([*TINY, "--epochs", "1", "--beta", "-1e308", "--out", str(tmp_path / "r")], capsys)
+    assert status == 1 and "beyond the float32 range" in one_line_error(err)
