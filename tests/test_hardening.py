@@ -471,8 +471,13 @@ def test_make_directory_creates_deep_trees_without_recursion(tmp_path, monkeypat
 
     monkeypatch.chdir(tmp_path)
     deep = Path(*["d"] * 1200)  # pathlib's mkdir(parents=True) recurses once per level
-    assert make_directory(deep) and deep.is_dir()
-    assert not make_directory(deep)
+    try:
+        assert make_directory(deep) and deep.is_dir()
+        assert not make_directory(deep)
+    finally:  # shutil.rmtree (pytest's clean-up) recurses too: remove the levels one by one
+        for level in range(1200, 0, -1):
+            if Path(*["d"] * level).is_dir():
+                Path(*["d"] * level).rmdir()
 
 
 @pytest.mark.parametrize("content", ["garbage\x00\x01\n", "epoch,train_error,val_error,mean_cost\n1,abc,,0.5\n",
@@ -521,3 +526,92 @@ def test_beta_with_a_negative_exponent_form_parses(tmp_path, capsys):
     assert build_parser().parse_args(["train", "--beta", "-2.5E-3"]).beta == -2.5e-3
     status, err = run_train([*TINY, "--epochs", "1", "--beta", "-1e308", "--out", str(tmp_path / "r")], capsys)
     assert status == 1 and "beyond the float32 range" in one_line_error(err)
+
+
+# --------------------------------------------------------------- 10. data folders
+def _write_idx(path: Path, header: bytes, payload: bytes = b"") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + payload)
+
+
+def _synthetic_dataset(folder: Path, seed: int = 0) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_tds", Path(__file__).with_name("test_datasets.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.make_idx_dataset(folder, seed=seed)
+
+
+def test_an_incomplete_data_dir_does_not_fall_back(tmp_path, monkeypatch):
+    from eqprop.datasets import DatasetNotFoundError, load_dataset
+
+    _synthetic_dataset(tmp_path / "env" / "mnist")  # a complete copy elsewhere must not be used
+    monkeypatch.setenv("EQPROP_DATA", str(tmp_path / "env"))
+    partial = tmp_path / "partial"
+    _synthetic_dataset(partial)
+    (partial / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DatasetNotFoundError, match="data_dir was given") as info:
+        load_dataset("mnist", data_dir=partial, download=False)
+    assert "missing t10k-labels-idx1-ubyte" in str(info.value) and str(tmp_path / "env") not in str(info.value)
+    assert Path(load_dataset("mnist", download=False).source) == tmp_path / "env" / "mnist"  # without: env is used
+
+
+def test_a_folder_holding_the_other_dataset_is_refused(tmp_path, monkeypatch):
+    import hashlib
+    import gzip
+
+    from eqprop import datasets
+
+    _synthetic_dataset(tmp_path / "data")
+    content = gzip.decompress((tmp_path / "data" / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    monkeypatch.setitem(datasets.LABEL_CHECKSUMS, "fashion-mnist",
+                        {"t10k-labels-idx1-ubyte": hashlib.md5(content).hexdigest()})
+    assert datasets.identify_dataset(tmp_path / "data") == "fashion-mnist"
+    with pytest.raises(datasets.DatasetError, match="holds fashion-mnist, not mnist"):
+        datasets.load_dataset("mnist", data_dir=tmp_path / "data", download=False)
+    assert datasets.load_dataset("fashion-mnist", data_dir=tmp_path / "data", download=False).n_features == 6
+
+
+def test_real_mnist_is_refused_as_fashion_mnist():
+    from conftest import shared_data_dir
+
+    from eqprop import datasets
+
+    root = shared_data_dir()
+    if root is None or not (root / "mnist").is_dir() or not (root / "fashion-mnist").is_dir():
+        pytest.skip("no shared MNIST and Fashion-MNIST files (set EQPROP_DATA)")
+    assert datasets.identify_dataset(root / "mnist") == "mnist"
+    assert datasets.identify_dataset(root / "fashion-mnist") == "fashion-mnist"
+    with pytest.raises(datasets.DatasetError, match="holds mnist, not fashion-mnist"):
+        datasets.load_dataset("fashion-mnist", data_dir=root / "mnist", download=False)
+
+
+# ------------------------------------------------------- 11. crafted IDX files
+def test_idx_dimensions_whose_product_overflows_name_the_file(tmp_path):
+    from eqprop.datasets import DatasetError, read_images
+
+    path = tmp_path / "train-images-idx3-ubyte"
+    # 2**32 - 1 cubed overflows int64; the product wrapped round to a small number before
+    _write_idx(path, bytes([0, 0, 8, 3]) + (b"\xff\xff\xff\xff" * 3), b"\x00" * 16)
+    with pytest.raises(DatasetError, match=f"{path}: truncated IDX file"):
+        read_images(path)
+    _write_idx(path, bytes([0, 0, 8, 3]) + (0x10000).to_bytes(4, "big") * 2 + (0x10000).to_bytes(4, "big"))
+    with pytest.raises(DatasetError, match=f"{path}: truncated IDX file"):
+        read_images(path)
+
+
+def test_a_file_with_zero_images_names_the_file(tmp_path):
+    from eqprop.datasets import DatasetError, load_dataset
+
+    folder = tmp_path / "data"
+    _synthetic_dataset(folder)
+    images = folder / "t10k-images-idx3-ubyte.gz"
+    images.unlink()
+    labels = folder / "t10k-labels-idx1-ubyte.gz"
+    labels.unlink()
+    _write_idx(folder / "t10k-images-idx3-ubyte", bytes([0, 0, 8, 3]) + (0).to_bytes(4, "big")
+               + (2).to_bytes(4, "big") + (3).to_bytes(4, "big"))
+    _write_idx(folder / "t10k-labels-idx1-ubyte", bytes([0, 0, 8, 1]) + (0).to_bytes(4, "big"))
+    with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte holds no images"):
+        load_dataset("mnist", data_dir=folder, download=False)
