@@ -592,11 +592,12 @@ def test_idx_dimensions_whose_product_overflows_name_the_file(tmp_path):
     from eqprop.datasets import DatasetError, read_images
 
     path = tmp_path / "train-images-idx3-ubyte"
-    # 2**32 - 1 cubed overflows int64; the product wrapped round to a small number before
+    # (2**32 - 1) cubed overflows int64
     _write_idx(path, bytes([0, 0, 8, 3]) + (b"\xff\xff\xff\xff" * 3), b"\x00" * 16)
     with pytest.raises(DatasetError, match=f"{path}: truncated IDX file"):
         read_images(path)
-    _write_idx(path, bytes([0, 0, 8, 3]) + (0x10000).to_bytes(4, "big") * 2 + (0x10000).to_bytes(4, "big"))
+    # 2**31 * 2**31 * 4 = 2**64 wrapped round to 0 bytes of data: "cannot reshape" without a file name
+    _write_idx(path, bytes([0, 0, 8, 3]) + (2**31).to_bytes(4, "big") * 2 + (4).to_bytes(4, "big"))
     with pytest.raises(DatasetError, match=f"{path}: truncated IDX file"):
         read_images(path)
 

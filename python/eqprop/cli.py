@@ -7,6 +7,7 @@ A training run lives in one directory (``--out``)::
     checkpoint.npz       the latest epoch: parameters, persistent particles, RNG state
     learning_curves.png  error and cost per epoch (``eqprop plot DIR`` redraws it)
     summary.json         final training / validation / test error (written at the end)
+    .eqprop.lock         held (fcntl.flock) by the one process using the directory
 """
 
 from __future__ import annotations
