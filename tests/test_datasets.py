@@ -319,9 +319,8 @@ def test_lookup_order(tmp_path, monkeypatch):
     assert Path(data.source) == tmp_path / "env" / "mnist"
     np.testing.assert_array_equal(data.y_test, env["test_labels"])
 
-    # an explicit folder without the files falls through to the next place
-    (tmp_path / "empty").mkdir()
-    assert Path(load_dataset("mnist", data_dir=tmp_path / "empty", download=False).source) == tmp_path / "env" / "mnist"
+    # an explicit folder without the files is an error, not a silent fall-back (issue 13):
+    # test_hardening.py::test_an_incomplete_data_dir_does_not_fall_back
 
     monkeypatch.delenv("EQPROP_DATA")
     data = load_dataset("mnist", download=False)

@@ -14,6 +14,8 @@ import numpy as np
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 SOLVERS = ("euler", "alternating")
+#: The core counts steps, rows and threads in C ``int``: larger values would wrap around.
+INT_MAX = 2**31 - 1
 
 
 def check_dtype(dtype: object) -> np.dtype:
@@ -43,13 +45,26 @@ def check_sizes(sizes: object) -> tuple[int, ...]:
     return tuple(checked)
 
 
-def check_int(value: object, name: str, *, minimum: int = 1) -> int:
-    """An integer (not a bool) no smaller than ``minimum``."""
+def check_int(value: object, name: str, *, minimum: int = 1, maximum: int = INT_MAX) -> int:
+    """An integer (not a bool) in ``minimum .. maximum``.
+
+    The default maximum is the largest C ``int`` (2**31 - 1): step counts and
+    thread counts reach the compiled core as 32-bit integers.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer; got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}; got {value}")
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}; got {value}")
     return int(value)
+
+
+def check_bool(value: object, name: str) -> bool:
+    """True or False (a NumPy bool too); anything else, such as the string "no", is a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
 
 
 def check_threads(threads: object) -> int | None:
@@ -90,9 +105,39 @@ def check_solver(solver: object) -> str:
     return str(solver)
 
 
-def check_beta(beta: object, solver: str = "euler") -> float:
-    """The nudging strength; the exact (alternating) solver needs 1 + beta > 0."""
+def check_in_dtype_range(value: float, name: str, dtype: np.dtype) -> float:
+    """A finite ``value`` whose magnitude the network's ``dtype`` can hold."""
+    limit = float(np.finfo(dtype).max)
+    if abs(value) > limit:
+        raise ValueError(
+            f"{name} = {value:g} overflows {np.dtype(dtype).name} (largest value {limit:.4g}); "
+            f"use a smaller {name} or dtype='float64'"
+        )
+    return value
+
+
+def check_beta(beta: object, solver: str = "euler", dtype: np.dtype | None = None) -> float:
+    """The nudging strength; the exact (alternating) solver needs 1 + beta > 0.
+
+    With ``dtype``, beta must also be representable there: its magnitude at most
+    a quarter of the largest value (the nudge adds beta times the output error,
+    at most 2 in size, to the state's net input) and, when nonzero, at least the
+    smallest normal number (a subnormal beta loses its precision and the update,
+    divided by beta, overflows).
+    """
     beta = check_real(beta, "beta")
+    if dtype is not None and beta != 0.0:
+        info = np.finfo(dtype)
+        if abs(beta) > float(info.max) / 4:
+            raise ValueError(
+                f"beta = {beta:g} is beyond the {np.dtype(dtype).name} range: the nudged phase would "
+                f"overflow (|beta| must be at most {float(info.max) / 4:.4g}); use a smaller beta"
+            )
+        if abs(beta) < float(info.tiny):
+            raise ValueError(
+                f"beta = {beta:g} is too small for {np.dtype(dtype).name} (smallest normal number "
+                f"{float(info.tiny):.4g}): the EP update divides by beta and would overflow; use a larger beta"
+            )
     if solver == "alternating" and beta <= -1.0:
         raise ValueError(
             f"beta must be greater than -1 with solver='alternating' (the output's "
@@ -121,10 +166,84 @@ def as_batch(array: object, name: str, n_columns: int, dtype: np.dtype) -> np.nd
         raise ValueError(
             f"{name} has {candidate.shape[1]} columns; the network expects {n_columns}"
         )
+    if candidate.size and candidate.dtype.kind == "f" and candidate.dtype.itemsize > np.dtype(dtype).itemsize:
+        # check before the cast: a finite float64 beyond the float32 range would become inf
+        if not np.isfinite(candidate).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        check_finite_array(candidate, name, dtype)
     converted = np.ascontiguousarray(candidate, dtype=dtype)
     if converted.size and not np.isfinite(converted).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return converted
+
+
+def check_finite_array(array: np.ndarray, name: str, dtype: np.dtype | None = None) -> None:
+    """Raise ValueError if ``array`` holds NaN or infinity, or values ``dtype`` cannot hold.
+
+    The message tells the two apart: a finite value beyond the range of
+    ``dtype`` is an overflow, not a NaN.
+    """
+    if not array.size:
+        return
+    if not np.isfinite(array).all():
+        bad = int(np.flatnonzero(~np.isfinite(array.ravel()))[0])
+        raise ValueError(f"{name} contains NaN or infinite values (first at flat index {bad}: {array.flat[bad]})")
+    if dtype is not None and array.dtype.kind == "f":
+        limit = float(np.finfo(dtype).max)
+        largest = float(np.max(np.abs(array)))
+        if largest > limit:
+            raise ValueError(
+                f"{name} holds values up to {largest:.4g} in magnitude, beyond the "
+                f"{np.dtype(dtype).name} range (largest {limit:.4g}): they would overflow to infinity"
+            )
+
+
+def check_parameters(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> None:
+    """Refuse parameters holding NaN or infinity (written into ``net.weights`` by a user, say)."""
+    for name, arrays in (("weights", weights), ("biases", biases)):
+        for k, array in enumerate(arrays):
+            if not np.isfinite(array).all():
+                raise ValueError(
+                    f"net.{name}[{k}] contains NaN or infinite values; restore finite parameters "
+                    f"(e.g. from a checkpoint) before using the network"
+                )
+
+
+def check_update_scale(
+    rates: Sequence[float] | np.ndarray, beta: float, dtype: np.dtype, *, what: str = "learning_rates"
+) -> None:
+    """Refuse learning rates and beta whose EP update scale lr / beta overflows ``dtype``.
+
+    The update of eq. 13 multiplies a difference of products of states in [0, 1]
+    by ``lr / beta`` (averaged over the batch), so ``lr / |beta|`` must be a
+    finite number well inside the range of the parameters' dtype. ``what`` names
+    the rates in the message; ``what=None`` checks ``1 / beta`` (the gradient).
+    """
+    limit = float(np.finfo(dtype).max) / 4
+    rates = np.asarray(rates, dtype=np.float64)
+    with np.errstate(over="ignore", divide="ignore"):
+        scales = np.abs(rates / beta)
+    for k, scale in enumerate(scales):
+        if not np.isfinite(scale) or scale > limit:
+            term = "1 / beta" if what is None else f"{what}[{k}] / beta = {float(rates[k]):g} / {beta:g}"
+            raise ValueError(
+                f"{term} = {scale:g} overflows {np.dtype(dtype).name} (the EP update is scaled by it; "
+                f"at most {limit:.4g}): beta is too small"
+                + ("" if what is None else " or the learning rate too large")
+            )
+
+
+def check_nudge(beta: float, target: np.ndarray | None, dtype: np.dtype) -> None:
+    """Refuse a nudge beta * (target - output) that overflows ``dtype`` (outputs lie in [0, 1])."""
+    if beta == 0.0 or target is None or not target.size:
+        return
+    largest = abs(beta) * (1.0 + float(np.max(np.abs(target))))
+    limit = float(np.finfo(dtype).max) / 4
+    if not largest <= limit:
+        raise ValueError(
+            f"beta * (target - output) reaches {largest:g}, which overflows {np.dtype(dtype).name} "
+            f"(at most {limit:.4g}); use a smaller beta or targets of moderate size"
+        )
 
 
 def as_state(

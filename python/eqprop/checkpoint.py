@@ -208,27 +208,120 @@ def load_checkpoint(location: str | os.PathLike) -> Checkpoint:
     FileNotFoundError
         No checkpoint exists there.
     CheckpointError
-        The file is not a valid eqprop checkpoint.
+        The file is not a valid eqprop checkpoint: not a zip archive, truncated,
+        a damaged entry (CRC error), missing arrays or metadata, or arrays whose
+        shapes and dtypes do not fit the network it describes. The message
+        names the file and what is wrong.
     """
     path = checkpoint_path(location)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint found: {path} does not exist")
     try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read: {exc}") from exc
+    if magic != b"PK\x03\x04":
+        kind = "a single .npy array" if magic == b"\x93NUM" else "not a zip archive"
+        raise CheckpointError(f"{path} is not a readable checkpoint ({kind}; a checkpoint is an .npz archive)")
+    try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint: {exc}") from exc
+    except Exception as exc:  # zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, ...
+        raise CheckpointError(f"{path} is not a readable checkpoint: damaged ({type(exc).__name__}: {exc})") from exc
     if _META_KEY not in arrays:
         raise CheckpointError(f"{path} is not an eqprop checkpoint (no {_META_KEY} entry)")
-    meta = json.loads(arrays.pop(_META_KEY).tobytes().decode("utf-8"))
+    try:
+        meta = json.loads(arrays.pop(_META_KEY).tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has damaged metadata ({_META_KEY} is not valid JSON: {exc})") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} has damaged metadata ({_META_KEY} is not a JSON object)")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {version}; this eqprop reads format {FORMAT_VERSION}")
-    n_weights = len(meta["network"]["sizes"]) - 1
+    _check_network_meta(meta, path)
+    sizes = meta["network"]["sizes"]
+    dtype = np.dtype(meta["network"]["dtype"])
+    n_weights = len(sizes) - 1
     try:
         weights = [arrays[f"weight_{k}"] for k in range(n_weights)]
         biases = [arrays[f"bias_{k}"] for k in range(n_weights)]
     except KeyError as exc:
         raise CheckpointError(f"{path} lacks the array {exc.args[0]}") from exc
-    particles = [arrays[f"particles_{k}"] for k in range(n_weights)] if "particles_0" in arrays else None
+    particles = None
+    if "particles_0" in arrays:
+        try:
+            particles = [arrays[f"particles_{k}"] for k in range(n_weights)]
+        except KeyError as exc:
+            raise CheckpointError(f"{path} lacks the array {exc.args[0]}") from exc
+    expected = [(f"weight_{k}", weights[k], (sizes[k], sizes[k + 1])) for k in range(n_weights)]
+    expected += [(f"bias_{k}", biases[k], (sizes[k + 1],)) for k in range(n_weights)]
+    if particles is not None:
+        rows = particles[0].shape[0] if particles[0].ndim == 2 else -1
+        expected += [(f"particles_{k}", particles[k], (rows, sizes[k + 1])) for k in range(n_weights)]
+    for name, array, shape in expected:
+        if array.shape != shape or array.dtype != dtype:
+            raise CheckpointError(
+                f"{path}: array {name} is {array.dtype} of shape {array.shape}; the "
+                f"{'-'.join(map(str, sizes))} {dtype} network it describes needs {dtype} of shape {shape}"
+            )
     return Checkpoint(meta=meta, weights=weights, biases=biases, particles=particles, path=path)
+
+
+#: Hyperparameters every checkpoint's ``config`` holds (the keyword arguments of ``Trainer``).
+CONFIG_KEYS = (
+    "beta", "free_steps", "nudged_steps", "epsilon", "learning_rates", "batch_size", "random_sign",
+    "symmetric", "persistent", "threads", "seed", "solver", "eval_steps",
+)
+
+
+def _damaged(path: Path | None, what: str) -> CheckpointError:
+    return CheckpointError(f"{path} has damaged metadata: {what}")
+
+
+def _check_network_meta(meta: dict, path: Path) -> None:
+    """Raise CheckpointError unless ``meta`` describes a network (what reading the arrays needs)."""
+
+    def fail(what: str) -> CheckpointError:
+        return _damaged(path, what)
+
+    network = meta.get("network")
+    if not isinstance(network, dict):
+        raise fail("no 'network' entry")
+    sizes = network.get("sizes")
+    if (not isinstance(sizes, list) or len(sizes) < 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes)):
+        raise fail(f"network sizes {sizes!r} are not a list of at least two positive integers")
+    if network.get("dtype") not in ("float32", "float64"):
+        raise fail(f"network dtype {network.get('dtype')!r} is not 'float32' or 'float64'")
+
+
+def check_training_meta(checkpoint: Checkpoint) -> None:
+    """Raise CheckpointError unless ``checkpoint`` holds everything a trainer restores.
+
+    That is the ``config`` with every hyperparameter, the epoch, the RNG state,
+    the history and (optionally) the training-data fingerprint.
+    """
+    meta, path = checkpoint.meta, checkpoint.path
+
+    def fail(what: str) -> CheckpointError:
+        return _damaged(path, what)
+
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise fail("no 'config' entry")
+    missing = [key for key in CONFIG_KEYS if key not in config]
+    if missing:
+        raise fail(f"config lacks {', '.join(missing)}")
+    epoch = meta.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise fail(f"epoch {epoch!r} is not a non-negative integer")
+    if not isinstance(meta.get("rng_state"), dict):
+        raise fail("no RNG state")
+    history = meta.get("history")
+    if not isinstance(history, list) or not all(isinstance(record, dict) for record in history):
+        raise fail("the history is not a list of per-epoch records")
+    data = meta.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise fail("the training-data fingerprint is not a JSON object")

@@ -7,14 +7,15 @@ A training run lives in one directory (``--out``)::
     checkpoint.npz       the latest epoch: parameters, persistent particles, RNG state
     learning_curves.png  error and cost per epoch (``eqprop plot DIR`` redraws it)
     summary.json         final training / validation / test error (written at the end)
+    .eqprop.lock         held (fcntl.flock) by the one process using the directory
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ DEFAULTS: dict[str, Any] = {
     "eval_steps": None,
     "dtype": "float32",
 }
+#: Training examples of each dataset (before --train-size), for the memory estimate.
+TRAIN_SIZES = {"digits": 1197, "mnist": 50_000, "fashion-mnist": 50_000}
 #: Flags that may accompany --resume (they do not change what is computed).
 RESUME_FLAGS = ("epochs", "threads", "data_dir", "quiet")
 HYPERPARAMETER_FLAGS = (
@@ -55,8 +58,12 @@ HYPERPARAMETER_FLAGS = (
 
 
 # ------------------------------------------------------------- argument types
-def _int_at_least(minimum: int, description: str):
-    """An argparse type: an integer no smaller than ``minimum``."""
+#: Step and thread counts reach the compiled core as C ints.
+INT_MAX = 2**31 - 1
+
+
+def _int_at_least(minimum: int, description: str, maximum: int = INT_MAX):
+    """An argparse type: an integer in ``minimum .. maximum``."""
 
     def parse(text: str) -> int:
         try:
@@ -65,6 +72,8 @@ def _int_at_least(minimum: int, description: str):
             raise argparse.ArgumentTypeError(f"expected a {description} integer; got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"expected a {description} integer; got {value}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"expected a {description} integer at most {maximum}; got {value}")
         return value
 
     return parse
@@ -124,11 +133,10 @@ def _print(*args: Any, quiet: bool = False) -> None:
 
 
 def _load_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / CONFIG_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not an eqprop run directory: {path} does not exist")
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    """The run's config.json, validated (a one-line error naming the file and setting otherwise)."""
+    from eqprop.rundir import load_config
+
+    return load_config(run_dir / CONFIG_NAME)
 
 
 def _load_data(config: dict[str, Any], data_dir: str | None, quiet: bool):
@@ -193,36 +201,101 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
 
 
 def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from eqprop.checkpoint import atomic_write_json, has_checkpoint
+    from eqprop.checkpoint import has_checkpoint
+    from eqprop.rundir import RunDirectoryLock, check_run_path, remove_orphaned_temporaries
 
-    if args.resume is not None:
+    resume = args.resume is not None
+    if resume:
         extra = [name for name in HYPERPARAMETER_FLAGS if getattr(args, name) is not None]
         if extra:
             flags = ", ".join("--" + name.replace("_", "-") for name in extra)
             parser.error(
-                f"--resume continues a run with the settings in its config.json; {flags} cannot be "
+                f"--resume continues a run exactly as its checkpoint and config.json record it; {flags} cannot be "
                 f"changed (only --epochs, --threads, --data-dir and --quiet may be given)"
             )
-        run_dir = Path(args.resume)
-        settings = _load_config(run_dir)
-        if not has_checkpoint(run_dir):
-            raise FileNotFoundError(f"{run_dir} holds no checkpoint.npz to resume from")
-        if args.epochs is not None:
-            settings["epochs"] = args.epochs
-        if args.threads is not None:
-            settings["threads"] = args.threads
-        atomic_write_json(run_dir / CONFIG_NAME, settings)
+        run_dir = check_run_path(args.resume, "--resume")
+        config_path = run_dir / CONFIG_NAME
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{run_dir} is not an eqprop run directory: {config_path} does not exist")
+        settings = None
     else:
         settings = _settings(args, parser)
         default_name = settings["preset"] or settings["dataset"]
-        run_dir = Path(args.out) if args.out is not None else Path("runs") / default_name
-        if has_checkpoint(run_dir):
+        run_dir = check_run_path(args.out if args.out is not None else Path("runs") / default_name, "--out")
+        _check_memory(settings)
+    with RunDirectoryLock(run_dir):  # refuses a directory another process is using
+        args.run_dir_in_use = run_dir  # for main's message on Ctrl-C
+        remove_orphaned_temporaries(run_dir)
+        if resume:
+            settings = _resume_settings(run_dir, args)
+            _check_memory(settings)
+        elif has_checkpoint(run_dir):
             parser.error(
                 f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out"
             )
-    if args.data_dir is not None:
-        settings["data_dir"] = args.data_dir
-    return _train(run_dir, settings, resume=args.resume is not None, quiet=args.quiet, parser=parser)
+        if args.data_dir is not None:
+            settings["data_dir"] = args.data_dir
+        return _train(run_dir, settings, resume=resume, quiet=args.quiet, parser=parser)
+
+
+def _resume_settings(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """config.json of a run to resume, checked against its checkpoint and metrics.csv; nothing is written.
+
+    A resume continues the checkpoint's run exactly, so config.json must agree
+    with it (an edited setting is refused with the setting named); only the
+    flags in RESUME_FLAGS may change.
+    """
+    from eqprop.checkpoint import check_training_meta, has_checkpoint, load_checkpoint
+    from eqprop.plotting import METRICS_NAME
+    from eqprop.rundir import check_config, check_resume_consistency, read_config_json
+
+    config_path = run_dir / CONFIG_NAME
+    settings = read_config_json(config_path)
+    if not has_checkpoint(run_dir):
+        raise FileNotFoundError(
+            f"{run_dir} holds no checkpoint.npz to resume from (no epoch completed); start the run again"
+        )
+    check_config(settings, config_path)
+    checkpoint = load_checkpoint(run_dir)
+    check_training_meta(checkpoint)
+    check_resume_consistency(settings, checkpoint, run_dir / METRICS_NAME, config_path)
+    if args.epochs is not None:
+        settings["epochs"] = args.epochs
+    if args.threads is not None:
+        settings["threads"] = args.threads
+    return settings
+
+
+def _check_memory(settings: dict[str, Any]) -> None:
+    """Refuse, with the figures, a run whose arrays cannot fit in memory (before allocating them)."""
+    from eqprop._memory import check_training_memory
+
+    n_train = TRAIN_SIZES[settings["dataset"]]
+    if settings.get("train_size") is not None:
+        n_train = min(n_train, settings["train_size"])
+    check_training_memory(
+        settings["layers"], settings["dtype"], n_train=n_train, batch_size=settings["batch_size"],
+        persistent=settings["persistent"],
+    )
+
+
+def _interrupted_message(args: argparse.Namespace) -> str:
+    """What to say on Ctrl-C: the resume command only when a checkpoint exists to resume from."""
+    from eqprop.checkpoint import has_checkpoint, load_checkpoint
+
+    run_dir = getattr(args, "run_dir_in_use", None)
+    if args.command != "train" or run_dir is None:
+        return "interrupted"
+    if not has_checkpoint(run_dir):
+        return (
+            "interrupted before the first epoch completed: no checkpoint was written, so there is "
+            "nothing to resume; run the same command again to start over"
+        )
+    try:
+        epoch = f" (its checkpoint of epoch {load_checkpoint(run_dir).epoch} is complete)"
+    except (OSError, ValueError):
+        epoch = ""
+    return f"interrupted; continue with: eqprop train --resume {run_dir}{epoch}"
 
 
 def _busy_machine_note(threads: int) -> str | None:
@@ -252,6 +325,7 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
     from eqprop.plotting import METRICS_NAME, plot_learning_curves
 
     dataset, x_train, y_train = _load_data(settings, settings.get("data_dir"), quiet)
+    settings["data_folder"] = dataset.source
     layers = layers_from_json(settings["layers"])
     input_shape, connections = resolve_layers(layers)
     if int(np.prod(input_shape)) != dataset.n_features or connections[-1].n_out != dataset.n_classes:
@@ -261,6 +335,7 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
         )
     if resume:
         trainer = eqprop.Trainer.resume(run_dir, threads=settings["threads"])
+        atomic_write_json(run_dir / CONFIG_NAME, settings)  # only now: every check has passed
     else:
         net = eqprop.EqPropNetwork(layers, dtype=settings["dtype"], seed=settings["seed"], threads=settings["threads"])
         trainer = eqprop.Trainer(
@@ -272,14 +347,13 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
         )
         settings["eval_steps"] = trainer.eval_steps
         settings["eqprop_version"] = eqprop.__version__
-        run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / CONFIG_NAME, settings)
 
     total = settings["epochs"]
     remaining = total - trainer.epoch
     _print(
         f"{'resuming' if resume else 'training'} {format_layers(layers)} on {dataset.name} "
-        f"({len(x_train)} training examples) for {max(remaining, 0)} epoch(s) "
+        f"({len(x_train)} training examples, data from {dataset.source}) for {max(remaining, 0)} epoch(s) "
         f"[{trainer.epoch}/{total} done]; run directory {run_dir}",
         quiet=quiet,
     )
@@ -297,15 +371,11 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
             quiet=quiet,
         )
 
-    if remaining > 0:
-        try:
-            trainer.fit(
-                x_train, y_train, epochs=remaining, validation=(dataset.x_val, dataset.y_val),
-                checkpoint_dir=run_dir, callbacks=[after_epoch], progress=False if quiet else None,
-            )
-        except KeyboardInterrupt:
-            print(f"\ninterrupted; continue with: eqprop train --resume {run_dir}", file=sys.stderr)
-            return 130
+    if remaining > 0:  # Ctrl-C here or anywhere else: main() says what can be done next
+        trainer.fit(
+            x_train, y_train, epochs=remaining, validation=(dataset.x_val, dataset.y_val),
+            checkpoint_dir=run_dir, callbacks=[after_epoch], progress=False if quiet else None,
+        )
 
     started = time.perf_counter()
     results = {split: trainer.evaluate(x, y) for split, (x, y) in {
@@ -361,6 +431,8 @@ def _cmd_plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from eqprop.plotting import METRICS_NAME, plot_learning_curves
 
     run_dir = Path(args.run_dir)
+    if not str(args.run_dir).strip():
+        raise FileNotFoundError("DIR is empty; give a run directory written by 'eqprop train'")
     if not (run_dir / METRICS_NAME).is_file():
         raise FileNotFoundError(f"{run_dir / METRICS_NAME} does not exist: is {run_dir} an eqprop run directory?")
     print(f"wrote {plot_learning_curves(run_dir, args.output)}")
@@ -438,8 +510,20 @@ train/val/test error). Values given as "preset" come from --preset; without one,
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reads ``-1e308`` as a number, not as an unknown option.
+
+    argparse only recognises ``-5`` and ``-.5`` as negative numbers; an
+    exponent made ``--beta -1e308`` fail with "expected one argument".
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="eqprop",
         description="Train Equilibrium Propagation networks (Scellier & Bengio 2016) fast on multicore CPUs.",
         epilog="Start with: eqprop train --preset digits --out runs/digits. "
@@ -543,12 +627,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     try:
         return args.func(args, args.subparser)
+    except KeyboardInterrupt:
+        print(f"\n{_interrupted_message(args)}", file=sys.stderr)
+        return 130
+    except MemoryError as exc:
+        detail = str(exc) or "an allocation failed"
+        if not detail.startswith("this run needs"):
+            detail = (f"out of memory ({detail}); use fewer or smaller layers, a smaller --batch-size or "
+                      f"--train-size, or --dtype float32")
+        print(f"eqprop {args.command}: error: {detail}", file=sys.stderr)
+        return 1
     except (OSError, ValueError, FloatingPointError) as exc:
-        # expected failures (missing data, bad run directory, divergence): a message, not a traceback
+        # expected failures (missing data, bad run directory, damaged files, divergence): a message, not a traceback
         print(f"eqprop {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

@@ -8,7 +8,9 @@ exactly that split, with pixels scaled to [0, 1] as float32.
 Where the IDX files are looked for, in order (the first folder holding all four
 files wins):
 
-1. ``data_dir`` when given: ``data_dir/<name>/``, then ``data_dir`` itself;
+1. ``data_dir`` when given: ``data_dir/<name>/``, then ``data_dir`` itself, and
+   nothing else: an explicit folder without the four files is an error, never
+   a silent fall-back to the places below;
 2. ``$EQPROP_DATA/<name>/``;
 3. the user cache ``$XDG_CACHE_HOME/eqprop/<name>/`` (default ``~/.cache/eqprop/<name>/``);
 4. a download from the public mirrors into the user cache (``download=True``),
@@ -18,7 +20,10 @@ In each folder a file may be gzip-compressed (``train-images-idx3-ubyte.gz``) or
 not (``train-images-idx3-ubyte``); torchvision's layout (``MNIST/raw/``,
 ``FashionMNIST/raw/``) is accepted too. Local copies are checked structurally
 (magic number, dimensions, counts, exact length, label range), not by checksum:
-re-compressed or uncompressed copies of the standard data are fine.
+re-compressed or uncompressed copies of the standard data are fine. The label
+files are small, so their checksums (of the ``.gz`` file, or of the content
+whatever the compression) tell MNIST and Fashion-MNIST apart: a folder whose
+labels are the other dataset's is refused (:func:`identify_dataset`).
 
 The ``digits`` dataset is scikit-learn's bundled 8x8 digits: no file, no network.
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import math
 import os
 import sys
 import tempfile
@@ -55,6 +61,7 @@ __all__ = [
     "default_data_dirs",
     "download_dataset",
     "find_data_dir",
+    "identify_dataset",
     "load_dataset",
     "read_idx",
     "read_images",
@@ -96,6 +103,21 @@ CHECKSUMS: dict[str, dict[str, str]] = {
         "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
         "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+
+# MD5 of the *uncompressed* label files, so a folder is recognised whatever its
+# compression. MNIST's were computed from files whose .gz match CHECKSUMS above;
+# Fashion-MNIST's from a copy whose content passes the dataset's known statistics
+# (balanced classes: tests/test_datasets.py).
+LABEL_CHECKSUMS: dict[str, dict[str, str]] = {
+    "mnist": {
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    },
+    "fashion-mnist": {
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
     },
 }
 
@@ -231,7 +253,7 @@ def _parse_idx(path: Path, data: bytes, expected_ndim: int | None) -> np.ndarray
             f"{path}: truncated IDX header: {ndim} dimension(s) need {header} header bytes, the file holds {len(data)}"
         )
     shape = tuple(int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
-    payload = int(np.prod(shape, dtype=np.int64))
+    payload = math.prod(shape)  # Python integers: a crafted header cannot overflow the product
     expected_size = header + payload
     dims = " x ".join(str(d) for d in shape)
     if len(data) < expected_size:
@@ -397,10 +419,45 @@ def _files_in(folder: Path) -> dict[str, Path] | None:
 
 
 def find_data_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
-    """The first folder in :func:`candidate_dirs` order that holds all four IDX files, or None."""
-    for folder, _ in candidate_dirs(name, data_dir):
+    """The first folder that holds all four IDX files, or None.
+
+    With ``data_dir``, only the folders under it are searched (an explicit
+    folder is never replaced by ``$EQPROP_DATA`` or the cache); without, the
+    folders of :func:`default_data_dirs`.
+    """
+    for folder, label in candidate_dirs(name, data_dir):
+        if data_dir is not None and label != "data_dir":
+            continue
         if _files_in(folder) is not None:
             return folder
+    return None
+
+
+def identify_dataset(folder: str | os.PathLike) -> str | None:
+    """Which dataset the label files in ``folder`` are, by their known checksums, or None if unknown.
+
+    A label file is recognised by the MD5 of the ``.gz`` file (the published
+    :data:`CHECKSUMS`) or of its uncompressed content (:data:`LABEL_CHECKSUMS`),
+    so re-compressed copies are recognised too. Synthetic or modified files are
+    unknown (None): they are accepted, as local copies are checked structurally.
+    """
+    files = _files_in(Path(folder))
+    if files is None:
+        return None
+    for role in ("train_labels", "test_labels"):
+        path = files[role]
+        raw = path.read_bytes()
+        digests = {hashlib.md5(raw, usedforsecurity=False).hexdigest()}
+        try:
+            content = _decompress(path, raw)
+        except DatasetError:
+            continue
+        digests.add(hashlib.md5(content, usedforsecurity=False).hexdigest())
+        stem = IDX_FILES[role]
+        for name in IDX_DATASETS:
+            known = {CHECKSUMS.get(name, {}).get(f"{stem}.gz"), LABEL_CHECKSUMS.get(name, {}).get(stem)}
+            if digests & (known - {None}):
+                return name
     return None
 
 
@@ -412,9 +469,13 @@ def _where_to_put(name: str) -> str:
     )
 
 
-def _not_found_message(name: str, data_dir: str | os.PathLike | None, reason: str) -> str:
+def _not_found_message(
+    name: str, data_dir: str | os.PathLike | None, reason: str, *, only_data_dir: bool = False
+) -> str:
     lines = [f"{name} data not found. Searched, in order:"]
     for folder, label in candidate_dirs(name, data_dir):
+        if only_data_dir and label != "data_dir":
+            continue
         if not folder.is_dir():
             state = "no such folder"
         else:
@@ -552,6 +613,11 @@ def _load_idx_dataset(name: str, folder: Path) -> Dataset:
     for part in ("train", "test"):
         images = read_images(files[f"{part}_images"])
         labels = read_labels(files[f"{part}_labels"])
+        if len(images) == 0 or images.shape[1] == 0 or images.shape[2] == 0:
+            raise DatasetError(
+                f"{files[f'{part}_images']} holds no images (its header declares "
+                f"{' x '.join(map(str, images.shape))}); the file is damaged or not {name}"
+            )
         if len(images) != len(labels):
             raise DatasetError(
                 f"{files[f'{part}_images']} holds {len(images)} images but {files[f'{part}_labels']} "
@@ -655,6 +721,11 @@ def load_dataset(
     if data_dir is not None and not Path(data_dir).expanduser().is_dir():
         raise DatasetNotFoundError(f"data_dir {data_dir} is not a folder. " + _where_to_put(name))
     folder = find_data_dir(name, data_dir)
+    if folder is None and data_dir is not None:
+        raise DatasetNotFoundError(_not_found_message(
+            name, data_dir, f"data_dir was given, so {ENV_VAR}, the user cache and a download were not tried.",
+            only_data_dir=True,
+        ))
     if folder is None:
         if not download:
             raise DatasetNotFoundError(_not_found_message(name, data_dir, "Download was disabled (download=False)."))
@@ -663,4 +734,10 @@ def load_dataset(
         except DownloadError as exc:
             reason = "Download into the user cache failed:\n" + "\n".join(exc.attempts)
             raise DownloadError(_not_found_message(name, data_dir, reason), exc.attempts) from exc
+    held = identify_dataset(folder)
+    if held is not None and held != name:
+        raise DatasetError(
+            f"{folder} holds {held}, not {name}: its label files match {held}'s known checksums; "
+            f"point data_dir (--data-dir) at the {name} files"
+        )
     return _load_idx_dataset(name, folder)

@@ -157,6 +157,7 @@ class EqPropNetwork:
                         f"net.{name}[{k}] must be a writeable C-contiguous {self.dtype} array; "
                         f"write into it (net.{name}[k][...] = values) instead of replacing it"
                     )
+        check.check_parameters(self.weights, self.biases)
 
     def _flat(self, array: object, name: str, shape: tuple[int, ...]) -> object:
         """``array`` with a (batch, *shape) image layout flattened to (batch, prod(shape))."""
@@ -262,13 +263,14 @@ class EqPropNetwork:
         steps = check.check_int(steps, "steps")
         epsilon = check.check_epsilon(epsilon)
         solver = check.check_solver(solver)
-        beta = check.check_beta(beta, solver)
+        beta = check.check_beta(beta, solver, self.dtype)
         n_threads = self._threads(threads)
         x = self._inputs(x)
         batch = x.shape[0]
         target = self._target(target, batch)
         if beta != 0.0 and target is None:
             raise ValueError("beta is nonzero, so a target is needed for the nudged phase")
+        check.check_nudge(beta, target, self.dtype)
         state = self._initial_state(init, batch)
         self._checked_parameters()
         with single_threaded_blas():
@@ -285,6 +287,7 @@ class EqPropNetwork:
         """
         x = self._inputs(x)
         flat = self._state(state, "state", x.shape[0])
+        self._checked_parameters()
         batch = x.shape[0]
         layers = [x] + [rho(s) for s in flat]
         energy = sum(0.5 * np.einsum("bi,bi->b", s, s) for s in flat)
@@ -353,11 +356,13 @@ class EqPropNetwork:
             state's own bottom-up input).
         """
         solver = check.check_solver(solver)
-        beta = check.check_beta(beta, solver)
+        beta = check.check_beta(beta, solver, self.dtype)
         if beta == 0.0:
             raise ValueError("beta must be nonzero: the EP estimate divides by it")
+        symmetric = check.check_bool(symmetric, "symmetric")
         if symmetric:
             check.check_beta(-beta, solver)
+        check.check_update_scale([1.0], beta, self.dtype, what=None)
         free_steps = check.check_int(free_steps, "free_steps")
         nudged_steps = check.check_int(nudged_steps, "nudged_steps")
         epsilon = check.check_epsilon(epsilon)
@@ -367,6 +372,7 @@ class EqPropNetwork:
         x = self._inputs(x)
         batch = x.shape[0]
         target = self._target(target, batch)
+        check.check_nudge(beta, target, self.dtype)
         self._checked_parameters()
         if batch == 0:
             return [np.zeros_like(w) for w in self.weights], [np.zeros_like(b) for b in self.biases]
@@ -374,10 +380,17 @@ class EqPropNetwork:
         engine = StepEngine(self, batch)
         with single_threaded_blas():
             engine.free_phase(x, free, steps=free_steps, epsilon=epsilon, solver=solver, threads=n_threads)
-            return engine.gradients(
+            grads_w, grads_b = engine.gradients(
                 x, free, target, beta=beta, nudged_steps=nudged_steps, epsilon=epsilon,
                 symmetric=symmetric, solver=solver, threads=n_threads,
             )
+        for grad in (*grads_w, *grads_b):
+            if not np.isfinite(grad).all():
+                raise FloatingPointError(
+                    f"the EP gradient estimate became NaN or infinite (beta = {beta:g}); "
+                    f"relaxation overflowed {self.dtype.name}"
+                )
+        return grads_w, grads_b
 
     def train_step(
         self,
@@ -416,11 +429,13 @@ class EqPropNetwork:
         rates = self.check_learning_rates(learning_rates)
         steps = check.check_int(nudged_steps, "nudged_steps")
         solver = check.check_solver(solver)
-        beta = check.check_beta(beta, solver)
+        beta = check.check_beta(beta, solver, self.dtype)
         if beta == 0.0:
             raise ValueError("beta must be nonzero: the EP update divides by it")
+        symmetric = check.check_bool(symmetric, "symmetric")
         if symmetric:
             check.check_beta(-beta, solver)
+        check.check_update_scale(rates, beta, self.dtype)
         if target is None:
             raise ValueError("target is required for a training step")
         free_steps = check.check_int(free_steps, "free_steps")
@@ -429,16 +444,26 @@ class EqPropNetwork:
         x = self._inputs(x)
         batch = x.shape[0]
         target = self._target(target, batch)
+        check.check_nudge(beta, target, self.dtype)
         free = self._initial_state(init, batch)
         if batch == 0:
             return free
         self._checked_parameters()
+        saved = [array.copy() for array in (*self.weights, *self.biases)]  # restored on divergence
         engine = StepEngine(self, batch)
         with single_threaded_blas():
             engine.free_phase(x, free, steps=free_steps, epsilon=epsilon, solver=solver, threads=n_threads)
             engine.update(
                 x, free, target, beta=beta, nudged_steps=steps, epsilon=epsilon, rates=rates,
                 symmetric=symmetric, solver=solver, threads=n_threads,
+            )
+        if not all(np.isfinite(array).all() for array in (*free, *self.weights, *self.biases)):
+            for array, before in zip((*self.weights, *self.biases), saved):
+                array[...] = before
+            raise FloatingPointError(
+                f"train_step produced NaN or infinite values (beta = {beta:g}, learning rates "
+                f"{rates.tolist()}, epsilon = {epsilon:g}); the parameters were restored to their values "
+                f"before the step"
             )
         return self.shaped(free)
 

@@ -11,16 +11,54 @@ METRICS_NAME = "metrics.csv"
 PLOT_NAME = "learning_curves.png"
 
 
-def read_metrics(path: str | os.PathLike) -> dict[str, list[float]]:
-    """Columns of a ``metrics.csv`` as lists of floats (an empty cell becomes NaN)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
+COLUMNS = ("epoch", "train_error", "val_error", "mean_cost")
+
+
+def read_metrics(path: str | os.PathLike, *, allow_empty: bool = False) -> dict[str, list[float]]:
+    """Columns of a ``metrics.csv`` as lists of floats (an empty cell becomes NaN).
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    allow_empty : bool, default False
+        Return empty columns for a file with a header but no epochs, instead of
+        raising.
+
+    Raises
+    ------
+    ValueError
+        The file is not text, lacks a column, or holds a row that is not numbers;
+        the message names the file and the line.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is damaged: not UTF-8 text") from exc
+    except csv.Error as exc:
+        raise ValueError(f"{path} is damaged: {exc}") from exc
+    missing = [name for name in COLUMNS if name not in header]
+    if missing:
+        raise ValueError(f"{path} is not an eqprop metrics file: no column {', '.join(missing)}")
+    if not rows and not allow_empty:
         raise ValueError(f"{path} holds no epochs yet")
-    return {
-        name: [float(row[name]) if row[name] not in ("", None) else math.nan for row in rows]
-        for name in rows[0]
-    }
+    columns: dict[str, list[float]] = {name: [] for name in header}
+    for line, row in enumerate(rows, start=2):
+        for name in header:
+            cell = row.get(name)
+            if cell is None or isinstance(cell, list):
+                raise ValueError(f"{path}, line {line}: expected {len(header)} cells")
+            try:
+                value = float(cell) if cell != "" else math.nan
+            except ValueError:
+                raise ValueError(f"{path}, line {line}: {name} is {cell!r}, not a number") from None
+            columns[name].append(value)
+        if None in row:  # more cells than the header
+            raise ValueError(f"{path}, line {line}: expected {len(header)} cells")
+    return columns
 
 
 def plot_learning_curves(run_dir: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:

@@ -33,6 +33,7 @@ import math
 import numbers
 import os
 import sys
+import threading
 import time
 import warnings
 import zlib
@@ -46,7 +47,7 @@ import numpy as np
 from eqcore._batch import gather_batch, summarise_free_phase
 from eqprop import _validation as check
 from eqprop._threads import resolve_threads, single_threaded_blas
-from eqprop.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from eqprop.checkpoint import Checkpoint, CheckpointError, check_training_meta, load_checkpoint, save_checkpoint
 from eqprop.layers import format_layers, layers_to_json
 from eqprop.network import EqPropNetwork
 from eqprop.step import StepEngine
@@ -164,10 +165,7 @@ class Evaluation(NamedTuple):
     mean_cost: float
 
 
-def _check_bool(value: object, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
-    return bool(value)
+_check_bool = check.check_bool
 
 
 def _check_seed(seed: object) -> int:
@@ -259,29 +257,59 @@ class Trainer:
         if not isinstance(net, EqPropNetwork):
             raise TypeError(f"net must be an EqPropNetwork; got {type(net).__name__}")
         self.net = net
-        self.solver = check.check_solver(solver)
-        self.beta = check.check_beta(beta, self.solver)
-        if self.beta == 0.0:
-            raise ValueError("beta must be nonzero: the EP update divides by it")
-        self.random_sign = _check_bool(random_sign, "random_sign")
-        self.symmetric = _check_bool(symmetric, "symmetric")
-        self.persistent = _check_bool(persistent, "persistent")
-        if self.random_sign or self.symmetric:
-            check.check_beta(-self.beta, self.solver)
-        self.free_steps = check.check_int(free_steps, "free_steps")
-        self.nudged_steps = check.check_int(nudged_steps, "nudged_steps")
-        self.epsilon = check.check_epsilon(epsilon)
-        self.learning_rates = tuple(float(r) for r in net.check_learning_rates(learning_rates))
-        self.batch_size = check.check_int(batch_size, "batch_size")
-        self.threads = check.check_threads(threads)
+        self.solver = solver
+        self.beta = beta
+        self.random_sign = random_sign
+        self.symmetric = symmetric
+        self.persistent = persistent
+        self.free_steps = free_steps
+        self.nudged_steps = nudged_steps
+        self.epsilon = epsilon
+        self.learning_rates = learning_rates
+        self.batch_size = batch_size
+        self.threads = threads
+        self.eval_steps = free_steps if eval_steps is None else eval_steps
+        self._check_settings()
         self.seed = _check_seed(seed)
-        self.eval_steps = self.free_steps if eval_steps is None else check.check_int(eval_steps, "eval_steps")
         self.rng = np.random.default_rng(self.seed)
+        self._fit_lock = threading.Lock()
         self.epoch = 0
         self.history = History()
         self.particles: list[np.ndarray] | None = None
         self.stop_training = False
         self._data_fingerprint: dict[str, int] | None = None
+
+    def _check_settings(self) -> None:
+        """Validate (and normalise) every hyperparameter attribute.
+
+        Run by ``__init__`` and again at the start of every :meth:`fit` and
+        :meth:`evaluate`: the attributes are public and may have been changed
+        since (``trainer.batch_size = 0`` is refused here, not deep in an epoch).
+        """
+        if not isinstance(self.net, EqPropNetwork):
+            raise TypeError(f"net must be an EqPropNetwork; got {type(self.net).__name__}")
+        dtype = self.net.dtype
+        solver = check.check_solver(self.solver)
+        beta = check.check_beta(self.beta, solver, dtype)
+        if beta == 0.0:
+            raise ValueError("beta must be nonzero: the EP update divides by it")
+        random_sign = _check_bool(self.random_sign, "random_sign")
+        symmetric = _check_bool(self.symmetric, "symmetric")
+        persistent = _check_bool(self.persistent, "persistent")
+        if random_sign or symmetric:
+            check.check_beta(-beta, solver)
+        free_steps = check.check_int(self.free_steps, "free_steps")
+        nudged_steps = check.check_int(self.nudged_steps, "nudged_steps")
+        epsilon = check.check_epsilon(self.epsilon)
+        rates = self.net.check_learning_rates(self.learning_rates)
+        check.check_update_scale(rates, beta, dtype)
+        batch_size = check.check_int(self.batch_size, "batch_size")
+        threads = check.check_threads(self.threads)
+        eval_steps = check.check_int(self.eval_steps, "eval_steps")
+        self.solver, self.beta, self.random_sign, self.symmetric = solver, beta, random_sign, symmetric
+        self.persistent, self.free_steps, self.nudged_steps, self.epsilon = persistent, free_steps, nudged_steps, epsilon
+        self.learning_rates = tuple(float(r) for r in rates)
+        self.batch_size, self.threads, self.eval_steps = batch_size, threads, eval_steps
 
     def __repr__(self) -> str:
         return (
@@ -351,6 +379,7 @@ class Trainer:
         Each example relaxes freely from zeros for ``eval_steps`` steps (see the
         class documentation for why); its prediction is the argmax of the output.
         """
+        self._check_settings()
         x, labels = self._check_data(x, labels, "x", "labels")
         self._check_parameters_finite()
         with single_threaded_blas():
@@ -395,6 +424,9 @@ class Trainer:
     ) -> History:
         """Train for ``epochs`` more epochs.
 
+        One trainer trains in one thread at a time: a second concurrent call
+        raises RuntimeError instead of interleaving epochs.
+
         Parameters
         ----------
         x : array-like, shape (n_examples, sizes[0])
@@ -430,7 +462,25 @@ class Trainer:
             The state or parameters became NaN or infinite; the network keeps
             the parameters of that moment, the checkpoint on disk those of the
             last completed epoch.
+        RuntimeError
+            ``fit`` is already running on this trainer in another thread.
         """
+        if not self._fit_lock.acquire(blocking=False):
+            raise RuntimeError(
+                "this Trainer is already training (fit is running in another thread); one trainer "
+                "trains in one thread at a time: wait for it, or use a second Trainer and network"
+            )
+        try:
+            return self._fit(
+                x, labels, epochs=epochs, validation=validation, checkpoint_dir=checkpoint_dir,
+                callbacks=callbacks, progress=progress, resume=resume,
+            )
+        finally:
+            self._fit_lock.release()
+
+    def _fit(self, x, labels, *, epochs, validation, checkpoint_dir, callbacks, progress, resume) -> History:
+        """The body of :meth:`fit`, run under the trainer's lock."""
+        self._check_settings()
         epochs = check.check_int(epochs, "epochs")
         x, labels = self._check_data(x, labels, "x", "labels")
         if validation is not None:
@@ -452,6 +502,7 @@ class Trainer:
             if checkpoint_dir is None:
                 raise ValueError("resume=True needs checkpoint_dir (where the checkpoint to resume is)")
             self.load_checkpoint(checkpoint_dir)
+            self._check_settings()
         self._check_parameters_finite()
         fingerprint = {"n_examples": int(x.shape[0]), "labels_crc32": _labels_fingerprint(labels)}
         if self.persistent and self.particles is not None:
@@ -628,6 +679,7 @@ class Trainer:
         checkpoint's (the continuation is then not the same run).
         """
         checkpoint = load_checkpoint(location)
+        check_training_meta(checkpoint)
         saved = format_layers(checkpoint.layers)
         if saved != self.net.architecture or checkpoint.dtype != self.net.dtype.name:
             raise ValueError(
@@ -643,15 +695,28 @@ class Trainer:
                 f"resuming with hyperparameters that differ from the checkpoint's: {', '.join(differing)}",
                 stacklevel=2,
             )
+        for name, arrays in (("weight", checkpoint.weights), ("bias", checkpoint.biases)):
+            for k, array in enumerate(arrays):
+                if not np.isfinite(array).all():
+                    raise CheckpointError(f"{checkpoint.path}: array {name}_{k} contains NaN or infinite values")
+        try:
+            seed = _check_seed(checkpoint.config["seed"])
+            rng = np.random.default_rng(seed)
+            rng.bit_generator.state = checkpoint.meta["rng_state"]
+            history = History.from_rows(checkpoint.meta["history"])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(
+                f"{checkpoint.path} has damaged metadata (seed, RNG state or history): {type(exc).__name__}: {exc}"
+            ) from exc
         self.net.set_params(checkpoint.weights, checkpoint.biases)
         if self.persistent and checkpoint.particles is not None:
             self.particles = [np.ascontiguousarray(p, dtype=self.net.dtype) for p in checkpoint.particles]
         else:
             self.particles = None
-        self.seed = int(checkpoint.config["seed"])
-        self.rng.bit_generator.state = checkpoint.meta["rng_state"]
+        self.seed = seed
+        self.rng.bit_generator.state = rng.bit_generator.state
         self.epoch = checkpoint.epoch
-        self.history = History.from_rows(checkpoint.meta["history"])
+        self.history = history
         data = checkpoint.meta.get("data")
         self._data_fingerprint = dict(data) if data else None
         return checkpoint
@@ -674,11 +739,15 @@ class Trainer:
         >>> trainer.fit(x, labels, epochs=5, checkpoint_dir="runs/digits")  # doctest: +SKIP
         """
         checkpoint = load_checkpoint(location)
+        check_training_meta(checkpoint)
         config = checkpoint.config
         if threads is not None:
             config["threads"] = threads
-        net = checkpoint.build_network(threads=config["threads"])
-        trainer = cls(net, **config)
+        try:
+            net = checkpoint.build_network(threads=config["threads"])
+            trainer = cls(net, **config)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{checkpoint.path} holds invalid settings: {exc}") from exc
         trainer.load_checkpoint(location)
         return trainer
 
