@@ -150,7 +150,7 @@ def test_help_texts(capsys):
 
 
 BAD_FLAGS = [
-    (["train", "--layers", "784-x-10", "--dataset", "digits", "--lr", "1"], "layers must look like"),
+    (["train", "--layers", "784-x-10", "--dataset", "digits", "--lr", "1"], "is not a size"),
     (["train", "--preset", "digits", "--batch-size", "0"], "positive integer"),
     (["train", "--preset", "digits", "--epsilon", "2"], "epsilon must be in"),
     (["train", "--preset", "digits", "--beta", "0"], "beta must be nonzero"),

@@ -120,8 +120,7 @@ def test_nan_weights_propagate_through_the_sparse_drive(sparse_path):
     net.weights[0][row, 7] = np.nan
     # the public relax refuses NaN parameters up front (issue 13); the trainer's path reaches the core
     state = net.zero_state(4)
-    net._relax_in_place(net._inputs(x), state, steps=2, epsilon=0.5, beta=0.0, target=None,
-                        solver="euler", threads=1)
+    net.step_engine(4).free_phase(net._inputs(x), state, steps=2, epsilon=0.5, solver="euler", threads=1)
     assert np.isnan(state[0][1, 7])
     with pytest.raises(ValueError, match=r"net.weights\[0\] contains NaN"):
         net.relax(x, steps=2, epsilon=0.5)
