@@ -623,6 +623,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print versions, whether OpenMP is enabled, the thread count and the BLAS in use.",
     )
     info.set_defaults(func=_cmd_info, subparser=info)
+
+    # eqprop sweep: hyperparameter sweeps on Dask; the arguments and the logic live in eqprop/sweep/
+    from eqprop.sweep.command import add_sweep_parser
+
+    add_sweep_parser(commands)
     return parser
 
 

@@ -135,13 +135,13 @@ class EqPropNetwork:
             weights, biases = chain.arrays
             if all(a is b for a, b in zip(weights, self.weights)) and all(a is b for a, b in zip(biases, self.biases)):
                 return chain
-        self._checked_parameters()
+        self._checked_parameter_arrays()
         geometry = np.array([c.geometry_row() for c in self.connections], dtype=np.int32)
         self._chain = eqcore.Chain(geometry, list(self.weights), list(self.biases))
         return self._chain
 
-    def _checked_parameters(self) -> None:
-        """Parameters may be replaced by users: check them before the core reads them."""
+    def _checked_parameter_arrays(self) -> None:
+        """The parameter arrays are the ones the core can point into (shapes, dtype, layout)."""
         for name, arrays, shapes in (
             ("weights", self.weights, [c.weight_shape for c in self.connections]),
             ("biases", self.biases, [c.bias_shape for c in self.connections]),
@@ -157,6 +157,10 @@ class EqPropNetwork:
                         f"net.{name}[{k}] must be a writeable C-contiguous {self.dtype} array; "
                         f"write into it (net.{name}[k][...] = values) instead of replacing it"
                     )
+
+    def _checked_parameters(self) -> None:
+        """Parameters may be replaced or corrupted by users: check them before the core reads them."""
+        self._checked_parameter_arrays()
         check.check_parameters(self.weights, self.biases)
 
     def _flat(self, array: object, name: str, shape: tuple[int, ...]) -> object:
