@@ -140,6 +140,12 @@ class EqPropNetwork:
         self._chain = eqcore.Chain(geometry, list(self.weights), list(self.biases))
         return self._chain
 
+    def __getstate__(self) -> dict:
+        # the core's description points into this process's arrays: rebuilt on first use
+        state = self.__dict__.copy()
+        state["_chain"] = None
+        return state
+
     def _checked_parameter_arrays(self) -> None:
         """The parameter arrays are the ones the core can point into (shapes, dtype, layout)."""
         for name, arrays, shapes in (

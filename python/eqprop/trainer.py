@@ -311,6 +311,15 @@ class Trainer:
         self.learning_rates = tuple(float(r) for r in rates)
         self.batch_size, self.threads, self.eval_steps = batch_size, threads, eval_steps
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_fit_lock"]  # a lock belongs to one process: a new one on unpickling
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._fit_lock = threading.Lock()
+
     def __repr__(self) -> str:
         return (
             f"Trainer({self.net!r}, beta={self.beta}, free_steps={self.free_steps}, "
