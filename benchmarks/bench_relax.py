@@ -7,7 +7,7 @@ architectures, batch (20, 100, 256), dtype (float32, float64), threads (1, 2);
 the 3-hidden-layer network only at batch 20 and 256.
 
 ``time_relax`` goes through the public ``EqPropNetwork.relax`` (validation,
-copy of ``init``); ``time_relax_in_place`` calls the validated-once internal
+copy of ``init``); ``time_relax_in_place`` calls the step engine (validated once, as the Trainer does): the internal
 path a training loop uses, so the two differ by the Python-side overhead.
 ``track_gflops`` reports the achieved GFLOP/s of the internal path (float32;
 one call computes the input's drive x W_0 once and runs STEPS steps).
@@ -28,14 +28,14 @@ class Relax:
     def setup(self, arch, batch, dtype, threads):
         skip_combination(arch, batch)
         self.net, self.x, _, self.state = make_problem(arch, batch, dtype, threads)
+        self.engine = self.net.step_engine(batch)
         self.threads = threads
 
     def time_relax(self, arch, batch, dtype, threads):
         self.net.relax(self.x, steps=STEPS, epsilon=EPSILON, init=self.state, threads=threads)
 
     def time_relax_in_place(self, arch, batch, dtype, threads):
-        self.net._relax_in_place(self.x, self.state, steps=STEPS, epsilon=EPSILON, beta=0.0,
-                                 target=None, solver="euler", threads=threads)
+        self.engine.free_phase(self.x, self.state, steps=STEPS, epsilon=EPSILON, solver="euler", threads=threads)
 
 
 class RelaxGflops:
@@ -45,11 +45,12 @@ class RelaxGflops:
     def setup(self, arch, batch, threads):
         skip_combination(arch, batch)
         self.net, self.x, _, self.state = make_problem(arch, batch, "float32", threads)
+        self.engine = self.net.step_engine(batch)
 
     def track_gflops(self, arch, batch, threads):
         def call():
-            self.net._relax_in_place(self.x, self.state, steps=STEPS, epsilon=EPSILON, beta=0.0,
-                                     target=None, solver="euler", threads=threads)
+            self.engine.free_phase(self.x, self.state, steps=STEPS, epsilon=EPSILON, solver="euler",
+                                   threads=threads)
 
         seconds = best_seconds(call)
         return (relax_flops(ARCHS[arch], STEPS) + drive_flops(ARCHS[arch])) * batch / seconds / 1e9

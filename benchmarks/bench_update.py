@@ -32,8 +32,8 @@ class EPUpdate:
 
     def time_update(self, arch, batch, dtype, threads):
         with single_threaded_blas():
-            eqcore.apply_ep_update(self.net.weights, self.net.biases, self.x, self.positive,
-                                   self.negative, self.scales, threads)
+            eqcore.apply_ep_update(self.net.core_chain(), self.x, self.positive, self.negative,
+                                   self.scales, threads)
 
 
 class EPUpdateGflops:
@@ -46,8 +46,8 @@ class EPUpdateGflops:
     def track_gflops(self, arch, batch, threads):
         def call():
             with single_threaded_blas():
-                eqcore.apply_ep_update(self.net.weights, self.net.biases, self.x, self.positive,
-                                       self.negative, self.scales, threads)
+                eqcore.apply_ep_update(self.net.core_chain(), self.x, self.positive, self.negative,
+                                       self.scales, threads)
 
         seconds = best_seconds(call)
         return update_flops(ARCHS[arch]) * batch / seconds / 1e9

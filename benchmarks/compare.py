@@ -24,7 +24,7 @@ is max(5,000, largest batch * 13); mini-batches cycle through it.
 
 Implementations: ``eqprop`` (the public ``EqPropNetwork.train_step``),
 ``eqprop-internal`` (the validated-once internals a training loop uses:
-``_relax_in_place`` + ``_update_from_free``), ``torch`` and ``numpy``
+``StepEngine.free_phase`` + ``StepEngine.update``), ``torch`` and ``numpy``
 (``benchmarks/peers``: the same algorithm written the usual way).
 
 Useful work (FLOP per training example, multiply-add = 2 FLOP; elementwise
@@ -181,12 +181,10 @@ def make_step(impl: str, weights, biases, preset: Preset, threads: int, dtype) -
 
         def internal_step(x, t, init):
             state = [np.array(s, dtype=net.dtype, order="C") for s in init]
-            drive = np.empty((x.shape[0], preset.sizes[1]), dtype=net.dtype)  # x W_0, shared by both phases
-            net._relax_in_place(x, state, steps=preset.free_steps, epsilon=EPSILON, beta=0.0,
-                                target=None, solver="euler", threads=threads, drive=drive)
-            net._update_from_free(x, state, t, beta=preset.beta, nudged_steps=preset.nudged_steps,
-                                  epsilon=EPSILON, rates=rates, symmetric=False, solver="euler",
-                                  threads=threads, drive=drive)
+            engine = net.step_engine(x.shape[0])  # owns x W_0, shared by both phases
+            engine.free_phase(x, state, steps=preset.free_steps, epsilon=EPSILON, solver="euler", threads=threads)
+            engine.update(x, state, t, beta=preset.beta, nudged_steps=preset.nudged_steps,
+                          epsilon=EPSILON, rates=rates, symmetric=False, solver="euler", threads=threads)
             return state
 
         return internal_step

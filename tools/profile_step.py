@@ -43,7 +43,7 @@ def main() -> None:
         x = np.ascontiguousarray(load_dataset("mnist").x_train[: args.batch])
     target = np.eye(preset.sizes[-1], dtype=np.float32)[rng.integers(0, preset.sizes[-1], args.batch)]
     state = net.relax(x, steps=preset.free_steps, epsilon=0.5)
-    drive = np.empty((args.batch, preset.sizes[1]), dtype=np.float32)
+    engine = net.step_engine(args.batch)
     tiny_rates = np.full(len(net.weights), 1e-12)  # the weights barely move while we time
     repeats = max(5, int(2e4 / preset.free_steps))
     inputs = "uniform random inputs" if args.random else "MNIST images"
@@ -54,14 +54,13 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for threads in (1, 2):
         with single_threaded_blas():
-            free = median_microseconds(lambda: net._relax_in_place(
-                x, state, steps=preset.free_steps, epsilon=0.5, beta=0.0, target=None,
-                solver="euler", threads=threads, drive=drive), repeats)
-            nudged_state = net._nudged(x, state, preset.beta, target, preset.nudged_steps, 0.5, "euler", threads, drive)
-            nudged = median_microseconds(lambda: net._nudged(
-                x, state, preset.beta, target, preset.nudged_steps, 0.5, "euler", threads, drive), repeats)
-            update = median_microseconds(lambda: net._accumulate_update(
-                net.weights, net.biases, x, nudged_state, state, tiny_rates, threads), repeats)
+            free = median_microseconds(lambda: engine.free_phase(
+                x, state, steps=preset.free_steps, epsilon=0.5, solver="euler", threads=threads), repeats)
+            nudge = dict(beta=preset.beta, steps=preset.nudged_steps, epsilon=0.5, solver="euler", threads=threads)
+            nudged_state = engine.nudged(x, state, target, **nudge)
+            nudged = median_microseconds(lambda: engine.nudged(x, state, target, **nudge), repeats)
+            update = median_microseconds(lambda: engine.accumulate(x, nudged_state, state, tiny_rates, threads),
+                                         repeats)
         public = median_microseconds(lambda: net.train_step(
             x, target, beta=preset.beta, free_steps=preset.free_steps, nudged_steps=preset.nudged_steps,
             epsilon=0.5, learning_rates=list(tiny_rates), init=state, threads=threads), repeats)

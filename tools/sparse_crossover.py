@@ -39,7 +39,7 @@ def main() -> None:
         inputs[f"random, {density:.0%} non-zero"] = x
     net = eqprop.EqPropNetwork([784, 500, 10], seed=0)
     rates = np.full(2, 1e-12)  # the weights barely move while we time
-    drive = np.empty((20, 500), dtype=np.float32)
+    engine = net.step_engine(20)
     before = eqcore.sparse_threshold()
     print(f"784-500-10, batch 20, {args.threads} thread(s); microseconds (dense / sparse); "
           f"default threshold {before:.0%} non-zero")
@@ -52,10 +52,9 @@ def main() -> None:
         for label, threshold in (("dense", 0.0), ("sparse", 1.0)):
             eqcore.set_sparse_threshold(threshold)
             times[label] = (
-                median_us(lambda: net._relax_in_place(x, state, steps=1, epsilon=0.5, beta=0.0, target=None,
-                                                      solver="euler", threads=args.threads, drive=drive)),
-                median_us(lambda: net._accumulate_update(net.weights, net.biases, x, state, state, rates,
-                                                         args.threads)),
+                median_us(lambda: engine.free_phase(x, state, steps=1, epsilon=0.5, solver="euler",
+                                                    threads=args.threads)),
+                median_us(lambda: engine.accumulate(x, state, state, rates, args.threads)),
             )
         eqcore.set_sparse_threshold(before)
         row += [f"{times['dense'][0]:.0f}", f"{times['sparse'][0]:.0f}",
