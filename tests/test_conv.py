@@ -241,3 +241,80 @@ def test_one_sided_conv_estimate_error_is_first_order_in_beta(conv_theorem):
     errors = [np.linalg.norm(estimate(net, x, d, b, symmetric=False) - fd) for b in (1e-2, 1e-3, 1e-4)]
     for larger, smaller in zip(errors, errors[1:]):
         assert 5 < larger / smaller < 20
+
+
+# ------------------------------------------------------------ API and input checks
+def test_layers_grammar_round_trips():
+    from eqprop.layers import format_layers, layers_from_json, layers_to_json, parse_layers
+
+    text = "1x28x28,c32k5mp,c64k3p1ap,c8k2,10"
+    layers = parse_layers(text)
+    assert layers == [(1, 28, 28), Conv2d(32, 5, pool="max"), Conv2d(64, 3, padding=1, pool="avg"),
+                      Conv2d(8, 2, pool=None), 10]
+    assert format_layers(layers) == text
+    assert layers_from_json(layers_to_json(layers)) == layers
+    assert parse_layers("784-500-10") == [784, 500, 10]
+    net = eqprop.EqPropNetwork(layers)
+    assert net.architecture == text and net.layer_shapes == ((32, 12, 12), (64, 6, 6), (8, 5, 5), (10,))
+
+
+@pytest.mark.parametrize("layers, error, match", [
+    ([(1, 4, 4), Conv2d(2, 5), 3], ValueError, r"layers\[1\].*kernel 5 is larger than the padded 4x4 map"),
+    ([(1, 3, 3), Conv2d(2, 3), 3], ValueError, r"layers\[1\].*pooling needs a map of at least 2x2"),
+    ([(1, 8, 8), 10, Conv2d(2, 3), 3], ValueError, r"layers\[2\].*conv layer on a dense layer"),
+    ([64, Conv2d(2, 3), 3], ValueError, r"layers\[1\].*conv layer on a flat input"),
+    ([(1, 8, 8), "c2k3", 3], TypeError, r"layers\[1\].*must be an int"),
+    ([(0, 8, 8), Conv2d(2, 3), 3], ValueError, r"input shape.*at least 1"),
+    ([(1, 8), Conv2d(2, 3), 3], TypeError, r"layers\[0\] is the input"),
+])
+def test_bad_architectures_are_refused(layers, error, match):
+    with pytest.raises(error, match=match):
+        eqprop.EqPropNetwork(layers)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(out_channels=0, kernel_size=3), ValueError, "out_channels must be at least 1"),
+    (dict(out_channels=2, kernel_size=-1), ValueError, "kernel_size must be at least 1"),
+    (dict(out_channels=2, kernel_size=3, padding=-1), ValueError, "padding must be at least 0"),
+    (dict(out_channels=2, kernel_size=3, pool="min"), ValueError, "pool must be 'max', 'avg' or None"),
+    (dict(out_channels=2.0, kernel_size=3), TypeError, "out_channels must be an integer"),
+])
+def test_bad_conv_layers_are_refused(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Conv2d(**kwargs)
+
+
+def test_bad_conv_inputs_are_refused():
+    net, input_shape, spec, x, target = problem("max", 0, np.float64)
+    with pytest.raises(ValueError, match=r"examples of shape \(2, 8, 9\); the network expects \(2, 9, 9\)"):
+        net.relax(np.zeros((3, 2, 8, 9)), steps=2, epsilon=0.5)
+    with pytest.raises(ValueError, match="x has 161 columns; the network expects 162"):
+        net.relax(np.zeros((3, 161)), steps=2, epsilon=0.5)
+    with pytest.raises(ValueError, match=r"init\[0\] has examples of shape \(3, 3, 4\)"):
+        net.relax(x, steps=2, epsilon=0.5, init=[np.zeros((5, 3, 3, 4)), np.zeros((5, 4)), np.zeros((5, 5))])
+    with pytest.raises(ValueError, match="target has 4 columns"):
+        net.ep_gradients(x, target[:, :4], beta=0.5, free_steps=2, nudged_steps=2, epsilon=0.5)
+
+
+def test_conv_training_resumes_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 1, 6, 6))
+    labels = rng.integers(0, 3, 40)
+    layers = [(1, 6, 6), Conv2d(2, 3, pool="max"), 3]
+    kwargs = dict(beta=0.5, free_steps=6, nudged_steps=3, epsilon=0.5, learning_rates=[0.1, 0.05],
+                  batch_size=8, seed=3, threads=1)
+
+    straight = eqprop.Trainer(eqprop.EqPropNetwork(layers, dtype="float64", seed=1), **kwargs)
+    straight.fit(x, labels, epochs=2)
+    first = eqprop.Trainer(eqprop.EqPropNetwork(layers, dtype="float64", seed=1), **kwargs)
+    first.fit(x, labels, epochs=1, checkpoint_dir=tmp_path)
+    resumed = eqprop.Trainer.resume(tmp_path)
+    assert resumed.net.architecture == "1x6x6,c2k3mp,3"
+    resumed.fit(x, labels, epochs=1, checkpoint_dir=tmp_path)
+    for a, b in zip(straight.net.weights + straight.net.biases, resumed.net.weights + resumed.net.biases):
+        np.testing.assert_array_equal(a, b)
+    assert straight.history.column("train_error") == resumed.history.column("train_error")
+    # a checkpoint of a conv network refuses a dense trainer
+    dense = eqprop.Trainer(eqprop.EqPropNetwork([36, 8, 3], dtype="float64"), **kwargs)
+    with pytest.raises(ValueError, match="is for a 1x6x6,c2k3mp,3 float64 network"):
+        dense.load_checkpoint(tmp_path)

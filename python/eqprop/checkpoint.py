@@ -255,8 +255,18 @@ def load_checkpoint(location: str | os.PathLike) -> Checkpoint:
             particles = [arrays[f"particles_{k}"] for k in range(n_weights)]
         except KeyError as exc:
             raise CheckpointError(f"{path} lacks the array {exc.args[0]}") from exc
-    expected = [(f"weight_{k}", weights[k], (sizes[k], sizes[k + 1])) for k in range(n_weights)]
-    expected += [(f"bias_{k}", biases[k], (sizes[k + 1],)) for k in range(n_weights)]
+    from eqprop.layers import format_layers, layers_from_json, resolve_layers
+
+    try:
+        layers = layers_from_json(meta["network"].get("layers", sizes))
+        _, connections = resolve_layers(layers)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: its network description is damaged ({exc})") from exc
+    if [connections[0].n_in, *(c.n_out for c in connections)] != list(sizes):
+        raise CheckpointError(f"{path}: its layers and sizes disagree")
+    described = format_layers(layers)
+    expected = [(f"weight_{k}", weights[k], connections[k].weight_shape) for k in range(n_weights)]
+    expected += [(f"bias_{k}", biases[k], connections[k].bias_shape) for k in range(n_weights)]
     if particles is not None:
         rows = particles[0].shape[0] if particles[0].ndim == 2 else -1
         expected += [(f"particles_{k}", particles[k], (rows, sizes[k + 1])) for k in range(n_weights)]
@@ -264,7 +274,7 @@ def load_checkpoint(location: str | os.PathLike) -> Checkpoint:
         if array.shape != shape or array.dtype != dtype:
             raise CheckpointError(
                 f"{path}: array {name} is {array.dtype} of shape {array.shape}; the "
-                f"{'-'.join(map(str, sizes))} {dtype} network it describes needs {dtype} of shape {shape}"
+                f"{described} {dtype} network it describes needs {dtype} of shape {shape}"
             )
     return Checkpoint(meta=meta, weights=weights, biases=biases, particles=particles, path=path)
 
