@@ -153,6 +153,22 @@ def test_read_only_inputs_work(net32, batch):
     net32.ep_gradients(x32, target.astype(np.float32), beta=0.5, **STEP)
 
 
+def test_memory_mapped_read_only_data_trains_and_evaluates(tmp_path):
+    """np.load(..., mmap_mode="r") arrays go straight to the core (its inputs are const)."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.random((30, 12)).astype(np.float32))
+    np.save(tmp_path / "y.npy", rng.integers(0, 3, 30))
+    x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    y = np.load(tmp_path / "y.npy", mmap_mode="r")
+    assert not x.flags.writeable
+    trainer = eqprop.Trainer(eqprop.EqPropNetwork([12, 6, 3], seed=0), beta=0.5, free_steps=4, nudged_steps=2,
+                             epsilon=0.5, learning_rates=[0.1, 0.05], batch_size=10, seed=0, threads=1)
+    history = trainer.fit(x, y, epochs=1, validation=(x, y))
+    assert history[-1].val_error is not None
+    assert 0.0 <= trainer.evaluate(x, y).error <= 1.0
+    trainer.net.relax(x, steps=2, epsilon=0.5)
+
+
 # ---------------------------------------------------- 5. 32-bit integer range
 def test_steps_beyond_the_c_int_range_are_refused(net32, batch):
     x, target = batch
