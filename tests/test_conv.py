@@ -9,7 +9,8 @@ thread counts 1 and 2 are compared in float64 and float32.
 import numpy as np
 import pytest
 import reference
-from conftest import TOLERANCE, one_hot
+from conftest import TOLERANCE, one_hot, random_network
+from test_theory import ep_estimate, finite_difference_gradients
 
 import eqprop
 from eqprop import Conv2d
@@ -27,13 +28,8 @@ def spec_layers(input_shape, spec):
 
 
 def conv_network(input_shape, spec, dtype, seed=0, bias_scale=0.2, weight_scale=1.0):
-    net = eqprop.EqPropNetwork(spec_layers(input_shape, spec), dtype=dtype, seed=seed)
-    rng = np.random.default_rng(seed + 1)
-    for w in net.weights:
-        w *= weight_scale
-    for b in net.biases:
-        b[...] = rng.uniform(-bias_scale, bias_scale, size=b.shape)
-    return net
+    return random_network(spec_layers(input_shape, spec), dtype, seed=seed, bias_scale=bias_scale,
+                          weight_scale=weight_scale)
 
 
 def problem(pool, pad, dtype, batch=5):
@@ -148,7 +144,6 @@ def test_max_pool_ties_pick_the_first_maximum():
 
 
 # ----------------------------------------------------------------- theory
-CONVERGED_STEPS = 3000
 
 
 @pytest.mark.parametrize("pool", POOLS, ids=POOL_IDS)
@@ -196,49 +191,23 @@ def theorem_network(pool):
     return net, x, d
 
 
-def mean_cost(net, x, d):
-    return float(np.mean(net.cost(net.relax(x, steps=CONVERGED_STEPS, epsilon=0.5), d)))
-
-
-def finite_differences(net, x, d, h=1e-6):
-    grads = []
-    for param in net.weights + net.biases:
-        grad = np.zeros_like(param)
-        for index in np.ndindex(param.shape):
-            original = param[index]
-            param[index] = original + h
-            plus = mean_cost(net, x, d)
-            param[index] = original - h
-            minus = mean_cost(net, x, d)
-            param[index] = original
-            grad[index] = (plus - minus) / (2 * h)
-        grads.append(grad.ravel())
-    return np.concatenate(grads)
-
-
 @pytest.fixture(scope="module", params=["max", "avg"])
 def conv_theorem(request):
     net, x, d = theorem_network(request.param)
-    return net, x, d, finite_differences(net, x, d)
-
-
-def estimate(net, x, d, beta, symmetric):
-    gw, gb = net.ep_gradients(x, d, beta=beta, free_steps=CONVERGED_STEPS, nudged_steps=CONVERGED_STEPS,
-                              epsilon=0.5, symmetric=symmetric)
-    return np.concatenate([g.ravel() for g in gw + gb])
+    return net, x, d, finite_difference_gradients(net, x, d)
 
 
 def test_symmetric_ep_estimate_is_the_gradient_of_a_conv_network(conv_theorem):
     net, x, d, fd = conv_theorem
     assert np.linalg.norm(fd) > 1e-2
-    ep = estimate(net, x, d, 1e-3, symmetric=True)
+    ep = ep_estimate(net, x, d, 1e-3, symmetric=True)
     assert np.linalg.norm(ep - fd) / np.linalg.norm(fd) < 2e-2
 
 
 def test_one_sided_conv_estimate_error_is_first_order_in_beta(conv_theorem):
     net, x, d, fd = conv_theorem
     # from beta = 1e-2 down (at 1e-1 the nudge already switches max-pool winners)
-    errors = [np.linalg.norm(estimate(net, x, d, b, symmetric=False) - fd) for b in (1e-2, 1e-3, 1e-4)]
+    errors = [np.linalg.norm(ep_estimate(net, x, d, b, symmetric=False) - fd) for b in (1e-2, 1e-3, 1e-4)]
     for larger, smaller in zip(errors, errors[1:]):
         assert 5 < larger / smaller < 20
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "skinny_gemm.h"
+#include "dense_kernels.h"
 
 static double cpu_seconds(void) {
     struct timespec t;
@@ -19,16 +19,18 @@ static double cpu_seconds(void) {
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
+static int isa;
+
 static void bench(int rows, int k, int n, int repeats) {
     float *a = malloc(sizeof(float) * rows * k), *b = malloc(sizeof(float) * k * n);
     float *c = malloc(sizeof(float) * rows * n);
     for (int i = 0; i < rows * k; i++) a[i] = (float)rand() / RAND_MAX;
     for (int i = 0; i < k * n; i++) b[i] = (float)rand() / RAND_MAX - 0.5f;
-    eq_gemm_f32(rows, n, k, a, k, b, n, 0, c, n); /* warm-up */
+    eq_gemm_f32(isa, rows, n, k, a, k, b, n, 0, c, n); /* warm-up */
     double best = 1e30;
     for (int round = 0; round < 5; round++) {
         double start = cpu_seconds();
-        for (int i = 0; i < repeats; i++) eq_gemm_f32(rows, n, k, a, k, b, n, 0, c, n);
+        for (int i = 0; i < repeats; i++) eq_gemm_f32(isa, rows, n, k, a, k, b, n, 0, c, n);
         double seconds = (cpu_seconds() - start) / repeats;
         if (seconds < best) best = seconds;
     }
@@ -40,8 +42,8 @@ static void bench(int rows, int k, int n, int repeats) {
 }
 
 int main(void) {
-    eq_set_isa(-1);
-    printf("instruction set: %s\n", eq_get_isa() == 2 ? "avx512" : eq_get_isa() == 1 ? "avx2" : "portable");
+    isa = eq_best_isa();
+    printf("instruction set: %s\n", isa == EQ_ISA_AVX512 ? "avx512" : isa == EQ_ISA_AVX2 ? "avx2" : "portable");
     bench(10, 784, 500, 2000);
     bench(10, 500, 500, 2000);
     return 0;

@@ -170,8 +170,18 @@ class EqPropNetwork:
         check.check_parameters(self.weights, self.biases)
 
     def _flat(self, array: object, name: str, shape: tuple[int, ...]) -> object:
-        """``array`` with a (batch, *shape) image layout flattened to (batch, prod(shape))."""
-        if len(shape) == 1 or not isinstance(array, np.ndarray) or array.ndim == 2:
+        """``array`` with a (batch, *shape) image layout flattened to (batch, prod(shape)).
+
+        Anything else is returned as it is, for ``_validation.as_batch`` to check.
+        """
+        if len(shape) == 1:
+            return array
+        if not isinstance(array, np.ndarray):
+            try:
+                array = np.asarray(array)
+            except (TypeError, ValueError):
+                return array
+        if array.ndim == 2:
             return array
         if array.ndim == len(shape) + 1:
             if tuple(array.shape[1:]) != tuple(shape):
@@ -184,8 +194,6 @@ class EqPropNetwork:
 
     def _inputs(self, x: object) -> np.ndarray:
         """x as a finite C-contiguous flat batch, passed through rho like every layer."""
-        if not isinstance(x, np.ndarray) and len(self.input_shape) == 3:
-            x = np.asarray(x)
         x = check.as_batch(self._flat(x, "x", self.input_shape), "x", self.sizes[0], self.dtype)
         if x.size and (x.min() < 0 or x.max() > 1):
             x = rho(x)

@@ -352,8 +352,8 @@ class Trainer:
     # ---------------------------------------------------------------- data
     def _check_data(self, x: object, labels: object, x_name: str, labels_name: str) -> tuple[np.ndarray, np.ndarray]:
         """x as a C-contiguous batch in [0, 1] of the network's dtype, labels as int64 in range."""
-        x = check.as_batch(self.net._flat(np.asarray(x) if not isinstance(x, np.ndarray) else x, x_name,
-                                          self.net.input_shape), x_name, self.net.sizes[0], self.net.dtype)
+        x = check.as_batch(self.net._flat(x, x_name, self.net.input_shape), x_name, self.net.sizes[0],
+                           self.net.dtype)
         if x.shape[0] == 0:
             raise ValueError(f"{x_name} holds no examples")
         if x.min() < 0 or x.max() > 1:

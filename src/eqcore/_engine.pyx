@@ -164,11 +164,6 @@ cdef void _transpose(const floating* a, int rows, int cols, floating* out) noexc
             out[c * rows + r] = a[r * cols + c]
 
 
-cdef void _conv_transpose_weights(const floating* w, int c_out, int patch, floating* out) noexcept nogil:
-    # (c_out, patch) -> (patch, c_out): the left operand of the transposed convolution
-    _transpose(w, c_out, patch, out)
-
-
 cdef void _broadcast_bias(const floating* b, int channels, int positions, floating* out) noexcept nogil:
     cdef Py_ssize_t ch, p
     for ch in range(channels):
@@ -182,8 +177,8 @@ cdef Connection* derived_connections(Chain chain, bint transposes) except NULL:
     The copies are made at the start of every relaxation, so that they always
     match the parameters as the caller left them. Free with ``free_derived``.
     """
-    cdef int n = chain.n_connections, j
-    cdef size_t item = chain.itemsize, count
+    cdef int n = chain.n_connections, j, rows, cols
+    cdef size_t item = chain.itemsize
     cdef Connection* conns = <Connection*> malloc(n * sizeof(Connection))
     cdef Connection* c
     if conns == NULL:
@@ -208,21 +203,17 @@ cdef Connection* derived_connections(Chain chain, bint transposes) except NULL:
                         _broadcast_bias(<const double*> c.biases, c.c_out, c.h_out * c.w_out, <double*> c.bias_full)
             if not transposes or j == 0:  # the clamped input gets no top-down input
                 continue
-            count = <size_t> c.n_in * c.n_out if c.kind == KIND_DENSE else <size_t> c.c_out * c.patch
-            c.weights_t = malloc(count * item)
+            # dense (n_in, n_out) -> (n_out, n_in); conv (c_out, patch) -> (patch, c_out),
+            # the left operand of the transposed convolution
+            rows, cols = (c.n_in, c.n_out) if c.kind == KIND_DENSE else (c.c_out, c.patch)
+            c.weights_t = malloc(<size_t> rows * cols * item)
             if c.weights_t == NULL:
                 raise MemoryError()
             with nogil:
-                if c.kind == KIND_DENSE:
-                    if item == 4:
-                        _transpose(<const float*> c.weights, c.n_in, c.n_out, <float*> c.weights_t)
-                    else:
-                        _transpose(<const double*> c.weights, c.n_in, c.n_out, <double*> c.weights_t)
+                if item == 4:
+                    _transpose(<const float*> c.weights, rows, cols, <float*> c.weights_t)
                 else:
-                    if item == 4:
-                        _conv_transpose_weights(<const float*> c.weights, c.c_out, c.patch, <float*> c.weights_t)
-                    else:
-                        _conv_transpose_weights(<const double*> c.weights, c.c_out, c.patch, <double*> c.weights_t)
+                    _transpose(<const double*> c.weights, rows, cols, <double*> c.weights_t)
     except MemoryError:
         free_derived(conns, n)
         raise

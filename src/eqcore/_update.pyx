@@ -166,7 +166,6 @@ def apply_ep_update(Chain chain, const floating[:, ::1] x, list pos, list neg,
     cdef floating* task_right
     cdef floating* task_w
     cdef floating* right
-    cdef const floating* below
     cdef const Connection* c
     cdef int n_out
     cdef bint finite = True
@@ -233,7 +232,7 @@ def apply_ep_update(Chain chain, const floating[:, ::1] x, list pos, list neg,
                 n_tasks += (c.c_out + CONV_ROW_BLOCK - 1) // CONV_ROW_BLOCK
                 flops += 2.0 * c.c_out * c.patch * conv_depth
                 max_winners = max(max_winners, <size_t> c.n_out)
-        cdef_fill_pointers(weights, biases, W, Bp, n_layers)
+        _parameter_pointers(weights, biases, W, Bp, n_layers)
 
         operands = <floating*> malloc(max(left_size + right_size, 1) * sizeof(floating))
         task_layer = <int*> malloc(n_tasks * sizeof(int))
@@ -364,7 +363,8 @@ cdef void _conv_subtract(const Connection* c, const floating* below, const float
             g[ch * depth + offset + p] -= scale * unpooled[ch * c.hw + p]
 
 
-cdef void cdef_fill_pointers(list weights, list biases, floating** W, floating** Bp, int n) except *:
+cdef void _parameter_pointers(list weights, list biases, floating** W, floating** Bp, int n) except *:
+    """W[j], Bp[j]: the data of the arrays the update accumulates into (dense 2-D or conv 4-D weights)."""
     cdef floating[:, ::1] w2
     cdef floating[:, :, :, ::1] w4
     cdef floating[::1] b
