@@ -67,6 +67,28 @@ def test_relax_matches_reference(pool, pad, solver, threads, dtype, kernel, ever
         assert_close_lists(flat(state), expected, dtype)
 
 
+@pytest.mark.parametrize("pool", POOLS, ids=POOL_IDS)
+def test_wide_layers_match_reference(pool, dtype, kernel):
+    """Channel counts and map widths that reach every column block and row group of the products.
+
+    59 output channels = 32 + 16 + 8 + 3: the two-vector, one-vector,
+    half-vector and scalar column blocks of every instruction set; a 14-wide
+    map splits into several row groups (at most 12 rows, 6 without AVX-512).
+    """
+    input_shape = (3, 16, 16)
+    spec = [("conv", 59, 3, 0, pool), ("conv", 21, 3, 1, pool), ("dense", 7)]
+    net = conv_network(input_shape, spec, dtype, weight_scale=0.5)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, (3, int(np.prod(input_shape)))).astype(dtype)
+    target = one_hot(rng.integers(0, 7, 3), 7, dtype)
+    zeros = [np.zeros((x.shape[0], n), dtype=dtype) for n in net.layer_sizes]
+    for solver in ("euler", "alternating"):
+        state = net.relax(x, steps=6, epsilon=0.5, beta=0.6, target=target, solver=solver)
+        expected = reference.chain_relax(input_shape, spec, net.weights, net.biases, x, zeros, 6, 0.5,
+                                         0.6, target, solver)
+        assert_close_lists(flat(state), expected, dtype)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("symmetric", [False, True])
 @pytest.mark.parametrize("pad", [0, 1])

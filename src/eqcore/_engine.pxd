@@ -26,10 +26,13 @@ cdef struct Connection:
     int h_out, w_out           # the layer above's map
     int patch                  # c_in k^2: one column of the unfolded input
     int hw                     # h_conv w_conv
+    int hp, wp                 # the layer below's map with its zero padding
     double flops               # one bottom-up product, per example
     void* weights              # dense (n_in, n_out); conv (c_out, c_in, k, k)
     void* biases               # the layer above's bias: (n_out,) dense, (c_out,) conv
-    void* weights_t            # per call: dense W^T (n_out, n_in); conv (patch, c_out)
+    void* weights_t            # per call: dense W^T (n_out, n_in); conv W as (patch, c_out)
+    void* weights_taps         # per call, conv: W as (c_out, k, k, c_in), for the transposed convolution
+    int* offsets               # per call, conv: (patch,) offsets of a patch's values in the padded map below
     void* bias_full            # per call: the bias at every unit of the layer above (n_out,)
 
 cdef class Chain:

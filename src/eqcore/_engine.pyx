@@ -26,13 +26,15 @@ weight gradient, _update.pyx), and a reference test (docs/architecture.md).
 cimport numpy as cnp
 from cython cimport floating
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from eqcore._gemm cimport small_gemm, small_gemm_with_transpose
 from eqcore._kernels cimport (
-    eq_col2im_f32, eq_col2im_f64, eq_im2col_f32, eq_im2col_f64, eq_pool_avg_f32,
-    eq_pool_avg_f64, eq_pool_max_f32, eq_pool_max_f64, eq_unpool_avg_f32, eq_unpool_avg_f64,
-    eq_unpool_max_f32, eq_unpool_max_f64,
+    eq_max_transposed_f32, eq_max_transposed_f64, eq_pad_map_f32, eq_pad_map_f64,
+    eq_pool_avg_cl_f32, eq_pool_avg_cl_f64, eq_pool_max_cl_f32, eq_pool_max_cl_f64,
+    eq_shifted_f32, eq_shifted_f64, eq_transpose_f32, eq_transpose_f64, eq_unpool_avg_cl_f32,
+    eq_unpool_avg_cl_f64, eq_unpool_avg_f32, eq_unpool_avg_f64, eq_unpool_max_f32,
+    eq_unpool_max_f64,
 )
 
 import numpy as np
@@ -94,7 +96,7 @@ cdef class Chain:
                 if c.h_in != 1 or c.w_in != 1 or c.k or c.pad or c.pool:
                     raise ValueError(f"connection {j}: a dense row is kind, n_in, 1, 1, n_out, 0, 0, 0")
                 c.n_out = c.c_out
-                c.h_conv = c.w_conv = c.h_out = c.w_out = 1
+                c.h_conv = c.w_conv = c.h_out = c.w_out = c.hp = c.wp = 1
                 c.patch = c.n_in
                 c.hw = 1
                 shape, bias_shape = (c.n_in, c.n_out), (c.n_out,)
@@ -102,8 +104,9 @@ cdef class Chain:
             elif c.kind == KIND_CONV:
                 if c.k < 1 or c.pad < 0 or c.pool not in (POOL_NONE, POOL_MAX, POOL_AVG):
                     raise ValueError(f"connection {j}: bad kernel, padding or pool")
-                c.h_conv = c.h_in + 2 * c.pad - c.k + 1
-                c.w_conv = c.w_in + 2 * c.pad - c.k + 1
+                c.hp, c.wp = c.h_in + 2 * c.pad, c.w_in + 2 * c.pad
+                c.h_conv = c.hp - c.k + 1
+                c.w_conv = c.wp - c.k + 1
                 if c.h_conv < 1 or c.w_conv < 1:
                     raise ValueError(f"connection {j}: kernel larger than the padded map")
                 if c.pool == POOL_NONE:
@@ -117,6 +120,8 @@ cdef class Chain:
                 c.hw = c.h_conv * c.w_conv
                 shape, bias_shape = (c.c_out, c.c_in, c.k, c.k), (c.c_out,)
                 c.flops = 2.0 * c.c_out * c.patch * c.hw
+                # im2col and the conv output (the update); it covers the padded map (at
+                # most hw patch values) and the channels-last maps of bottom_up / top_down
                 self.conv_scratch = max(self.conv_scratch, <size_t> c.hw * (c.patch + c.c_out))
                 self.has_max_pool = self.has_max_pool or c.pool == POOL_MAX
             else:
@@ -171,13 +176,32 @@ cdef void _broadcast_bias(const floating* b, int channels, int positions, floati
             out[ch * positions + p] = b[ch]
 
 
-cdef Connection* derived_connections(Chain chain, bint transposes) except NULL:
-    """A per-call copy of the chain with W^T (for top-down products, j >= 1) and full biases.
+cdef void _patch_offsets(const Connection* c, int* offsets) noexcept nogil:
+    """offsets[(ci k + a) k + b] = where value (ci, a, b) of a patch lies in the padded map, from its first."""
+    cdef int ci, a, b
+    for ci in range(c.c_in):
+        for a in range(c.k):
+            for b in range(c.k):
+                offsets[(ci * c.k + a) * c.k + b] = (ci * c.hp + a) * c.wp + b
 
-    The copies are made at the start of every relaxation, so that they always
-    match the parameters as the caller left them. Free with ``free_derived``.
+
+cdef void _kernel_taps(const floating* w, int c_out, int c_in, int taps, floating* out) noexcept nogil:
+    """out (c_out, k, k, c_in) = w (c_out, c_in, k, k) with the input channel last."""
+    cdef int co
+    for co in range(c_out):
+        _transpose(w + <size_t> co * c_in * taps, c_in, taps, out + <size_t> co * c_in * taps)
+
+
+cdef Connection* derived_connections(Chain chain, bint transposes) except NULL:
+    """A per-call copy of the chain with the weight layouts the products read, and full biases.
+
+    Conv connections get W as (patch, c_out) and the patch offsets (bottom-up
+    products); with ``transposes``, the connections above the input get the
+    top-down layouts: dense W^T, conv W as (c_out, k, k, c_in). The copies are
+    made at the start of every call, so that they always match the parameters
+    as the caller left them. Free with ``free_derived``.
     """
-    cdef int n = chain.n_connections, j, rows, cols
+    cdef int n = chain.n_connections, j
     cdef size_t item = chain.itemsize
     cdef Connection* conns = <Connection*> malloc(n * sizeof(Connection))
     cdef Connection* c
@@ -186,38 +210,50 @@ cdef Connection* derived_connections(Chain chain, bint transposes) except NULL:
     memcpy(conns, chain.conns, n * sizeof(Connection))
     for j in range(n):
         conns[j].weights_t = NULL
+        conns[j].weights_taps = NULL
+        conns[j].offsets = NULL
         conns[j].bias_full = NULL
     try:
         for j in range(n):
             c = &conns[j]
             if c.kind == KIND_DENSE:
                 c.bias_full = c.biases
-            else:
-                c.bias_full = malloc(<size_t> c.n_out * item)
-                if c.bias_full == NULL:
-                    raise MemoryError()
-                with nogil:
-                    if item == 4:
-                        _broadcast_bias(<const float*> c.biases, c.c_out, c.h_out * c.w_out, <float*> c.bias_full)
-                    else:
-                        _broadcast_bias(<const double*> c.biases, c.c_out, c.h_out * c.w_out, <double*> c.bias_full)
-            if not transposes or j == 0:  # the clamped input gets no top-down input
+                if transposes and j > 0:  # the clamped input gets no top-down input
+                    c.weights_t = _checked_malloc(<size_t> c.n_in * c.n_out * item)
+                    with nogil:
+                        if item == 4:
+                            _transpose(<const float*> c.weights, c.n_in, c.n_out, <float*> c.weights_t)
+                        else:
+                            _transpose(<const double*> c.weights, c.n_in, c.n_out, <double*> c.weights_t)
                 continue
-            # dense (n_in, n_out) -> (n_out, n_in); conv (c_out, patch) -> (patch, c_out),
-            # the left operand of the transposed convolution
-            rows, cols = (c.n_in, c.n_out) if c.kind == KIND_DENSE else (c.c_out, c.patch)
-            c.weights_t = malloc(<size_t> rows * cols * item)
-            if c.weights_t == NULL:
-                raise MemoryError()
+            c.bias_full = _checked_malloc(<size_t> c.n_out * item)
+            c.weights_t = _checked_malloc(<size_t> c.c_out * c.patch * item)
+            c.offsets = <int*> _checked_malloc(<size_t> c.patch * sizeof(int))
+            if transposes and j > 0:
+                c.weights_taps = _checked_malloc(<size_t> c.c_out * c.patch * item)
             with nogil:
+                _patch_offsets(c, c.offsets)
                 if item == 4:
-                    _transpose(<const float*> c.weights, rows, cols, <float*> c.weights_t)
+                    _broadcast_bias(<const float*> c.biases, c.c_out, c.h_out * c.w_out, <float*> c.bias_full)
+                    _transpose(<const float*> c.weights, c.c_out, c.patch, <float*> c.weights_t)
+                    if c.weights_taps != NULL:
+                        _kernel_taps(<const float*> c.weights, c.c_out, c.c_in, c.k * c.k, <float*> c.weights_taps)
                 else:
-                    _transpose(<const double*> c.weights, rows, cols, <double*> c.weights_t)
+                    _broadcast_bias(<const double*> c.biases, c.c_out, c.h_out * c.w_out, <double*> c.bias_full)
+                    _transpose(<const double*> c.weights, c.c_out, c.patch, <double*> c.weights_t)
+                    if c.weights_taps != NULL:
+                        _kernel_taps(<const double*> c.weights, c.c_out, c.c_in, c.k * c.k, <double*> c.weights_taps)
     except MemoryError:
         free_derived(conns, n)
         raise
     return conns
+
+
+cdef void* _checked_malloc(size_t size) except NULL:
+    cdef void* p = malloc(size if size else 1)
+    if p == NULL:
+        raise MemoryError()
+    return p
 
 
 cdef void free_derived(Connection* conns, int n) noexcept:
@@ -226,6 +262,8 @@ cdef void free_derived(Connection* conns, int n) noexcept:
         return
     for j in range(n):
         free(conns[j].weights_t)
+        free(conns[j].weights_taps)
+        free(conns[j].offsets)
         if conns[j].bias_full != conns[j].biases:
             free(conns[j].bias_full)
     free(conns)
@@ -236,43 +274,56 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
     """out (rows x n_out) = the bottom-up input of the layer above; records max-pool winners.
 
     ``scratch`` holds hw (patch + c_out) values (conv only); ``winners`` rows x
-    n_out ints (max pooling only). Dense uses ``weights_t`` when the output is
-    narrow (derived per call; NULL is fine when it is not needed).
+    n_out ints (max pooling only). Needs the derived layouts (conv: ``weights_t``
+    and ``offsets``; dense uses ``weights_t`` when the output is narrow and
+    accepts NULL).
+
+    A conv connection runs as a direct convolution: for each row of the output
+    map, the shifted-product kernel broadcasts the patch values from the
+    (padded) input map and accumulates all output channels in registers, into
+    a channels-last map that the pooling reads.
     """
-    cdef const floating* w = <const floating*> c.weights
-    cdef floating* cols
+    cdef const floating* wt = <const floating*> c.weights_t
+    cdef const floating* src
     cdef floating* conv
-    cdef int r
+    cdef floating* dst
+    cdef int r, y
     if c.kind == KIND_DENSE:
-        small_gemm_with_transpose(rows, c.n_out, c.n_in, below, c.n_in, w, c.n_out,
-                                  <const floating*> c.weights_t, False, out, c.n_out, isa)
+        small_gemm_with_transpose(rows, c.n_out, c.n_in, below, c.n_in, <const floating*> c.weights,
+                                  c.n_out, wt, False, out, c.n_out, isa)
         return
-    cols = scratch
-    conv = scratch + <size_t> c.patch * c.hw
+    conv = scratch + (<size_t> c.c_in * c.hp * c.wp if c.pad else 0)
     for r in range(rows):
-        if floating is float:
-            eq_im2col_f32(isa, below + <size_t> r * c.n_in, c.c_in, c.h_in, c.w_in, c.k, c.pad,
-                          c.h_conv, c.w_conv, cols, c.hw)
-        else:
-            eq_im2col_f64(isa, below + <size_t> r * c.n_in, c.c_in, c.h_in, c.w_in, c.k, c.pad,
-                          c.h_conv, c.w_conv, cols, c.hw)
-        if c.pool == POOL_NONE:
-            small_gemm(c.c_out, c.hw, c.patch, w, c.patch, cols, c.hw, False,
-                       out + <size_t> r * c.n_out, c.hw, isa)
-            continue
-        small_gemm(c.c_out, c.hw, c.patch, w, c.patch, cols, c.hw, False, conv, c.hw, isa)
+        src = below + <size_t> r * c.n_in
+        if c.pad:
+            if floating is float:
+                eq_pad_map_f32(isa, src, c.c_in, c.h_in, c.w_in, c.pad, scratch)
+            else:
+                eq_pad_map_f64(isa, src, c.c_in, c.h_in, c.w_in, c.pad, scratch)
+            src = scratch
+        for y in range(c.h_conv):
+            if floating is float:
+                eq_shifted_f32(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
+                               conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)
+            else:
+                eq_shifted_f64(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
+                               conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)
+        dst = out + <size_t> r * c.n_out
         if c.pool == POOL_MAX:
             if floating is float:
-                eq_pool_max_f32(isa, conv, c.c_out, c.h_conv, c.w_conv, out + <size_t> r * c.n_out,
-                                winners + <size_t> r * c.n_out)
+                eq_pool_max_cl_f32(isa, conv, c.c_out, c.h_conv, c.w_conv, dst, winners + <size_t> r * c.n_out)
             else:
-                eq_pool_max_f64(isa, conv, c.c_out, c.h_conv, c.w_conv, out + <size_t> r * c.n_out,
-                                winners + <size_t> r * c.n_out)
+                eq_pool_max_cl_f64(isa, conv, c.c_out, c.h_conv, c.w_conv, dst, winners + <size_t> r * c.n_out)
+        elif c.pool == POOL_AVG:
+            if floating is float:
+                eq_pool_avg_cl_f32(isa, conv, c.c_out, c.h_conv, c.w_conv, dst)
+            else:
+                eq_pool_avg_cl_f64(isa, conv, c.c_out, c.h_conv, c.w_conv, dst)
         else:
             if floating is float:
-                eq_pool_avg_f32(isa, conv, c.c_out, c.h_conv, c.w_conv, out + <size_t> r * c.n_out)
+                eq_transpose_f32(isa, conv, c.hw, c.c_out, 0, dst)
             else:
-                eq_pool_avg_f64(isa, conv, c.c_out, c.h_conv, c.w_conv, out + <size_t> r * c.n_out)
+                eq_transpose_f64(isa, conv, c.hw, c.c_out, 0, dst)
 
 
 cdef void unpool(const Connection* c, const floating* above, const int* winners,
@@ -296,29 +347,56 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
                    floating* out, floating* scratch, int isa) noexcept nogil:
     """out (rows x n_in) += the top-down input the layer above sends to the layer below.
 
-    Needs ``weights_t`` (derived per call) and, for max pooling, the winners
-    that ``bottom_up`` recorded for the current state below.
+    Needs the derived layouts (dense ``weights_t``, conv ``weights_taps``) and,
+    for max pooling, the winners that ``bottom_up`` recorded for the current
+    state below. A conv connection accumulates into a channels-last map of the
+    layer below: with max pooling straight from the pooled state (each
+    non-zero value reaches k^2 positions below its winner); otherwise one
+    product per kernel tap and row of the un-pooled map, shifted into place.
     """
-    cdef const floating* wt = <const floating*> c.weights_t
-    cdef floating* gcols
-    cdef floating* g
+    cdef const floating* taps = <const floating*> c.weights_taps
+    cdef floating* out_cl = scratch
+    cdef floating* g = scratch + <size_t> c.n_in
     cdef const floating* above_row
-    cdef int r
+    cdef int r, a, b, y, yi, x_lo, x_hi, positions = c.h_in * c.w_in
     if c.kind == KIND_DENSE:
-        small_gemm(rows, c.n_in, c.n_out, above, c.n_out, wt, c.n_in, True, out, c.n_in, isa)
+        small_gemm(rows, c.n_in, c.n_out, above, c.n_out, <const floating*> c.weights_t, c.n_in,
+                   True, out, c.n_in, isa)
         return
-    gcols = scratch
-    g = scratch + <size_t> c.patch * c.hw
     for r in range(rows):
         above_row = above + <size_t> r * c.n_out
-        if c.pool == POOL_NONE:
-            small_gemm(c.patch, c.hw, c.c_out, wt, c.c_out, above_row, c.hw, False, gcols, c.hw, isa)
+        memset(out_cl, 0, <size_t> c.n_in * sizeof(floating))
+        if c.pool == POOL_MAX:
+            if floating is float:
+                eq_max_transposed_f32(isa, above_row, winners + <size_t> r * c.n_out, taps, c.c_out,
+                                      c.h_out, c.w_out, c.w_conv, c.c_in, c.h_in, c.w_in, c.k, c.pad, out_cl)
+            else:
+                eq_max_transposed_f64(isa, above_row, winners + <size_t> r * c.n_out, taps, c.c_out,
+                                      c.h_out, c.w_out, c.w_conv, c.c_in, c.h_in, c.w_in, c.k, c.pad, out_cl)
         else:
-            unpool(c, above_row, winners + <size_t> r * c.n_out, g, isa)
-            small_gemm(c.patch, c.hw, c.c_out, wt, c.c_out, g, c.hw, False, gcols, c.hw, isa)
+            if c.pool == POOL_AVG:
+                if floating is float:
+                    eq_unpool_avg_cl_f32(isa, above_row, c.c_out, c.h_conv, c.w_conv, g)
+                else:
+                    eq_unpool_avg_cl_f64(isa, above_row, c.c_out, c.h_conv, c.w_conv, g)
+            elif floating is float:
+                eq_transpose_f32(isa, above_row, c.c_out, c.hw, 0, g)
+            else:
+                eq_transpose_f64(isa, above_row, c.c_out, c.hw, 0, g)
+            for a in range(c.k):
+                for b in range(c.k):
+                    x_lo = max(0, c.pad - b)
+                    x_hi = min(c.w_conv, c.w_in + c.pad - b)
+                    if x_hi <= x_lo:
+                        continue
+                    for y in range(c.h_conv):
+                        yi = y + a - c.pad
+                        if yi < 0 or yi >= c.h_in:
+                            continue
+                        small_gemm(x_hi - x_lo, c.c_in, c.c_out, g + (<size_t> y * c.w_conv + x_lo) * c.c_out,
+                                   c.c_out, taps + <size_t> (a * c.k + b) * c.c_in, c.k * c.k * c.c_in, True,
+                                   out_cl + (<size_t> yi * c.w_in + x_lo + b - c.pad) * c.c_in, c.c_in, isa)
         if floating is float:
-            eq_col2im_f32(isa, gcols, c.hw, c.c_in, c.h_in, c.w_in, c.k, c.pad, c.h_conv, c.w_conv,
-                          out + <size_t> r * c.n_in)
+            eq_transpose_f32(isa, out_cl, positions, c.c_in, 1, out + <size_t> r * c.n_in)
         else:
-            eq_col2im_f64(isa, gcols, c.hw, c.c_in, c.h_in, c.w_in, c.k, c.pad, c.h_conv, c.w_conv,
-                          out + <size_t> r * c.n_in)
+            eq_transpose_f64(isa, out_cl, positions, c.c_in, 1, out + <size_t> r * c.n_in)

@@ -17,6 +17,10 @@ cdef extern from "dense_kernels.h" nogil:
                        int ldb, int acc, float* C, int ldc, int* kidx)
     void eq_listed_f64(int isa, int R, int N, int K, const double* A, int lda, const double* B,
                        int ldb, int acc, double* C, int ldc, int* kidx)
+    void eq_shifted_f32(int isa, int R, int N, int K, const float* A, const float* B, int ldb,
+                        float* C, int ldc, const int* off)
+    void eq_shifted_f64(int isa, int R, int N, int K, const double* A, const double* B, int ldb,
+                        double* C, int ldc, const int* off)
 
 cdef extern from "sparse_rows.h" nogil:
     void eq_sparse_f32(int isa, int R, int N, int K, const float* A, int lda, const float* B,
@@ -41,17 +45,25 @@ cdef extern from "conv_kernels.h" nogil:
                        int hc, int wc, float* cols, size_t ld)
     void eq_im2col_f64(int isa, const double* src, int c, int h, int w, int k, int pad,
                        int hc, int wc, double* cols, size_t ld)
-    void eq_col2im_f32(int isa, const float* cols, size_t ld, int c, int h, int w, int k,
-                       int pad, int hc, int wc, float* dst)
-    void eq_col2im_f64(int isa, const double* cols, size_t ld, int c, int h, int w, int k,
-                       int pad, int hc, int wc, double* dst)
-    void eq_pool_max_f32(int isa, const float* conv, int c, int hc, int wc, float* out, int* win)
-    void eq_pool_max_f64(int isa, const double* conv, int c, int hc, int wc, double* out, int* win)
-    void eq_pool_avg_f32(int isa, const float* conv, int c, int hc, int wc, float* out)
-    void eq_pool_avg_f64(int isa, const double* conv, int c, int hc, int wc, double* out)
     void eq_unpool_max_f32(int isa, const float* above, const int* win, int c, int hc, int wc,
                            float* g)
     void eq_unpool_max_f64(int isa, const double* above, const int* win, int c, int hc, int wc,
                            double* g)
     void eq_unpool_avg_f32(int isa, const float* above, int c, int hc, int wc, float* g)
     void eq_unpool_avg_f64(int isa, const double* above, int c, int hc, int wc, double* g)
+    void eq_pad_map_f32(int isa, const float* src, int c, int h, int w, int pad, float* padded)
+    void eq_pad_map_f64(int isa, const double* src, int c, int h, int w, int pad, double* padded)
+    void eq_transpose_f32(int isa, const float* src, int rows, int cols, int acc, float* dst)
+    void eq_transpose_f64(int isa, const double* src, int rows, int cols, int acc, double* dst)
+    void eq_pool_max_cl_f32(int isa, const float* conv, int c, int hc, int wc, float* out, int* win)
+    void eq_pool_max_cl_f64(int isa, const double* conv, int c, int hc, int wc, double* out, int* win)
+    void eq_pool_avg_cl_f32(int isa, const float* conv, int c, int hc, int wc, float* out)
+    void eq_pool_avg_cl_f64(int isa, const double* conv, int c, int hc, int wc, double* out)
+    void eq_unpool_avg_cl_f32(int isa, const float* above, int c, int hc, int wc, float* g)
+    void eq_unpool_avg_cl_f64(int isa, const double* above, int c, int hc, int wc, double* g)
+    void eq_max_transposed_f32(int isa, const float* above, const int* win, const float* taps,
+                               int c_out, int ho, int wo, int wc, int c_in, int h_in, int w_in,
+                               int k, int pad, float* out_cl)
+    void eq_max_transposed_f64(int isa, const double* above, const int* win, const double* taps,
+                               int c_out, int ho, int wo, int wc, int c_in, int h_in, int w_in,
+                               int k, int pad, double* out_cl)

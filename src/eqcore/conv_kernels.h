@@ -1,13 +1,17 @@
 /*
  * The data movement of a convolutional connection, for one example. The
- * arithmetic goes through the dense products (dense_kernels.h):
+ * arithmetic goes through the products of dense_kernels.h:
  *
- *   forward     conv (c_out x hw)   = W (c_out x patch) @ cols (patch x hw)
- *   transposed  gcols (patch x hw)  = W^T (patch x c_out) @ g (c_out x hw),  then col2im
+ *   forward     conv_cl (hw x c_out) = the shifted product of the padded input
+ *               map with W as (patch x c_out): a direct convolution, no unfolding
+ *   transposed  max pooling: eq_max_transposed, from the pooled state;
+ *               otherwise per kernel tap, g_cl (rows of hw x c_out) @ W_tap (c_out x c_in)
+ *               added into a channels-last map of the layer below
  *   weights     dW (c_out x patch) += G (c_out x D) @ COLS^T (D x patch), D = examples x hw
  *
- * with patch = c_in k^2, hw = h_conv w_conv, and cols the unfolded input
- * (im2col): cols[(ci k + a) k + b, y w_conv + x] = in[ci, y + a - pad, x + b - pad],
+ * with patch = c_in k^2, hw = h_conv w_conv, "cl" a channels-last map, and
+ * cols the unfolded input (im2col, for the weights only):
+ * cols[(ci k + a) k + b, y w_conv + x] = in[ci, y + a - pad, x + b - pad],
  * zero outside the map. Cross-correlation, as torch.nn.functional.conv2d.
  *
  * Pooling is 2x2 with stride 2 over the convolution's map; an odd last row or
@@ -52,57 +56,6 @@
                     }                                                                 \
                 }                                                                     \
     }                                                                                 \
-    /* in (c x h x w) += the fold of cols (patch x hw, ld apart): the transpose of im2col. */ \
-    ATTR static void eq_col2im_##SUFFIX(const T *cols, size_t ld, int c, int h, int w, \
-                                        int k, int pad, int hc, int wc, T *in) {      \
-        for (int ci = 0; ci < c; ci++)                                                \
-            for (int a = 0; a < k; a++)                                               \
-                for (int b = 0; b < k; b++) {                                         \
-                    const T *row = cols + (size_t)((ci * k + a) * k + b) * ld;        \
-                    int x0 = pad - b;                                                 \
-                    int lo = x0 > 0 ? x0 : 0, hi = w + pad - b;                       \
-                    if (hi > wc) hi = wc;                                             \
-                    for (int y = 0; y < hc; y++) {                                    \
-                        int yi = y + a - pad;                                         \
-                        if (yi < 0 || yi >= h) continue;                              \
-                        T *dst = in + ((size_t)ci * h + yi) * w + (b - pad);          \
-                        const T *src = row + (size_t)y * wc;                          \
-                        for (int x = lo; x < hi; x++) dst[x] += src[x];               \
-                    }                                                                 \
-                }                                                                     \
-    }                                                                                 \
-    /* out (c x hc/2 x wc/2) = 2x2 max of conv (c x hc x wc); win = flat index in hc x wc. */ \
-    ATTR static void eq_pool_max_##SUFFIX(const T *conv, int c, int hc, int wc, T *out, \
-                                          int *win) {                                 \
-        int ho = hc / 2, wo = wc / 2;                                                 \
-        for (int ch = 0; ch < c; ch++) {                                              \
-            const T *m = conv + (size_t)ch * hc * wc;                                 \
-            for (int i = 0; i < ho; i++)                                              \
-                for (int j = 0; j < wo; j++) {                                        \
-                    int p = (2 * i) * wc + 2 * j, q;                                  \
-                    int best = p;                                                     \
-                    T v = m[p];                                                       \
-                    q = p + 1;      if (!(m[q] <= v) && v == v) { v = m[q]; best = q; } \
-                    q = p + wc;     if (!(m[q] <= v) && v == v) { v = m[q]; best = q; } \
-                    q = p + wc + 1; if (!(m[q] <= v) && v == v) { v = m[q]; best = q; } \
-                    size_t o = ((size_t)ch * ho + i) * wo + j;                        \
-                    out[o] = v;                                                       \
-                    win[o] = best;                                                    \
-                }                                                                     \
-        }                                                                             \
-    }                                                                                 \
-    ATTR static void eq_pool_avg_##SUFFIX(const T *conv, int c, int hc, int wc, T *out) { \
-        int ho = hc / 2, wo = wc / 2;                                                 \
-        for (int ch = 0; ch < c; ch++) {                                              \
-            const T *m = conv + (size_t)ch * hc * wc;                                 \
-            for (int i = 0; i < ho; i++) {                                            \
-                const T *r0 = m + (size_t)(2 * i) * wc, *r1 = r0 + wc;                \
-                T *o = out + ((size_t)ch * ho + i) * wo;                              \
-                for (int j = 0; j < wo; j++)                                          \
-                    o[j] = ((r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1])) * (T)0.25; \
-            }                                                                         \
-        }                                                                             \
-    }                                                                                 \
     /* g (c x hc x wc) = the state above routed to its windows' winners, 0 elsewhere. */ \
     ATTR static void eq_unpool_max_##SUFFIX(const T *above, const int *win, int c,    \
                                             int hc, int wc, T *g) {                   \
@@ -129,29 +82,138 @@
             }                                                                         \
     }
 
+/*
+ * Channels-last helpers of the direct convolution (_engine.pyx): the products
+ * run over positions x channels ("cl") maps, the states stay channels-first.
+ */
+#define EQ_DEFINE_CONV_CL(SUFFIX, ATTR, T)                                            \
+    /* padded (c x (h + 2 pad) x (w + 2 pad)) = in, zero around it. */               \
+    ATTR static void eq_pad_map_##SUFFIX(const T *in, int c, int h, int w, int pad, T *padded) { \
+        int hp = h + 2 * pad, wp = w + 2 * pad;                                       \
+        memset(padded, 0, (size_t)c * hp * wp * sizeof(T));                           \
+        for (int ch = 0; ch < c; ch++)                                                \
+            for (int y = 0; y < h; y++)                                               \
+                memcpy(padded + ((size_t)ch * hp + y + pad) * wp + pad,               \
+                       in + ((size_t)ch * h + y) * w, (size_t)w * sizeof(T));         \
+    }                                                                                 \
+    /* dst (cols x rows) = src (rows x cols)^T, or += with acc. */                    \
+    ATTR static void eq_transpose_##SUFFIX(const T *src, int rows, int cols, int acc, T *dst) { \
+        for (int c = 0; c < cols; c++) {                                              \
+            T *d = dst + (size_t)c * rows;                                            \
+            if (acc) for (int r = 0; r < rows; r++) d[r] += src[(size_t)r * cols + c]; \
+            else for (int r = 0; r < rows; r++) d[r] = src[(size_t)r * cols + c];     \
+        }                                                                             \
+    }                                                                                 \
+    /* out (c x hc/2 x wc/2) and win = eq_pool_max of the channels-last conv (hc wc x c). */ \
+    ATTR static void eq_pool_max_cl_##SUFFIX(const T *conv, int c, int hc, int wc, T *out, \
+                                             int *win) {                              \
+        int ho = hc / 2, wo = wc / 2;                                                 \
+        for (int i = 0; i < ho; i++)                                                  \
+            for (int j = 0; j < wo; j++) {                                            \
+                int p = (2 * i) * wc + 2 * j;                                         \
+                const T *m0 = conv + (size_t)p * c, *m1 = m0 + c;                     \
+                const T *m2 = m0 + (size_t)wc * c, *m3 = m2 + c;                      \
+                for (int ch = 0; ch < c; ch++) {                                      \
+                    T v = m0[ch];                                                     \
+                    int best = p, take;                                               \
+                    take = !(m1[ch] <= v) && v == v; v = take ? m1[ch] : v; best = take ? p + 1 : best; \
+                    take = !(m2[ch] <= v) && v == v; v = take ? m2[ch] : v; best = take ? p + wc : best; \
+                    take = !(m3[ch] <= v) && v == v; v = take ? m3[ch] : v; best = take ? p + wc + 1 : best; \
+                    size_t o = ((size_t)ch * ho + i) * wo + j;                        \
+                    out[o] = v;                                                       \
+                    win[o] = best;                                                    \
+                }                                                                     \
+            }                                                                         \
+    }                                                                                 \
+    ATTR static void eq_pool_avg_cl_##SUFFIX(const T *conv, int c, int hc, int wc, T *out) { \
+        int ho = hc / 2, wo = wc / 2;                                                 \
+        for (int i = 0; i < ho; i++)                                                  \
+            for (int j = 0; j < wo; j++) {                                            \
+                const T *m0 = conv + (size_t)((2 * i) * wc + 2 * j) * c, *m1 = m0 + c; \
+                const T *m2 = m0 + (size_t)wc * c, *m3 = m2 + c;                      \
+                for (int ch = 0; ch < c; ch++)                                        \
+                    out[((size_t)ch * ho + i) * wo + j] = ((m0[ch] + m1[ch]) + (m2[ch] + m3[ch])) * (T)0.25; \
+            }                                                                         \
+    }                                                                                 \
+    /* g (hc wc x c) = the average un-pooling of above (c x hc/2 x wc/2), channels-last. */ \
+    ATTR static void eq_unpool_avg_cl_##SUFFIX(const T *above, int c, int hc, int wc, T *g) { \
+        int ho = hc / 2, wo = wc / 2;                                                 \
+        memset(g, 0, (size_t)c * hc * wc * sizeof(T));                                \
+        for (int ch = 0; ch < c; ch++)                                                \
+            for (int i = 0; i < ho; i++)                                              \
+                for (int j = 0; j < wo; j++) {                                        \
+                    T q = above[((size_t)ch * ho + i) * wo + j] * (T)0.25;            \
+                    size_t p = (size_t)(2 * i) * wc + 2 * j;                          \
+                    g[p * c + ch] = q; g[(p + 1) * c + ch] = q;                       \
+                    g[(p + wc) * c + ch] = q; g[(p + wc + 1) * c + ch] = q;           \
+                }                                                                     \
+    }                                                                                 \
+    /*                                                                                \
+     * The transposed convolution of a max-unpooled state, from the pooled state     \
+     * itself: each non-zero value above[ch, o] sends above * W[ch, :, a, b] to the  \
+     * positions below its window's winner reaches. out_cl (h_in w_in x c_in) +=;    \
+     * taps (c_out x k x k x c_in) is W with the input channel last. Three quarters  \
+     * of an un-pooled map are zeros, and so are many clipped states: both are       \
+     * skipped (0 * w adds nothing: the weights are finite).                          \
+     */                                                                               \
+    ATTR static void eq_max_transposed_##SUFFIX(const T *above, const int *win, const T *taps, \
+                                                int c_out, int ho, int wo, int wc, int c_in, \
+                                                int h_in, int w_in, int k, int pad, T *out_cl) { \
+        for (int ch = 0; ch < c_out; ch++)                                            \
+            for (int o = 0; o < ho * wo; o++) {                                       \
+                T v = above[(size_t)ch * ho * wo + o];                                \
+                if (v == 0) continue;                                                 \
+                int p = win[(size_t)ch * ho * wo + o], y = p / wc, x = p % wc;        \
+                int b_lo = pad - x > 0 ? pad - x : 0;                                 \
+                int b_hi = w_in + pad - x < k ? w_in + pad - x : k;                   \
+                if (b_hi <= b_lo) continue;                                           \
+                for (int a = 0; a < k; a++) {                                         \
+                    int yi = y + a - pad;                                             \
+                    if (yi < 0 || yi >= h_in) continue;                               \
+                    T *dst = out_cl + ((size_t)yi * w_in + x + b_lo - pad) * c_in;    \
+                    const T *w = taps + (((size_t)ch * k + a) * k + b_lo) * c_in;     \
+                    int n = (b_hi - b_lo) * c_in;                                     \
+                    for (int t = 0; t < n; t++) dst[t] += v * w[t];                   \
+                }                                                                     \
+            }                                                                         \
+    }
+
 #define EQ_DEFINE_CONV_ISA(SUFFIX, ATTR, FV, FL, DV, DL)                              \
     EQ_DEFINE_CONV_MOVES(f32_##SUFFIX, ATTR, float)                                   \
-    EQ_DEFINE_CONV_MOVES(f64_##SUFFIX, ATTR, double)
+    EQ_DEFINE_CONV_MOVES(f64_##SUFFIX, ATTR, double)                                  \
+    EQ_DEFINE_CONV_CL(f32_##SUFFIX, ATTR, float)                                      \
+    EQ_DEFINE_CONV_CL(f64_##SUFFIX, ATTR, double)
 EQ_FOR_EACH_ISA(EQ_DEFINE_CONV_ISA)
 
 #define EQ_DEFINE_CONV_DISPATCH(S, T)                                                 \
+    static void eq_pad_map_##S(int isa, const T *in, int c, int h, int w, int pad, T *padded) { \
+        EQ_DISPATCH(isa, eq_pad_map_##S, (in, c, h, w, pad, padded), (in, c, h, w, pad, padded)) \
+    }                                                                                 \
+    static void eq_transpose_##S(int isa, const T *src, int rows, int cols, int acc, T *dst) { \
+        EQ_DISPATCH(isa, eq_transpose_##S, (src, rows, cols, acc, dst), (src, rows, cols, acc, dst)) \
+    }                                                                                 \
+    static void eq_pool_max_cl_##S(int isa, const T *conv, int c, int hc, int wc, T *out, \
+                                   int *win) {                                        \
+        EQ_DISPATCH(isa, eq_pool_max_cl_##S, (conv, c, hc, wc, out, win),             \
+                    (conv, c, hc, wc, out, win))                                      \
+    }                                                                                 \
+    static void eq_pool_avg_cl_##S(int isa, const T *conv, int c, int hc, int wc, T *out) { \
+        EQ_DISPATCH(isa, eq_pool_avg_cl_##S, (conv, c, hc, wc, out), (conv, c, hc, wc, out)) \
+    }                                                                                 \
+    static void eq_unpool_avg_cl_##S(int isa, const T *above, int c, int hc, int wc, T *g) { \
+        EQ_DISPATCH(isa, eq_unpool_avg_cl_##S, (above, c, hc, wc, g), (above, c, hc, wc, g)) \
+    }                                                                                 \
+    static void eq_max_transposed_##S(int isa, const T *above, const int *win, const T *taps, \
+                                      int c_out, int ho, int wo, int wc, int c_in, int h_in, \
+                                      int w_in, int k, int pad, T *out_cl) {          \
+        EQ_DISPATCH(isa, eq_max_transposed_##S,                                       \
+                    (above, win, taps, c_out, ho, wo, wc, c_in, h_in, w_in, k, pad, out_cl), \
+                    (above, win, taps, c_out, ho, wo, wc, c_in, h_in, w_in, k, pad, out_cl)) \
+    }                                                                                 \
     static void eq_im2col_##S(int isa, const T *in, int c, int h, int w, int k, int pad, \
                               int hc, int wc, T *cols, size_t ld) {                   \
         EQ_DISPATCH(isa, eq_im2col_##S, (in, c, h, w, k, pad, hc, wc, cols, ld),      \
                     (in, c, h, w, k, pad, hc, wc, cols, ld))                          \
-    }                                                                                 \
-    static void eq_col2im_##S(int isa, const T *cols, size_t ld, int c, int h, int w, \
-                              int k, int pad, int hc, int wc, T *in) {                \
-        EQ_DISPATCH(isa, eq_col2im_##S, (cols, ld, c, h, w, k, pad, hc, wc, in),      \
-                    (cols, ld, c, h, w, k, pad, hc, wc, in))                          \
-    }                                                                                 \
-    static void eq_pool_max_##S(int isa, const T *conv, int c, int hc, int wc, T *out, \
-                                int *win) {                                           \
-        EQ_DISPATCH(isa, eq_pool_max_##S, (conv, c, hc, wc, out, win),                \
-                    (conv, c, hc, wc, out, win))                                      \
-    }                                                                                 \
-    static void eq_pool_avg_##S(int isa, const T *conv, int c, int hc, int wc, T *out) { \
-        EQ_DISPATCH(isa, eq_pool_avg_##S, (conv, c, hc, wc, out), (conv, c, hc, wc, out)) \
     }                                                                                 \
     static void eq_unpool_max_##S(int isa, const T *above, const int *win, int c, int hc, \
                                   int wc, T *g) {                                     \

@@ -21,7 +21,7 @@
  * Rows r0..r0+RG of C for a compile-time RG: blocks of 2 vectors of columns,
  * then 1 vector, then a half vector, then scalars. ACC = 0 overwrites C, ACC = 1 adds to it.
  */
-#define EQ_DEFINE_ROWS(NAME, T, VT, V, HVT, HV, RG, ATTR, KIDX)                              \
+#define EQ_DEFINE_ROWS(NAME, T, VT, V, HVT, HV, RG, ATTR, AIDX, BIDX)                              \
     ATTR EQ_INLINE void NAME(int N, int K, const T *A, int lda, const T *B, int ldb,  \
                              int acc, T *C, int ldc, const int *kidx) {              \
         int c = 0;                                                                    \
@@ -29,10 +29,10 @@
             VT s0[RG], s1[RG];                                                        \
             for (int r = 0; r < RG; r++) { s0[r] = (VT){0}; s1[r] = (VT){0}; }       \
             for (int k = 0; k < K; k++) {                                             \
-                const T *bp = B + (size_t)KIDX(k) * ldb + c;                          \
+                const T *bp = B + (size_t)BIDX(k) * ldb + c;                          \
                 VT b0 = *(const VT *)bp, b1 = *(const VT *)(bp + V);                  \
                 for (int r = 0; r < RG; r++) {                                        \
-                    T a = A[(size_t)r * lda + KIDX(k)];                                     \
+                    T a = A[(size_t)r * lda + AIDX(k)];                                     \
                     s0[r] += a * b0;                                                  \
                     s1[r] += a * b1;                                                  \
                 }                                                                     \
@@ -46,9 +46,9 @@
             VT s0[RG];                                                                \
             for (int r = 0; r < RG; r++) s0[r] = (VT){0};                             \
             for (int k = 0; k < K; k++) {                                             \
-                const T *bp = B + (size_t)KIDX(k) * ldb + c;                          \
+                const T *bp = B + (size_t)BIDX(k) * ldb + c;                          \
                 VT b0 = *(const VT *)bp;                                              \
-                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + KIDX(k)] * b0;    \
+                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + AIDX(k)] * b0;    \
             }                                                                         \
             for (int r = 0; r < RG; r++) {                                            \
                 VT *c0 = (VT *)(C + (size_t)r * ldc + c);                             \
@@ -59,9 +59,9 @@
             HVT s0[RG];                                                               \
             for (int r = 0; r < RG; r++) s0[r] = (HVT){0};                            \
             for (int k = 0; k < K; k++) {                                             \
-                const T *bp = B + (size_t)KIDX(k) * ldb + c;                          \
+                const T *bp = B + (size_t)BIDX(k) * ldb + c;                          \
                 HVT b0 = *(const HVT *)bp;                                            \
-                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + KIDX(k)] * b0;    \
+                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + AIDX(k)] * b0;    \
             }                                                                         \
             for (int r = 0; r < RG; r++) {                                            \
                 HVT *c0 = (HVT *)(C + (size_t)r * ldc + c);                           \
@@ -72,8 +72,8 @@
             T s0[RG];                                                                 \
             for (int r = 0; r < RG; r++) s0[r] = 0;                                   \
             for (int k = 0; k < K; k++) {                                             \
-                T b0 = B[(size_t)KIDX(k) * ldb + c];                                  \
-                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + KIDX(k)] * b0;    \
+                T b0 = B[(size_t)BIDX(k) * ldb + c];                                  \
+                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + AIDX(k)] * b0;    \
             }                                                                         \
             for (int r = 0; r < RG; r++) {                                            \
                 T *c0 = C + (size_t)r * ldc + c;                                      \
@@ -91,25 +91,60 @@
  */
 #define EQ_K_ALL(k) (k)
 #define EQ_K_LISTED(k) kidx[k]
+/* NAME_r1 .. NAME_r12: the row kernels for every group size. */
+#define EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, ATTR, AIDX, BIDX)                      \
+    EQ_DEFINE_ROWS(NAME##_r1, T, VT, V, HVT, HV, 1, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r2, T, VT, V, HVT, HV, 2, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r3, T, VT, V, HVT, HV, 3, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r4, T, VT, V, HVT, HV, 4, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r5, T, VT, V, HVT, HV, 5, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r6, T, VT, V, HVT, HV, 6, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r7, T, VT, V, HVT, HV, 7, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r8, T, VT, V, HVT, HV, 8, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r9, T, VT, V, HVT, HV, 9, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r10, T, VT, V, HVT, HV, 10, ATTR, AIDX, BIDX)                       \
+    EQ_DEFINE_ROWS(NAME##_r11, T, VT, V, HVT, HV, 11, ATTR, AIDX, BIDX)                       \
+    EQ_DEFINE_ROWS(NAME##_r12, T, VT, V, HVT, HV, 12, ATTR, AIDX, BIDX)
+
+/* Call the row kernel NAME_r<rg> (rg in 1..12) with ARGS. */
+#define EQ_CALL_ROWS(NAME, rg, ARGS)                                                  \
+    switch (rg) {                                                                     \
+        case 1: NAME##_r1 ARGS; break;                                                \
+        case 2: NAME##_r2 ARGS; break;                                                \
+        case 3: NAME##_r3 ARGS; break;                                                \
+        case 4: NAME##_r4 ARGS; break;                                                \
+        case 5: NAME##_r5 ARGS; break;                                                \
+        case 6: NAME##_r6 ARGS; break;                                                \
+        case 7: NAME##_r7 ARGS; break;                                                \
+        case 8: NAME##_r8 ARGS; break;                                                \
+        case 9: NAME##_r9 ARGS; break;                                                \
+        case 10: NAME##_r10 ARGS; break;                                              \
+        case 11: NAME##_r11 ARGS; break;                                              \
+        default: NAME##_r12 ARGS; break;                                              \
+    }
+
+/* The number of rows of the next group: R - r0 rows left, cut into balanced groups of at most max_group. */
+EQ_INLINE int eq_group_rows(int left, int max_group) {
+    int groups = (left + max_group - 1) / max_group;
+    return (left + groups - 1) / groups;
+}
+
+/*
+ * The whole product: rows cut into balanced groups of at most max_group rows.
+ * With LISTED = 1, each group only visits the k where one of its rows of A is
+ * non-zero (listed in kidx, scratch for K entries): the zero columns of a
+ * sparse input cost nothing and each listed row of B is still read once for
+ * the whole group.
+ */
+#define EQ_K_ALL(k) (k)
+#define EQ_K_LISTED(k) kidx[k]
 #define EQ_DEFINE_GEMM(NAME, T, VT, V, HVT, HV, ATTR, LISTED, KIDX)                      \
-    EQ_DEFINE_ROWS(NAME##_r1, T, VT, V, HVT, HV, 1, ATTR, KIDX)                                \
-    EQ_DEFINE_ROWS(NAME##_r2, T, VT, V, HVT, HV, 2, ATTR, KIDX)                                \
-    EQ_DEFINE_ROWS(NAME##_r3, T, VT, V, HVT, HV, 3, ATTR, KIDX)                                \
-    EQ_DEFINE_ROWS(NAME##_r4, T, VT, V, HVT, HV, 4, ATTR, KIDX)                                \
-    EQ_DEFINE_ROWS(NAME##_r5, T, VT, V, HVT, HV, 5, ATTR, KIDX)                                \
-    EQ_DEFINE_ROWS(NAME##_r6, T, VT, V, HVT, HV, 6, ATTR, KIDX)                                \
-    EQ_DEFINE_ROWS(NAME##_r7, T, VT, V, HVT, HV, 7, ATTR, KIDX)                                \
-    EQ_DEFINE_ROWS(NAME##_r8, T, VT, V, HVT, HV, 8, ATTR, KIDX)                                \
-    EQ_DEFINE_ROWS(NAME##_r9, T, VT, V, HVT, HV, 9, ATTR, KIDX)                                \
-    EQ_DEFINE_ROWS(NAME##_r10, T, VT, V, HVT, HV, 10, ATTR, KIDX)                              \
-    EQ_DEFINE_ROWS(NAME##_r11, T, VT, V, HVT, HV, 11, ATTR, KIDX)                              \
-    EQ_DEFINE_ROWS(NAME##_r12, T, VT, V, HVT, HV, 12, ATTR, KIDX)                              \
+    EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, ATTR, KIDX, KIDX)                         \
     ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *B,       \
                           int ldb, int acc, T *C, int ldc, int max_group, int *kidx) { \
         int r0 = 0;                                                                   \
         while (r0 < R) {                                                              \
-            int left = R - r0, groups = (left + max_group - 1) / max_group;           \
-            int rg = (left + groups - 1) / groups;                                    \
+            int rg = eq_group_rows(R - r0, max_group);                                \
             const T *a = A + (size_t)r0 * lda;                                        \
             T *cc = C + (size_t)r0 * ldc;                                             \
             int kk = K;                                                               \
@@ -122,20 +157,27 @@
                     kk += any; /* no branch: the pattern is unpredictable */          \
                 }                                                                     \
             }                                                                         \
-            switch (rg) {                                                             \
-                case 1: NAME##_r1(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
-                case 2: NAME##_r2(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
-                case 3: NAME##_r3(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
-                case 4: NAME##_r4(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
-                case 5: NAME##_r5(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
-                case 6: NAME##_r6(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
-                case 7: NAME##_r7(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
-                case 8: NAME##_r8(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
-                case 9: NAME##_r9(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break;  \
-                case 10: NAME##_r10(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break; \
-                case 11: NAME##_r11(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break; \
-                default: NAME##_r12(N, kk, a, lda, B, ldb, acc, cc, ldc, kidx); break; \
-            }                                                                         \
+            EQ_CALL_ROWS(NAME, rg, (N, kk, a, lda, B, ldb, acc, cc, ldc, kidx))       \
+            r0 += rg;                                                                 \
+        }                                                                             \
+    }
+
+/*
+ * The convolution without unfolding its input (implicit im2col):
+ * C (R x N) = sum_k A[r + off[k]] B[k, :], where the R rows are R consecutive
+ * output positions of one row of a map and off (K entries) the offsets of a
+ * patch's values from its first one. The patch values are broadcast from the
+ * (cached) input map itself, so no unfolded copy is written or read.
+ */
+#define EQ_DEFINE_SHIFTED(NAME, T, VT, V, HVT, HV, ATTR)                              \
+    EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, ATTR, EQ_K_LISTED, EQ_K_ALL)           \
+    ATTR static void NAME(int R, int N, int K, const T *A, const T *B, int ldb,       \
+                          T *C, int ldc, int max_group, const int *off) {             \
+        int r0 = 0;                                                                   \
+        while (r0 < R) {                                                              \
+            int rg = eq_group_rows(R - r0, max_group);                                \
+            const int *kidx = off;                                                    \
+            EQ_CALL_ROWS(NAME, rg, (N, K, A + r0, 1, B, ldb, 0, C + (size_t)r0 * ldc, ldc, kidx)) \
             r0 += rg;                                                                 \
         }                                                                             \
     }
@@ -213,7 +255,9 @@ EQ_DEFINE_DOT(eq_dot_f64_avx512, double, eq_d8, 8, EQ_HSUM_D8, EQ_TARGET_AVX512)
     EQ_DEFINE_GEMM(eq_gemm_any_f32_##SUFFIX, float, F, FV, FHV, FH, ATTR, 0, EQ_K_ALL)     \
     EQ_DEFINE_GEMM(eq_gemm_any_f64_##SUFFIX, double, D, DV, DHV, DH, ATTR, 0, EQ_K_ALL)    \
     EQ_DEFINE_GEMM(eq_listed_f32_##SUFFIX, float, F, FV, FHV, FH, ATTR, 1, EQ_K_LISTED) \
-    EQ_DEFINE_GEMM(eq_listed_f64_##SUFFIX, double, D, DV, DHV, DH, ATTR, 1, EQ_K_LISTED)
+    EQ_DEFINE_GEMM(eq_listed_f64_##SUFFIX, double, D, DV, DHV, DH, ATTR, 1, EQ_K_LISTED) \
+    EQ_DEFINE_SHIFTED(eq_shifted_f32_##SUFFIX, float, F, FV, FHV, FH, ATTR)               \
+    EQ_DEFINE_SHIFTED(eq_shifted_f64_##SUFFIX, double, D, DV, DHV, DH, ATTR)
 
 EQ_DEFINE_GEMMS(generic, , eq_f4, 4, eq_f2, 2, eq_d2, 2, eq_d2, 2)
 #if EQ_X86_DISPATCH
@@ -237,6 +281,16 @@ EQ_DEFINE_GEMM_DISPATCH(eq_listed_f32, float)
 EQ_DEFINE_GEMM_DISPATCH(eq_listed_f64, double)
 EQ_DEFINE_GEMM_DISPATCH(eq_gemm_any_f32, float)
 EQ_DEFINE_GEMM_DISPATCH(eq_gemm_any_f64, double)
+
+#define EQ_DEFINE_SHIFTED_DISPATCH(NAME, T)                                           \
+    static void NAME(int isa, int R, int N, int K, const T *A, const T *B, int ldb,   \
+                     T *C, int ldc, const int *off) {                                 \
+        EQ_DISPATCH(isa, NAME, (R, N, K, A, B, ldb, C, ldc, 12, off),                 \
+                    (R, N, K, A, B, ldb, C, ldc, 6, off))                             \
+    }
+
+EQ_DEFINE_SHIFTED_DISPATCH(eq_shifted_f32, float)
+EQ_DEFINE_SHIFTED_DISPATCH(eq_shifted_f64, double)
 
 static void eq_gemm_f32(int isa, int R, int N, int K, const float *A, int lda, const float *B,
                         int ldb, int acc, float *C, int ldc) {
