@@ -9,6 +9,7 @@ import pytest
 from conftest import one_hot
 
 import eqprop
+from eqprop.layers import layers_from_json, parse_layers
 from eqprop.presets import PRESETS, get_preset
 
 PAPER = {
@@ -39,8 +40,8 @@ def test_every_preset_builds_a_trainer():
         net = eqprop.EqPropNetwork(preset.sizes, seed=0)
         trainer = eqprop.Trainer(net, **preset.trainer_kwargs())
         assert trainer.learning_rates == preset.learning_rates
-        assert preset.to_dict()["sizes"] == list(preset.sizes)
-        assert preset.layers == "-".join(map(str, preset.sizes))
+        assert layers_from_json(preset.to_dict()["sizes"]) == list(preset.sizes)
+        assert parse_layers(preset.layers) == list(preset.sizes)
     assert PRESETS["digits"].dataset == "digits" and PRESETS["digits"].sizes[0] == 64
 
 

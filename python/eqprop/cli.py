@@ -169,7 +169,8 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
             preset=preset.name, dataset=preset.dataset, layers=layers_to_json(preset.sizes), beta=preset.beta,
             free_steps=preset.free_steps, nudged_steps=preset.nudged_steps, epsilon=preset.epsilon,
             learning_rates=list(preset.learning_rates), batch_size=preset.batch_size, epochs=preset.epochs,
-            random_sign=preset.random_sign, persistent=preset.persistent,
+            random_sign=preset.random_sign, persistent=preset.persistent, symmetric=preset.symmetric,
+            solver=preset.solver, eval_steps=preset.eval_steps,
         )
     overrides = {
         "dataset": args.dataset, "layers": list(args.layers) if args.layers else None, "beta": args.beta,
@@ -443,24 +444,28 @@ def _cmd_presets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     from eqprop.presets import PRESETS
 
     header = (
-        f"{'name':<11} {'dataset':<14} {'layers':<20} {'free/nudged':<12} {'beta':<5} "
-        f"{'learning rates':<28} {'epochs':>6}"
+        f"{'name':<12} {'dataset':<14} {'layers':<24} {'solver':<12} {'free/nudged':<12} {'beta':<5} "
+        f"{'learning rates':<22} {'epochs':>6}"
     )
     print(header)
     print("-" * len(header))
     for preset in PRESETS.values():
         rates = ", ".join(f"{r:g}" for r in preset.learning_rates)
+        solver = preset.solver + (", sym" if preset.symmetric else "")
         print(
-            f"{preset.name:<11} {preset.dataset:<14} {preset.layers:<20} "
-            f"{f'{preset.free_steps}/{preset.nudged_steps}':<12} {preset.beta:<5g} {rates:<28} {preset.epochs:>6}"
+            f"{preset.name:<12} {preset.dataset:<14} {preset.layers:<24} {solver:<12} "
+            f"{f'{preset.free_steps}/{preset.nudged_steps}':<12} {preset.beta:<5g} {rates:<22} {preset.epochs:>6}"
         )
     print(
         "\nAll: epsilon 0.5, mini-batch 20, random sign of beta, persistent particles. beta and the\n"
         "learning rates use C = 1/2 ||y - d||^2; the original code's values (C = ||y - d||^2) are half:"
     )
     for preset in PRESETS.values():
+        if preset.original_learning_rates is None:
+            continue
         rates = ", ".join(f"{r:g}" for r in preset.original_learning_rates)
-        print(f"  {preset.name:<11} beta {preset.original_beta:g}, learning rates {rates}")
+        print(f"  {preset.name:<12} beta {preset.original_beta:g}, learning rates {rates}")
+    print("The conv presets have no original code: their settings were chosen by measurement (docs/results.md).")
     print("\nRun one with: eqprop train --preset NAME --out runs/NAME")
     return 0
 
@@ -483,6 +488,7 @@ def _cmd_info(args: argparse.Namespace, parser: argparse.ArgumentParser | None =
     print(f"built with -march=native: {'yes' if info['native'] else 'no'}")
     print(f"relaxation kernel: {info['kernel']['path']} ({info['kernel']['isa']})")
     print(f"sparse input products: for inputs with at most {info['sparse_input_density']:.0%} non-zero entries")
+    print(f"connections: dense; conv (direct convolution, {info['kernel']['isa']}; 2x2 max / average / no pooling)")
     for blas in info["blas"]:
         print(f"BLAS: {blas['library']} {blas['version']} ({blas['threading']}, {blas['architecture']}) {blas['path']}")
     return 0

@@ -65,8 +65,9 @@ class Preset:
         In this library's convention (C = 1/2 ||y - d||^2).
     original_beta, original_learning_rates
         The same run in the original code's convention (C = ||y - d||^2): half
-        of ``beta`` and ``learning_rates`` (see the module documentation).
-    free_steps, nudged_steps, epsilon, batch_size, epochs, random_sign, persistent
+        of ``beta`` and ``learning_rates`` (see the module documentation);
+        None for the presets this project chose by measurement (the conv ones).
+    free_steps, nudged_steps, epsilon, batch_size, epochs, random_sign, persistent, symmetric, solver, eval_steps
         As in :class:`eqprop.Trainer` and :meth:`eqprop.Trainer.fit`.
     description : str
         One line for ``eqprop presets``.
@@ -79,18 +80,25 @@ class Preset:
     nudged_steps: int
     beta: float
     learning_rates: tuple[float, ...]
-    original_beta: float
-    original_learning_rates: tuple[float, ...]
+    original_beta: float | None
+    original_learning_rates: tuple[float, ...] | None
     epsilon: float = 0.5
     batch_size: int = 20
     epochs: int = 25
     random_sign: bool = True
     persistent: bool = True
+    symmetric: bool = False
+    solver: str = "euler"
+    eval_steps: int | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
         if len(self.learning_rates) != len(self.sizes) - 1:
             raise ValueError(f"preset {self.name}: one learning rate per weight matrix is needed")
+        if (self.original_beta is None) != (self.original_learning_rates is None):
+            raise ValueError(f"preset {self.name}: give both original values or neither")
+        if self.original_beta is None:
+            return
         if self.beta != 2 * self.original_beta or any(
             ours != 2 * theirs for ours, theirs in zip(self.learning_rates, self.original_learning_rates, strict=True)
         ):
@@ -114,11 +122,18 @@ class Preset:
             "batch_size": self.batch_size,
             "random_sign": self.random_sign,
             "persistent": self.persistent,
+            "symmetric": self.symmetric,
+            "solver": self.solver,
+            "eval_steps": self.eval_steps,
         }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible fields (tuples become lists)."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        from eqprop.layers import layers_to_json
+
+        fields = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        fields["sizes"] = layers_to_json(self.sizes)
+        return fields
 
 
 def _mnist_1h(name: str, dataset: str) -> Preset:
