@@ -445,7 +445,7 @@ def _cmd_presets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
     header = (
         f"{'name':<12} {'dataset':<14} {'layers':<24} {'solver':<12} {'free/nudged':<12} {'beta':<5} "
-        f"{'learning rates':<22} {'epochs':>6}"
+        f"{'learning rates':<30} {'epochs':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -454,7 +454,7 @@ def _cmd_presets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         solver = preset.solver + (", sym" if preset.symmetric else "")
         print(
             f"{preset.name:<12} {preset.dataset:<14} {preset.layers:<24} {solver:<12} "
-            f"{f'{preset.free_steps}/{preset.nudged_steps}':<12} {preset.beta:<5g} {rates:<22} {preset.epochs:>6}"
+            f"{f'{preset.free_steps}/{preset.nudged_steps}':<12} {preset.beta:<5g} {rates:<30} {preset.epochs:>6}"
         )
     print(
         "\nAll: epsilon 0.5, mini-batch 20, random sign of beta, persistent particles. beta and the\n"
