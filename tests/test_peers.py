@@ -198,6 +198,29 @@ def test_conv_peer_rejects_parameters_that_do_not_fit_the_layers():
         peer_class(conv_layers("max"), net.weights[:2], net.biases[:2])
 
 
+def test_compare_flop_count_of_the_conv_network():
+    from benchmarks.compare import PRESETS, flops_per_example
+
+    conv = PRESETS["conv"]
+    net = eqprop.EqPropNetwork(conv.layers)
+    # 1x28x28 -> conv 5x5 24x24, pooled 12x12 -> conv 5x5 8x8, pooled 4x4 -> 10
+    first = 2 * 32 * 1 * 25 * 24 * 24           # P(W_1 * x): once per example
+    second = 2 * 64 * 32 * 25 * 8 * 8           # one direction of the second conv
+    dense = 2 * 64 * 4 * 4 * 10
+    per_step = 2 * second + 2 * dense           # both directions, every step
+    assert net.core_chain().flops_per_example() == per_step  # eqprop's count of a relaxation step
+    steps = conv.free_steps + conv.nudged_steps
+    assert flops_per_example(conv.layers, conv.free_steps, conv.nudged_steps) == (
+        steps * per_step + first + 2 * (first + second + dense))
+    for key in ("1h", "2h", "3h"):  # one definition for dense and conv chains
+        p = PRESETS[key]
+        net = eqprop.EqPropNetwork(p.layers)
+        sizes = p.layers
+        expected = ((p.free_steps + p.nudged_steps) * net.core_chain().flops_per_example()
+                    + 2 * sizes[0] * sizes[1] + sum(4 * a * b for a, b in zip(sizes[:-1], sizes[1:])))
+        assert flops_per_example(p.layers, p.free_steps, p.nudged_steps) == expected
+
+
 def test_conv_peer_imports_without_torch():
     """asv imports every module under benchmarks/: the conv peer must import without PyTorch too."""
     code = (
