@@ -51,7 +51,9 @@ settings are the benchmark's own: 40 free / 10 nudged Euler steps (a short
 schedule: Laborieux et al. 2021 run 250 free / 25-30 nudged steps of their
 discrete-time dynamics on CIFAR-10; the work per step is what is compared,
 and the count below scales with the steps), epsilon 0.5,
-beta 0.5, learning rates 0.1, 0.05, 0.02. Its useful work counts one
+beta 0.5, learning rates 0.1, 0.05, 0.02. They measure speed, they are not a
+training recipe: 40 steps do not reach this network's fixed point (see
+docs/benchmarks.md). Its useful work counts one
 connection's product as 2 C_out C_in k^2 H_conv W_conv for a conv connection
 (the convolution before pooling, H_conv = H_in + 2 padding - k + 1) and
 2 n_in n_out for a dense one, and then the same three terms:
