@@ -134,7 +134,8 @@ def test_help_texts(capsys):
     text = capsys.readouterr().out
     flags = ["--preset", "--dataset", "--layers", "--beta", "--free-steps", "--nudged-steps", "--epsilon", "--lr",
              "--batch-size", "--epochs", "--threads", "--seed", "--data-dir", "--out", "--resume", "--quiet",
-             "--solver", "--symmetric", "--no-persistent", "--no-random-sign", "--train-size", "--dtype"]
+             "--solver", "--symmetric", "--no-persistent", "--no-random-sign", "--train-size", "--dtype",
+             "--init-gain"]
     for flag in flags:
         assert flag in text, flag
     assert "eqprop train --preset digits --out runs/digits" in text  # an example
@@ -157,6 +158,8 @@ BAD_FLAGS = [
     (["train", "--preset", "digits", "--lr", "0.1"], "one rate per weight matrix"),
     (["train", "--preset", "digits", "--lr", "0.1", "-0.1"], "positive number"),
     (["train", "--preset", "nope"], "unknown preset 'nope'"),
+    (["train", "--preset", "digits", "--init-gain", "1", "1", "1"], "--init-gain needs one gain, or one per weight"),
+    (["train", "--preset", "digits", "--init-gain", "0"], "positive number"),
     (["train", "--dataset", "cifar"], "invalid choice"),
     (["train", "--dataset", "digits"], "--layers, --lr"),
     (["train", "--dataset", "digits", "--layers", "784-10", "--lr", "0.1", "--out", "{tmp}/x"], "needs 64 inputs"),

@@ -53,7 +53,7 @@ RESUME_FLAGS = ("epochs", "threads", "data_dir", "quiet")
 HYPERPARAMETER_FLAGS = (
     "preset", "dataset", "layers", "beta", "free_steps", "nudged_steps", "epsilon", "lr",
     "batch_size", "seed", "solver", "symmetric", "persistent", "random_sign", "train_size",
-    "dtype", "eval_steps", "out",
+    "dtype", "eval_steps", "out", "init_gain",
 )
 
 
@@ -171,6 +171,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
             learning_rates=list(preset.learning_rates), batch_size=preset.batch_size, epochs=preset.epochs,
             random_sign=preset.random_sign, persistent=preset.persistent, symmetric=preset.symmetric,
             solver=preset.solver, eval_steps=preset.eval_steps,
+            init_gains=list(preset.init_gains) if preset.init_gains else None,
         )
     overrides = {
         "dataset": args.dataset, "layers": list(args.layers) if args.layers else None, "beta": args.beta,
@@ -179,6 +180,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         "epochs": args.epochs, "random_sign": args.random_sign, "persistent": args.persistent,
         "symmetric": args.symmetric, "solver": args.solver, "eval_steps": args.eval_steps,
         "dtype": args.dtype, "threads": args.threads, "seed": args.seed, "train_size": args.train_size,
+        "init_gains": list(args.init_gain) if args.init_gain else None,
     }
     settings.update({key: value for key, value in overrides.items() if value is not None})
     for key, value in DEFAULTS.items():
@@ -194,6 +196,10 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
             f"--lr needs one rate per weight matrix: {len(settings['layers']) - 1} for --layers "
             f"{format_layers(layers_from_json(settings['layers']))}; got {len(settings['learning_rates'])}"
         )
+    gains = settings.get("init_gains")
+    if gains is not None and len(gains) not in (1, len(settings["layers"]) - 1):
+        parser.error(f"--init-gain needs one gain, or one per weight matrix ({len(settings['layers']) - 1}); "
+                     f"got {len(gains)}")
     if settings.get("seed") is None:
         import numpy as np
 
@@ -338,7 +344,8 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
         trainer = eqprop.Trainer.resume(run_dir, threads=settings["threads"])
         atomic_write_json(run_dir / CONFIG_NAME, settings)  # only now: every check has passed
     else:
-        net = eqprop.EqPropNetwork(layers, dtype=settings["dtype"], seed=settings["seed"], threads=settings["threads"])
+        net = eqprop.EqPropNetwork(layers, dtype=settings["dtype"], seed=settings["seed"],
+                                   init_gains=settings.get("init_gains"), threads=settings["threads"])
         trainer = eqprop.Trainer(
             net, beta=settings["beta"], free_steps=settings["free_steps"], nudged_steps=settings["nudged_steps"],
             epsilon=settings["epsilon"], learning_rates=settings["learning_rates"],
@@ -444,7 +451,7 @@ def _cmd_presets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     from eqprop.presets import PRESETS
 
     header = (
-        f"{'name':<12} {'dataset':<14} {'layers':<24} {'solver':<12} {'free/nudged':<12} {'beta':<5} "
+        f"{'name':<12} {'dataset':<14} {'layers':<28} {'solver':<17} {'free/nudged':<12} {'beta':<5} "
         f"{'learning rates':<30} {'epochs':>6}"
     )
     print(header)
@@ -453,7 +460,7 @@ def _cmd_presets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         rates = ", ".join(f"{r:g}" for r in preset.learning_rates)
         solver = preset.solver + (", sym" if preset.symmetric else "")
         print(
-            f"{preset.name:<12} {preset.dataset:<14} {preset.layers:<24} {solver:<12} "
+            f"{preset.name:<12} {preset.dataset:<14} {preset.layers:<28} {solver:<17} "
             f"{f'{preset.free_steps}/{preset.nudged_steps}':<12} {preset.beta:<5g} {rates:<30} {preset.epochs:>6}"
         )
     print(
@@ -560,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "default: $EQPROP_DATA, then ~/.cache/eqprop, then a download")
     hyper = train.add_argument_group("hyperparameters (this library's convention: C = 1/2 ||y - d||^2)")
     hyper.add_argument("--beta", type=_nonzero_float, help="nudging strength (preset, else 1.0)")
+    hyper.add_argument("--init-gain", type=_positive_float, nargs="+", metavar="GAIN",
+                       help="multipliers of the Glorot limit of the initial weights, one per weight matrix "
+                       "(or one for all) (preset, else 1)")
     hyper.add_argument("--free-steps", type=_positive_int, metavar="N",
                        help="steps of the free phase (preset, else 20)")
     hyper.add_argument("--nudged-steps", type=_positive_int, metavar="N",

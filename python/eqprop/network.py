@@ -51,6 +51,12 @@ class EqPropNetwork:
         +-sqrt(6 / (fan_in + fan_out)), with fan_in, fan_out = n_in, n_out for
         a dense connection and C_in k^2, C_out k^2 for a conv one; biases start
         at 0.
+    init_gains : float or sequence of float, optional
+        Multipliers of that Glorot limit, one per weight array (or one for
+        all): connection k's weights are uniform in +-init_gains[k] * limit_k.
+        Default 1 (plain Glorot). Deep conv chains relax slowly at gain 1 (the
+        layers' feedback through the symmetric weights is strong); smaller
+        gains above the first layer make the dynamics contract (docs/results.md).
     threads : int, optional
         OpenMP threads the core uses: None means every usable core, n > 0
         exactly n, -k all but k - 1 (scikit-learn's convention). Each method
@@ -80,6 +86,7 @@ class EqPropNetwork:
         *,
         dtype: str | np.dtype = "float32",
         seed: int | np.random.Generator | None = None,
+        init_gains: float | Sequence[float] | None = None,
         threads: int | None = None,
     ) -> None:
         self.input_shape, self.connections = resolve_layers(layers)
@@ -89,11 +96,12 @@ class EqPropNetwork:
         self.layer_shapes: tuple[tuple[int, ...], ...] = tuple(c.out_shape for c in self.connections)
         self.dtype = check.check_dtype(dtype)
         self.threads = check.check_threads(threads)
+        gains = check.check_init_gains(init_gains, len(self.connections))
         rng = np.random.default_rng(seed)
         self.weights: list[np.ndarray] = []
-        for connection in self.connections:
+        for connection, gain in zip(self.connections, gains):
             fan_in, fan_out = connection.fans
-            limit = np.sqrt(6.0 / (fan_in + fan_out))  # Glorot & Bengio (2010), as in the paper's code
+            limit = gain * np.sqrt(6.0 / (fan_in + fan_out))  # Glorot & Bengio (2010), as in the paper's code
             self.weights.append(rng.uniform(-limit, limit, size=connection.weight_shape).astype(self.dtype))
         self.biases: list[np.ndarray] = [np.zeros(c.bias_shape, dtype=self.dtype) for c in self.connections]
         self._chain: eqcore.Chain | None = None

@@ -69,6 +69,8 @@ class Preset:
         None for the presets this project chose by measurement (the conv ones).
     free_steps, nudged_steps, epsilon, batch_size, epochs, random_sign, persistent, symmetric, solver, eval_steps
         As in :class:`eqprop.Trainer` and :meth:`eqprop.Trainer.fit`.
+    init_gains : tuple of float, optional
+        As in :class:`eqprop.EqPropNetwork` (None: plain Glorot).
     description : str
         One line for ``eqprop presets``.
     """
@@ -90,6 +92,7 @@ class Preset:
     symmetric: bool = False
     solver: str = "euler"
     eval_steps: int | None = None
+    init_gains: tuple[float, ...] | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -145,6 +148,18 @@ def _mnist_1h(name: str, dataset: str) -> Preset:
     )
 
 
+def _conv(name: str, dataset: str) -> Preset:
+    from eqprop.layers import Conv2d
+
+    return Preset(
+        name=name, dataset=dataset, sizes=((1, 28, 28), Conv2d(32, 5, pool="max"), Conv2d(64, 5, pool="max"), 10),
+        free_steps=15, nudged_steps=5, beta=0.5, learning_rates=(0.3, 0.15, 0.05), original_beta=None,
+        original_learning_rates=None, epochs=30, random_sign=False, persistent=False, symmetric=True,
+        solver="alternating", init_gains=(1.0, 0.5, 0.5),
+        description=f"the conv EP network of Ernoult et al. (2019) on {dataset} (30 epochs)",
+    )
+
+
 PRESETS: MappingProxyType[str, Preset] = MappingProxyType({
     preset.name: preset
     for preset in (
@@ -168,6 +183,8 @@ PRESETS: MappingProxyType[str, Preset] = MappingProxyType({
             description="the paper's 3-hidden-layer network on MNIST (500 epochs)",
         ),
         _mnist_1h("fashion-1h", "fashion-mnist"),
+        _conv("mnist-conv", "mnist"),
+        _conv("fashion-conv", "fashion-mnist"),
     )
 })
 

@@ -264,7 +264,10 @@ _CONFIG_SCHEMA: dict[str, tuple[Any, str]] = {
     "preset": (lambda v: v is None or isinstance(v, str), "null or a preset name"),
 }
 _OPTIONAL = {"data_dir": (lambda v: v is None or isinstance(v, str), "null or a folder"),
-             "data_folder": (lambda v: v is None or isinstance(v, str), "null or a folder")}
+             "data_folder": (lambda v: v is None or isinstance(v, str), "null or a folder"),
+             "init_gains": (lambda v: v is None or (isinstance(v, list) and all(
+                 isinstance(g, (int, float)) and not isinstance(g, bool) and g > 0 for g in v)),
+                 "null or a list of positive numbers")}
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:

@@ -153,7 +153,12 @@ cdef class Chain:
         return self._arrays
 
     def flops_per_example(self) -> float:
-        """Floating-point operations of one relaxation step (all bottom-up and top-down products) for one example."""
+        """Floating-point operations of one relaxation step for one example.
+
+        Every connection above the first is used in both directions (its bottom-up
+        and top-down products); the first connection's drive is excluded: it is
+        computed once per mini-batch, not per step.
+        """
         cdef int j
         cdef double total = 0.0
         for j in range(1, self.n_connections):

@@ -89,6 +89,8 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
     """Relax ``rows`` examples whose layer states start at the pointers ``s``."""
     cdef int step, j, parity
     cdef const floating* layer_target
+    # with a ready drive, connection 0's winners stay unset: nothing reads them (the
+    # clamped input gets no top-down input; the update finds its own winners)
     if compute_drive:
         _compute_drive(conns, x, rows, drive, winners, conv_scratch, input_index, isa)
     for step in range(steps):

@@ -23,6 +23,7 @@ SETTING_KINDS: dict[str, str] = {
     "train_size": "int",
     "data_dir": "str",
     "beta": "float",
+    "init_gain": "floats",    # one gain, or one per weight matrix
     "free_steps": "int",
     "nudged_steps": "int",
     "epsilon": "float",
@@ -40,7 +41,7 @@ SETTING_KINDS: dict[str, str] = {
 #: Flags of ``eqprop train`` that the sweep sets itself, per trial.
 SWEEP_OWNED = ("out", "resume", "threads", "quiet", "help")
 #: Other spellings accepted in a spec (the names used in config.json and the Python API).
-ALIASES = {"learning_rates": "lr", "sizes": "layers"}
+ALIASES = {"learning_rates": "lr", "sizes": "layers", "init_gains": "init_gain"}
 
 
 class SpecError(ValueError):
