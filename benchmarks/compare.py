@@ -229,6 +229,7 @@ def make_step(impl: str, weights, biases, preset: Preset, threads: int, dtype) -
                  epsilon=EPSILON, learning_rates=list(preset.learning_rates))
     if impl in ("eqprop", "eqprop-internal"):
         import eqprop
+        from eqprop.algorithms import Contrast
 
         net = eqprop.EqPropNetwork(preset.layers, dtype=dtype, threads=threads)
         net.set_params(weights, biases)
@@ -240,8 +241,8 @@ def make_step(impl: str, weights, biases, preset: Preset, threads: int, dtype) -
             state = [np.array(s, dtype=net.dtype, order="C") for s in init]
             engine = net.step_engine(x.shape[0])  # owns x W_0, shared by both phases
             engine.free_phase(x, state, steps=preset.free_steps, epsilon=EPSILON, solver="euler", threads=threads)
-            engine.update(x, state, t, beta=preset.beta, nudged_steps=preset.nudged_steps,
-                          epsilon=EPSILON, rates=rates, symmetric=False, solver="euler", threads=threads)
+            engine.update(x, state, t, contrast=Contrast("one-sided", preset.beta), nudged_steps=preset.nudged_steps,
+                          epsilon=EPSILON, rates=rates, solver="euler", threads=threads)
             return state
 
         return internal_step

@@ -108,6 +108,12 @@ def check_init_gains(gains: object, n_connections: int) -> tuple[float, ...]:
     return checked
 
 
+def check_output(output: object) -> str:
+    if output not in ("clipped", "linear"):
+        raise ValueError(f"output must be 'clipped' or 'linear'; got {output!r}")
+    return str(output)
+
+
 def check_epsilon(epsilon: object) -> float:
     """The Euler step size, in (0, 1]."""
     epsilon = check_real(epsilon, "epsilon")

@@ -149,7 +149,8 @@ class Checkpoint:
         """A new :class:`eqprop.EqPropNetwork` holding this checkpoint's parameters."""
         from eqprop.network import EqPropNetwork
 
-        net = EqPropNetwork(self.layers, dtype=self.dtype, threads=threads)
+        net = EqPropNetwork(self.layers, dtype=self.dtype, output=self.meta["network"].get("output", "clipped"),
+                            threads=threads)
         net.set_params(self.weights, self.biases)
         return net
 
@@ -305,6 +306,8 @@ def _check_network_meta(meta: dict, path: Path) -> None:
         raise fail(f"network sizes {sizes!r} are not a list of at least two positive integers")
     if network.get("dtype") not in ("float32", "float64"):
         raise fail(f"network dtype {network.get('dtype')!r} is not 'float32' or 'float64'")
+    if network.get("output", "clipped") not in ("clipped", "linear"):
+        raise fail(f"network output {network.get('output')!r} is not 'clipped' or 'linear'")
 
 
 def check_training_meta(checkpoint: Checkpoint) -> None:

@@ -49,6 +49,7 @@ from eqprop import _validation as check
 from eqprop._threads import resolve_threads, single_threaded_blas
 from eqprop.checkpoint import Checkpoint, CheckpointError, check_training_meta, load_checkpoint, save_checkpoint
 from eqprop.layers import format_layers, layers_to_json
+from eqprop.algorithms import Contrast
 from eqprop.network import EqPropNetwork
 from eqprop.step import StepEngine
 
@@ -625,9 +626,10 @@ class Trainer:
                 if self.random_sign and self.rng.random() < 0.5:
                     beta = -beta
                 # the bias update sums the nudged states: its check covers the nudged phase
+                contrast = Contrast("centered" if self.symmetric else "one-sided", beta)
                 if not engine.update(
-                    xb, state, target, beta=beta, nudged_steps=self.nudged_steps, epsilon=self.epsilon,
-                    rates=rates, symmetric=self.symmetric, solver=self.solver, threads=threads,
+                    xb, state, target, contrast=contrast, nudged_steps=self.nudged_steps, epsilon=self.epsilon,
+                    rates=rates, solver=self.solver, threads=threads,
                 ):
                     raise self._diverged(epoch, batch, n_batches, "the nudged phase or the update", checkpoint_dir)
                 bar.update(1)
@@ -668,7 +670,7 @@ class Trainer:
         meta = {
             "eqprop_version": eqprop.__version__,
             "network": {"sizes": list(self.net.sizes), "layers": layers_to_json(self.net.layers),
-                        "dtype": self.net.dtype.name},
+                        "dtype": self.net.dtype.name, "output": self.net.output},
             "config": self.config(),
             "epoch": self.epoch,
             "rng_state": self.rng.bit_generator.state,
