@@ -19,6 +19,7 @@ import eqcore
 
 if TYPE_CHECKING:
     from eqprop.network import EqPropNetwork
+    from eqprop.optim import OptimizerStep
 
 SOLVER_CODES = {"euler": eqcore.SOLVER_EULER, "alternating": eqcore.SOLVER_ALTERNATING}
 
@@ -117,6 +118,28 @@ class StepEngine:
             symmetric=symmetric, solver=solver, threads=threads,
         )
         return self.accumulate(x, positive, negative, rates / (spread * x.shape[0]), threads)
+
+    def optimizer_update(
+        self, x: np.ndarray, free: State, target: np.ndarray, *, beta: float, nudged_steps: int,
+        epsilon: float, rates: np.ndarray, symmetric: bool, solver: str, threads: int, step: OptimizerStep,
+    ) -> bool:
+        """Nudged phase(s), the EP gradient into ``step.grads``, then one optimizer step.
+
+        g = -(1 / beta) mean_batch(dPhi/dtheta(s^beta) - dPhi/dtheta(s^0)) (the
+        estimate :meth:`gradients` returns), then ``step.apply(rates)``:
+        ``rates`` holds one rate per parameter array, weights then biases.
+        Returns whether the gradient and the updated biases are all finite; a
+        non-finite gradient is not applied.
+        """
+        positive, negative, spread = self.contrasted_states(
+            x, free, target, beta=beta, nudged_steps=nudged_steps, epsilon=epsilon,
+            symmetric=symmetric, solver=solver, threads=threads,
+        )
+        step.zero_grads()
+        scales = np.full(len(self.net.weights), -1.0 / (spread * x.shape[0]))
+        if not self.accumulate(x, positive, negative, scales, threads, out=step.grads):
+            return False
+        return step.apply(rates, threads)
 
     def gradients(
         self, x: np.ndarray, free: State, target: np.ndarray, *, beta: float, nudged_steps: int,
