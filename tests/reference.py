@@ -366,3 +366,51 @@ def chain_ep_gradients(input_shape, layers, weights, biases, x, target, beta, fr
     nw, nb = chain_phi_gradients(input_shape, layers, weights, x, neg)
     return ([-(p - q) / denominator for p, q in zip(pw, nw)],
             [-(p - q) / denominator for p, q in zip(pb, nb)], free)
+
+
+# ---------------------------------------------------------------------------
+# Optimizers, written from the algorithms PyTorch documents for torch.optim.SGD
+# (dampening 0) and torch.optim.Adam (amsgrad off, maximize off), in float64
+# whatever the input dtype. ``grads`` holds one gradient per step; ``lr`` is a
+# rate or one rate per step (a schedule). They return the parameter after the
+# last step.
+
+def _rates(lr, n_steps):
+    return list(lr) if np.ndim(lr) else [lr] * n_steps
+
+
+def sgd_steps(theta, grads, lr, weight_decay=0.0, momentum=0.0, nesterov=False):
+    """g_t += lambda theta; b_1 = g_1, b_t = mu b_{t-1} + g_t; g_t = g_t + mu b_t (Nesterov) or b_t; theta -= lr g_t."""
+    theta = np.array(theta, dtype=np.float64)
+    buffer = None
+    for t, (grad, rate) in enumerate(zip(grads, _rates(lr, len(grads)))):
+        g = np.asarray(grad, dtype=np.float64) + weight_decay * theta
+        if momentum != 0:
+            buffer = g if t == 0 else momentum * buffer + g
+            g = g + momentum * buffer if nesterov else buffer
+        theta = theta - rate * g
+    return theta
+
+
+def adam_steps(theta, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """g_t += lambda theta; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; theta -= lr m_hat / (sqrt(v_hat) + eps)."""
+    beta1, beta2 = betas
+    theta = np.array(theta, dtype=np.float64)
+    m = np.zeros_like(theta)
+    v = np.zeros_like(theta)
+    for t, (grad, rate) in enumerate(zip(grads, _rates(lr, len(grads))), start=1):
+        g = np.asarray(grad, dtype=np.float64) + weight_decay * theta
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        m_hat = m / (1 - beta1**t)
+        v_hat = v / (1 - beta2**t)
+        theta = theta - rate * m_hat / (np.sqrt(v_hat) + eps)
+    return theta
+
+
+def optimizer_steps(name, theta, grads, lr, weight_decay=0.0, momentum=0.9, betas=(0.9, 0.999), eps=1e-8):
+    """The steps of optimizer ``name`` (sgd, momentum, nesterov, adam) from a fresh state."""
+    if name == "adam":
+        return adam_steps(theta, grads, lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    return sgd_steps(theta, grads, lr, weight_decay=weight_decay, momentum=0.0 if name == "sgd" else momentum,
+                     nesterov=name == "nesterov")

@@ -20,6 +20,7 @@ from eqprop.algorithms import Contrast
 
 if TYPE_CHECKING:
     from eqprop.network import EqPropNetwork
+    from eqprop.optim import OptimizerStep
 
 SOLVER_CODES = {"euler": eqcore.SOLVER_EULER, "alternating": eqcore.SOLVER_ALTERNATING}
 
@@ -136,6 +137,28 @@ class StepEngine:
             solver=solver, threads=threads,
         )
         return self.accumulate(x, positive, negative, rates / (spread * x.shape[0]), threads)
+
+    def optimizer_update(
+        self, x: np.ndarray, free: State, target: np.ndarray, *, contrast: Contrast, nudged_steps: int,
+        epsilon: float, rates: np.ndarray, solver: str, threads: int, step: OptimizerStep,
+    ) -> bool:
+        """Nudged (or clamped) phase(s), the gradient estimate into ``step.grads``, then one optimizer step.
+
+        g = -(1 / spread) mean_batch(dPhi/dtheta(positive) - dPhi/dtheta(negative))
+        (the estimate :meth:`gradients` returns), then ``step.apply(rates)``:
+        ``rates`` holds one rate per parameter array, weights then biases.
+        Returns whether the gradient and the updated biases are all finite; a
+        non-finite gradient is not applied.
+        """
+        positive, negative, spread = self.contrasted_states(
+            x, free, target, contrast=contrast, nudged_steps=nudged_steps, epsilon=epsilon,
+            solver=solver, threads=threads,
+        )
+        step.zero_grads()
+        scales = np.full(len(self.net.weights), -1.0 / (spread * x.shape[0]))
+        if not self.accumulate(x, positive, negative, scales, threads, out=step.grads):
+            return False
+        return step.apply(rates, threads)
 
     def gradients(
         self, x: np.ndarray, free: State, target: np.ndarray, *, contrast: Contrast, nudged_steps: int,
