@@ -322,3 +322,16 @@ def test_train_notes_a_busy_machine_when_running_threads(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert ("note: load average 3.0 on 2 cores" in err) is expect_note
     assert (not expect_note) or "--threads 1" in err
+
+
+def test_a_conv_run_resumes_through_the_cli(tmp_path):
+    common = ["train", "--dataset", "digits", "--layers", "1x8x8,c4k3mp,10", "--lr", "0.1", "0.05",
+              "--train-size", "100", "--seed", "2", "--threads", "1", "--quiet", "--free-steps", "6",
+              "--nudged-steps", "2", "--solver", "alternating", "--symmetric", "--beta", "0.5"]
+    assert main([*common, "--epochs", "2", "--out", str(tmp_path / "straight")]) == 0
+    assert main([*common, "--epochs", "1", "--out", str(tmp_path / "split")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "split"), "--epochs", "2", "--quiet"]) == 0
+    straight, resumed = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "split")
+    assert resumed.epoch == 2
+    for a, b in zip(straight.weights + straight.biases, resumed.weights + resumed.biases):
+        np.testing.assert_array_equal(a, b)

@@ -240,10 +240,23 @@ def _is_number(value: object) -> bool:
 
 
 #: What each setting of config.json must be: (test, description).
+def _valid_layers(value: object) -> bool:
+    """Layers as config.json records them: dense sizes, or an input map and conv layers (JSON form)."""
+    from eqprop.layers import layers_from_json, resolve_layers
+
+    if not isinstance(value, list) or len(value) < 2:
+        return False
+    try:
+        resolve_layers(layers_from_json(value))
+    except (TypeError, ValueError, KeyError):
+        return False
+    return True
+
+
 _CONFIG_SCHEMA: dict[str, tuple[Any, str]] = {
     "dataset": (lambda v: v in ("digits", "mnist", "fashion-mnist"), "one of digits, mnist, fashion-mnist"),
-    "layers": (lambda v: isinstance(v, list) and len(v) >= 2 and all(_is_int(n) and n >= 1 for n in v),
-               "a list of at least two positive integers"),
+    "layers": (lambda v: _valid_layers(v), "a list of layers (eqprop.layers.layers_to_json: sizes, an input "
+               "shape and conv layers)"),
     "learning_rates": (lambda v: isinstance(v, list) and len(v) >= 1 and all(_is_number(r) and r > 0 for r in v),
                        "a list of positive numbers"),
     "beta": (lambda v: _is_number(v) and v != 0, "a nonzero number"),
@@ -336,9 +349,11 @@ def check_config(config: Mapping[str, Any], path: str | os.PathLike) -> None:
         if not ok:
             raise RunDirectoryError(f"{path}: {key} is {config[key]!r}; it must be {description}")
     if len(config["learning_rates"]) != len(config["layers"]) - 1:
+        from eqprop.layers import format_layers, layers_from_json
+
         raise RunDirectoryError(
             f"{path}: learning_rates has {len(config['learning_rates'])} rates; layers "
-            f"{'-'.join(map(str, config['layers']))} needs {len(config['layers']) - 1}"
+            f"{format_layers(layers_from_json(config['layers']))} needs {len(config['layers']) - 1}"
         )
     from eqprop.optim import DEFAULTS, resolve_optimizer, resolve_schedule
 
