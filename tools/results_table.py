@@ -30,7 +30,9 @@ def percent(value: object) -> str:
 
 
 def describe(config: dict) -> str:
-    layers = "-".join(map(str, config["layers"]))
+    from eqprop.layers import format_layers, layers_from_json
+
+    layers = format_layers(layers_from_json(config["layers"]))
     flags = [config["solver"], "persistent" if config["persistent"] else "no particles"]
     if config.get("symmetric"):
         flags.append("symmetric")
