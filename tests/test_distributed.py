@@ -33,6 +33,11 @@ RUNS = [
     {"name": "conv", "layers": [[1, 8, 8], {"conv": 4, "kernel": 3, "padding": 1, "pool": "max"}, 10],
      "n_train": 121, "epochs": 2,
      "trainer": dict(SETTINGS, symmetric=True, random_sign=False, learning_rates=[0.1, 0.05])},
+    # rank 1's replica changed after epoch 1: rank 0's is broadcast at the end of epoch 2
+    {"name": "perturbed", "layers": [64, 16, 10], "n_train": 60, "epochs": 2, "inject": "perturb",
+     "trainer": SETTINGS},
+    # rank 1's replica gets a NaN after epoch 1: both ranks stop at epoch 2, mini-batch 1
+    {"name": "nan", "layers": [64, 16, 10], "n_train": 60, "epochs": 3, "inject": "nan", "trainer": SETTINGS},
 ]
 # float64, a few dozen updates: only the order of the sums differs from one process
 RTOL, ATOL = 1e-11, 1e-13
@@ -117,16 +122,18 @@ def _single_process(run: dict):
 
 @pytest.fixture(scope="module")
 def mpi_runs(tmp_path_factory):
-    """Every run of RUNS on 2 ranks, in one mpiexec: {name: [rank 0's npz, rank 1's npz]}."""
+    """Every run of RUNS on 2 ranks, in one mpiexec: {name: [rank 0's npz, rank 1's npz]}, and its stderr."""
     _require_mpi()
     out = tmp_path_factory.mktemp("mpi")
     (out / "runs.json").write_text(json.dumps(RUNS))
     done = _launch([str(HERE / "mpi_train.py"), str(out / "runs.json"), str(out), str(RANKS)], cwd=out)
     assert done.returncode == 0, done.stdout + done.stderr
-    return {run["name"]: [dict(np.load(out / f"{run['name']}.rank{r}.npz")) for r in range(RANKS)] for run in RUNS}
+    results = {run["name"]: [dict(np.load(out / f"{run['name']}.rank{r}.npz")) for r in range(RANKS)] for run in RUNS}
+    results["stderr"] = done.stderr
+    return results
 
 
-@pytest.mark.parametrize("name", [run["name"] for run in RUNS])
+@pytest.mark.parametrize("name", ["dense", "resumed", "conv", "perturbed"])
 def test_ranks_hold_bitwise_identical_replicas(mpi_runs, name):
     first, second = mpi_runs[name]
     assert first.keys() == second.keys()
@@ -152,6 +159,18 @@ def test_two_ranks_equal_one_process_up_to_rounding(mpi_runs, name):
     np.testing.assert_allclose(result["test"][1], test.mean_cost, rtol=1e-12)
 
 
+def test_replicas_that_differ_after_an_epoch_take_rank_0s(mpi_runs):
+    assert "the ranks' parameters differed after an epoch; rank 0's were broadcast" in mpi_runs["stderr"]
+    assert mpi_runs["stderr"].count("parameters differed") == 1  # epoch 2 only; by rank 0 alone
+    np.testing.assert_array_equal(mpi_runs["perturbed"][0]["w0"], mpi_runs["perturbed"][1]["w0"])
+
+
+def test_a_rank_that_diverges_stops_every_rank_at_the_same_mini_batch(mpi_runs):
+    for rank in range(RANKS):
+        np.testing.assert_array_equal(mpi_runs["nan"][rank]["diverged"], [2, 1])
+        assert len(mpi_runs["nan"][rank]["train_error"]) == 1  # epoch 1 completed, epoch 2 did not
+
+
 def test_resume_on_the_same_ranks_is_bitwise_exact(mpi_runs):
     uninterrupted, resumed = mpi_runs["dense"][0], mpi_runs["resumed"][0]
     for key in uninterrupted:
@@ -168,7 +187,17 @@ def _cli(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return _launch(["-m", "eqprop.cli", "train", *arguments, "--distributed"], cwd=cwd)
 
 
-def test_cli_distributed_run_and_resume_match_one_process(tmp_path):
+def _assert_same_run(first: Path, second: Path) -> None:
+    from eqprop.checkpoint import load_checkpoint
+
+    one, other = load_checkpoint(first), load_checkpoint(second)
+    assert one.epoch == other.epoch
+    for mine, theirs in zip([*one.weights, *one.biases, *one.particles],
+                            [*other.weights, *other.biases, *other.particles]):
+        np.testing.assert_allclose(mine, theirs, rtol=RTOL, atol=ATOL)
+
+
+def test_cli_distributed_run_and_resume_match_one_process(tmp_path, capsys):
     _require_mpi()
     run_dir = tmp_path / "mpi"
     first = _cli([*QUICK, "--epochs", "1", "--out", str(run_dir)], cwd=tmp_path)
@@ -176,23 +205,27 @@ def test_cli_distributed_run_and_resume_match_one_process(tmp_path):
     # rank 0 alone prints: one header, one line per epoch, one final line
     assert first.stdout.count("training 64-16-10 on digits") == 1 and "on 2 MPI ranks x 1 threads" in first.stdout
     assert first.stdout.count("epoch   1/1") == 1 and first.stdout.count("final error") == 1
+    shutil.copytree(run_dir, tmp_path / "then-alone")
     second = _cli(["--resume", str(run_dir), "--epochs", "2"], cwd=tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert second.stdout.count("resuming") == 1
+    assert second.stdout.count("resuming") == 1 and "note:" not in second.stderr
 
     alone = tmp_path / "alone"
     assert main(["train", *QUICK, "--epochs", "2", "--quiet", "--out", str(alone)]) == 0
     from eqprop.checkpoint import load_checkpoint
 
-    distributed_run, single = load_checkpoint(run_dir), load_checkpoint(alone)
-    assert distributed_run.meta["ranks"] == RANKS and single.meta["ranks"] == 1
-    for mine, theirs in zip([*distributed_run.weights, *distributed_run.biases, *distributed_run.particles],
-                            [*single.weights, *single.biases, *single.particles]):
-        np.testing.assert_allclose(mine, theirs, rtol=RTOL, atol=ATOL)
+    assert load_checkpoint(run_dir).meta["ranks"] == RANKS and load_checkpoint(alone).meta["ranks"] == 1
+    _assert_same_run(run_dir, alone)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["ranks"] == RANKS and summary["epochs"] == 2
     assert summary["test_error"] == json.loads((alone / "summary.json").read_text())["test_error"]
     assert not list(run_dir.glob(".*.tmp"))
+
+    # a 2-rank checkpoint resumed by one process: the same run up to rounding, with a note
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "then-alone"), "--epochs", "2"]) == 0
+    assert "written by a run on 2 rank(s), this one has 1" in capsys.readouterr().err
+    _assert_same_run(tmp_path / "then-alone", alone)
 
 
 def test_cli_batch_size_the_ranks_do_not_divide_is_one_line(tmp_path):

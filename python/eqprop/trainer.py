@@ -595,9 +595,11 @@ class Trainer:
                 finished = time.perf_counter()
                 self._check_parameters_after_epoch(epoch, checkpoint_dir)
                 if replicas is not None and not replicas.parameters_agree():
-                    # an MPI whose Allreduce gave the ranks different last bits: rank 0's replica wins
-                    warnings.warn("the ranks' parameters differed after an epoch; rank 0's were broadcast",
-                                  RuntimeWarning, stacklevel=3)
+                    # an MPI whose Allreduce gave the ranks different last bits, or a callback that
+                    # changed one replica: rank 0's wins
+                    if replicas.is_root:
+                        warnings.warn("the ranks' parameters differed after an epoch; rank 0's were broadcast",
+                                      RuntimeWarning, stacklevel=3)
                     replicas.broadcast_arrays([*self.net.weights, *self.net.biases])
                 record = EpochRecord(
                     epoch=epoch,
