@@ -436,7 +436,7 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
     ranks = 1 if comm is None else comm.Get_size()
     total = settings["epochs"]
     remaining = total - trainer.epoch
-    where = "" if comm is None else f" on {ranks} MPI ranks x {trainer._n_threads()} threads"
+    where = "" if comm is None else f" on {ranks} MPI rank{'s' if ranks > 1 else ''} x {trainer._n_threads()} threads"
     _print(
         f"{'resuming' if resume else 'training'} {format_layers(layers)} on {dataset.name} "
         f"({len(x_train)} training examples, data from {dataset.source}){where} for {max(remaining, 0)} epoch(s) "

