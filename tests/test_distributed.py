@@ -57,8 +57,9 @@ def _require_mpi() -> str:
 
 
 def _launch(arguments: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    # stdin from /dev/null: CI runs without one, and mpiexec forwards it to rank 0
     return subprocess.run([_require_mpi(), "-n", str(RANKS), sys.executable, *arguments], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
 
 
 # ----------------------------------------------------------- without MPI

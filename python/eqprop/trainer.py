@@ -767,15 +767,19 @@ class Trainer:
                 beta = self.beta
                 if self.random_sign and self.rng.random() < 0.5:
                     beta = -beta
-                nudge = dict(beta=beta, nudged_steps=self.nudged_steps, epsilon=self.epsilon,
-                             symmetric=self.symmetric, solver=self.solver, threads=threads)
                 # the bias update sums the nudged states: its check covers the nudged phase
                 if replicas is None:
-                    updated = engine.update(xb, state, target, rates=rates, **nudge)
+                    updated = engine.update(
+                        xb, state, target, beta=beta, nudged_steps=self.nudged_steps, epsilon=self.epsilon,
+                        rates=rates, symmetric=self.symmetric, solver=self.solver, threads=threads,
+                    )
                 else:
                     replicas.clear()
                     if finite and m:
-                        positive, negative, spread = engine.contrasted_states(xb, state, target, **nudge)
+                        positive, negative, spread = engine.contrasted_states(
+                            xb, state, target, beta=beta, nudged_steps=self.nudged_steps, epsilon=self.epsilon,
+                            symmetric=self.symmetric, solver=self.solver, threads=threads,
+                        )
                         # scaled by the global mini-batch: the ranks' sums add up to its mean
                         engine.accumulate(xb, positive, negative, rates / (spread * m_global), threads,
                                           out=(replicas.weight_updates, replicas.bias_updates))
