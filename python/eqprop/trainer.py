@@ -503,6 +503,12 @@ class Trainer:
         One trainer trains in one thread at a time: a second concurrent call
         raises RuntimeError instead of interleaving epochs.
 
+        With ``comm``, every rank calls ``fit`` with the same data and epochs
+        (checked; rank 0's parameters, particles and RNG state are broadcast
+        first). Only rank 0 writes ``checkpoint_dir`` and shows progress;
+        callbacks run on every rank with rank 0's record, and
+        ``stop_training`` set on any rank stops every rank.
+
         Parameters
         ----------
         x : array-like, shape (n_examples, sizes[0])
