@@ -1,4 +1,4 @@
-"""Shared set-up of the asv benchmarks: the paper's architectures, inputs, FLOP counts.
+"""Shared set-up of the asv benchmarks: the paper's architectures, the conv network, inputs, FLOP counts.
 
 Parameter grid rule used by every module: the 3-hidden-layer network is only
 benchmarked at batch 20 and 256 (``skip_combination``), so the full grid stays
@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 import eqprop
+from eqprop.layers import resolve_layers
 
 ARCHS = {
     "784-500-10": (784, 500, 10),
@@ -24,6 +25,13 @@ DTYPES = ["float32", "float64"]
 THREADS = [1, 2]
 EPSILON = 0.5
 BETA = 1.0
+
+
+# The convolutional network of benchmarks/compare.py's ``conv`` arch (Ernoult et al. 2019):
+# 1x28x28 -> 32 channels 5x5 (24x24, max-pooled to 12x12) -> 64 channels 5x5 (8x8, pooled
+# to 4x4) -> 10 dense outputs.
+CONV_LAYERS = ((1, 28, 28), eqprop.Conv2d(32, 5, pool="max"), eqprop.Conv2d(64, 5, pool="max"), 10)
+CONV_BATCH = 20
 
 
 def skip_combination(arch: str, batch: int) -> None:
@@ -57,27 +65,59 @@ def image_like(batch: int, n_inputs: int, dtype: str, rng: np.random.Generator) 
     return x.astype(dtype)
 
 
-def relax_flops(sizes: Sequence[int], steps: int) -> int:
-    """FLOP per example of ``steps`` relaxation steps: every matrix but W_0 both ways per step.
+def make_conv_problem(batch: int, dtype: str, threads: int, seed: int = 0):
+    """The conv network (:data:`CONV_LAYERS`), MNIST-like images, one-hot targets and a random flat state."""
+    net = eqprop.EqPropNetwork(CONV_LAYERS, dtype=dtype, seed=seed, threads=threads)
+    rng = np.random.default_rng(seed)
+    x = image_like(batch, net.sizes[0], dtype, rng)
+    target = np.eye(net.sizes[-1], dtype=dtype)[rng.integers(0, net.sizes[-1], size=batch)]
+    state = [rng.uniform(0.0, 1.0, size=(batch, n)).astype(dtype) for n in net.layer_sizes]
+    return net, x, target, state
 
-    The input's drive x W_0 (2 n_0 n_1) is not included: see :func:`drive_flops`.
+
+def product_flops(layers: Sequence[object]) -> list[int]:
+    """FLOP per example of each connection's bottom-up product (multiply-add = 2 FLOP).
+
+    Dense: 2 n_in n_out. Conv: 2 C_out C_in k^2 H_conv W_conv, the convolution
+    before pooling (H_conv = H_in + 2 padding - k + 1). Its transpose (the
+    top-down product) and its weight correlation cost the same. ``layers`` is
+    what ``EqPropNetwork`` takes: flat sizes such as (784, 500, 10), or an
+    input (C, H, W) followed by ``Conv2d`` and dense entries. This is the one
+    definition of useful work that benchmarks/compare.py and the asv suite share.
     """
-    return steps * sum(4 * a * b for a, b in zip(sizes[1:-1], sizes[2:]))
+    _, connections = resolve_layers(layers)
+    flops = []
+    for c in connections:
+        if c.kind == "dense":
+            flops.append(2 * c.n_in * c.n_out)
+        else:
+            c_in, h_in, w_in = c.in_shape
+            h_conv, w_conv = h_in + 2 * c.padding - c.kernel_size + 1, w_in + 2 * c.padding - c.kernel_size + 1
+            flops.append(2 * c.out_shape[0] * c_in * c.kernel_size**2 * h_conv * w_conv)
+    return flops
 
 
-def drive_flops(sizes: Sequence[int]) -> int:
-    """FLOP per example of the clamped input's drive x W_0 (computed once per phase or step)."""
-    return 2 * sizes[0] * sizes[1]
+def relax_flops(layers: Sequence[object], steps: int) -> int:
+    """FLOP per example of ``steps`` relaxation steps: every connection but the input's both ways per step.
+
+    The input's drive (x W_0, or P(W_0 * x)) is not included: see :func:`drive_flops`.
+    """
+    return steps * 2 * sum(product_flops(layers)[1:])
 
 
-def update_flops(sizes: Sequence[int]) -> int:
-    """FLOP per example of the EP update: two outer-product sums per weight matrix."""
-    return sum(4 * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+def drive_flops(layers: Sequence[object]) -> int:
+    """FLOP per example of the clamped input's drive x W_0 or P(W_0 * x) (computed once per phase or step)."""
+    return product_flops(layers)[0]
 
 
-def train_flops(sizes: Sequence[int], free_steps: int, nudged_steps: int) -> int:
+def update_flops(layers: Sequence[object]) -> int:
+    """FLOP per example of the EP update: two outer-product sums (conv: correlations) per connection."""
+    return 2 * sum(product_flops(layers))
+
+
+def train_flops(layers: Sequence[object], free_steps: int, nudged_steps: int) -> int:
     """FLOP per example of a training step (the convention of benchmarks/compare.py: one drive)."""
-    return relax_flops(sizes, free_steps + nudged_steps) + drive_flops(sizes) + update_flops(sizes)
+    return relax_flops(layers, free_steps + nudged_steps) + drive_flops(layers) + update_flops(layers)
 
 
 def best_seconds(call: Callable[[], object], min_seconds: float = 0.1, repeats: int = 3) -> float:

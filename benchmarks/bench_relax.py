@@ -11,12 +11,20 @@ copy of ``init``); ``time_relax_in_place`` calls the step engine (validated once
 path a training loop uses, so the two differ by the Python-side overhead.
 ``track_gflops`` reports the achieved GFLOP/s of the internal path (float32;
 one call computes the input's drive x W_0 once and runs STEPS steps).
+
+``ConvRelax`` and ``ConvRelaxGflops`` are the same measurements for the
+convolutional network of benchmarks/compare.py (1x28x28, 32 channels 5x5 max-
+pooled, 64 channels 5x5 max-pooled, 10; ``_common.CONV_LAYERS``): STEPS = 10
+Euler steps of the free phase of a mini-batch of 20 MNIST-like images (81%
+zeros), float32 and float64, 1 and 2 threads (``track_gflops``: float32). Their FLOP count is compare.py's
+(``_common.product_flops``): the drive P(W_1 * x) once, then per step the
+second convolution and its transpose and the dense layer both ways.
 """
 
 from __future__ import annotations
 
-from ._common import (ARCHS, BATCHES, DTYPES, EPSILON, THREADS, best_seconds, drive_flops, make_problem,
-                      relax_flops, skip_combination)
+from ._common import (ARCHS, BATCHES, CONV_BATCH, CONV_LAYERS, DTYPES, EPSILON, THREADS, best_seconds,
+                      drive_flops, make_conv_problem, make_problem, relax_flops, skip_combination)
 
 STEPS = 10
 
@@ -54,5 +62,39 @@ class RelaxGflops:
 
         seconds = best_seconds(call)
         return (relax_flops(ARCHS[arch], STEPS) + drive_flops(ARCHS[arch])) * batch / seconds / 1e9
+
+    track_gflops.unit = "GFLOP/s"
+
+
+class ConvRelax:
+    params = (DTYPES, THREADS)
+    param_names = ["dtype", "threads"]
+
+    def setup(self, dtype, threads):
+        self.net, self.x, _, self.state = make_conv_problem(CONV_BATCH, dtype, threads)
+        self.engine = self.net.step_engine(CONV_BATCH)
+
+    def time_relax(self, dtype, threads):
+        self.net.relax(self.x, steps=STEPS, epsilon=EPSILON, init=self.state, threads=threads)
+
+    def time_relax_in_place(self, dtype, threads):
+        self.engine.free_phase(self.x, self.state, steps=STEPS, epsilon=EPSILON, solver="euler", threads=threads)
+
+
+class ConvRelaxGflops:
+    params = (THREADS,)
+    param_names = ["threads"]
+
+    def setup(self, threads):
+        self.net, self.x, _, self.state = make_conv_problem(CONV_BATCH, "float32", threads)
+        self.engine = self.net.step_engine(CONV_BATCH)
+
+    def track_gflops(self, threads):
+        def call():
+            self.engine.free_phase(self.x, self.state, steps=STEPS, epsilon=EPSILON, solver="euler",
+                                   threads=threads)
+
+        seconds = best_seconds(call)
+        return (relax_flops(CONV_LAYERS, STEPS) + drive_flops(CONV_LAYERS)) * CONV_BATCH / seconds / 1e9
 
     track_gflops.unit = "GFLOP/s"

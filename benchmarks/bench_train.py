@@ -12,6 +12,12 @@ benchmarks/compare.py); ``peakmem_train_step`` the process's peak memory.
 ``time_train_step_image_inputs`` is the same step on MNIST-like inputs (81% zeros,
 which the core skips), and ``time_trainer_epoch`` a whole ``Trainer`` epoch at
 the paper's mini-batch of 20: the loop around the steps included.
+
+``ConvTrainStep`` and ``ConvTrainStepGflops`` time ``train_step`` of the
+convolutional network of benchmarks/compare.py (``_common.CONV_LAYERS``) on a
+mini-batch of 20 MNIST-like images, with the same 20 / 4 schedule, learning
+rates 0.05, float32 and float64, 1 and 2 threads (``track_gflops``: float32, the
+FLOP convention of compare.py; its conv arch runs 40 / 10).
 """
 
 from __future__ import annotations
@@ -20,8 +26,8 @@ import numpy as np
 
 import eqprop
 
-from ._common import (ARCHS, BATCHES, BETA, DTYPES, EPSILON, THREADS, best_seconds, image_like,
-                      make_problem, skip_combination, train_flops)
+from ._common import (ARCHS, BATCHES, BETA, CONV_BATCH, CONV_LAYERS, DTYPES, EPSILON, THREADS, best_seconds,
+                      image_like, make_conv_problem, make_problem, skip_combination, train_flops)
 
 FREE_STEPS = 20
 NUDGED_STEPS = 4
@@ -94,6 +100,41 @@ class TrainStepImageInputs:
         self.net.train_step(self.x, self.target, beta=BETA, free_steps=FREE_STEPS,
                             nudged_steps=NUDGED_STEPS, epsilon=EPSILON, learning_rates=self.rates,
                             init=self.state, threads=threads)
+
+
+CONV_RATES = [0.05, 0.05, 0.05]
+
+
+class ConvTrainStep:
+    params = (DTYPES, THREADS)
+    param_names = ["dtype", "threads"]
+
+    def setup(self, dtype, threads):
+        self.net, self.x, self.target, self.state = make_conv_problem(CONV_BATCH, dtype, threads)
+
+    def time_train_step(self, dtype, threads):
+        self.net.train_step(self.x, self.target, beta=BETA, free_steps=FREE_STEPS,
+                            nudged_steps=NUDGED_STEPS, epsilon=EPSILON, learning_rates=CONV_RATES,
+                            init=self.state, threads=threads)
+
+
+class ConvTrainStepGflops:
+    params = (THREADS,)
+    param_names = ["threads"]
+
+    def setup(self, threads):
+        self.net, self.x, self.target, self.state = make_conv_problem(CONV_BATCH, "float32", threads)
+
+    def track_gflops(self, threads):
+        def call():
+            self.net.train_step(self.x, self.target, beta=BETA, free_steps=FREE_STEPS,
+                                nudged_steps=NUDGED_STEPS, epsilon=EPSILON, learning_rates=CONV_RATES,
+                                init=self.state, threads=threads)
+
+        seconds = best_seconds(call)
+        return train_flops(CONV_LAYERS, FREE_STEPS, NUDGED_STEPS) * CONV_BATCH / seconds / 1e9
+
+    track_gflops.unit = "GFLOP/s"
 
 
 class TrainerEpoch:

@@ -5,6 +5,7 @@ Run from the repository root (eqprop installed, PyTorch optional)::
     python benchmarks/compare.py                       # the full comparison (a few minutes)
     python benchmarks/compare.py --quick               # a smoke run (about two minutes)
     python benchmarks/compare.py --archs 3h --batch-sizes 20 --threads 1,2
+    python benchmarks/compare.py --archs conv --batch-sizes 20 --threads 1,2   # the conv network
     python benchmarks/compare.py --markdown docs/performance.md
     python benchmarks/compare.py --time-to-error --markdown docs/time-to-error.md
 
@@ -39,7 +40,43 @@ implementation:
     update      sum_{j>=0} 2 * 2 n_j n_{j+1}
                 (two outer-product sums per matrix: nudged and free)
 
-with sizes n_0 = 784, ..., n_L = 10. Achieved GFLOP/s = FLOP/example *
+with sizes n_0 = 784, ..., n_L = 10.
+
+The ``conv`` arch is the convolutional network of Ernoult et al. (2019) as
+``eqprop`` writes it, ``[(1, 28, 28), Conv2d(32, 5, pool="max"),
+Conv2d(64, 5, pool="max"), 10]`` (states 32x12x12, 64x4x4, 10), run by
+``eqprop`` and the PyTorch peers of ``benchmarks/peers/torch_conv_ep.py``
+(no NumPy peer), usually at batch 20. eqprop has no conv preset yet, so its
+settings are the benchmark's own: 40 free / 10 nudged Euler steps (a short
+schedule: Laborieux et al. 2021 run 250 free / 25-30 nudged steps of their
+discrete-time dynamics on CIFAR-10; the work per step is what is compared,
+and the count below scales with the steps), epsilon 0.5,
+beta 0.5, learning rates 0.1, 0.05, 0.02. They measure speed, they are not a
+training recipe: 40 steps do not reach this network's fixed point (see
+docs/benchmarks.md). Its useful work counts one
+connection's product as 2 C_out C_in k^2 H_conv W_conv for a conv connection
+(the convolution before pooling, H_conv = H_in + 2 padding - k + 1) and
+2 n_in n_out for a dense one, and then the same three terms:
+
+    relaxation  (free_steps + nudged_steps) * sum_{j>=1} 2 * product_j
+                (every connection but the input's both ways each step: the
+                convolution and the transposed convolution of the un-pooled
+                state above; dense: the two matrix products)
+    input drive product_0
+                (P(W_1 * x) once per example: x is clamped)
+    update      sum_{j>=0} 2 * product_j
+                (two weight correlations per connection: nudged and free)
+
+Pooling, un-pooling, unfolding (im2col) and elementwise work are not counted.
+For the conv network: 2 * 64 * 32 * 25 * 8 * 8 = 6.55 MFLOP for the second
+convolution in one direction, 2 * 1024 * 10 for the dense layer, and
+2 * 32 * 25 * 24 * 24 = 0.92 MFLOP for the drive. ``_common.product_flops``
+holds this count for both kinds (the asv suite uses it too), and
+``tests/test_peers.py`` checks its relaxation term against
+``EqPropNetwork.core_chain().flops_per_example()``, eqprop's own count of
+one step.
+
+Achieved GFLOP/s = FLOP/example *
 examples/s; "% of peak" divides by the best float32 matrix product measured on
 the same thread count in this process (NumPy's BLAS under threadpoolctl limits,
 and PyTorch's when installed; both are reported). This process never changes
@@ -77,8 +114,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # benchmarks/ is not installed: make `peers` importable
+if str(HERE) not in sys.path:  # benchmarks/ is not installed: make `peers` and `_common` importable
     sys.path.insert(0, str(HERE))
+
+from _common import CONV_LAYERS, train_flops  # noqa: E402
 
 EPOCH_EXAMPLES = 50_000
 EPSILON = 0.5
@@ -86,10 +125,10 @@ EPSILON = 0.5
 
 @dataclass(frozen=True)
 class Preset:
-    """One of the paper's MNIST configurations, as ``eqprop.presets`` holds them."""
+    """A benchmarked configuration: the paper's MNIST ones as ``eqprop.presets`` holds them, and ``conv``."""
 
     name: str
-    sizes: tuple[int, ...]
+    layers: tuple  # what EqPropNetwork takes: flat sizes, or (C, H, W) then Conv2d / dense entries
     free_steps: int
     nudged_steps: int
     beta: float
@@ -97,7 +136,22 @@ class Preset:
 
     @property
     def label(self) -> str:
-        return "-".join(map(str, self.sizes))
+        """``784-500-10``, or ``1x28x28,c32k5mp,c64k5mp,10`` (the command line's grammar)."""
+        from eqprop.layers import format_layers
+
+        return format_layers(self.layers)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Flat sizes of every layer, input included (C * H * W for a map)."""
+        from eqprop.layers import resolve_layers
+
+        _, connections = resolve_layers(self.layers)
+        return (connections[0].n_in, *(c.n_out for c in connections))
+
+    @property
+    def convolutional(self) -> bool:
+        return not all(isinstance(e, int) for e in self.layers)
 
 
 def _paper_preset(name: str) -> Preset:
@@ -108,17 +162,20 @@ def _paper_preset(name: str) -> Preset:
     return Preset(p.name, tuple(p.sizes), p.free_steps, p.nudged_steps, p.beta, tuple(p.learning_rates))
 
 
-PRESETS = {key: _paper_preset(f"mnist-{key}") for key in ("1h", "2h", "3h")}
+# eqprop has no conv preset yet (issue 10): benchmark settings, documented in the module docstring
+CONV = Preset("conv", CONV_LAYERS, free_steps=40, nudged_steps=10, beta=0.5, learning_rates=(0.1, 0.05, 0.02))
+PRESETS = {**{key: _paper_preset(f"mnist-{key}") for key in ("1h", "2h", "3h")}, "conv": CONV}
 IMPLEMENTATIONS = ("eqprop", "eqprop-internal", "torch", "torch-usual", "numpy")
 
 
-def flops_per_example(sizes: Sequence[int], free_steps: int, nudged_steps: int) -> int:
-    """Useful FLOP of one training example (see the module docstring for the convention)."""
-    pairs = list(zip(sizes[:-1], sizes[1:]))
-    per_step = sum(4 * a * b for a, b in pairs[1:])
-    input_drive = 2 * pairs[0][0] * pairs[0][1]
-    update = sum(4 * a * b for a, b in pairs)
-    return (free_steps + nudged_steps) * per_step + input_drive + update
+def flops_per_example(layers: Sequence[object], free_steps: int, nudged_steps: int) -> int:
+    """Useful FLOP of one training example (see the module docstring for the convention).
+
+    ``layers``: flat sizes (784, 500, 10) or a conv network's layers, as
+    ``EqPropNetwork`` takes them; counted by ``_common.train_flops``, the
+    definition the asv suite uses too.
+    """
+    return train_flops(layers, free_steps, nudged_steps)
 
 
 # ---------------------------------------------------------------------- data
@@ -172,8 +229,9 @@ def make_step(impl: str, weights, biases, preset: Preset, threads: int, dtype) -
                  epsilon=EPSILON, learning_rates=list(preset.learning_rates))
     if impl in ("eqprop", "eqprop-internal"):
         import eqprop
+        from eqprop.algorithms import Contrast
 
-        net = eqprop.EqPropNetwork(preset.sizes, dtype=dtype, threads=threads)
+        net = eqprop.EqPropNetwork(preset.layers, dtype=dtype, threads=threads)
         net.set_params(weights, biases)
         if impl == "eqprop":
             return lambda x, t, init: net.train_step(x, t, init=init, threads=threads, **hyper)
@@ -183,17 +241,25 @@ def make_step(impl: str, weights, biases, preset: Preset, threads: int, dtype) -
             state = [np.array(s, dtype=net.dtype, order="C") for s in init]
             engine = net.step_engine(x.shape[0])  # owns x W_0, shared by both phases
             engine.free_phase(x, state, steps=preset.free_steps, epsilon=EPSILON, solver="euler", threads=threads)
-            engine.update(x, state, t, beta=preset.beta, nudged_steps=preset.nudged_steps,
-                          epsilon=EPSILON, rates=rates, symmetric=False, solver="euler", threads=threads)
+            engine.update(x, state, t, contrast=Contrast("one-sided", preset.beta), nudged_steps=preset.nudged_steps,
+                          epsilon=EPSILON, rates=rates, solver="euler", threads=threads)
             return state
 
         return internal_step
-    from peers import available_peers
+    from peers import available_conv_peers, available_peers
 
-    peers = available_peers()
-    if impl not in peers:
-        raise RuntimeError(f"implementation {impl!r} is not available (is PyTorch installed?)")
-    peer = peers[impl](weights, biases, threads=threads)
+    if preset.convolutional:
+        peers = available_conv_peers()
+        if impl == "numpy":
+            raise RuntimeError("the NumPy peer has no conv layers")
+        if impl not in peers:
+            raise RuntimeError(f"implementation {impl!r} is not available (is PyTorch installed?)")
+        peer = peers[impl](preset.layers, weights, biases, threads=threads)
+    else:
+        peers = available_peers()
+        if impl not in peers:
+            raise RuntimeError(f"implementation {impl!r} is not available (is PyTorch installed?)")
+        peer = peers[impl](weights, biases, threads=threads)
     return lambda x, t, init: peer.train_step(x, t, init, **hyper)
 
 
@@ -235,7 +301,7 @@ def measure(step: StepFn, x: np.ndarray, targets: np.ndarray, particles: list[np
         rows = slice((position % n_pool) * batch, (position % n_pool + 1) * batch)
         free = step(x[rows], targets[rows], [p[rows] for p in particles])
         for p, s in zip(particles, free):
-            p[rows] = s
+            p[rows] = np.reshape(s, (batch, -1))  # eqprop returns conv states as maps
         position += 1
 
     for _ in range(warmup):
@@ -466,7 +532,7 @@ def _arch(name: str) -> str:
     for key, preset in PRESETS.items():
         if name in (key, preset.name, preset.label):
             return key
-    raise argparse.ArgumentTypeError(f"unknown architecture {name!r}; choose from 1h, 2h, 3h")
+    raise argparse.ArgumentTypeError(f"unknown architecture {name!r}; choose from {', '.join(PRESETS)}")
 
 
 def _impl(name: str) -> str:
@@ -479,7 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", type=_csv(_arch), default=["1h", "2h", "3h"],
-                        help="architectures: 1h, 2h, 3h (or mnist-2h, 784-500-500-10); default all")
+                        help="architectures: 1h, 2h, 3h (or mnist-2h, 784-500-500-10) and conv "
+                             "(1x28x28,c32k5mp,c64k5mp,10; eqprop and torch peers only); default 1h,2h,3h")
     parser.add_argument("--peers", type=_csv(_impl), default=["eqprop", "torch", "torch-usual", "numpy"],
                         help=f"implementations, from {', '.join(IMPLEMENTATIONS)}; "
                              "default eqprop,torch,torch-usual,numpy")
@@ -589,8 +656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Measurement] = []
     for key in args.archs:
         preset = PRESETS[key]
-        reference = eqprop.EqPropNetwork(preset.sizes, dtype=dtype, seed=args.seed)
-        flops = flops_per_example(preset.sizes, preset.free_steps, preset.nudged_steps)
+        reference = eqprop.EqPropNetwork(preset.layers, dtype=dtype, seed=args.seed)
+        flops = flops_per_example(preset.layers, preset.free_steps, preset.nudged_steps)
         for batch in args.batch_sizes:
             for threads in args.threads:
                 for impl in args.peers:
@@ -600,7 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         print(f"skipping {impl}: {exc}", flush=True)
                         continue
                     cap = args.numpy_batches if impl == "numpy" and key != "1h" else args.batches
-                    particles = [np.zeros((x.shape[0], n), dtype=dtype) for n in preset.sizes[1:]]
+                    particles = [np.zeros((x.shape[0], n), dtype=dtype) for n in reference.layer_sizes]
                     done, seconds = measure(step, x, targets, particles, batch, args.warmup, cap,
                                             args.min_seconds, args.seconds)
                     m = Measurement(preset.label, batch, threads, impl, done, seconds, flops)
@@ -614,7 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flop_lines = []
         for key in args.archs:
             p = PRESETS[key]
-            flops = flops_per_example(p.sizes, p.free_steps, p.nudged_steps)
+            flops = flops_per_example(p.layers, p.free_steps, p.nudged_steps)
             flop_lines.append(f"| {p.label} | {p.free_steps} / {p.nudged_steps} | {p.beta} | "
                               f"{', '.join(map(str, p.learning_rates))} | {flops / 1e6:,.1f} | "
                               f"{flops * EPOCH_EXAMPLES / 1e12:.2f} |")
@@ -625,15 +692,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.min_seconds:g} s, stopping after {args.seconds:g} s (column \"batches\").\n\n"
             "| arch | free / nudged steps | beta | learning rates | MFLOP / example | TFLOP / epoch |\n"
             "|---|---|---|---|---|---|\n" + "\n".join(flop_lines) + "\n\n"
-            "Useful FLOP per example = (free + nudged) * sum_{j>=1} 4 n_j n_{j+1} (each matrix but the input's, "
-            "both directions, every step) + 2 n_0 n_1 (the clamped input's drive x W_0, once per example: both phases "
-            "share it) + "
-            "sum_j 4 n_j n_{j+1} (the update's two outer-product sums). Elementwise work is not counted. "
-            "Every implementation is charged the same FLOP, dense: eqprop skips the zero pixels of x in the "
-            "drive and in the update of W_0 (an MNIST image has about 19% non-zero pixels). Those two products "
-            "are 82% of the work of 784-500-10, so there its GFLOP/s and % of peak measure time against the "
-            "dense work rather than arithmetic done; they are 1.4% of 784-500-500-10's and 0.2% of "
-            "784-500-500-500-10's.\n\n"
+            + " ".join(text for text, wanted in (
+                (DENSE_FLOP_TEXT, any(not PRESETS[key].convolutional for key in args.archs)),
+                (CONV_FLOP_TEXT, "conv" in args.archs)) if wanted) + "\n\n"
             "## Matrix-product peak\n\n" + "\n".join(f"- {line}" for line in peak_lines) + "\n\n"
             "\"% of peak\" divides by the best in-process product on the same thread count (NumPy with this "
             "machine's OPENBLAS_* settings, and PyTorch); \"% of native peak\" also counts NumPy run with "
@@ -645,12 +706,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(the same algorithm written the usual way: a Python loop over steps, one matrix product per "
             "layer and direction; torch under `no_grad`, NumPy's BLAS limited with threadpoolctl), both "
             "computing x W_0 once per training step as eqprop does; `torch-usual` is the PyTorch peer as "
-            "most EP scripts write it, recomputing x W_0 at every step (same results, more work).\n\n"
+            "most EP scripts write it, recomputing x W_0 at every step (same results, more work)."
+            + (CONV_IMPL_TEXT if "conv" in args.archs else "") + "\n\n"
             "s/epoch is for 50,000 examples; \"vs torch\" and \"vs torch-usual\" are speed-ups over those "
             "PyTorch peers at the same batch and threads (all charged the same useful FLOP).\n\n" + format_markdown(HEADER, rows) + "\n"
         )
         _write_markdown(args.markdown, command, date, info, source, body)
     return 0
+
+
+DENSE_FLOP_TEXT = (
+    "Useful FLOP per example = (free + nudged) * sum_{j>=1} 4 n_j n_{j+1} (each matrix but the input's, "
+    "both directions, every step) + 2 n_0 n_1 (the clamped input's drive x W_0, once per example: both phases "
+    "share it) + "
+    "sum_j 4 n_j n_{j+1} (the update's two outer-product sums). Elementwise work is not counted. "
+    "Every implementation is charged the same FLOP, dense: eqprop skips the zero pixels of x in the "
+    "drive and in the update of W_0 (an MNIST image has about 19% non-zero pixels). Those two products "
+    "are 82% of the work of 784-500-10, so there its GFLOP/s and % of peak measure time against the "
+    "dense work rather than arithmetic done; they are 1.4% of 784-500-500-10's and 0.2% of "
+    "784-500-500-500-10's."
+)
+CONV_FLOP_TEXT = (
+    "The `conv` arch counts a conv connection's product as the convolution before pooling, "
+    "2 C_out C_in k^2 H_conv W_conv (a dense one as 2 n_in n_out), with the same three terms: every step "
+    "each connection but the input's is used both ways (the convolution, and the transposed convolution of "
+    "the un-pooled state above), the input's drive P(W_1 * x) once per example, and two weight "
+    "correlations per connection in the update (nudged and free); pooling, un-pooling and unfolding are "
+    "elementwise work and not counted. Its settings (40 / 10 steps, beta 0.5, learning rates 0.1, 0.05, "
+    "0.02) are benchmark settings, not a tuned preset: the work per step does not depend on them."
+)
+CONV_IMPL_TEXT = (
+    " For `conv` the peers are `benchmarks/peers/torch_conv_ep.py` (`conv2d`, `max_pool2d` with indices, "
+    "`max_unpool2d` and `conv_transpose2d` per step, the weight correlation with `torch.nn.grad.conv2d_weight`); "
+    "`torch` computes the drive P(W_1 * x) once per training step, `torch-usual` at every step; there is no "
+    "NumPy conv peer."
+)
 
 
 def _write_markdown(path: Path, command: str, date: str, info: dict[str, str], source: str, body: str) -> None:

@@ -4,7 +4,8 @@
 ``{"name", "layers", "trainer", "n_train", "epochs", "split_at", "inject"}``), each
 rank trains a float64 network on the first ``n_train`` digits with
 ``Trainer(..., comm=MPI.COMM_WORLD)`` and writes ``OUT/NAME.rankR.npz`` (weights,
-biases, particles, history, and the epoch and mini-batch of a divergence).
+biases, particles, the optimizer's buffers and step count, history, and the
+epoch and mini-batch of a divergence).
 With ``split_at`` it trains that many epochs into a checkpoint directory, then
 continues from it with ``Trainer.resume``. ``inject`` changes rank 1's first
 weight after epoch 1: ``"perturb"`` by 1e-3 (the replicas no longer agree),
@@ -55,12 +56,16 @@ def run(spec: dict, out: Path, comm) -> None:
     arrays = {f"w{k}": w for k, w in enumerate(trainer.net.weights)}
     arrays.update({f"b{k}": b for k, b in enumerate(trainer.net.biases)})
     arrays.update({f"p{k}": p for k, p in enumerate(trainer.particles or [])})
+    state = trainer.optimizer_state
+    for name, (weights, biases) in state.buffers.items():
+        arrays.update({f"{name}_w{k}": w for k, w in enumerate(weights)})
+        arrays.update({f"{name}_b{k}": b for k, b in enumerate(biases)})
     rows = trainer.history.to_rows()
     np.savez(
         out / f"{spec['name']}.rank{comm.Get_rank()}.npz", **arrays,
         train_error=[r["train_error"] for r in rows], val_error=[r["val_error"] for r in rows],
         mean_cost=[r["mean_cost"] for r in rows], test=[evaluation.error, evaluation.mean_cost],
-        diverged=np.array(diverged, dtype=np.int64),
+        diverged=np.array(diverged, dtype=np.int64), optimizer_step=state.step,
     )
 
 

@@ -14,9 +14,17 @@ def rho(s):
     return np.clip(s, 0.0, 1.0)
 
 
-def net_inputs(weights, biases, x, state):
-    """h_k = rho(s_{k-1}) W_{k-1} + rho(s_{k+1}) W_k^T + b_k for every non-input layer."""
+def _activations(x, state, linear_output=False):
+    """rho of every layer; a linear output layer is used as it is."""
     layers = [rho(x)] + [rho(s) for s in state]
+    if linear_output:
+        layers[-1] = state[-1]
+    return layers
+
+
+def net_inputs(weights, biases, x, state, linear_output=False):
+    """h_k = rho(s_{k-1}) W_{k-1} + rho(s_{k+1}) W_k^T + b_k for every non-input layer."""
+    layers = _activations(x, state, linear_output)
     h = []
     for k in range(len(state)):
         value = layers[k] @ weights[k] + biases[k]
@@ -26,32 +34,42 @@ def net_inputs(weights, biases, x, state):
     return h
 
 
-def relax(weights, biases, x, init, steps, epsilon, beta=0.0, target=None, solver="euler"):
-    state = [rho(np.array(s)) for s in init]
-    n = len(state)
+def relax(weights, biases, x, init, steps, epsilon, beta=0.0, target=None, solver="euler",
+          linear_output=False, clamp=None):
+    """The dynamics of eqprop.EqPropNetwork.relax; ``clamp`` holds the output at those values."""
+    n = len(init)
+    state = [np.array(s, dtype=float) if (linear_output and k == n - 1) else rho(np.array(s))
+             for k, s in enumerate(init)]
+    if clamp is not None:
+        state[-1] = np.array(clamp)
+    moving = n - 1 if clamp is not None else n
+
+    def bound(k, value):
+        return value if (linear_output and k == n - 1) else rho(value)
+
     for _ in range(steps):
         if solver == "euler":
-            h = net_inputs(weights, biases, x, state)
-            new = []
-            for k in range(n):
-                ds = h[k] - state[k]  # -dE/ds_k with rho' = 1 on [0, 1]
+            h = net_inputs(weights, biases, x, state, linear_output)
+            new = list(state)
+            for k in range(moving):
+                ds = h[k] - state[k]  # -dE/ds_k with rho' = 1 on [0, 1] (and for a linear output)
                 if k == n - 1 and beta != 0.0:
                     ds = ds + beta * (target - state[k])  # -beta dC/dy
-                new.append(rho(state[k] + epsilon * ds))
+                new[k] = bound(k, state[k] + epsilon * ds)
             state = new
         else:
             for parity in (0, 1):
-                for k in range(parity, n, 2):
-                    h = net_inputs(weights, biases, x, state)[k]
+                for k in range(parity, moving, 2):
+                    h = net_inputs(weights, biases, x, state, linear_output)[k]
                     if k == n - 1 and beta != 0.0:
-                        state[k] = rho((h + beta * target) / (1.0 + beta))
+                        state[k] = bound(k, (h + beta * target) / (1.0 + beta))
                     else:
-                        state[k] = rho(h)
+                        state[k] = bound(k, h)
     return state
 
 
-def energy(weights, biases, x, state):
-    layers = [rho(x)] + [rho(s) for s in state]
+def energy(weights, biases, x, state, linear_output=False):
+    layers = _activations(x, state, linear_output)
     e = sum(0.5 * np.sum(s * s, axis=1) for s in state)
     for k, w in enumerate(weights):
         e = e - np.sum((layers[k] @ w) * layers[k + 1], axis=1)
@@ -64,9 +82,9 @@ def cost(state, target):
     return 0.5 * np.sum((state[-1] - target) ** 2, axis=1)
 
 
-def ep_terms(x, state):
+def ep_terms(x, state, linear_output=False):
     """dE/dW_k and dE/db_k summed over the batch, up to sign: rho(s_k)^T rho(s_{k+1}), sum rho(s_k)."""
-    layers = [rho(x)] + [rho(s) for s in state]
+    layers = _activations(x, state, linear_output)
     dw = [layers[k].T @ layers[k + 1] for k in range(len(state))]
     db = [layers[k + 1].sum(axis=0) for k in range(len(state))]
     return dw, db
@@ -89,6 +107,48 @@ def ep_gradients(weights, biases, x, target, beta, free_steps, nudged_steps, eps
     grads_w = [-(p - q) / denominator for p, q in zip(pw, nw)]
     grads_b = [-(p - q) / denominator for p, q in zip(pb, nb)]
     return grads_w, grads_b, free
+
+
+def family_gradients(weights, biases, x, target, algorithm, beta, free_steps, nudged_steps, epsilon,
+                     coupling=0.5, solver="euler", linear_output=False, network="dense", chain=None):
+    """The estimate of dJ/dtheta of every algorithm of eqprop.algorithms, from its definition.
+
+    ``network="chain"`` with ``chain=(input_shape, layers)`` uses the conv chain's dynamics.
+    """
+    batch = x.shape[0]
+    if network == "dense":
+        zeros = [np.zeros((batch, w.shape[1]), dtype=x.dtype) for w in weights]
+
+        def run(init, steps, beta=0.0, clamp=None):
+            return relax(weights, biases, x, init, steps, epsilon, beta, target, solver, linear_output, clamp)
+
+        def terms(state):
+            return ep_terms(x, state, linear_output)
+    else:
+        input_shape, layers = chain
+        shapes = chain_shapes(input_shape, layers)
+        zeros = [np.zeros((batch, int(np.prod(s))), dtype=x.dtype) for s in shapes[1:]]
+
+        def run(init, steps, beta=0.0, clamp=None):
+            return chain_relax(input_shape, layers, weights, biases, x, init, steps, epsilon, beta, target,
+                               solver, linear_output, clamp)
+
+        def terms(state):
+            return chain_phi_gradients(input_shape, layers, weights, x, state, linear_output)
+    free = run(zeros, free_steps)
+    if algorithm in ("contrastive", "coupled"):
+        eta = 1.0 if algorithm == "contrastive" else coupling
+        clamp = free[-1] + eta * (target - free[-1])
+        positive, negative, spread = run(free, nudged_steps, clamp=clamp), free, eta
+    elif algorithm == "centered":
+        positive, negative, spread = run(free, nudged_steps, beta), run(free, nudged_steps, -beta), 2 * beta
+    else:
+        signed = beta if algorithm == "positive" else -beta
+        positive, negative, spread = run(free, nudged_steps, signed), free, signed
+    pw, pb = terms(positive)
+    nw, nb = terms(negative)
+    return ([-(p - q) / (spread * batch) for p, q in zip(pw, nw)],
+            [-(p - q) / (spread * batch) for p, q in zip(pb, nb)], free)
 
 
 # ---------------------------------------------------------------------------
@@ -185,15 +245,15 @@ def pool2x2(conv, kind):
     return best, routing
 
 
-def _maps(x, state, shapes):
+def _maps(x, state, shapes, linear_output=False):
     batch = x.shape[0]
-    return [rho(a).reshape(batch, *shape) for a, shape in zip([x] + list(state), shapes)]
+    return [a.reshape(batch, *shape) for a, shape in zip(_activations(x, state, linear_output), shapes)]
 
 
-def chain_net_inputs(input_shape, layers, weights, biases, x, state):
+def chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_output=False):
     """h_j = dPhi/ds_j for every non-input layer, flat."""
     shapes = chain_shapes(input_shape, layers)
-    maps = _maps(x, state, shapes)
+    maps = _maps(x, state, shapes, linear_output)
     batch = x.shape[0]
     h = [np.zeros((batch, int(np.prod(s))), dtype=x.dtype) for s in shapes[1:]]
     for j, layer in enumerate(layers):
@@ -213,27 +273,38 @@ def chain_net_inputs(input_shape, layers, weights, biases, x, state):
 
 
 def chain_relax(input_shape, layers, weights, biases, x, init, steps, epsilon, beta=0.0, target=None,
-                solver="euler"):
-    state = [rho(np.array(s)) for s in init]
-    n = len(state)
+                solver="euler", linear_output=False, clamp=None):
+    n = len(init)
+    state = [np.array(s, dtype=float) if (linear_output and k == n - 1) else rho(np.array(s))
+             for k, s in enumerate(init)]
+    if clamp is not None:
+        state[-1] = np.array(clamp)
+    moving = n - 1 if clamp is not None else n
+
+    def bound(k, value):
+        return value if (linear_output and k == n - 1) else rho(value)
+
+    def inputs(state):
+        return chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_output)
+
     for _ in range(steps):
         if solver == "euler":
-            h = chain_net_inputs(input_shape, layers, weights, biases, x, state)
-            new = []
-            for k in range(n):
+            h = inputs(state)
+            new = list(state)
+            for k in range(moving):
                 ds = h[k] - state[k]
                 if k == n - 1 and beta != 0.0:
                     ds = ds + beta * (target - state[k])
-                new.append(rho(state[k] + epsilon * ds))
+                new[k] = bound(k, state[k] + epsilon * ds)
             state = new
         else:
             for parity in (0, 1):
-                for k in range(parity, n, 2):
-                    h = chain_net_inputs(input_shape, layers, weights, biases, x, state)[k]
+                for k in range(parity, moving, 2):
+                    h = inputs(state)[k]
                     if k == n - 1 and beta != 0.0:
-                        state[k] = rho((h + beta * target) / (1.0 + beta))
+                        state[k] = bound(k, (h + beta * target) / (1.0 + beta))
                     else:
-                        state[k] = rho(h)
+                        state[k] = bound(k, h)
     return state
 
 
@@ -259,10 +330,10 @@ def chain_energy(input_shape, layers, weights, biases, x, state):
     return sum(0.5 * np.sum(s * s, axis=1) for s in state) - chain_phi(input_shape, layers, weights, biases, x, state)
 
 
-def chain_phi_gradients(input_shape, layers, weights, x, state):
+def chain_phi_gradients(input_shape, layers, weights, x, state, linear_output=False):
     """dPhi/dW_j and dPhi/db_j summed over the batch."""
     shapes = chain_shapes(input_shape, layers)
-    maps = _maps(x, state, shapes)
+    maps = _maps(x, state, shapes, linear_output)
     batch = x.shape[0]
     dw, db = [], []
     for j, layer in enumerate(layers):
@@ -295,3 +366,51 @@ def chain_ep_gradients(input_shape, layers, weights, biases, x, target, beta, fr
     nw, nb = chain_phi_gradients(input_shape, layers, weights, x, neg)
     return ([-(p - q) / denominator for p, q in zip(pw, nw)],
             [-(p - q) / denominator for p, q in zip(pb, nb)], free)
+
+
+# ---------------------------------------------------------------------------
+# Optimizers, written from the algorithms PyTorch documents for torch.optim.SGD
+# (dampening 0) and torch.optim.Adam (amsgrad off, maximize off), in float64
+# whatever the input dtype. ``grads`` holds one gradient per step; ``lr`` is a
+# rate or one rate per step (a schedule). They return the parameter after the
+# last step.
+
+def _rates(lr, n_steps):
+    return list(lr) if np.ndim(lr) else [lr] * n_steps
+
+
+def sgd_steps(theta, grads, lr, weight_decay=0.0, momentum=0.0, nesterov=False):
+    """g_t += lambda theta; b_1 = g_1, b_t = mu b_{t-1} + g_t; g_t = g_t + mu b_t (Nesterov) or b_t; theta -= lr g_t."""
+    theta = np.array(theta, dtype=np.float64)
+    buffer = None
+    for t, (grad, rate) in enumerate(zip(grads, _rates(lr, len(grads)))):
+        g = np.asarray(grad, dtype=np.float64) + weight_decay * theta
+        if momentum != 0:
+            buffer = g if t == 0 else momentum * buffer + g
+            g = g + momentum * buffer if nesterov else buffer
+        theta = theta - rate * g
+    return theta
+
+
+def adam_steps(theta, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """g_t += lambda theta; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; theta -= lr m_hat / (sqrt(v_hat) + eps)."""
+    beta1, beta2 = betas
+    theta = np.array(theta, dtype=np.float64)
+    m = np.zeros_like(theta)
+    v = np.zeros_like(theta)
+    for t, (grad, rate) in enumerate(zip(grads, _rates(lr, len(grads))), start=1):
+        g = np.asarray(grad, dtype=np.float64) + weight_decay * theta
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        m_hat = m / (1 - beta1**t)
+        v_hat = v / (1 - beta2**t)
+        theta = theta - rate * m_hat / (np.sqrt(v_hat) + eps)
+    return theta
+
+
+def optimizer_steps(name, theta, grads, lr, weight_decay=0.0, momentum=0.9, betas=(0.9, 0.999), eps=1e-8):
+    """The steps of optimizer ``name`` (sgd, momentum, nesterov, adam) from a fresh state."""
+    if name == "adam":
+        return adam_steps(theta, grads, lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    return sgd_steps(theta, grads, lr, weight_decay=weight_decay, momentum=0.0 if name == "sgd" else momentum,
+                     nesterov=name == "nesterov")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +135,9 @@ def test_help_texts(capsys):
     text = capsys.readouterr().out
     flags = ["--preset", "--dataset", "--layers", "--beta", "--free-steps", "--nudged-steps", "--epsilon", "--lr",
              "--batch-size", "--epochs", "--threads", "--seed", "--data-dir", "--out", "--resume", "--quiet",
-             "--solver", "--symmetric", "--no-persistent", "--no-random-sign", "--train-size", "--dtype"]
+             "--solver", "--symmetric", "--no-persistent", "--no-random-sign", "--train-size", "--dtype",
+             "--optimizer", "--momentum", "--betas", "--eps", "--weight-decay", "--bias-lr", "--schedule",
+             "--schedule-epochs", "--schedule-floor", "--schedule-gamma", "--schedule-step-size", "--init-gain"]
     for flag in flags:
         assert flag in text, flag
     assert "eqprop train --preset digits --out runs/digits" in text  # an example
@@ -157,11 +160,38 @@ BAD_FLAGS = [
     (["train", "--preset", "digits", "--lr", "0.1"], "one rate per weight matrix"),
     (["train", "--preset", "digits", "--lr", "0.1", "-0.1"], "positive number"),
     (["train", "--preset", "nope"], "unknown preset 'nope'"),
+    (["train", "--preset", "digits", "--init-gain", "1", "1", "1"], "--init-gain needs one gain, or one per weight"),
+    (["train", "--preset", "digits", "--init-gain", "0"], "positive number"),
     (["train", "--dataset", "cifar"], "invalid choice"),
     (["train", "--dataset", "digits"], "--layers, --lr"),
     (["train", "--dataset", "digits", "--layers", "784-10", "--lr", "0.1", "--out", "{tmp}/x"], "needs 64 inputs"),
     (["train", "--resume", "{tmp}", "--beta", "2"], "--beta cannot be changed"),
     (["train", "--preset", "digits", "--bogus"], "unrecognized arguments"),
+    (["train", "--preset", "digits", "--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
+    (["train", "--preset", "digits", "--momentum", "0.9"],
+     "--momentum applies only to the optimizers 'momentum' and 'nesterov'"),
+    (["train", "--preset", "digits", "--optimizer", "nesterov", "--momentum", "0"],
+     "--momentum must be in (0, 1) for 'nesterov'"),
+    (["train", "--preset", "digits", "--optimizer", "momentum", "--momentum", "1"], "--momentum must be in [0, 1)"),
+    (["train", "--preset", "digits", "--optimizer", "adam", "--betas", "0.9"], "expected 2 arguments"),
+    (["train", "--preset", "digits", "--optimizer", "adam", "--betas", "0.9", "1.5"], "--betas must each be in [0, 1)"),
+    (["train", "--preset", "digits", "--optimizer", "adam", "--eps", "0"], "positive number"),
+    (["train", "--preset", "digits", "--eps", "1e-8"], "--eps applies only to the optimizer 'adam'"),
+    (["train", "--preset", "digits", "--weight-decay", "0.1", "0.1", "0.1"],
+     "--weight-decay needs one value per weight matrix (2); got 3"),
+    (["train", "--preset", "digits", "--weight-decay", "-1"], "non-negative number"),
+    (["train", "--preset", "digits", "--bias-lr", "0.1"], "--bias-lr needs one value per weight matrix (2); got 1"),
+    (["train", "--preset", "digits", "--schedule", "linear"], "invalid choice: 'linear'"),
+    (["train", "--preset", "digits", "--schedule", "exponential"], "schedule 'exponential' needs --schedule-gamma"),
+    (["train", "--preset", "digits", "--schedule", "step"], "schedule 'step' needs --schedule-step-size"),
+    (["train", "--preset", "digits", "--schedule", "exponential", "--schedule-gamma", "1.5"],
+     "--schedule-gamma must be in (0, 1]"),
+    (["train", "--preset", "digits", "--schedule", "cosine", "--schedule-floor", "2"],
+     "--schedule-floor must be in [0, 1]"),
+    (["train", "--preset", "digits", "--schedule-gamma", "0.5"], "--schedule-gamma applies only to the schedules"),
+    (["train", "--preset", "digits", "--schedule", "step", "--schedule-step-size", "0"], "positive integer"),
+    (["train", "--resume", "{tmp}", "--optimizer", "adam"], "--optimizer cannot be changed"),
+    (["train", "--resume", "{tmp}", "--schedule", "cosine"], "--schedule cannot be changed"),
     (["evaluate"], "required: DIR"),
     (["evaluate", "{tmp}", "--split", "holdout"], "invalid choice"),
     ([], "required: COMMAND"),
@@ -173,7 +203,94 @@ def test_bad_flags_exit_with_code_2_and_say_why(argv, message, tmp_path, capsys)
     with pytest.raises(SystemExit) as info:
         main([arg.replace("{tmp}", str(tmp_path)) for arg in argv])
     assert info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err and re.match(r"eqprop( \w+)?: error: ", err.splitlines()[-1])
+    assert not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------ optimizers and schedules
+def test_optimizer_and_schedule_flags_reach_config_and_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *QUICK, "--epochs", "2", "--optimizer", "adam", "--lr", "0.01", "0.003",
+                 "--weight-decay", "1e-4", "--bias-lr", "0.02", "0.0", "--schedule", "cosine",
+                 "--schedule-floor", "0.1", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    expected = {"optimizer": "adam", "momentum": None, "betas": [0.9, 0.999], "eps": 1e-8,
+                "weight_decay": [1e-4, 1e-4], "bias_learning_rates": [0.02, 0.0], "schedule": "cosine",
+                "schedule_epochs": 2, "schedule_floor": 0.1, "schedule_gamma": None, "schedule_step_size": None}
+    assert {key: config[key] for key in expected} == expected  # the cosine spans the run's --epochs
+    checkpoint = load_checkpoint(out)
+    assert {key: checkpoint.config[key] for key in expected} == expected
+    assert checkpoint.meta["optimizer_state"]["step"] == 2 * 20  # 400 examples in mini-batches of 20
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["val_error"] < 0.5
+
+
+def test_defaults_record_plain_sgd_and_constant_rates(run_dir):
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["optimizer"] == "sgd" and config["schedule"] == "constant"
+    assert all(config[key] is None for key in ("momentum", "betas", "eps", "weight_decay", "bias_learning_rates",
+                                               "schedule_epochs", "schedule_floor", "schedule_gamma",
+                                               "schedule_step_size"))
+
+
+@pytest.mark.parametrize("optimizer", [["--optimizer", "momentum", "--momentum", "0.5"], ["--optimizer", "adam"]])
+def test_resume_with_an_optimizer_and_schedule_matches_an_uninterrupted_run(tmp_path, optimizer):
+    lr = ["--lr", "0.01", "0.005"] if "adam" in optimizer else ["--lr", "0.1", "0.05"]
+    common = ["train", "--preset", "digits", "--train-size", "200", "--seed", "1", "--threads", "1", "--quiet",
+              *optimizer, *lr, "--schedule", "step", "--schedule-step-size", "1", "--schedule-gamma", "0.5"]
+    assert main([*common, "--epochs", "3", "--out", str(tmp_path / "straight")]) == 0
+    assert main([*common, "--epochs", "1", "--out", str(tmp_path / "split")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "split"), "--epochs", "3", "--quiet"]) == 0
+    straight, resumed = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "split")
+    assert resumed.epoch == 3 and resumed.meta["optimizer_state"] == straight.meta["optimizer_state"]
+    for a, b in zip(straight.weights + straight.biases, resumed.weights + resumed.biases):
+        np.testing.assert_array_equal(a, b)
+    for name, (weights, biases) in straight.optimizer_buffers.items():
+        for a, b in zip(weights + biases, resumed.optimizer_buffers[name][0] + resumed.optimizer_buffers[name][1]):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (dict(momentum=0.6), "config.json says momentum = 0.6, the checkpoint was trained with 0.5"),
+    (dict(schedule="exponential"), "schedule_step_size applies only to schedule 'step'"),
+    (dict(optimizer="rmsprop"), "optimizer is 'rmsprop'; it must be one of sgd, momentum, nesterov, adam"),
+    (dict(weight_decay=[0.1]), "weight_decay needs one value per weight matrix (2); got 1"),
+    (dict(schedule_gamma=2.0), "schedule_gamma is 2.0; it must be null or a number in (0, 1]"),
+])
+def test_resume_refuses_an_edited_optimizer_setting(tmp_path, capsys, edit, message):
+    out = tmp_path / "run"
+    assert main(["train", *QUICK, "--epochs", "1", "--optimizer", "momentum", "--momentum", "0.5",
+                 "--schedule", "step", "--schedule-step-size", "2", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    config.update(edit)
+    (out / "config.json").write_text(json.dumps(config))
+    before = (out / "checkpoint.npz").read_bytes()
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert (out / "checkpoint.npz").read_bytes() == before
+
+
+def test_flags_replace_a_presets_optimizer_and_schedule(tmp_path, monkeypatch):
+    """--optimizer / --schedule other than the preset's drop the preset's parameters of its own choice."""
+    import dataclasses
+
+    import eqprop.presets
+
+    custom = dataclasses.replace(eqprop.presets.PRESETS["digits"], name="digits-momentum", optimizer="momentum",
+                                 momentum=0.5, schedule="step", schedule_step_size=2, schedule_gamma=0.5)
+    monkeypatch.setattr(eqprop.presets, "PRESETS", {**eqprop.presets.PRESETS, custom.name: custom})
+    common = ["train", "--preset", "digits-momentum", "--epochs", "1", "--train-size", "100", "--seed", "0",
+              "--threads", "1", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert (config["optimizer"], config["momentum"], config["schedule_step_size"]) == ("momentum", 0.5, 2)
+    assert main([*common, "--optimizer", "adam", "--schedule", "constant", "--out", str(tmp_path / "b")]) == 0
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert (config["optimizer"], config["momentum"], config["betas"]) == ("adam", None, [0.9, 0.999])
+    assert (config["schedule"], config["schedule_step_size"], config["schedule_gamma"]) == ("constant", None, None)
 
 
 def test_runtime_errors_exit_1_with_a_message(tmp_path, capsys):

@@ -309,3 +309,32 @@ def test_conv_training_resumes_exactly(tmp_path):
     dense = eqprop.Trainer(eqprop.EqPropNetwork([36, 8, 3], dtype="float64"), **kwargs)
     with pytest.raises(ValueError, match="is for a 1x6x6,c2k3mp,3 float64 network"):
         dense.load_checkpoint(tmp_path)
+
+
+# ------------------------------------------------------------ initialisation
+def test_glorot_limits_use_the_receptive_field_fans_and_the_gains():
+    layers = [(2, 9, 9), Conv2d(8, 3, pool="max"), 10]
+    plain = eqprop.EqPropNetwork(layers, dtype="float64", seed=4)
+    scaled = eqprop.EqPropNetwork(layers, dtype="float64", seed=4, init_gains=[1.0, 0.25])
+    conv_limit = np.sqrt(6.0 / (2 * 9 + 8 * 9))  # fan_in C_in k^2, fan_out C_out k^2
+    dense_limit = np.sqrt(6.0 / (8 * 3 * 3 + 10))
+    for w, limit in zip(plain.weights, (conv_limit, dense_limit)):
+        assert np.abs(w).max() <= limit and np.abs(w).max() > 0.9 * limit
+    # the same draws, the second connection scaled
+    np.testing.assert_array_equal(scaled.weights[0], plain.weights[0])
+    np.testing.assert_allclose(scaled.weights[1], 0.25 * plain.weights[1], rtol=1e-15)
+    one_gain = eqprop.EqPropNetwork(layers, dtype="float64", seed=4, init_gains=0.5)
+    for w, p in zip(one_gain.weights, plain.weights):
+        np.testing.assert_allclose(w, 0.5 * p, rtol=1e-15)
+
+
+@pytest.mark.parametrize("gains, error, match", [
+    ([1.0], ValueError, r"init_gains must have one gain per weight array \(2\); got 1"),
+    ([1.0, 0.0], ValueError, r"init_gains\[1\] must be positive"),
+    ([1.0, float("nan")], ValueError, r"init_gains\[1\] must be finite"),
+    ("1", TypeError, "init_gains must be None, a number or a sequence"),
+    ([1.0, "a"], TypeError, r"init_gains\[1\] must be a real number"),
+])
+def test_bad_init_gains(gains, error, match):
+    with pytest.raises(error, match=match):
+        eqprop.EqPropNetwork([(2, 9, 9), Conv2d(8, 3), 10], init_gains=gains)

@@ -24,6 +24,11 @@ from eqprop.layers import layers_from_json
 HERE = Path(__file__).parent
 RANKS = 2
 SETTINGS = dict(beta=1.0, free_steps=8, nudged_steps=3, epsilon=0.5, learning_rates=[0.2, 0.1], batch_size=20)
+# the optimizers step on the Allreduced gradient estimate (not in the core): Adam, and momentum with
+# weight decay under a cosine schedule (factors 1, 0.75, 0.25 over the 3 epochs)
+ADAM = dict(SETTINGS, optimizer="adam", learning_rates=[0.01, 0.005])
+MOMENTUM = dict(SETTINGS, optimizer="momentum", momentum=0.9, weight_decay=1e-3, learning_rates=[0.05, 0.02],
+                schedule="cosine", schedule_epochs=3)
 RUNS = [
     # 150 examples: a short last mini-batch of 10, 5 per rank
     {"name": "dense", "layers": [64, 16, 10], "n_train": 150, "epochs": 2, "trainer": SETTINGS},
@@ -38,7 +43,13 @@ RUNS = [
      "trainer": SETTINGS},
     # rank 1's replica gets a NaN after epoch 1: both ranks stop at epoch 2, mini-batch 1
     {"name": "nan", "layers": [64, 16, 10], "n_train": 60, "epochs": 3, "inject": "nan", "trainer": SETTINGS},
+    # Adam on 150 examples (a short last mini-batch), uninterrupted and resumed after epoch 1
+    {"name": "adam", "layers": [64, 16, 10], "n_train": 150, "epochs": 2, "trainer": ADAM},
+    {"name": "adam-resumed", "layers": [64, 16, 10], "n_train": 150, "epochs": 2, "split_at": 1, "trainer": ADAM},
+    {"name": "momentum-cosine", "layers": [64, 16, 10], "n_train": 150, "epochs": 3, "trainer": MOMENTUM},
 ]
+#: The optimizer's state arrays each run's npz holds (besides its step count).
+STATE_ARRAYS = {"adam": ("exp_avg", "exp_avg_sq"), "momentum": ("momentum_buffer",)}
 # float64, a few dozen updates: only the order of the sums differs from one process
 RTOL, ATOL = 1e-11, 1e-13
 
@@ -83,6 +94,38 @@ def test_trainer_refuses_a_comm_that_is_not_a_communicator():
     net = eqprop.EqPropNetwork([4, 3, 2], seed=0)
     with pytest.raises(TypeError, match="mpi4py communicator"):
         eqprop.Trainer(net, **SETTINGS | {"learning_rates": [0.1, 0.1]}, comm=object())
+
+
+def test_optimizer_step_on_given_gradient_buffers_equals_its_own():
+    # with comm, the optimizer steps on views of the Allreduce's receive buffer
+    from eqprop.optim import OptimizerState, OptimizerStep, resolve_optimizer
+
+    settings = resolve_optimizer("adam", weight_decay=1e-3, n_matrices=2)
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal(shape) for shape in ((4, 3), (3, 2), (3,), (2,))]
+    results = []
+    for given in (False, True):
+        net = eqprop.EqPropNetwork([4, 3, 2], dtype="float64", seed=0)
+        state = OptimizerState("adam", net.weights, net.biases)
+        flat = np.zeros(sum(g.size for g in grads))
+        views, start = [], 0
+        for g in grads:
+            views.append(flat[start:start + g.size].reshape(g.shape))
+            start += g.size
+        step = OptimizerStep(settings, state, net.weights, net.biases,
+                             grads=(views[:2], views[2:]) if given else None)
+        assert all(np.shares_memory(a, flat) for a in (*step.grads[0], *step.grads[1])) == given
+        for _ in range(3):
+            for buffer, g in zip((*step.grads[0], *step.grads[1]), grads):
+                buffer[...] = g
+            assert step.apply(np.full(4, 0.01), 1)
+        results.append([*net.weights, *net.biases, *state.buffers["exp_avg_sq"][0]])
+    for mine, theirs in zip(*results):
+        np.testing.assert_array_equal(mine, theirs)
+    net = eqprop.EqPropNetwork([4, 3, 2], dtype="float64", seed=0)
+    with pytest.raises(ValueError, match="shaped like the parameters"):
+        OptimizerStep(settings, OptimizerState("adam", net.weights, net.biases), net.weights, net.biases,
+                      grads=([np.zeros((3, 4)), np.zeros((3, 2))], [np.zeros(3), np.zeros(2)]))
 
 
 def test_launcher_rank_reads_the_environment(monkeypatch):
@@ -131,10 +174,12 @@ def mpi_runs(tmp_path_factory):
     assert done.returncode == 0, done.stdout + done.stderr
     results = {run["name"]: [dict(np.load(out / f"{run['name']}.rank{r}.npz")) for r in range(RANKS)] for run in RUNS}
     results["stderr"] = done.stderr
+    results["out"] = out
     return results
 
 
-@pytest.mark.parametrize("name", ["dense", "resumed", "conv", "perturbed"])
+@pytest.mark.parametrize("name", ["dense", "resumed", "conv", "perturbed", "adam", "adam-resumed",
+                                  "momentum-cosine"])
 def test_ranks_hold_bitwise_identical_replicas(mpi_runs, name):
     first, second = mpi_runs[name]
     assert first.keys() == second.keys()
@@ -142,7 +187,7 @@ def test_ranks_hold_bitwise_identical_replicas(mpi_runs, name):
         np.testing.assert_array_equal(first[key], second[key], err_msg=key)
 
 
-@pytest.mark.parametrize("name", ["dense", "conv"])
+@pytest.mark.parametrize("name", ["dense", "conv", "adam", "momentum-cosine"])
 def test_two_ranks_equal_one_process_up_to_rounding(mpi_runs, name):
     run = next(r for r in RUNS if r["name"] == name)
     trainer, test = _single_process(run)
@@ -150,8 +195,16 @@ def test_two_ranks_equal_one_process_up_to_rounding(mpi_runs, name):
     expected = {f"w{k}": w for k, w in enumerate(trainer.net.weights)}
     expected.update({f"b{k}": b for k, b in enumerate(trainer.net.biases)})
     expected.update({f"p{k}": p for k, p in enumerate(trainer.particles)})
+    state = trainer.optimizer_state
+    assert sorted(state.buffers) == sorted(STATE_ARRAYS.get(run["trainer"].get("optimizer", "sgd"), ()))
+    for buffer, (weights, biases) in state.buffers.items():
+        expected.update({f"{buffer}_w{k}": w for k, w in enumerate(weights)})
+        expected.update({f"{buffer}_b{k}": b for k, b in enumerate(biases)})
+    assert expected.keys() <= result.keys()
     for key, value in expected.items():
         np.testing.assert_allclose(result[key], value, rtol=RTOL, atol=ATOL, err_msg=key)
+    steps = -(-run["n_train"] // run["trainer"]["batch_size"]) * run["epochs"]  # one per mini-batch
+    assert int(result["optimizer_step"]) == state.step == steps
     history = trainer.history
     np.testing.assert_array_equal(result["train_error"], history.column("train_error"))
     np.testing.assert_array_equal(result["val_error"], history.column("val_error"))
@@ -172,10 +225,26 @@ def test_a_rank_that_diverges_stops_every_rank_at_the_same_mini_batch(mpi_runs):
         assert len(mpi_runs["nan"][rank]["train_error"]) == 1  # epoch 1 completed, epoch 2 did not
 
 
-def test_resume_on_the_same_ranks_is_bitwise_exact(mpi_runs):
-    uninterrupted, resumed = mpi_runs["dense"][0], mpi_runs["resumed"][0]
+@pytest.mark.parametrize("uninterrupted, resumed", [("dense", "resumed"), ("adam", "adam-resumed")])
+def test_resume_on_the_same_ranks_is_bitwise_exact(mpi_runs, uninterrupted, resumed):
+    uninterrupted, resumed = mpi_runs[uninterrupted][0], mpi_runs[resumed][0]
+    assert uninterrupted.keys() == resumed.keys()
     for key in uninterrupted:
         np.testing.assert_array_equal(resumed[key], uninterrupted[key], err_msg=key)
+
+
+def test_rank_0_checkpoints_the_shared_optimizer_state(mpi_runs):
+    from eqprop.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(mpi_runs["out"] / "adam-resumed.checkpoint")
+    final = mpi_runs["adam-resumed"][0]
+    assert checkpoint.epoch == 2 and checkpoint.meta["ranks"] == RANKS
+    assert checkpoint.meta["optimizer_state"]["optimizer"] == "adam"
+    assert checkpoint.meta["optimizer_state"]["step"] == int(final["optimizer_step"]) == 16
+    for buffer, (weights, biases) in checkpoint.optimizer_buffers.items():
+        for k, (w, b) in enumerate(zip(weights, biases)):
+            np.testing.assert_array_equal(w, final[f"{buffer}_w{k}"])
+            np.testing.assert_array_equal(b, final[f"{buffer}_b{k}"])
 
 
 # ------------------------------------------------------- command line
@@ -227,6 +296,33 @@ def test_cli_distributed_run_and_resume_match_one_process(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "then-alone"), "--epochs", "2"]) == 0
     assert "written by a run on 2 rank(s), this one has 1" in capsys.readouterr().err
     _assert_same_run(tmp_path / "then-alone", alone)
+
+
+def test_cli_distributed_adam_with_a_schedule_resumes_and_matches_one_process(tmp_path):
+    _require_mpi()
+    from eqprop.checkpoint import load_checkpoint
+
+    lr = QUICK.index("--lr")
+    adam = [*QUICK[:lr], *QUICK[lr + 3:], "--lr", "0.01", "0.005", "--optimizer", "adam",
+            "--schedule", "cosine", "--schedule-epochs", "2"]
+    run_dir = tmp_path / "mpi"
+    first = _cli([*adam, "--epochs", "1", "--out", str(run_dir)], cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = _cli(["--resume", str(run_dir), "--epochs", "2"], cwd=tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["optimizer"] == "adam" and config["schedule"] == "cosine"
+
+    alone = tmp_path / "alone"
+    assert main(["train", *adam, "--epochs", "2", "--quiet", "--out", str(alone)]) == 0
+    _assert_same_run(run_dir, alone)
+    mine, theirs = load_checkpoint(run_dir), load_checkpoint(alone)
+    assert mine.meta["optimizer_state"] == theirs.meta["optimizer_state"]  # adam, the same step count
+    assert sorted(mine.optimizer_buffers) == ["exp_avg", "exp_avg_sq"]
+    for buffer, (weights, biases) in mine.optimizer_buffers.items():
+        for array, expected in zip([*weights, *biases], [*theirs.optimizer_buffers[buffer][0],
+                                                          *theirs.optimizer_buffers[buffer][1]]):
+            np.testing.assert_allclose(array, expected, rtol=RTOL, atol=ATOL, err_msg=buffer)
 
 
 def test_cli_batch_size_the_ranks_do_not_divide_is_one_line(tmp_path):

@@ -531,6 +531,10 @@ def test_memory_estimate_and_refusal():
     with pytest.raises(MemoryError, match=r"needs about .* but only 1.0 MB is available"):
         check_training_memory([784, 500, 10], "float32", n_train=50_000, batch_size=20, persistent=True,
                               available=10**6)
+    assert parts["optimizer"] == 0  # the in-place SGD update keeps nothing
+    adam = estimate_training_bytes([784, 500, 10], "float32", n_train=50_000, batch_size=20, persistent=True,
+                                   optimizer_arrays=3)  # gradient, two moments (and a checkpoint's copy of them)
+    assert adam["optimizer"] == 5 * (784 * 500 + 500 * 10 + 510) * 4
 
 
 # 11. negative numbers with an exponent

@@ -45,6 +45,35 @@ def test_every_preset_builds_a_trainer():
     assert PRESETS["digits"].dataset == "digits" and PRESETS["digits"].sizes[0] == 64
 
 
+def test_presets_train_with_plain_sgd_and_constant_rates():
+    """The optimizer and schedule fields default to today's training: every preset builds the same trainer."""
+    for preset in PRESETS.values():
+        kwargs = preset.trainer_kwargs()
+        assert kwargs["optimizer"] == "sgd" and kwargs["schedule"] == "constant"
+        assert all(kwargs[key] is None for key in ("momentum", "betas", "eps", "weight_decay", "bias_learning_rates",
+                                                   "schedule_epochs", "schedule_floor", "schedule_gamma",
+                                                   "schedule_step_size"))
+        trainer = eqprop.Trainer(eqprop.EqPropNetwork(preset.sizes, seed=0), **kwargs)
+        assert trainer.optimizer_settings.in_core
+
+
+def test_presets_carry_an_optimizer_and_a_schedule():
+    preset = dataclasses.replace(PRESETS["digits"], optimizer="nesterov", weight_decay=1e-4, schedule="cosine",
+                                 schedule_floor=0.05)
+    kwargs = preset.trainer_kwargs()
+    assert kwargs["momentum"] == 0.9 and kwargs["weight_decay"] == [1e-4, 1e-4]
+    assert kwargs["schedule_epochs"] == preset.epochs and kwargs["schedule_floor"] == 0.05  # cosine spans the epochs
+    trainer = eqprop.Trainer(eqprop.EqPropNetwork(preset.sizes, seed=0), **kwargs)
+    assert trainer.config()["optimizer"] == "nesterov" and trainer.lr_schedule.epochs == 30
+    assert preset.to_dict()["optimizer"] == "nesterov"
+    with pytest.raises(ValueError, match="preset digits: momentum applies only"):
+        dataclasses.replace(PRESETS["digits"], momentum=0.9)
+    with pytest.raises(ValueError, match="preset digits: schedule 'exponential' needs schedule_gamma"):
+        dataclasses.replace(PRESETS["digits"], schedule="exponential")
+    with pytest.raises(ValueError, match=r"preset digits: weight_decay needs one value per weight matrix \(2\)"):
+        dataclasses.replace(PRESETS["digits"], weight_decay=(0.1, 0.1, 0.1))
+
+
 def test_presets_are_frozen_and_checked():
     with pytest.raises(dataclasses.FrozenInstanceError):
         PRESETS["mnist-1h"].beta = 3.0

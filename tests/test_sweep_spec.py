@@ -100,6 +100,13 @@ def test_yaml_specs_read_like_toml(tmp_path):
     assert [t.settings["beta"] for t in spec.trials] == [0.5, 1.0]
 
 
+def test_optimizer_settings_become_train_flags(tmp_path):
+    text = BASE + '[grid]\noptimizer = ["momentum", "adam"]\nweight_decay = [[1e-4]]\nschedule = ["cosine"]\n'
+    spec = load_spec(write(tmp_path, text))
+    assert [t.settings["optimizer"] for t in spec.trials] == ["momentum", "adam"]
+    assert spec.trials[1].argv[-6:] == ["--optimizer", "adam", "--weight-decay", "0.0001", "--schedule", "cosine"]
+
+
 def test_the_example_spec_is_valid():
     spec = load_spec(EXAMPLE)
     assert 1 < len(spec.trials) <= 16
@@ -144,6 +151,11 @@ def test_every_train_flag_is_a_sweep_setting():
         (BASE + "[grid]\nseed = [0, 1, 2]\n[budget]\nmax_trials = 2\n", "budget.max_trials: the spec expands to 3"),
         (BASE + "[grid]\nseed = [0]\n[budget]\nrandom_trial = 2\n", "budget.random_trial: unknown key"),
         ("[base\npreset = 1\n", "not valid TOML"),
+        (BASE + '[grid]\noptimizer = ["rmsprop"]\n', "grid.optimizer[0]: expected one of sgd, momentum"),
+        (BASE + '[grid]\noptimizer = ["adam"]\nmomentum = [0.9]\n',
+         "trial-001 (optimizer=adam, momentum=0.9): --momentum applies only to the optimizers"),
+        (BASE + '[grid]\nschedule = ["step"]\n', "schedule 'step' needs --schedule-step-size"),
+        (BASE + "[grid]\nweight_decay = [[0.1, 0.1, 0.1]]\n", "--weight-decay needs one value per weight matrix"),
     ],
 )
 def test_bad_specs_are_refused_naming_the_key(tmp_path, capsys, text, fragment):

@@ -20,15 +20,23 @@ in [0, 1] so rho(s) = s; the clamped input's drive x W_0 is computed once per
 training step and shared by the free and nudged phases (neither x nor W_0
 changes before the update), not once per relaxation step.
 
-PyTorch is optional: :func:`available_peers` only lists the torch peer when
-``import torch`` works, and importing this package never imports torch.
+Convolutional networks (``benchmarks/peers/torch_conv_ep.py``, PyTorch only)
+take the layers first, as ``eqprop.EqPropNetwork`` does:
+``Peer(layers, weights, biases, threads)`` with ``layers`` such as
+``[(1, 28, 28), eqprop.Conv2d(32, 5, pool="max"), 10]`` and conv weights in
+PyTorch's (C_out, C_in, k, k) layout; ``relax`` and ``train_step`` take and
+return flat (batch, C H W) states, the core's layout.
+
+PyTorch is optional: :func:`available_peers` and :func:`available_conv_peers`
+only list the torch peers when ``import torch`` works, and importing this
+package never imports torch.
 """
 
 from __future__ import annotations
 
 from .numpy_ep import NumpyEP
 
-__all__ = ["NumpyEP", "available_peers", "torch_available"]
+__all__ = ["NumpyEP", "available_conv_peers", "available_peers", "torch_available"]
 
 
 def torch_available() -> bool:
@@ -49,3 +57,12 @@ def available_peers() -> dict[str, type]:
         peers["torch"] = TorchEP
         peers["torch-usual"] = TorchEPUsual
     return peers
+
+
+def available_conv_peers() -> dict[str, type]:
+    """Conv peer classes by name: ``"torch"`` and ``"torch-usual"`` with PyTorch, else none."""
+    if not torch_available():
+        return {}
+    from .torch_conv_ep import TorchConvEP, TorchConvEPUsual
+
+    return {"torch": TorchConvEP, "torch-usual": TorchConvEPUsual}

@@ -18,7 +18,8 @@ _EVAL_ROWS = 1000
 
 
 def estimate_training_bytes(
-    sizes: Sequence[int], dtype: str | np.dtype, *, n_train: int, batch_size: int, persistent: bool
+    sizes: Sequence[int], dtype: str | np.dtype, *, n_train: int, batch_size: int, persistent: bool,
+    optimizer_arrays: int = 0,
 ) -> dict[str, int]:
     """Bytes of the largest allocations of a training run, by what they hold.
 
@@ -35,14 +36,19 @@ def estimate_training_bytes(
         Examples per mini-batch.
     persistent : bool
         Whether one state per training example (the persistent particles) is kept.
+    optimizer_arrays : int, default 0
+        Parameter-sized arrays the optimizer keeps: 0 for the in-place SGD
+        update, else the gradient plus the optimizer's state (2 for momentum,
+        3 for Adam), each also written by a checkpoint.
 
     Returns
     -------
     dict of str to int
         ``parameters`` (the weights and biases, their float64 initialisation
         draw and the copy a checkpoint writes), ``particles``, ``batches`` (the
-        mini-batch and evaluation buffers and the states of both phases) and
-        ``data`` (the training inputs in the network's dtype).
+        mini-batch and evaluation buffers and the states of both phases),
+        ``data`` (the training inputs in the network's dtype) and ``optimizer``
+        (its arrays, and the copies a checkpoint writes of its state).
     """
     from eqprop.layers import layers_from_json, resolve_layers
 
@@ -59,6 +65,7 @@ def estimate_training_bytes(
         "particles": (n_train * state * itemsize) if persistent else 0,
         "batches": (4 * rows + min(_EVAL_ROWS, max(n_train, 1))) * (state + sizes[0]) * itemsize,
         "data": n_train * sizes[0] * itemsize,
+        "optimizer": max(2 * optimizer_arrays - 1, 0) * n_parameters * itemsize,
     }
 
 
@@ -108,13 +115,14 @@ def format_bytes(count: float) -> str:
 
 def check_training_memory(
     sizes: Sequence[int], dtype: str | np.dtype, *, n_train: int, batch_size: int, persistent: bool,
-    available: int | None = None,
+    available: int | None = None, optimizer_arrays: int = 0,
 ) -> int:
     """Raise MemoryError with the figures if a run cannot fit; return the estimate in bytes.
 
     ``available`` overrides :func:`available_bytes` (for tests).
     """
-    parts = estimate_training_bytes(sizes, dtype, n_train=n_train, batch_size=batch_size, persistent=persistent)
+    parts = estimate_training_bytes(sizes, dtype, n_train=n_train, batch_size=batch_size, persistent=persistent,
+                                    optimizer_arrays=optimizer_arrays)
     needed = sum(parts.values())
     if available is None:
         available = available_bytes()

@@ -91,6 +91,29 @@ def check_real(value: object, name: str) -> float:
     return value
 
 
+def check_init_gains(gains: object, n_connections: int) -> tuple[float, ...]:
+    """None (all 1), one positive gain for every connection, or one per connection."""
+    if gains is None:
+        return (1.0,) * n_connections
+    if isinstance(gains, numbers.Real) and not isinstance(gains, bool):
+        gains = [gains] * n_connections
+    if isinstance(gains, (str, bytes)) or not isinstance(gains, Sequence):
+        raise TypeError(f"init_gains must be None, a number or a sequence of numbers; got {gains!r}")
+    if len(gains) != n_connections:
+        raise ValueError(f"init_gains must have one gain per weight array ({n_connections}); got {len(gains)}")
+    checked = tuple(check_real(g, f"init_gains[{k}]") for k, g in enumerate(gains))
+    for k, g in enumerate(checked):
+        if g <= 0:
+            raise ValueError(f"init_gains[{k}] must be positive; got {g}")
+    return checked
+
+
+def check_output(output: object) -> str:
+    if output not in ("clipped", "linear"):
+        raise ValueError(f"output must be 'clipped' or 'linear'; got {output!r}")
+    return str(output)
+
+
 def check_epsilon(epsilon: object) -> float:
     """The Euler step size, in (0, 1]."""
     epsilon = check_real(epsilon, "epsilon")

@@ -1,14 +1,21 @@
 """Checkpoints: atomic save and exact restore of a training run.
 
 A checkpoint is one ``.npz`` file holding the parameters, the persistent
-particles (each training example's last free fixed point) and, as a JSON
-document stored in a ``uint8`` array (so that no pickling is ever needed), the
-trainer's configuration, the RNG state, the epoch counter and the history.
+particles (each training example's last free fixed point), the optimizer's
+state arrays (momentum buffers, Adam's moments) and, as a JSON document stored
+in a ``uint8`` array (so that no pickling is ever needed), the trainer's
+configuration, the RNG state, the epoch counter, the optimizer's step count,
+the schedule's position and the history.
 Keeping everything in one file makes the write atomic as a whole: the file is
 written to a temporary name in the same directory, flushed and fsynced, then
 renamed over the previous checkpoint with :func:`os.replace`. A crash or an
 error at any point leaves either the old checkpoint or the new one, never a
 mixture or a truncated file.
+
+Format 2 added the optimizer state (``optimizer_<buffer>_weight_<k>`` and
+``optimizer_<buffer>_bias_<k>`` arrays, ``optimizer_state`` and
+``schedule_state`` in the metadata) and the optimizer and schedule settings
+in ``config``; format 1 files (plain SGD, constant rates) are still read.
 
 This module only reads and writes files; :class:`eqprop.Trainer` decides what
 goes in (``Trainer.fit(checkpoint_dir=...)``, ``Trainer.resume(...)``).
@@ -28,7 +35,9 @@ from typing import IO, Any
 import numpy as np
 
 CHECKPOINT_NAME = "checkpoint.npz"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Formats this version reads: 1 has no optimizer state (plain SGD, constant rates).
+READABLE_VERSIONS = (1, 2)
 _META_KEY = "meta_json"
 
 
@@ -113,6 +122,11 @@ class Checkpoint:
         layer, or None when training does not keep them.
     path : Path or None
         The file the checkpoint was read from.
+    optimizer_buffers : dict or None
+        The optimizer's state arrays by name (``"momentum_buffer"``,
+        ``"exp_avg"``, ``"exp_avg_sq"``), each a pair (per weight, per bias)
+        shaped like the parameters; ``meta["optimizer_state"]`` holds the
+        optimizer's name and step count. None in format 1 files.
     """
 
     meta: dict
@@ -120,6 +134,7 @@ class Checkpoint:
     biases: list[np.ndarray]
     particles: list[np.ndarray] | None
     path: Path | None = None
+    optimizer_buffers: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] | None = None
 
     @property
     def epoch(self) -> int:
@@ -149,7 +164,8 @@ class Checkpoint:
         """A new :class:`eqprop.EqPropNetwork` holding this checkpoint's parameters."""
         from eqprop.network import EqPropNetwork
 
-        net = EqPropNetwork(self.layers, dtype=self.dtype, threads=threads)
+        net = EqPropNetwork(self.layers, dtype=self.dtype, output=self.meta["network"].get("output", "clipped"),
+                            threads=threads)
         net.set_params(self.weights, self.biases)
         return net
 
@@ -171,8 +187,12 @@ def save_checkpoint(
     weights: list[np.ndarray],
     biases: list[np.ndarray],
     particles: list[np.ndarray] | None,
+    optimizer_buffers: Mapping[str, tuple[list[np.ndarray], list[np.ndarray]]] | None = None,
 ) -> Path:
     """Atomically write a checkpoint into ``directory`` (created if needed).
+
+    ``optimizer_buffers`` maps each optimizer state array's name to its
+    (weights, biases) lists; ``meta["optimizer_state"]`` should name them.
 
     Returns
     -------
@@ -190,6 +210,11 @@ def save_checkpoint(
         arrays[f"bias_{k}"] = b
     for k, p in enumerate(particles or ()):
         arrays[f"particles_{k}"] = p
+    for name, (buffer_w, buffer_b) in (optimizer_buffers or {}).items():
+        for k, w in enumerate(buffer_w):
+            arrays[f"optimizer_{name}_weight_{k}"] = w
+        for k, b in enumerate(buffer_b):
+            arrays[f"optimizer_{name}_bias_{k}"] = b
     with atomic_open(path, "wb") as handle:
         np.savez(handle, **arrays)
     return path
@@ -238,8 +263,11 @@ def load_checkpoint(location: str | os.PathLike) -> Checkpoint:
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path} has damaged metadata ({_META_KEY} is not a JSON object)")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format {version}; this eqprop reads format {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
+        raise CheckpointError(
+            f"{path} has checkpoint format {version}; this eqprop reads formats "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
+        )
     _check_network_meta(meta, path)
     sizes = meta["network"]["sizes"]
     dtype = np.dtype(meta["network"]["dtype"])
@@ -270,19 +298,60 @@ def load_checkpoint(location: str | os.PathLike) -> Checkpoint:
     if particles is not None:
         rows = particles[0].shape[0] if particles[0].ndim == 2 else -1
         expected += [(f"particles_{k}", particles[k], (rows, sizes[k + 1])) for k in range(n_weights)]
+    optimizer_buffers = _read_optimizer_buffers(meta, arrays, n_weights, path)
+    for name, (buffer_w, buffer_b) in (optimizer_buffers or {}).items():
+        expected += [(f"optimizer_{name}_weight_{k}", buffer_w[k], connections[k].weight_shape)
+                     for k in range(n_weights)]
+        expected += [(f"optimizer_{name}_bias_{k}", buffer_b[k], connections[k].bias_shape)
+                     for k in range(n_weights)]
     for name, array, shape in expected:
         if array.shape != shape or array.dtype != dtype:
             raise CheckpointError(
                 f"{path}: array {name} is {array.dtype} of shape {array.shape}; the "
                 f"{described} {dtype} network it describes needs {dtype} of shape {shape}"
             )
-    return Checkpoint(meta=meta, weights=weights, biases=biases, particles=particles, path=path)
+    return Checkpoint(meta=meta, weights=weights, biases=biases, particles=particles, path=path,
+                      optimizer_buffers=optimizer_buffers)
+
+
+def _read_optimizer_buffers(meta: dict, arrays: dict, n_weights: int, path: Path):
+    """The optimizer state arrays ``meta["optimizer_state"]`` names (None if it names none)."""
+    from eqprop.optim import OPTIMIZERS, STATE_BUFFERS
+
+    state = meta.get("optimizer_state")
+    if state is None:
+        if any(name.startswith("optimizer_") for name in arrays):
+            raise _damaged(path, "optimizer arrays without an 'optimizer_state' entry")
+        return None
+    if not isinstance(state, dict) or state.get("optimizer") not in OPTIMIZERS:
+        raise _damaged(path, f"optimizer_state {state!r} does not name an optimizer of {', '.join(OPTIMIZERS)}")
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise _damaged(path, f"the optimizer's step count {step!r} is not a non-negative integer")
+    names = list(STATE_BUFFERS[state["optimizer"]])
+    if state.get("buffers") != names:
+        raise _damaged(path, f"optimizer {state['optimizer']!r} keeps the state {names}; the file lists "
+                             f"{state.get('buffers')!r}")
+    buffers = {}
+    try:
+        for name in names:
+            buffers[name] = ([arrays[f"optimizer_{name}_weight_{k}"] for k in range(n_weights)],
+                             [arrays[f"optimizer_{name}_bias_{k}"] for k in range(n_weights)])
+    except KeyError as exc:
+        raise CheckpointError(f"{path} lacks the array {exc.args[0]}") from exc
+    return buffers
 
 
 #: Hyperparameters every checkpoint's ``config`` holds (the keyword arguments of ``Trainer``).
 CONFIG_KEYS = (
     "beta", "free_steps", "nudged_steps", "epsilon", "learning_rates", "batch_size", "random_sign",
     "symmetric", "persistent", "threads", "seed", "solver", "eval_steps",
+)
+#: Keyword arguments of ``Trainer`` that format 2 adds to ``config`` (format 1: their defaults,
+#: ``eqprop.optim.DEFAULTS``).
+OPTIONAL_CONFIG_KEYS = (
+    "optimizer", "momentum", "betas", "eps", "weight_decay", "bias_learning_rates",
+    "schedule", "schedule_epochs", "schedule_floor", "schedule_gamma", "schedule_step_size",
 )
 
 
@@ -305,6 +374,8 @@ def _check_network_meta(meta: dict, path: Path) -> None:
         raise fail(f"network sizes {sizes!r} are not a list of at least two positive integers")
     if network.get("dtype") not in ("float32", "float64"):
         raise fail(f"network dtype {network.get('dtype')!r} is not 'float32' or 'float64'")
+    if network.get("output", "clipped") not in ("clipped", "linear"):
+        raise fail(f"network output {network.get('output')!r} is not 'clipped' or 'linear'")
 
 
 def check_training_meta(checkpoint: Checkpoint) -> None:
@@ -335,3 +406,21 @@ def check_training_meta(checkpoint: Checkpoint) -> None:
     data = meta.get("data")
     if data is not None and not isinstance(data, dict):
         raise fail("the training-data fingerprint is not a JSON object")
+    from eqprop.optim import DEFAULTS, STATE_BUFFERS
+
+    optimizer = config.get("optimizer", DEFAULTS["optimizer"])
+    state = meta.get("optimizer_state")
+    if state is None:
+        if STATE_BUFFERS.get(optimizer):
+            raise fail(f"config says optimizer {optimizer!r} but the checkpoint holds no optimizer state")
+    elif state.get("optimizer") != optimizer:
+        raise fail(f"config says optimizer {optimizer!r} but the optimizer state is {state.get('optimizer')!r}")
+    schedule = meta.get("schedule_state")
+    if schedule is not None:
+        if not isinstance(schedule, dict):
+            raise fail("the schedule state is not a JSON object")
+        if schedule.get("schedule") != config.get("schedule", DEFAULTS["schedule"]):
+            raise fail(f"config says schedule {config.get('schedule', DEFAULTS['schedule'])!r} but the schedule "
+                       f"state is of {schedule.get('schedule')!r}")
+        if schedule.get("position") != epoch:
+            raise fail(f"the schedule's position {schedule.get('position')!r} is not the epoch {epoch}")

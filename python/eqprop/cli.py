@@ -63,8 +63,18 @@ RESUME_FLAGS = ("epochs", "threads", "data_dir", "quiet", "distributed")
 HYPERPARAMETER_FLAGS = (
     "preset", "dataset", "layers", "beta", "free_steps", "nudged_steps", "epsilon", "lr",
     "batch_size", "seed", "solver", "symmetric", "persistent", "random_sign", "train_size",
-    "dtype", "eval_steps", "out",
+    "dtype", "eval_steps", "out", "init_gain", "optimizer", "momentum", "betas", "eps", "weight_decay", "bias_lr",
+    "schedule", "schedule_epochs", "schedule_floor", "schedule_gamma", "schedule_step_size",
 )
+#: Settings of the optimizer and of the schedule, by the flag that sets each one (``eqprop.optim``).
+OPTIMIZER_FLAGS = {
+    "optimizer": "--optimizer", "momentum": "--momentum", "betas": "--betas", "eps": "--eps",
+    "weight_decay": "--weight-decay", "bias_learning_rates": "--bias-lr",
+}
+SCHEDULE_FLAGS = {
+    "schedule": "--schedule", "schedule_epochs": "--schedule-epochs", "schedule_floor": "--schedule-floor",
+    "schedule_gamma": "--schedule-gamma", "schedule_step_size": "--schedule-step-size",
+}
 
 
 # ------------------------------------------------------------- argument types
@@ -107,6 +117,13 @@ def _positive_float(text: str) -> float:
     value = _finite_float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number; got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number; got {text}")
     return value
 
 
@@ -181,7 +198,17 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
             learning_rates=list(preset.learning_rates), batch_size=preset.batch_size, epochs=preset.epochs,
             random_sign=preset.random_sign, persistent=preset.persistent, symmetric=preset.symmetric,
             solver=preset.solver, eval_steps=preset.eval_steps,
+            init_gains=list(preset.init_gains) if preset.init_gains else None,
+            **{key: value for key, value in preset.to_dict().items()
+               if key in OPTIMIZER_FLAGS or key in SCHEDULE_FLAGS},
         )
+        # another optimizer or schedule on the command line: the preset's own parameters of it do not apply
+        if args.optimizer is not None and args.optimizer != preset.optimizer:
+            for key in ("momentum", "betas", "eps"):
+                settings.pop(key, None)
+        if args.schedule is not None and args.schedule != preset.schedule:
+            for key in ("schedule_epochs", "schedule_floor", "schedule_gamma", "schedule_step_size"):
+                settings.pop(key, None)
     overrides = {
         "dataset": args.dataset, "layers": list(args.layers) if args.layers else None, "beta": args.beta,
         "free_steps": args.free_steps, "nudged_steps": args.nudged_steps, "epsilon": args.epsilon,
@@ -189,6 +216,11 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         "epochs": args.epochs, "random_sign": args.random_sign, "persistent": args.persistent,
         "symmetric": args.symmetric, "solver": args.solver, "eval_steps": args.eval_steps,
         "dtype": args.dtype, "threads": args.threads, "seed": args.seed, "train_size": args.train_size,
+        "init_gains": list(args.init_gain) if args.init_gain else None,
+        "optimizer": args.optimizer, "momentum": args.momentum, "betas": args.betas, "eps": args.eps,
+        "weight_decay": args.weight_decay, "bias_learning_rates": args.bias_lr, "schedule": args.schedule,
+        "schedule_epochs": args.schedule_epochs, "schedule_floor": args.schedule_floor,
+        "schedule_gamma": args.schedule_gamma, "schedule_step_size": args.schedule_step_size,
     }
     settings.update({key: value for key, value in overrides.items() if value is not None})
     for key, value in DEFAULTS.items():
@@ -204,6 +236,14 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
             f"--lr needs one rate per weight matrix: {len(settings['layers']) - 1} for --layers "
             f"{format_layers(layers_from_json(settings['layers']))}; got {len(settings['learning_rates'])}"
         )
+    gains = settings.get("init_gains")
+    if gains is not None and len(gains) not in (1, len(settings["layers"]) - 1):
+        parser.error(f"--init-gain needs one gain, or one per weight matrix ({len(settings['layers']) - 1}); "
+                     f"got {len(gains)}")
+    try:
+        settings.update(_optimizer_settings(settings))
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
     if settings.get("seed") is None:
         import numpy as np
 
@@ -232,6 +272,31 @@ def _silent_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
     quiet.error = error  # type: ignore[method-assign]
     return quiet
+
+
+def _optimizer_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer and schedule settings checked, completed and normalised (as config.json records them).
+
+    The cosine schedule spans the run's ``epochs`` unless --schedule-epochs
+    says otherwise. Raises ValueError or TypeError naming the flag.
+    """
+    from eqprop.optim import DEFAULTS, resolve_optimizer, resolve_schedule
+
+    given = {key: settings.get(key, DEFAULTS[key]) for key in (*OPTIMIZER_FLAGS, *SCHEDULE_FLAGS)}
+    if given["schedule"] == "cosine" and given["schedule_epochs"] is None:
+        given["schedule_epochs"] = settings["epochs"]
+    if isinstance(given["weight_decay"], list) and len(given["weight_decay"]) == 1:
+        given["weight_decay"] = given["weight_decay"][0]  # --weight-decay RATE: the same for every matrix
+    optimizer = resolve_optimizer(
+        given["optimizer"], momentum=given["momentum"], betas=given["betas"], eps=given["eps"],
+        weight_decay=given["weight_decay"], bias_learning_rates=given["bias_learning_rates"],
+        n_matrices=len(settings["layers"]) - 1, names=OPTIMIZER_FLAGS,
+    )
+    schedule = resolve_schedule(
+        given["schedule"], epochs=given["schedule_epochs"], floor=given["schedule_floor"],
+        gamma=given["schedule_gamma"], step_size=given["schedule_step_size"], names=SCHEDULE_FLAGS,
+    )
+    return {**optimizer.config(), **schedule.config()}
 
 
 def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -342,8 +407,18 @@ def _check_memory(settings: dict[str, Any]) -> None:
         n_train = min(n_train, settings["train_size"])
     check_training_memory(
         settings["layers"], settings["dtype"], n_train=n_train, batch_size=settings["batch_size"],
-        persistent=settings["persistent"],
+        persistent=settings["persistent"], optimizer_arrays=_optimizer_arrays(settings),
     )
+
+
+def _optimizer_arrays(settings: dict[str, Any]) -> int:
+    """Parameter-sized arrays the optimizer adds: the gradient and its state (none for in-place SGD)."""
+    from eqprop.optim import STATE_BUFFERS
+
+    name = settings.get("optimizer", "sgd")
+    if name == "sgd" and not any(settings.get("weight_decay") or ()) and settings.get("bias_learning_rates") is None:
+        return 0
+    return 1 + len(STATE_BUFFERS.get(name, ()))
 
 
 def _interrupted_message(args: argparse.Namespace) -> str:
@@ -418,15 +493,18 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
     if resume:
         trainer = eqprop.Trainer.resume(run_dir, threads=settings["threads"], comm=comm)
     else:
-        net = eqprop.EqPropNetwork(layers, dtype=settings["dtype"], seed=settings["seed"], threads=settings["threads"])
+        net = eqprop.EqPropNetwork(layers, dtype=settings["dtype"], seed=settings["seed"],
+                                   init_gains=settings.get("init_gains"), threads=settings["threads"])
         trainer = eqprop.Trainer(
             net, beta=settings["beta"], free_steps=settings["free_steps"], nudged_steps=settings["nudged_steps"],
             epsilon=settings["epsilon"], learning_rates=settings["learning_rates"],
             batch_size=settings["batch_size"], random_sign=settings["random_sign"],
             symmetric=settings["symmetric"], persistent=settings["persistent"], threads=settings["threads"],
             seed=settings["seed"], solver=settings["solver"], eval_steps=settings["eval_steps"], comm=comm,
+            **{key: settings.get(key) for key in (*OPTIMIZER_FLAGS, *SCHEDULE_FLAGS)},
         )
         settings["eval_steps"] = trainer.eval_steps
+        settings.update({key: trainer.config()[key] for key in (*OPTIMIZER_FLAGS, *SCHEDULE_FLAGS)})
         settings["eqprop_version"] = eqprop.__version__
     if root:  # only now: every check has passed
         together(lambda: atomic_write_json(run_dir / CONFIG_NAME, settings))
@@ -540,17 +618,19 @@ def _cmd_presets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     from eqprop.presets import PRESETS
 
     header = (
-        f"{'name':<12} {'dataset':<14} {'layers':<24} {'solver':<12} {'free/nudged':<12} {'beta':<5} "
-        f"{'learning rates':<30} {'epochs':>6}"
+        f"{'name':<12} {'dataset':<14} {'layers':<28} {'solver':<17} {'free/nudged':<12} {'beta':<5} "
+        f"{'learning rates':<30} {'optimizer':<16} {'epochs':>6}"
     )
     print(header)
     print("-" * len(header))
     for preset in PRESETS.values():
         rates = ", ".join(f"{r:g}" for r in preset.learning_rates)
         solver = preset.solver + (", sym" if preset.symmetric else "")
+        optimizer = preset.optimizer + ("" if preset.schedule == "constant" else f", {preset.schedule}")
         print(
-            f"{preset.name:<12} {preset.dataset:<14} {preset.layers:<24} {solver:<12} "
-            f"{f'{preset.free_steps}/{preset.nudged_steps}':<12} {preset.beta:<5g} {rates:<30} {preset.epochs:>6}"
+            f"{preset.name:<12} {preset.dataset:<14} {preset.layers:<28} {solver:<17} "
+            f"{f'{preset.free_steps}/{preset.nudged_steps}':<12} {preset.beta:<5g} {rates:<30} {optimizer:<16} "
+            f"{preset.epochs:>6}"
         )
     print(
         "\nAll: epsilon 0.5, mini-batch 20, random sign of beta, persistent particles. beta and the\n"
@@ -602,6 +682,8 @@ examples:
       a preset with some values overridden
   eqprop train --dataset digits --layers 64-200-10 --lr 0.2 0.1 --epochs 20 --out runs/custom
       explicit settings; the rest default to the paper's 1-hidden-layer dynamics
+  eqprop train --preset digits --optimizer adam --lr 0.002 0.001 --weight-decay 1e-4 --schedule cosine --out runs/adam
+      Adam with L2 weight decay and cosine-annealed rates over the run's epochs
   eqprop train --resume runs/mnist-1h --epochs 40
       continue a run (exactly as if uninterrupted), here to 40 epochs in total
   mpiexec -n 2 eqprop train --preset mnist-1h --threads 1 --distributed --out runs/mpi
@@ -658,6 +740,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "default: $EQPROP_DATA, then ~/.cache/eqprop, then a download")
     hyper = train.add_argument_group("hyperparameters (this library's convention: C = 1/2 ||y - d||^2)")
     hyper.add_argument("--beta", type=_nonzero_float, help="nudging strength (preset, else 1.0)")
+    hyper.add_argument("--init-gain", type=_positive_float, nargs="+", metavar="GAIN",
+                       help="multipliers of the Glorot limit of the initial weights, one per weight matrix "
+                       "(or one for all) (preset, else 1)")
     hyper.add_argument("--free-steps", type=_positive_int, metavar="N",
                        help="steps of the free phase (preset, else 20)")
     hyper.add_argument("--nudged-steps", type=_positive_int, metavar="N",
@@ -681,6 +766,31 @@ def build_parser() -> argparse.ArgumentParser:
                        help="always nudge with +beta (default: a random sign per mini-batch, as in the paper)")
     hyper.add_argument("--eval-steps", type=_positive_int, metavar="N",
                        help="free steps from zeros when evaluating (default: --free-steps)")
+    optim = train.add_argument_group(
+        "optimizer and learning-rate schedule (PyTorch's update equations; default: the paper's plain SGD)")
+    optim.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "adam"),
+                       help="how the EP gradient updates the parameters (preset, else sgd)")
+    optim.add_argument("--momentum", type=_finite_float, metavar="MU",
+                       help="momentum of --optimizer momentum / nesterov, in [0, 1) (default 0.9)")
+    optim.add_argument("--betas", type=_finite_float, nargs=2, metavar=("BETA1", "BETA2"),
+                       help="Adam's coefficients, each in [0, 1) (default 0.9 0.999)")
+    optim.add_argument("--eps", type=_positive_float, help="Adam's eps (default 1e-8)")
+    optim.add_argument("--weight-decay", type=_non_negative_float, nargs="+", metavar="RATE",
+                       help="L2 weight decay added to the gradient (wd * W, as PyTorch's weight_decay), one per "
+                       "weight matrix or one for all; biases are not decayed (default: none)")
+    optim.add_argument("--bias-lr", type=_non_negative_float, nargs="+", metavar="RATE",
+                       help="learning rates of the biases, one per layer (default: bias k uses --lr's rate k)")
+    optim.add_argument("--schedule", choices=("constant", "cosine", "exponential", "step"),
+                       help="learning-rate schedule: the rates of epoch e are --lr times f(e), f(1) = 1 "
+                       "(preset, else constant)")
+    optim.add_argument("--schedule-epochs", type=_positive_int, metavar="N",
+                       help="cosine: epochs the cosine spans (default: --epochs, the run's total)")
+    optim.add_argument("--schedule-floor", type=_finite_float, metavar="F",
+                       help="cosine: the factor it decays to, in [0, 1] (default 0)")
+    optim.add_argument("--schedule-gamma", type=_finite_float, metavar="G",
+                       help="exponential: f(e) = G^(e-1) (required); step: factor per step (default 0.1); in (0, 1]")
+    optim.add_argument("--schedule-step-size", type=_positive_int, metavar="N",
+                       help="step: multiply the rates by --schedule-gamma every N epochs (required)")
     run = train.add_argument_group("run")
     run.add_argument("--out", metavar="DIR", help="run directory to create (default: runs/<preset or dataset>)")
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
@@ -693,8 +803,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="print nothing but errors; no progress bar")
     run.add_argument("--distributed", action="store_true",
                      help="data-parallel over the MPI ranks of mpiexec -n RANKS (needs mpi4py and an MPI, see "
-                     "README 'Scaling out'): each mini-batch is split across the ranks and their updates are "
-                     "summed; --batch-size must be a multiple of RANKS; rank 0 writes the run directory; "
+                     "README 'Scaling out'): each mini-batch is split across the ranks and their updates (or, "
+                     "with --optimizer and the like, gradients) are summed, then every rank takes the same "
+                     "step; --batch-size must be a multiple of RANKS; rank 0 writes the run directory; "
                      "--threads defaults to the cores per rank of each node")
     train.set_defaults(func=_cmd_train, subparser=train)
 

@@ -10,17 +10,26 @@
 - every global mini-batch of ``batch_size`` examples (drawn by the same RNG
   stream on every rank: the same shuffle and the same signs of beta) is cut
   into R contiguous shares of ``batch_size / R`` examples; each rank relaxes
-  its share with its own OpenMP threads and computes its part of the EP
-  update (the gradient sums, scaled by the global batch size) into a buffer;
-- one ``Allreduce`` per mini-batch sums those buffers, and every rank adds the
-  same sum to its parameters: the result is single-process training on the
-  same global mini-batches, up to the order of the floating-point sums;
+  its share with its own OpenMP threads and computes its part into a buffer:
+  of the EP update itself with plain SGD (the in-core update, scaled by the
+  global batch size), else of the gradient estimate g;
+- one ``Allreduce`` per mini-batch sums those buffers, and every rank applies
+  the same step: it adds the summed update to its parameters, or takes the
+  optimizer step (momentum, Nesterov, Adam, weight decay, bias rates:
+  :mod:`eqprop.optim`) on the summed g, so the optimizer state (momentum
+  buffers, Adam's moments, the step count) stays identical on every rank and
+  rank 0's checkpoint holds it; the schedule's factor applies per epoch as on
+  one process. The result is single-process training on the same global
+  mini-batches, up to the order of the floating-point sums;
 - every rank keeps its copy of all persistent particles and writes those of
   the examples it relaxes; an example is relaxed once per epoch, so one
   ``Allgatherv`` at the end of the epoch makes the copies identical again
   (the particles a single process would hold);
 - validation and :meth:`Trainer.evaluate` split the examples across the ranks
-  and sum the error counts and costs.
+  and sum the error counts and costs;
+- after every epoch a crc32 of each replica's parameters and optimizer state
+  is compared; if they differ (a callback changed one rank's), rank 0's are
+  broadcast.
 
 Only rank 0 writes checkpoints (``Trainer.fit(checkpoint_dir=...)``) and shows
 a progress bar. Every collective call (``Trainer(comm=...)``, ``fit``,
@@ -32,7 +41,7 @@ collective. Divergence is detected collectively too: every rank raises
 ``TrainingDiverged`` at the same mini-batch.
 
 Communication per mini-batch: the parameters' size plus one value, in the
-network's dtype, Allreduced (about twice that volume leaves each rank with
+network's dtype, Allreduced whatever the optimizer (about twice that volume leaves each rank with
 a ring or reduce-scatter algorithm). Per epoch: the persistent particles,
 n_examples * sum(layer sizes) values, gathered once.
 """
@@ -216,9 +225,14 @@ class Replicas:
     ----------
     rank, size : int
         This rank and the number of ranks.
-    weight_updates, bias_updates : list of ndarray
-        Views into the send buffer, shaped like the parameters: where this
-        rank's share of the EP update is accumulated before the Allreduce.
+    local : (list of ndarray, list of ndarray)
+        Views into the send buffer, shaped like the weights and the biases:
+        where this rank accumulates its share of the mini-batch's EP update
+        (in-core SGD) or of its gradient estimate (any other optimizer)
+        before the Allreduce.
+    summed : (list of ndarray, list of ndarray)
+        Views into the receive buffer, likewise: the sum over the ranks after
+        :meth:`combine` (the optimizer step's gradient buffers).
     """
 
     def __init__(self, comm: Any, net: Any) -> None:
@@ -231,15 +245,15 @@ class Replicas:
         # one buffer for every increment, plus a last value counting the ranks whose
         # free phase was not finite, so one Allreduce carries both
         self._send = np.zeros(total + 1, dtype=net.dtype)
-        self._sum = np.empty_like(self._send)
+        self._sum = np.zeros_like(self._send)
         send_views, sum_views, start = [], [], 0
         for array in arrays:
             send_views.append(self._send[start:start + array.size].reshape(array.shape))
             sum_views.append(self._sum[start:start + array.size].reshape(array.shape))
             start += array.size
         n_weights = len(net.weights)
-        self.weight_updates, self.bias_updates = send_views[:n_weights], send_views[n_weights:]
-        self._summed = sum_views
+        self.local = (send_views[:n_weights], send_views[n_weights:])
+        self.summed = (sum_views[:n_weights], sum_views[n_weights:])
 
     @property
     def is_root(self) -> bool:
@@ -254,28 +268,37 @@ class Replicas:
         """Zero the update buffer (before a mini-batch's accumulation)."""
         self._send.fill(0)
 
-    def combine_and_apply(self, free_finite: bool) -> tuple[bool, bool]:
-        """Allreduce the ranks' updates and add the sum to this replica's parameters.
+    def combine(self, free_finite: bool) -> bool:
+        """Allreduce the ranks' shares into :attr:`summed` (one collective call per mini-batch).
 
         Parameters
         ----------
         free_finite : bool
-            Whether this rank's free phase was finite (it then accumulated an update).
+            Whether this rank's free phase was finite (it then accumulated its share).
 
         Returns
         -------
-        (bool, bool)
-            Whether every rank's free phase was finite (if not, nothing is
-            applied), and whether the updated biases are finite. Both are
-            the same on every rank.
+        bool
+            Whether every rank's free phase was finite (if not, the sum must
+            not be applied); the same on every rank.
         """
         self._send[-1] = 0 if free_finite else 1
         self.comm.Allreduce(self._send, self._sum)
-        if self._sum[-1] != 0:
-            return False, True
-        for parameter, update in zip((*self.net.weights, *self.net.biases), self._summed):
+        return self._sum[-1] == 0
+
+    def apply_sum(self) -> bool:
+        """Add the summed EP update to this replica's parameters (in-core SGD).
+
+        Returns whether the updated biases are finite (the same on every rank).
+        """
+        weights, biases = self.summed
+        for parameter, update in zip((*self.net.weights, *self.net.biases), (*weights, *biases)):
             parameter += update
-        return True, all(np.isfinite(b).all() for b in self.net.biases)
+        return all(np.isfinite(b).all() for b in self.net.biases)
+
+    def sum_finite(self) -> bool:
+        """Whether the summed bias gradients are finite (they sum the nudged states), as one process checks."""
+        return all(np.isfinite(b).all() for b in self.summed[1])
 
     # ---------------------------------------------------------------- per epoch
     def gather_particles(self, particles: Sequence[np.ndarray], order: np.ndarray, batch_size: int) -> None:
@@ -298,12 +321,15 @@ class Replicas:
             self.comm.Allgatherv(np.ascontiguousarray(layer[mine]), [received, (sizes, offsets)])
             layer[by_rank] = received
 
-    def parameters_agree(self) -> bool:
-        """Whether every replica holds bitwise the same parameters (a crc32 per rank, allgathered)."""
+    def parameters_agree(self, arrays: Sequence[np.ndarray] | None = None, *extra: object) -> bool:
+        """Whether every replica holds bitwise the same ``arrays`` (default: the parameters) and ``extra`` values.
+
+        One crc32 per rank, allgathered.
+        """
         import zlib
 
-        crc = 0
-        for array in (*self.net.weights, *self.net.biases):
+        crc = zlib.crc32(repr(extra).encode())
+        for array in (arrays if arrays is not None else (*self.net.weights, *self.net.biases)):
             crc = zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B"), crc)
         return len(set(self.comm.allgather(crc))) == 1
 

@@ -23,6 +23,8 @@ from eqprop import _conv_numpy
 from eqprop import _validation as check
 from eqprop._threads import resolve_threads, single_threaded_blas
 from eqprop.layers import Connection, format_layers, resolve_layers
+from eqprop.algorithms import Contrast, check_algorithm, check_coupling, uses_beta
+from eqprop.algorithms import contrast as contrast_of
 from eqprop.step import StepEngine
 
 State = list[np.ndarray]
@@ -31,6 +33,13 @@ State = list[np.ndarray]
 def rho(s: np.ndarray) -> np.ndarray:
     """The hard sigmoid clip(s, 0, 1) (Scellier & Bengio 2016, section 5)."""
     return np.clip(s, 0.0, 1.0)
+
+
+def _spread(contrast: Contrast) -> float:
+    """What the update divides by: beta, 2 beta or the clamp's coupling."""
+    if contrast.mode == "clamped":
+        return contrast.coupling
+    return 2.0 * contrast.beta if contrast.mode == "centered" else contrast.beta
 
 
 class EqPropNetwork:
@@ -51,6 +60,17 @@ class EqPropNetwork:
         +-sqrt(6 / (fan_in + fan_out)), with fan_in, fan_out = n_in, n_out for
         a dense connection and C_in k^2, C_out k^2 for a conv one; biases start
         at 0.
+    init_gains : float or sequence of float, optional
+        Multipliers of that Glorot limit, one per weight array (or one for
+        all): connection k's weights are uniform in +-init_gains[k] * limit_k.
+        Default 1 (plain Glorot). Deep conv chains relax slowly at gain 1 (the
+        layers' feedback through the symmetric weights is strong); smaller
+        gains above the first layer make the dynamics contract (docs/results.md).
+    output : {"clipped", "linear"}, default "clipped"
+        The output layer's units: clipped to [0, 1] like the hidden ones (the
+        paper's model), or linear (unbounded, rho the identity there, as in
+        Scellier et al.'s deep Hopfield networks): E keeps 1/2 ||y||^2 and Phi
+        uses y itself.
     threads : int, optional
         OpenMP threads the core uses: None means every usable core, n > 0
         exactly n, -k all but k - 1 (scikit-learn's convention). Each method
@@ -80,20 +100,24 @@ class EqPropNetwork:
         *,
         dtype: str | np.dtype = "float32",
         seed: int | np.random.Generator | None = None,
+        init_gains: float | Sequence[float] | None = None,
+        output: str = "clipped",
         threads: int | None = None,
     ) -> None:
         self.input_shape, self.connections = resolve_layers(layers)
+        self.output = check.check_output(output)
         self.layers: list[object] = [self.input_shape if len(self.input_shape) == 3 else self.input_shape[0],
                                      *layers[1:]]
         self.sizes: tuple[int, ...] = (self.connections[0].n_in, *(c.n_out for c in self.connections))
         self.layer_shapes: tuple[tuple[int, ...], ...] = tuple(c.out_shape for c in self.connections)
         self.dtype = check.check_dtype(dtype)
         self.threads = check.check_threads(threads)
+        gains = check.check_init_gains(init_gains, len(self.connections))
         rng = np.random.default_rng(seed)
         self.weights: list[np.ndarray] = []
-        for connection in self.connections:
+        for connection, gain in zip(self.connections, gains):
             fan_in, fan_out = connection.fans
-            limit = np.sqrt(6.0 / (fan_in + fan_out))  # Glorot & Bengio (2010), as in the paper's code
+            limit = gain * np.sqrt(6.0 / (fan_in + fan_out))  # Glorot & Bengio (2010), as in the paper's code
             self.weights.append(rng.uniform(-limit, limit, size=connection.weight_shape).astype(self.dtype))
         self.biases: list[np.ndarray] = [np.zeros(c.bias_shape, dtype=self.dtype) for c in self.connections]
         self._chain: eqcore.Chain | None = None
@@ -118,7 +142,8 @@ class EqPropNetwork:
         return sum(w.size for w in self.weights) + sum(b.size for b in self.biases)
 
     def __repr__(self) -> str:
-        return f"EqPropNetwork({self.architecture}, dtype={self.dtype.name})"
+        output = ", output='linear'" if self.output == "linear" else ""
+        return f"EqPropNetwork({self.architecture}, dtype={self.dtype.name}{output})"
 
     def zero_state(self, batch: int) -> State:
         """The all-zeros flat state of ``batch`` examples (where relaxation starts by default)."""
@@ -137,7 +162,8 @@ class EqPropNetwork:
                 return chain
         self._checked_parameter_arrays()
         geometry = np.array([c.geometry_row() for c in self.connections], dtype=np.int32)
-        self._chain = eqcore.Chain(geometry, list(self.weights), list(self.biases))
+        self._chain = eqcore.Chain(geometry, list(self.weights), list(self.biases),
+                                   linear_output=self.output == "linear")
         return self._chain
 
     def __getstate__(self) -> dict:
@@ -216,13 +242,39 @@ class EqPropNetwork:
         return check.as_state(state, name, batch, self.layer_sizes, self.dtype)
 
     def _initial_state(self, init: Sequence[np.ndarray] | None, batch: int) -> State:
-        """A fresh flat state: zeros, or a checked copy of ``init`` projected onto [0, 1]."""
+        """A fresh flat state: zeros, or a checked copy of ``init`` projected onto [0, 1] (a linear output: as is)."""
         if init is None:
             return self.zero_state(batch)
         state = self._state(init, "init", batch)
-        for layer in state:
+        for layer in state[:-1] if self.output == "linear" else state:
             np.clip(layer, 0.0, 1.0, out=layer)
         return state
+
+    def _contrast(self, algorithm: object, symmetric: object, beta: object, coupling: object,
+                  solver: str) -> Contrast:
+        """The checked contrast of one estimate (``algorithm`` or the older ``symmetric`` switch)."""
+        symmetric = check.check_bool(symmetric, "symmetric")
+        if algorithm is not None:
+            algorithm = check_algorithm(algorithm)
+            if symmetric:
+                raise ValueError("give algorithm or symmetric, not both (algorithm='centered' is symmetric)")
+            if algorithm == "random-sign":
+                raise ValueError("algorithm='random-sign' draws a sign per mini-batch (use Trainer); "
+                                 "here choose 'positive' or 'negative'")
+        if algorithm is not None and not uses_beta(algorithm):
+            return contrast_of(algorithm, 0.0, check_coupling(coupling))
+        if beta is None:
+            raise ValueError("beta is required: the EP estimate divides by it")
+        beta = check.check_beta(beta, solver, self.dtype)
+        if beta == 0.0:
+            raise ValueError("beta must be nonzero: the EP estimate divides by it")
+        if algorithm is None:
+            chosen = Contrast("centered", abs(beta)) if symmetric else Contrast("one-sided", beta)
+        else:
+            chosen = contrast_of(algorithm, beta, 1.0)
+        if chosen.mode == "centered" or chosen.beta < 0:
+            check.check_beta(-abs(beta), solver)
+        return chosen
 
     def _threads(self, threads: object) -> int:
         threads = check.check_threads(threads)
@@ -308,6 +360,8 @@ class EqPropNetwork:
         self._checked_parameters()
         batch = x.shape[0]
         layers = [x] + [rho(s) for s in flat]
+        if self.output == "linear":
+            layers[-1] = flat[-1]
         energy = sum(0.5 * np.einsum("bi,bi->b", s, s) for s in flat)
         for k, (connection, w, b) in enumerate(zip(self.connections, self.weights, self.biases)):
             above = layers[k + 1]
@@ -350,11 +404,13 @@ class EqPropNetwork:
         x: object,
         target: object,
         *,
-        beta: float,
+        beta: float | None = None,
         free_steps: int,
         nudged_steps: int,
         epsilon: float,
         symmetric: bool = False,
+        algorithm: str | None = None,
+        coupling: float = 0.5,
         solver: str = "euler",
         threads: int | None = None,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -365,6 +421,12 @@ class EqPropNetwork:
         Symmetric (Laborieux et al. 2021): the same with s^{+beta} and s^{-beta}
         over 2 beta, which cancels the O(beta) bias. ``w -= lr * dW`` descends J.
 
+        ``algorithm`` picks another estimator of the family (:mod:`eqprop.algorithms`):
+        "positive", "negative", "centered" (= ``symmetric=True``), "contrastive"
+        or "coupled" (output clamped to y^0 + coupling (d - y^0); ``beta`` is
+        then unused). Without it, ``symmetric`` chooses centered or one-sided
+        with ``beta`` as given (either sign).
+
         Returns
         -------
         (list of ndarray, list of ndarray)
@@ -374,13 +436,8 @@ class EqPropNetwork:
             state's own bottom-up input).
         """
         solver = check.check_solver(solver)
-        beta = check.check_beta(beta, solver, self.dtype)
-        if beta == 0.0:
-            raise ValueError("beta must be nonzero: the EP estimate divides by it")
-        symmetric = check.check_bool(symmetric, "symmetric")
-        if symmetric:
-            check.check_beta(-beta, solver)
-        check.check_update_scale([1.0], beta, self.dtype, what=None)
+        contrast = self._contrast(algorithm, symmetric, beta, coupling, solver)
+        check.check_update_scale([1.0], _spread(contrast), self.dtype, what=None)
         free_steps = check.check_int(free_steps, "free_steps")
         nudged_steps = check.check_int(nudged_steps, "nudged_steps")
         epsilon = check.check_epsilon(epsilon)
@@ -390,7 +447,7 @@ class EqPropNetwork:
         x = self._inputs(x)
         batch = x.shape[0]
         target = self._target(target, batch)
-        check.check_nudge(beta, target, self.dtype)
+        check.check_nudge(contrast.beta, target, self.dtype)
         self._checked_parameters()
         if batch == 0:
             return [np.zeros_like(w) for w in self.weights], [np.zeros_like(b) for b in self.biases]
@@ -399,13 +456,13 @@ class EqPropNetwork:
         with single_threaded_blas():
             engine.free_phase(x, free, steps=free_steps, epsilon=epsilon, solver=solver, threads=n_threads)
             grads_w, grads_b = engine.gradients(
-                x, free, target, beta=beta, nudged_steps=nudged_steps, epsilon=epsilon,
-                symmetric=symmetric, solver=solver, threads=n_threads,
+                x, free, target, contrast=contrast, nudged_steps=nudged_steps, epsilon=epsilon,
+                solver=solver, threads=n_threads,
             )
         for grad in (*grads_w, *grads_b):
             if not np.isfinite(grad).all():
                 raise FloatingPointError(
-                    f"the EP gradient estimate became NaN or infinite (beta = {beta:g}); "
+                    f"the EP gradient estimate became NaN or infinite (beta = {contrast.beta:g}); "
                     f"relaxation overflowed {self.dtype.name}"
                 )
         return grads_w, grads_b
@@ -415,13 +472,15 @@ class EqPropNetwork:
         x: object,
         target: object,
         *,
-        beta: float,
+        beta: float | None = None,
         free_steps: int,
         nudged_steps: int,
         epsilon: float,
         learning_rates: Sequence[float],
         init: Sequence[np.ndarray] | None = None,
         symmetric: bool = False,
+        algorithm: str | None = None,
+        coupling: float = 0.5,
         solver: str = "euler",
         threads: int | None = None,
     ) -> State:
@@ -435,7 +494,8 @@ class EqPropNetwork:
         ----------
         learning_rates : sequence of float
             One positive rate per weight matrix; bias k uses rate k.
-        Other parameters are those of :meth:`relax` and :meth:`ep_gradients`.
+        Other parameters are those of :meth:`relax` and :meth:`ep_gradients`
+        (``algorithm`` and ``coupling`` choose the estimator).
 
         Returns
         -------
@@ -447,13 +507,8 @@ class EqPropNetwork:
         rates = self.check_learning_rates(learning_rates)
         steps = check.check_int(nudged_steps, "nudged_steps")
         solver = check.check_solver(solver)
-        beta = check.check_beta(beta, solver, self.dtype)
-        if beta == 0.0:
-            raise ValueError("beta must be nonzero: the EP update divides by it")
-        symmetric = check.check_bool(symmetric, "symmetric")
-        if symmetric:
-            check.check_beta(-beta, solver)
-        check.check_update_scale(rates, beta, self.dtype)
+        contrast = self._contrast(algorithm, symmetric, beta, coupling, solver)
+        check.check_update_scale(rates, _spread(contrast), self.dtype)
         if target is None:
             raise ValueError("target is required for a training step")
         free_steps = check.check_int(free_steps, "free_steps")
@@ -462,7 +517,7 @@ class EqPropNetwork:
         x = self._inputs(x)
         batch = x.shape[0]
         target = self._target(target, batch)
-        check.check_nudge(beta, target, self.dtype)
+        check.check_nudge(contrast.beta, target, self.dtype)
         free = self._initial_state(init, batch)
         if batch == 0:
             return free
@@ -472,8 +527,8 @@ class EqPropNetwork:
         with single_threaded_blas():
             engine.free_phase(x, free, steps=free_steps, epsilon=epsilon, solver=solver, threads=n_threads)
             engine.update(
-                x, free, target, beta=beta, nudged_steps=steps, epsilon=epsilon, rates=rates,
-                symmetric=symmetric, solver=solver, threads=n_threads,
+                x, free, target, contrast=contrast, nudged_steps=steps, epsilon=epsilon, rates=rates,
+                solver=solver, threads=n_threads,
             )
         if not all(np.isfinite(array).all() for array in (*free, *self.weights, *self.biases)):
             for array, before in zip((*self.weights, *self.biases), saved):
@@ -507,6 +562,7 @@ class EqPropNetwork:
             "sizes": list(self.sizes),
             "layers": layers_to_json(self.layers),
             "dtype": self.dtype.name,
+            "output": self.output,
             "weights": [w.copy() for w in self.weights],
             "biases": [b.copy() for b in self.biases],
         }

@@ -69,6 +69,14 @@ class Preset:
         None for the presets this project chose by measurement (the conv ones).
     free_steps, nudged_steps, epsilon, batch_size, epochs, random_sign, persistent, symmetric, solver, eval_steps
         As in :class:`eqprop.Trainer` and :meth:`eqprop.Trainer.fit`.
+    init_gains : tuple of float, optional
+        As in :class:`eqprop.EqPropNetwork` (None: plain Glorot).
+    optimizer, momentum, betas, eps, weight_decay, bias_learning_rates
+        As in :class:`eqprop.Trainer` (:mod:`eqprop.optim`); the defaults are
+        the paper's plain SGD, which every preset here uses.
+    schedule, schedule_epochs, schedule_floor, schedule_gamma, schedule_step_size
+        As in :class:`eqprop.Trainer`; default constant rates. A cosine
+        schedule without ``schedule_epochs`` spans the preset's ``epochs``.
     description : str
         One line for ``eqprop presets``.
     """
@@ -90,11 +98,28 @@ class Preset:
     symmetric: bool = False
     solver: str = "euler"
     eval_steps: int | None = None
+    init_gains: tuple[float, ...] | None = None
+    optimizer: str = "sgd"
+    momentum: float | None = None
+    betas: tuple[float, float] | None = None
+    eps: float | None = None
+    weight_decay: float | tuple[float, ...] | None = None
+    bias_learning_rates: tuple[float, ...] | None = None
+    schedule: str = "constant"
+    schedule_epochs: int | None = None
+    schedule_floor: float | None = None
+    schedule_gamma: float | None = None
+    schedule_step_size: int | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
         if len(self.learning_rates) != len(self.sizes) - 1:
             raise ValueError(f"preset {self.name}: one learning rate per weight matrix is needed")
+        try:
+            self.optimizer_settings()
+            self.lr_schedule()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"preset {self.name}: {exc}") from None
         if (self.original_beta is None) != (self.original_learning_rates is None):
             raise ValueError(f"preset {self.name}: give both original values or neither")
         if self.original_beta is None:
@@ -111,6 +136,26 @@ class Preset:
 
         return format_layers(self.sizes)
 
+    def optimizer_settings(self):
+        """The preset's checked optimizer (:class:`eqprop.optim.OptimizerSettings`)."""
+        from eqprop.optim import resolve_optimizer
+
+        return resolve_optimizer(
+            self.optimizer, momentum=self.momentum, betas=self.betas, eps=self.eps,
+            weight_decay=self.weight_decay, bias_learning_rates=self.bias_learning_rates,
+            n_matrices=len(self.sizes) - 1,
+        )
+
+    def lr_schedule(self):
+        """The preset's checked schedule (:class:`eqprop.optim.Schedule`); cosine spans ``epochs`` by default."""
+        from eqprop.optim import resolve_schedule
+
+        epochs = self.schedule_epochs
+        if self.schedule == "cosine" and epochs is None:
+            epochs = self.epochs
+        return resolve_schedule(self.schedule, epochs=epochs, floor=self.schedule_floor, gamma=self.schedule_gamma,
+                                step_size=self.schedule_step_size)
+
     def trainer_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`eqprop.Trainer` (without ``net``)."""
         return {
@@ -125,6 +170,8 @@ class Preset:
             "symmetric": self.symmetric,
             "solver": self.solver,
             "eval_steps": self.eval_steps,
+            **self.optimizer_settings().config(),
+            **self.lr_schedule().config(),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,6 +189,18 @@ def _mnist_1h(name: str, dataset: str) -> Preset:
         beta=1.0, learning_rates=(0.2, 0.1), original_beta=0.5, original_learning_rates=(0.1, 0.05),
         epochs=25,
         description=f"the paper's 1-hidden-layer network on {dataset} (25 epochs)",
+    )
+
+
+def _conv(name: str, dataset: str) -> Preset:
+    from eqprop.layers import Conv2d
+
+    return Preset(
+        name=name, dataset=dataset, sizes=((1, 28, 28), Conv2d(32, 5, pool="max"), Conv2d(64, 5, pool="max"), 10),
+        free_steps=15, nudged_steps=5, beta=0.5, learning_rates=(0.3, 0.15, 0.05), original_beta=None,
+        original_learning_rates=None, epochs=30, random_sign=False, persistent=False, symmetric=True,
+        solver="alternating", init_gains=(1.0, 0.5, 0.5),
+        description=f"the conv EP network of Ernoult et al. (2019) on {dataset} (30 epochs)",
     )
 
 
@@ -168,6 +227,8 @@ PRESETS: MappingProxyType[str, Preset] = MappingProxyType({
             description="the paper's 3-hidden-layer network on MNIST (500 epochs)",
         ),
         _mnist_1h("fashion-1h", "fashion-mnist"),
+        _conv("mnist-conv", "mnist"),
+        _conv("fashion-conv", "fashion-mnist"),
     )
 })
 

@@ -263,8 +263,31 @@ _CONFIG_SCHEMA: dict[str, tuple[Any, str]] = {
     "train_size": (lambda v: v is None or (_is_int(v) and v >= 1), "null or a positive integer"),
     "preset": (lambda v: v is None or isinstance(v, str), "null or a preset name"),
 }
-_OPTIONAL = {"data_dir": (lambda v: v is None or isinstance(v, str), "null or a folder"),
-             "data_folder": (lambda v: v is None or isinstance(v, str), "null or a folder")}
+def _numbers(v: object, low: float, *, length: int | None = None) -> bool:
+    return (isinstance(v, list) and len(v) >= 1 and (length is None or len(v) == length)
+            and all(_is_number(x) and x >= low for x in v))
+
+
+_OPTIONAL = {
+    "data_dir": (lambda v: v is None or isinstance(v, str), "null or a folder"),
+    "data_folder": (lambda v: v is None or isinstance(v, str), "null or a folder"),
+    # the optimizer and the schedule (eqprop.optim); missing in runs made before them: plain SGD, constant
+    "optimizer": (lambda v: v in ("sgd", "momentum", "nesterov", "adam"), "one of sgd, momentum, nesterov, adam"),
+    "momentum": (lambda v: v is None or (_is_number(v) and 0 <= v < 1), "null or a number in [0, 1)"),
+    "betas": (lambda v: v is None or (_numbers(v, 0, length=2) and max(v) < 1), "null or two numbers in [0, 1)"),
+    "eps": (lambda v: v is None or (_is_number(v) and v > 0), "null or a positive number"),
+    "weight_decay": (lambda v: v is None or _numbers(v, 0), "null or a list of non-negative numbers"),
+    "bias_learning_rates": (lambda v: v is None or _numbers(v, 0), "null or a list of non-negative numbers"),
+    "schedule": (lambda v: v in ("constant", "cosine", "exponential", "step"),
+                 "one of constant, cosine, exponential, step"),
+    "schedule_epochs": (lambda v: v is None or (_is_int(v) and 1 <= v < 2**31), "null or a positive integer"),
+    "schedule_floor": (lambda v: v is None or (_is_number(v) and 0 <= v <= 1), "null or a number in [0, 1]"),
+    "schedule_gamma": (lambda v: v is None or (_is_number(v) and 0 < v <= 1), "null or a number in (0, 1]"),
+    "schedule_step_size": (lambda v: v is None or (_is_int(v) and 1 <= v < 2**31), "null or a positive integer"),
+    "init_gains": (lambda v: v is None or (isinstance(v, list) and all(
+        isinstance(g, (int, float)) and not isinstance(g, bool) and g > 0 for g in v)),
+        "null or a list of positive numbers"),
+}
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -317,12 +340,29 @@ def check_config(config: Mapping[str, Any], path: str | os.PathLike) -> None:
             f"{path}: learning_rates has {len(config['learning_rates'])} rates; layers "
             f"{'-'.join(map(str, config['layers']))} needs {len(config['layers']) - 1}"
         )
+    from eqprop.optim import DEFAULTS, resolve_optimizer, resolve_schedule
+
+    settings = {key: config.get(key, DEFAULTS[key]) for key in DEFAULTS}
+    try:  # the settings together: one per weight matrix, only those of the chosen optimizer and schedule
+        resolve_optimizer(
+            settings["optimizer"], momentum=settings["momentum"], betas=settings["betas"], eps=settings["eps"],
+            weight_decay=settings["weight_decay"], bias_learning_rates=settings["bias_learning_rates"],
+            n_matrices=len(config["layers"]) - 1,
+        )
+        resolve_schedule(
+            settings["schedule"], epochs=settings["schedule_epochs"], floor=settings["schedule_floor"],
+            gamma=settings["schedule_gamma"], step_size=settings["schedule_step_size"],
+        )
+    except (TypeError, ValueError) as exc:
+        raise RunDirectoryError(f"{path}: {exc}") from None
 
 
 # ----------------------------------------------------------------- consistency
 #: config.json keys and the checkpoint config keys they must equal.
 _TRAINER_KEYS = ("beta", "free_steps", "nudged_steps", "epsilon", "learning_rates", "batch_size",
-                 "random_sign", "symmetric", "persistent", "seed", "solver", "eval_steps")
+                 "random_sign", "symmetric", "persistent", "seed", "solver", "eval_steps",
+                 "optimizer", "momentum", "betas", "eps", "weight_decay", "bias_learning_rates",
+                 "schedule", "schedule_epochs", "schedule_floor", "schedule_gamma", "schedule_step_size")
 
 
 def check_resume_consistency(config: Mapping[str, Any], checkpoint: Any, metrics: str | os.PathLike,
@@ -364,10 +404,12 @@ def check_resume_consistency(config: Mapping[str, Any], checkpoint: Any, metrics
         raise RunDirectoryError(
             f"{where} are of different runs: config.json says dtype {config['dtype']}, the checkpoint {checkpoint.dtype}"
         )
-    saved = checkpoint.config
+    from eqprop.optim import DEFAULTS
+
+    saved = {**DEFAULTS, **checkpoint.config}  # runs made before the optimizers: plain SGD, constant rates
     for key in _TRAINER_KEYS:
         expected = saved.get(key)
-        value = config.get(key)
+        value = config.get(key, DEFAULTS.get(key))
         if key == "eval_steps" and value is None:
             value = config["free_steps"]
         if key == "learning_rates":

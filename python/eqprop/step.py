@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import eqcore
+from eqprop.algorithms import Contrast
 
 if TYPE_CHECKING:
     from eqprop.network import EqPropNetwork
+    from eqprop.optim import OptimizerStep
 
 SOLVER_CODES = {"euler": eqcore.SOLVER_EULER, "alternating": eqcore.SOLVER_ALTERNATING}
 
@@ -54,12 +56,16 @@ class StepEngine:
     def relax(
         self, x: np.ndarray, state: State, *, steps: int, epsilon: float, beta: float = 0.0,
         target: np.ndarray | None = None, solver: str, threads: int, drive_ready: bool = False,
+        clamp_output: bool = False,
     ) -> None:
-        """Relax the flat ``state`` in place; the drive is computed unless ``drive_ready``."""
+        """Relax the flat ``state`` in place; the drive is computed unless ``drive_ready``.
+
+        With ``clamp_output`` the output is held at ``target`` (beta is 0).
+        """
         eqcore.relax_batch(
             self.net.core_chain(), x, state, steps, epsilon, beta,
-            target if beta != 0.0 else None, SOLVER_CODES[solver], threads,
-            self._drive_rows(x.shape[0]), drive_ready,
+            target if beta != 0.0 or clamp_output else None, SOLVER_CODES[solver], threads,
+            self._drive_rows(x.shape[0]), drive_ready, clamp_output,
         )
 
     def free_phase(self, x: np.ndarray, state: State, *, steps: int, epsilon: float, solver: str,
@@ -75,20 +81,33 @@ class StepEngine:
                    threads=threads, drive_ready=True)
         return state
 
-    def contrasted_states(
-        self, x: np.ndarray, free: State, target: np.ndarray, *, beta: float, nudged_steps: int,
-        epsilon: float, symmetric: bool, solver: str, threads: int,
-    ) -> tuple[State, State, float]:
-        """The two states EP contrasts and the beta-distance between them.
+    def clamped(self, x: np.ndarray, free: State, target: np.ndarray, *, coupling: float, steps: int,
+                epsilon: float, solver: str, threads: int) -> State:
+        """A copy of the free fixed point relaxed with the output clamped to y^0 + coupling (d - y^0)."""
+        state = [s.copy() for s in free]
+        output = free[-1]
+        clamp = np.ascontiguousarray(output + coupling * (target - output), dtype=output.dtype)
+        self.relax(x, state, steps=steps, epsilon=epsilon, target=clamp, solver=solver, threads=threads,
+                   drive_ready=True, clamp_output=True)
+        return state
 
-        One-sided: (s^beta, s^0, beta); symmetric: (s^{+beta}, s^{-beta}, 2 beta).
+    def contrasted_states(
+        self, x: np.ndarray, free: State, target: np.ndarray, *, contrast: Contrast, nudged_steps: int,
+        epsilon: float, solver: str, threads: int,
+    ) -> tuple[State, State, float]:
+        """The two states the algorithm contrasts and the spread between them (eqprop.algorithms).
+
+        One-sided: (s^beta, s^0, beta); centered: (s^{+beta}, s^{-beta}, 2 beta);
+        clamped: (s^clamp, s^0, eta).
         """
         kwargs = dict(steps=nudged_steps, epsilon=epsilon, solver=solver, threads=threads)
-        positive = self.nudged(x, free, target, beta=beta, **kwargs)
-        if symmetric:
-            negative = self.nudged(x, free, target, beta=-beta, **kwargs)
-            return positive, negative, 2.0 * beta
-        return positive, free, beta
+        if contrast.mode == "clamped":
+            return self.clamped(x, free, target, coupling=contrast.coupling, **kwargs), free, contrast.coupling
+        positive = self.nudged(x, free, target, beta=contrast.beta, **kwargs)
+        if contrast.mode == "centered":
+            negative = self.nudged(x, free, target, beta=-contrast.beta, **kwargs)
+            return positive, negative, 2.0 * contrast.beta
+        return positive, free, contrast.beta
 
     def accumulate(
         self, x: np.ndarray, positive: State, negative: State, scales: np.ndarray, threads: int,
@@ -104,30 +123,53 @@ class StepEngine:
                                       out_weights, out_biases)
 
     def update(
-        self, x: np.ndarray, free: State, target: np.ndarray, *, beta: float, nudged_steps: int,
-        epsilon: float, rates: np.ndarray, symmetric: bool, solver: str, threads: int,
+        self, x: np.ndarray, free: State, target: np.ndarray, *, contrast: Contrast, nudged_steps: int,
+        epsilon: float, rates: np.ndarray, solver: str, threads: int,
     ) -> bool:
-        """Nudged phase(s) from the free fixed point of :meth:`free_phase`, then the in-place EP update.
+        """Nudged (or clamped) phase(s) from the free fixed point of :meth:`free_phase`, then the in-place update.
 
-        W_k += rates_k / beta * mean_batch(dPhi/dW_k(s^beta) - dPhi/dW_k(s^0)), biases likewise.
+        W_k += rates_k / spread * mean_batch(dPhi/dW_k(positive) - dPhi/dW_k(negative)),
+        biases likewise (for one-sided EP: positive s^beta, negative s^0, spread beta).
         Returns whether the updated biases are all finite.
         """
         positive, negative, spread = self.contrasted_states(
-            x, free, target, beta=beta, nudged_steps=nudged_steps, epsilon=epsilon,
-            symmetric=symmetric, solver=solver, threads=threads,
+            x, free, target, contrast=contrast, nudged_steps=nudged_steps, epsilon=epsilon,
+            solver=solver, threads=threads,
         )
         return self.accumulate(x, positive, negative, rates / (spread * x.shape[0]), threads)
 
+    def optimizer_update(
+        self, x: np.ndarray, free: State, target: np.ndarray, *, contrast: Contrast, nudged_steps: int,
+        epsilon: float, rates: np.ndarray, solver: str, threads: int, step: OptimizerStep,
+    ) -> bool:
+        """Nudged (or clamped) phase(s), the gradient estimate into ``step.grads``, then one optimizer step.
+
+        g = -(1 / spread) mean_batch(dPhi/dtheta(positive) - dPhi/dtheta(negative))
+        (the estimate :meth:`gradients` returns), then ``step.apply(rates)``:
+        ``rates`` holds one rate per parameter array, weights then biases.
+        Returns whether the gradient and the updated biases are all finite; a
+        non-finite gradient is not applied.
+        """
+        positive, negative, spread = self.contrasted_states(
+            x, free, target, contrast=contrast, nudged_steps=nudged_steps, epsilon=epsilon,
+            solver=solver, threads=threads,
+        )
+        step.zero_grads()
+        scales = np.full(len(self.net.weights), -1.0 / (spread * x.shape[0]))
+        if not self.accumulate(x, positive, negative, scales, threads, out=step.grads):
+            return False
+        return step.apply(rates, threads)
+
     def gradients(
-        self, x: np.ndarray, free: State, target: np.ndarray, *, beta: float, nudged_steps: int,
-        epsilon: float, symmetric: bool, solver: str, threads: int,
+        self, x: np.ndarray, free: State, target: np.ndarray, *, contrast: Contrast, nudged_steps: int,
+        epsilon: float, solver: str, threads: int,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """The EP estimate of dJ/dtheta from the free fixed point of :meth:`free_phase`."""
+        """The algorithm's estimate of dJ/dtheta from the free fixed point of :meth:`free_phase`."""
         net = self.net
         grads = ([np.zeros_like(w) for w in net.weights], [np.zeros_like(b) for b in net.biases])
         positive, negative, spread = self.contrasted_states(
-            x, free, target, beta=beta, nudged_steps=nudged_steps, epsilon=epsilon,
-            symmetric=symmetric, solver=solver, threads=threads,
+            x, free, target, contrast=contrast, nudged_steps=nudged_steps, epsilon=epsilon,
+            solver=solver, threads=threads,
         )
         scales = np.full(len(net.weights), -1.0 / (spread * x.shape[0]))
         self.accumulate(x, positive, negative, scales, threads, out=grads)

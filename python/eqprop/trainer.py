@@ -12,7 +12,9 @@ trainer's own ``numpy.random.Generator``. For every mini-batch the trainer
    stores the free state back as the examples' particles;
 4. runs the nudged phase with beta, its sign drawn at random per mini-batch when
    ``random_sign`` (the paper's regulariser), and updates the parameters in place
-   (eq. 13 of the paper).
+   (eq. 13 of the paper), or, with another optimizer, computes the EP gradient
+   and takes one optimizer step (:mod:`eqprop.optim`). The learning rates of
+   epoch e are the base rates times the schedule's factor f(e).
 
 The relaxations and the update run in the compiled core; the loop does no
 Python work per example.
@@ -28,8 +30,10 @@ weights, including across a checkpoint and resume.
 
 With ``comm`` (an MPI communicator), every rank trains a replica of the
 network on its share of each global mini-batch and one Allreduce per
-mini-batch sums the updates (:mod:`eqprop.distributed`): the same training up
-to the order of the floating-point sums.
+mini-batch sums the updates, or with another optimizer the gradient
+estimates, after which every rank takes the same optimizer step
+(:mod:`eqprop.distributed`): the same training up to the order of the
+floating-point sums.
 """
 
 from __future__ import annotations
@@ -55,7 +59,17 @@ from eqprop import distributed as _distributed
 from eqprop._threads import resolve_threads, single_threaded_blas
 from eqprop.checkpoint import Checkpoint, CheckpointError, check_training_meta, load_checkpoint, save_checkpoint
 from eqprop.layers import format_layers, layers_to_json
+from eqprop.algorithms import Contrast
 from eqprop.network import EqPropNetwork
+from eqprop.optim import DEFAULTS as OPTIM_DEFAULTS
+from eqprop.optim import (
+    OptimizerSettings,
+    OptimizerState,
+    OptimizerStep,
+    Schedule,
+    resolve_optimizer,
+    resolve_schedule,
+)
 from eqprop.step import StepEngine
 
 Callback = Callable[["Trainer", "EpochRecord"], Any]
@@ -227,15 +241,45 @@ class Trainer:
         only. With persistent training the free phase starts warm, so from
         zeros the same number of steps may fall short of the fixed point on deep
         networks; raise ``eval_steps`` if the error still drops with more steps.
+    optimizer : {"sgd", "momentum", "nesterov", "adam"}, default "sgd"
+        How the EP gradient estimate updates the parameters (:mod:`eqprop.optim`,
+        PyTorch's update equations). ``"sgd"`` without weight decay or bias
+        rates is the paper's rule, applied in place by the compiled update.
+    momentum : float, optional
+        mu of ``"momentum"`` and ``"nesterov"`` (default 0.9); only for them.
+    betas : (float, float), optional
+        Adam's coefficients (default (0.9, 0.999)); only for ``"adam"``.
+    eps : float, optional
+        Adam's eps (default 1e-8); only for ``"adam"``.
+    weight_decay : float or sequence of float, optional
+        L2 weight decay per weight matrix (one number: the same for all),
+        added to the gradient as PyTorch's ``weight_decay`` (d = g + wd W);
+        biases are not decayed. Default: none.
+    bias_learning_rates : sequence of float, optional
+        One rate >= 0 per bias vector; default: bias k uses ``learning_rates[k]``.
+    schedule : {"constant", "cosine", "exponential", "step"}, default "constant"
+        Learning-rate schedule: the rates of epoch e (1-based, counted across
+        resumed runs) are the base rates times f(e), f(1) = 1.
+    schedule_epochs : int, optional
+        ``"cosine"`` (required): the epochs E the cosine spans; later epochs
+        keep the floor.
+    schedule_floor : float, optional
+        ``"cosine"``: the factor it decays to, in [0, 1] (default 0).
+    schedule_gamma : float, optional
+        ``"exponential"`` (required) and ``"step"`` (default 0.1): in (0, 1].
+    schedule_step_size : int, optional
+        ``"step"`` (required): epochs between two multiplications by gamma.
     comm : mpi4py.MPI.Comm, optional
         Train data-parallel over the ranks of this communicator (for example
         ``MPI.COMM_WORLD`` under ``mpiexec``; see :mod:`eqprop.distributed`).
         Every rank then constructs the trainer and calls :meth:`fit` and
         :meth:`evaluate` with the same arguments; each global mini-batch of
         ``batch_size`` examples (a multiple of the number of ranks) is split
-        across the ranks and their updates are summed by one Allreduce, so
-        the result equals single-process training up to float rounding. Only
-        rank 0 writes checkpoints and shows progress. With ``threads`` unset,
+        across the ranks and their updates (for an optimizer other than
+        plain SGD: their gradient estimates, then every rank takes the same
+        optimizer step, so the optimizer state stays identical) are summed
+        by one Allreduce, so the result equals single-process training up to
+        float rounding. Only rank 0 writes checkpoints and shows progress. With ``threads`` unset,
         each rank uses its node's cores divided by the ranks on that node.
         Not a hyperparameter: it is neither in :meth:`config` nor pickled.
 
@@ -249,6 +293,9 @@ class Trainer:
         The trainer's RNG; its state goes into every checkpoint.
     particles : list of ndarray or None
         The persistent particles of the training set once ``fit`` has run.
+    optimizer_state : eqprop.optim.OptimizerState
+        The optimizer's buffers (momentum, Adam's moments) and step count;
+        saved in every checkpoint.
     stop_training : bool
         A callback may set this to True to end ``fit`` after the current epoch.
     """
@@ -270,6 +317,17 @@ class Trainer:
         seed: int | None = None,
         solver: str = "euler",
         eval_steps: int | None = None,
+        optimizer: str = "sgd",
+        momentum: float | None = None,
+        betas: Sequence[float] | None = None,
+        eps: float | None = None,
+        weight_decay: float | Sequence[float] | None = None,
+        bias_learning_rates: Sequence[float] | None = None,
+        schedule: str = "constant",
+        schedule_epochs: int | None = None,
+        schedule_floor: float | None = None,
+        schedule_gamma: float | None = None,
+        schedule_step_size: int | None = None,
         comm: object | None = None,
     ) -> None:
         if not isinstance(net, EqPropNetwork):
@@ -287,6 +345,18 @@ class Trainer:
         self.batch_size = batch_size
         self.threads = threads
         self.eval_steps = free_steps if eval_steps is None else eval_steps
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.betas = betas
+        self.eps = eps
+        self.weight_decay = weight_decay
+        self.bias_learning_rates = bias_learning_rates
+        self.schedule = schedule
+        self.schedule_epochs = schedule_epochs
+        self.schedule_floor = schedule_floor
+        self.schedule_gamma = schedule_gamma
+        self.schedule_step_size = schedule_step_size
+        self.optimizer_state: OptimizerState | None = None
         self.comm = None
         self._node_ranks = 1
         if comm is None:
@@ -347,6 +417,46 @@ class Trainer:
         self.persistent, self.free_steps, self.nudged_steps, self.epsilon = persistent, free_steps, nudged_steps, epsilon
         self.learning_rates = tuple(float(r) for r in rates)
         self.batch_size, self.threads, self.eval_steps = batch_size, threads, eval_steps
+        self._optimizer = resolve_optimizer(
+            self.optimizer, momentum=self.momentum, betas=self.betas, eps=self.eps,
+            weight_decay=self.weight_decay, bias_learning_rates=self.bias_learning_rates,
+            n_matrices=len(self.net.weights),
+        )
+        if self._optimizer.bias_learning_rates is not None:
+            check.check_update_scale(self._optimizer.bias_learning_rates, beta, dtype, what="bias_learning_rates")
+        self._schedule = resolve_schedule(
+            self.schedule, epochs=self.schedule_epochs, floor=self.schedule_floor, gamma=self.schedule_gamma,
+            step_size=self.schedule_step_size,
+        )
+        state = self.optimizer_state
+        if state is None or not state.fits(self._optimizer.name, self.net.weights, self.net.biases):
+            # a new trainer, or its optimizer was changed since: fresh buffers
+            self.optimizer_state = OptimizerState(self._optimizer.name, self.net.weights, self.net.biases)
+
+    @property
+    def optimizer_settings(self) -> OptimizerSettings:
+        """The checked optimizer configuration, with its defaults filled in."""
+        return self._optimizer
+
+    @property
+    def lr_schedule(self) -> Schedule:
+        """The checked learning-rate schedule."""
+        return self._schedule
+
+    def epoch_learning_rates(self, epoch: int | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The (weight, bias) learning rates used in ``epoch`` (1-based; default: the next epoch).
+
+        The base rates times the schedule's factor f(epoch); bias k uses
+        ``bias_learning_rates[k]`` if set, else ``learning_rates[k]``.
+        """
+        epoch = self.epoch + 1 if epoch is None else check.check_int(epoch, "epoch")
+        factor = self._schedule.factor(epoch)
+        bias = self._optimizer.bias_learning_rates or self.learning_rates
+        return tuple(r * factor for r in self.learning_rates), tuple(r * factor for r in bias)
+
+    def reset_optimizer(self) -> None:
+        """Forget the optimizer's state: zero momentum buffers and Adam moments, step count 0."""
+        self.optimizer_state = OptimizerState(self._optimizer.name, self.net.weights, self.net.biases)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -385,6 +495,8 @@ class Trainer:
             "seed": self.seed,
             "solver": self.solver,
             "eval_steps": self.eval_steps,
+            **self._optimizer.config(),
+            **self._schedule.config(),
         }
 
     def _n_threads(self) -> int:
@@ -504,8 +616,8 @@ class Trainer:
         raises RuntimeError instead of interleaving epochs.
 
         With ``comm``, every rank calls ``fit`` with the same data and epochs
-        (checked; rank 0's parameters, particles and RNG state are broadcast
-        first). Only rank 0 writes ``checkpoint_dir`` and shows progress;
+        (checked; rank 0's parameters, optimizer state, particles and RNG
+        state are broadcast first). Only rank 0 writes ``checkpoint_dir`` and shows progress;
         callbacks run on every rank with rank 0's record, and
         ``stop_training`` set on any rank stops every rank.
 
@@ -586,6 +698,10 @@ class Trainer:
             np.zeros((rows, self.net.sizes[-1]), dtype=self.net.dtype),
             self.net.zero_state(rows),
             self.net.step_engine(rows),
+            None if self._optimizer.in_core else OptimizerStep(
+                self._optimizer, self.optimizer_state, self.net.weights, self.net.biases,
+                # with comm the optimizer steps on the Allreduced gradient, where it lands
+                grads=None if replicas is None else replicas.summed),
         )
         with single_threaded_blas():
             for _ in range(epochs):
@@ -600,13 +716,15 @@ class Trainer:
                     val_error = self._evaluate(validation[0], validation[1], threads).error
                 finished = time.perf_counter()
                 self._check_parameters_after_epoch(epoch, checkpoint_dir)
-                if replicas is not None and not replicas.parameters_agree():
+                if replicas is not None and not replicas.parameters_agree(self._replicated_arrays(),
+                                                                          self.optimizer_state.step):
                     # an MPI whose Allreduce gave the ranks different last bits, or a callback that
-                    # changed one replica: rank 0's wins
+                    # changed one replica: rank 0's wins, with its optimizer state
                     if replicas.is_root:
-                        warnings.warn("the ranks' parameters differed after an epoch; rank 0's were broadcast",
-                                      RuntimeWarning, stacklevel=3)
-                    replicas.broadcast_arrays([*self.net.weights, *self.net.biases])
+                        warnings.warn("the ranks' parameters differed after an epoch; rank 0's were broadcast "
+                                      "(with its optimizer state)", RuntimeWarning, stacklevel=3)
+                    replicas.broadcast_arrays(self._replicated_arrays())
+                    self.optimizer_state.step = self.comm.bcast(self.optimizer_state.step, root=0)
                 record = EpochRecord(
                     epoch=epoch,
                     train_error=train_error,
@@ -681,9 +799,9 @@ class Trainer:
 
         The settings (but threads and seed), the network, the data and the
         number of epochs must agree (or the ranks would part ways mid-run);
-        rank 0's parameters, particles, RNG state, epoch and history are then
-        broadcast, so ``seed=None`` or a checkpoint restored on rank 0 alone
-        still starts every rank from the same state.
+        rank 0's parameters, optimizer state, particles, RNG state, epoch and
+        history are then broadcast, so ``seed=None`` or a checkpoint restored
+        on rank 0 alone still starts every rank from the same state.
         """
         def digest(array: np.ndarray) -> int:
             return zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B"))
@@ -706,11 +824,17 @@ class Trainer:
                     f"construct the same Trainer and call fit with the same data and epochs"
                 ))
         root = replicas.is_root
-        state = (self.seed, self.rng.bit_generator.state, self.epoch, self.history.to_rows()) if root else None
-        self.seed, rng_state, self.epoch, rows = self.comm.bcast(state, root=0)
+        state = (self.seed, self.rng.bit_generator.state, self.epoch, self.history.to_rows(),
+                 self.optimizer_state.step) if root else None
+        self.seed, rng_state, self.epoch, rows, self.optimizer_state.step = self.comm.bcast(state, root=0)
         self.rng.bit_generator.state = rng_state
         self.history = History.from_rows(rows)
-        replicas.broadcast_arrays([*self.net.weights, *self.net.biases, *(self.particles or [])])
+        replicas.broadcast_arrays([*self._replicated_arrays(), *(self.particles or [])])
+
+    def _replicated_arrays(self) -> list[np.ndarray]:
+        """The arrays every replica must hold bitwise alike: the parameters and the optimizer's buffers."""
+        buffers = [array for weights, biases in self.optimizer_state.buffers.values() for array in (*weights, *biases)]
+        return [*self.net.weights, *self.net.biases, *buffers]
 
     def reset_particles(self) -> None:
         """Forget the persistent particles (before training on a different training set)."""
@@ -725,21 +849,28 @@ class Trainer:
         threads: int,
         progress: bool,
         checkpoint_dir: Path | None,
-        buffers: tuple[np.ndarray, np.ndarray, list[np.ndarray], StepEngine],
+        buffers: tuple[np.ndarray, np.ndarray, list[np.ndarray], StepEngine, OptimizerStep | None],
         size: int,
         replicas: _distributed.Replicas | None = None,
     ) -> tuple[float, float]:
         """One pass over the training set; returns (training error, mean cost) of the free phases.
 
-        ``buffers`` (inputs, one-hot targets, state, and the step engine, which
-        owns the drive) hold one mini-batch of ``size`` examples, or with
+        ``buffers`` (inputs, one-hot targets, state, the step engine, which
+        owns the drive, and the optimizer step, None for the in-core SGD
+        update) hold one mini-batch of ``size`` examples, or with
         ``replicas`` this rank's largest share of one; a short mini-batch uses
         their leading rows, which stay C-contiguous.
         """
         n = x.shape[0]
-        x_buffer, target_buffer, state_buffer, engine = buffers
+        x_buffer, target_buffer, state_buffer, engine, optimizer_step = buffers
         n_batches = math.ceil(n / size)
         rates = np.asarray(self.learning_rates, dtype=np.float64)
+        factor = self._schedule.factor(epoch)
+        if optimizer_step is not None:
+            rates = optimizer_step.rates(rates, factor)  # one per array: weights, then biases
+        elif self._schedule.name != "constant":
+            rates = rates * factor  # a constant schedule leaves the paper's update untouched
+        optimizer_state = self.optimizer_state
         order = self.rng.permutation(n)
         particles = self.particles if self.persistent else None
         errors = relaxed = 0
@@ -774,24 +905,42 @@ class Trainer:
                 if self.random_sign and self.rng.random() < 0.5:
                     beta = -beta
                 # the bias update sums the nudged states: its check covers the nudged phase
-                if replicas is None:
+                contrast = Contrast("centered" if self.symmetric else "one-sided", beta)
+                if replicas is None and optimizer_step is None:
                     updated = engine.update(
-                        xb, state, target, beta=beta, nudged_steps=self.nudged_steps, epsilon=self.epsilon,
-                        rates=rates, symmetric=self.symmetric, solver=self.solver, threads=threads,
+                        xb, state, target, contrast=contrast, nudged_steps=self.nudged_steps,
+                        epsilon=self.epsilon, rates=rates, solver=self.solver, threads=threads,
+                    )
+                    optimizer_state.step += 1
+                elif replicas is None:
+                    updated = engine.optimizer_update(
+                        xb, state, target, contrast=contrast, nudged_steps=self.nudged_steps,
+                        epsilon=self.epsilon, rates=rates, solver=self.solver, threads=threads,
+                        step=optimizer_step,
                     )
                 else:
                     replicas.clear()
                     if finite and m:
                         positive, negative, spread = engine.contrasted_states(
-                            xb, state, target, beta=beta, nudged_steps=self.nudged_steps, epsilon=self.epsilon,
-                            symmetric=self.symmetric, solver=self.solver, threads=threads,
+                            xb, state, target, contrast=contrast, nudged_steps=self.nudged_steps,
+                            epsilon=self.epsilon, solver=self.solver, threads=threads,
                         )
-                        # scaled by the global mini-batch: the ranks' sums add up to its mean
-                        engine.accumulate(xb, positive, negative, rates / (spread * m_global), threads,
-                                          out=(replicas.weight_updates, replicas.bias_updates))
-                    finite, updated = replicas.combine_and_apply(finite)
-                    if not finite:  # on some rank: every rank stops here
+                        # scaled by the global mini-batch, so the ranks' sums add up to its mean: the
+                        # EP update itself (in-core SGD), or the gradient estimate for the optimizer
+                        if optimizer_step is None:
+                            scales = rates / (spread * m_global)
+                        else:
+                            scales = np.full(len(self.net.weights), -1.0 / (spread * m_global))
+                        engine.accumulate(xb, positive, negative, scales, threads, out=replicas.local)
+                    if not replicas.combine(finite):  # on some rank: every rank stops here
                         raise self._diverged(epoch, batch, n_batches, "the free phase", checkpoint_dir)
+                    # every rank takes the same step from the same sum: the replicas and the optimizer
+                    # state stay identical
+                    if optimizer_step is None:
+                        updated = replicas.apply_sum()
+                        optimizer_state.step += 1
+                    else:  # optimizer_step's gradients are the summed buffers
+                        updated = replicas.sum_finite() and optimizer_step.apply(rates, threads)
                 if not updated:
                     raise self._diverged(epoch, batch, n_batches, "the nudged phase or the update", checkpoint_dir)
                 bar.update(1)
@@ -841,25 +990,33 @@ class Trainer:
         meta = {
             "eqprop_version": eqprop.__version__,
             "network": {"sizes": list(self.net.sizes), "layers": layers_to_json(self.net.layers),
-                        "dtype": self.net.dtype.name},
+                        "dtype": self.net.dtype.name, "output": self.net.output},
             "config": self.config(),
             "epoch": self.epoch,
             "rng_state": self.rng.bit_generator.state,
             "history": self.history.to_rows(),
             "data": self._data_fingerprint,
             "ranks": 1 if self.comm is None else int(self.comm.Get_size()),
+            "optimizer_state": {"optimizer": self.optimizer_state.optimizer, "step": self.optimizer_state.step,
+                                "buffers": list(self.optimizer_state.buffers)},
+            # the schedule is a function of the epoch: its position is the epochs done
+            "schedule_state": {"schedule": self._schedule.name, "position": self.epoch,
+                               "next_factor": self._schedule.factor(self.epoch + 1)},
         }
         return save_checkpoint(
             directory, meta=meta, weights=self.net.weights, biases=self.net.biases,
             particles=self.particles if self.persistent else None,
+            optimizer_buffers=self.optimizer_state.buffers,
         )
 
     def load_checkpoint(self, location: str | os.PathLike) -> Checkpoint:
-        """Restore parameters, particles, RNG state, epoch and history from a checkpoint.
+        """Restore parameters, particles, optimizer state, RNG state, epoch and history from a checkpoint.
 
         The network must have the checkpoint's sizes and dtype. Hyperparameters
         stay those of this trainer; a warning lists any that differ from the
-        checkpoint's (the continuation is then not the same run).
+        checkpoint's (the continuation is then not the same run). The
+        optimizer state is restored when the checkpoint's optimizer is this
+        trainer's, and starts from zeros otherwise.
         """
         checkpoint = load_checkpoint(location)
         check_training_meta(checkpoint)
@@ -869,8 +1026,9 @@ class Trainer:
                 f"the checkpoint is for a {saved} {checkpoint.dtype} network; "
                 f"this trainer's network is {self.net.architecture} {self.net.dtype.name}"
             )
+        saved_config = {**OPTIM_DEFAULTS, **checkpoint.config}  # format 1: plain SGD, constant rates
         differing = sorted(
-            key for key, value in checkpoint.config.items()
+            key for key, value in saved_config.items()
             if key not in ("threads", "seed") and self.config().get(key) != value
         )
         if differing:
@@ -878,7 +1036,10 @@ class Trainer:
                 f"resuming with hyperparameters that differ from the checkpoint's: {', '.join(differing)}",
                 stacklevel=2,
             )
-        for name, arrays in (("weight", checkpoint.weights), ("bias", checkpoint.biases)):
+        named = [("weight", checkpoint.weights), ("bias", checkpoint.biases)]
+        for buffer, (buffer_w, buffer_b) in (checkpoint.optimizer_buffers or {}).items():
+            named += [(f"optimizer_{buffer}_weight", buffer_w), (f"optimizer_{buffer}_bias", buffer_b)]
+        for name, arrays in named:
             for k, array in enumerate(arrays):
                 if not np.isfinite(array).all():
                     raise CheckpointError(f"{checkpoint.path}: array {name}_{k} contains NaN or infinite values")
@@ -892,6 +1053,11 @@ class Trainer:
                 f"{checkpoint.path} has damaged metadata (seed, RNG state or history): {type(exc).__name__}: {exc}"
             ) from exc
         self.net.set_params(checkpoint.weights, checkpoint.biases)
+        state = OptimizerState(self._optimizer.name, self.net.weights, self.net.biases)
+        saved_state = checkpoint.meta.get("optimizer_state")
+        if saved_state is not None and saved_state["optimizer"] == state.optimizer:
+            state.load(saved_state["step"], checkpoint.optimizer_buffers or {})
+        self.optimizer_state = state
         if self.persistent and checkpoint.particles is not None:
             self.particles = [np.ascontiguousarray(p, dtype=self.net.dtype) for p in checkpoint.particles]
         else:

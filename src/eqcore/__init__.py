@@ -19,6 +19,13 @@ from eqcore._openmp import (
     set_parallel_threshold,
     usable_cores,
 )
+from eqcore._optim import (
+    OPTIMIZER_ADAM,
+    OPTIMIZER_MOMENTUM,
+    OPTIMIZER_NESTEROV,
+    OPTIMIZER_SGD,
+    optimizer_step,
+)
 from eqcore._relax import SOLVER_ALTERNATING, SOLVER_EULER, relax_batch
 from eqcore._update import apply_ep_update
 
@@ -26,6 +33,10 @@ __all__ = [
     "Chain",
     "KIND_CODES",
     "N_GEOMETRY_FIELDS",
+    "OPTIMIZER_ADAM",
+    "OPTIMIZER_MOMENTUM",
+    "OPTIMIZER_NESTEROV",
+    "OPTIMIZER_SGD",
     "POOL_CODES",
     "effective_threads",
     "usable_cores",
@@ -42,6 +53,7 @@ __all__ = [
     "native_build",
     "num_procs",
     "openmp_enabled",
+    "optimizer_step",
     "parallel_threshold",
     "relax_batch",
 ]

@@ -60,12 +60,15 @@ cdef class Chain:
         C-contiguous and writeable: the core reads and updates them in place,
         so they must not be reallocated while the chain lives (the chain keeps
         them alive).
+    linear_output : bool, default False
+        The output layer's state is not clipped to [0, 1] (rho is the identity
+        there).
 
     Only the structure that protects memory is checked here; ``eqprop.layers``
     validates architectures with messages for users.
     """
 
-    def __cinit__(self, const int[:, ::1] geometry, list weights, list biases):
+    def __cinit__(self, const int[:, ::1] geometry, list weights, list biases, bint linear_output=False):
         cdef int n = geometry.shape[0], j
         cdef Connection* c
         self.conns = NULL
@@ -81,6 +84,7 @@ cdef class Chain:
         if self.conns == NULL:
             raise MemoryError()
         self.n_connections = n
+        self.linear_output = linear_output
         self.conv_scratch = 0
         self.has_max_pool = False
         sizes = []
@@ -153,7 +157,12 @@ cdef class Chain:
         return self._arrays
 
     def flops_per_example(self) -> float:
-        """Floating-point operations of one relaxation step (all bottom-up and top-down products) for one example."""
+        """Floating-point operations of one relaxation step for one example.
+
+        Every connection above the first is used in both directions (its bottom-up
+        and top-down products); the first connection's drive is excluded: it is
+        computed once per mini-batch, not per step.
+        """
         cdef int j
         cdef double total = 0.0
         for j in range(1, self.n_connections):

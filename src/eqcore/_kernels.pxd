@@ -32,13 +32,13 @@ cdef extern from "sparse_rows.h" nogil:
 
 cdef extern from "state_update.h" nogil:
     void eq_euler_f32(int isa, float* s, const float* h, const float* b, const float* t,
-                      int rows, int n, float eps, float beta)
+                      int rows, int n, float eps, float beta, int clip)
     void eq_euler_f64(int isa, double* s, const double* h, const double* b, const double* t,
-                      int rows, int n, double eps, double beta)
+                      int rows, int n, double eps, double beta, int clip)
     void eq_exact_f32(int isa, float* s, const float* h, const float* b, const float* t,
-                      int rows, int n, float beta)
+                      int rows, int n, float beta, int clip)
     void eq_exact_f64(int isa, double* s, const double* h, const double* b, const double* t,
-                      int rows, int n, double beta)
+                      int rows, int n, double beta, int clip)
 
 cdef extern from "conv_kernels.h" nogil:
     void eq_im2col_f32(int isa, const float* src, int c, int h, int w, int k, int pad,

@@ -44,20 +44,20 @@ SOLVER_ALTERNATING = 1
 
 cdef inline void _euler_update(floating* s, const floating* h, const floating* b,
                                const floating* target, int rows, int n,
-                               floating epsilon, floating beta, int isa) noexcept nogil:
+                               floating epsilon, floating beta, bint clip, int isa) noexcept nogil:
     if floating is float:
-        eq_euler_f32(isa, s, h, b, target, rows, n, epsilon, beta)
+        eq_euler_f32(isa, s, h, b, target, rows, n, epsilon, beta, clip)
     else:
-        eq_euler_f64(isa, s, h, b, target, rows, n, epsilon, beta)
+        eq_euler_f64(isa, s, h, b, target, rows, n, epsilon, beta, clip)
 
 
 cdef inline void _exact_update(floating* s, const floating* h, const floating* b,
                                const floating* target, int rows, int n,
-                               floating beta, int isa) noexcept nogil:
+                               floating beta, bint clip, int isa) noexcept nogil:
     if floating is float:
-        eq_exact_f32(isa, s, h, b, target, rows, n, beta)
+        eq_exact_f32(isa, s, h, b, target, rows, n, beta, clip)
     else:
-        eq_exact_f64(isa, s, h, b, target, rows, n, beta)
+        eq_exact_f64(isa, s, h, b, target, rows, n, beta, clip)
 
 
 cdef void _compute_drive(const Connection* conns, const floating* x, int rows,
@@ -85,27 +85,41 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                       floating** s, floating** h, int** winners, const floating* target,
                       int rows, int steps, floating epsilon, floating beta, int solver,
                       floating* drive, bint compute_drive, floating* conv_scratch,
-                      int* input_index, int isa) noexcept nogil:
-    """Relax ``rows`` examples whose layer states start at the pointers ``s``."""
+                      int* input_index, bint linear_output, bint clamp_output, int isa) noexcept nogil:
+    """Relax ``rows`` examples whose layer states start at the pointers ``s``.
+
+    With ``clamp_output`` the output is set to ``target`` and held there while
+    the hidden layers relax (beta is 0 then).
+    """
     cdef int step, j, parity
+    cdef int relaxing = n_layers - 1 if clamp_output else n_layers  # the layers that move
     cdef const floating* layer_target
+    # with a ready drive, connection 0's winners stay unset: nothing reads them (the
+    # clamped input gets no top-down input; the update finds its own winners)
     if compute_drive:
         _compute_drive(conns, x, rows, drive, winners, conv_scratch, input_index, isa)
+    if clamp_output:
+        memcpy(s[n_layers - 1], target, <size_t> rows * conns[n_layers - 1].n_out * sizeof(floating))
     for step in range(steps):
         if solver == 0:
             # every layer from the previous state: all bottom-up parts first (they
             # record the max-pool winners the top-down parts route by)
-            for j in range(n_layers):
+            for j in range(relaxing):
                 _bottom_up_input(conns, j, s, drive, rows, h[j], winners, conv_scratch, isa)
+            if clamp_output and conns[n_layers - 1].kind == KIND_CONV and conns[n_layers - 1].pool == POOL_MAX:
+                # the clamped output's top-down input routes by the winners of the current state below
+                bottom_up(&conns[n_layers - 1], s[n_layers - 2], rows, h[n_layers - 1],
+                          winners[n_layers - 1], conv_scratch, isa)
             for j in range(n_layers - 1):
                 top_down(&conns[j + 1], s[j + 1], winners[j + 1], rows, h[j], conv_scratch, isa)
-            for j in range(n_layers):
+            for j in range(relaxing):
                 layer_target = target if j == n_layers - 1 else NULL
                 _euler_update(s[j], h[j], <const floating*> conns[j].bias_full, layer_target,
-                              rows, conns[j].n_out, epsilon, beta, isa)
+                              rows, conns[j].n_out, epsilon, beta,
+                              not (linear_output and j == n_layers - 1), isa)
         else:
             for parity in range(2):
-                for j in range(parity, n_layers, 2):
+                for j in range(parity, relaxing, 2):
                     _bottom_up_input(conns, j, s, drive, rows, h[j], winners, conv_scratch, isa)
                     if j + 1 < n_layers:
                         if conns[j + 1].kind == KIND_CONV and conns[j + 1].pool == POOL_MAX:
@@ -116,14 +130,18 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                                  conv_scratch, isa)
                     layer_target = target if j == n_layers - 1 else NULL
                     _exact_update(s[j], h[j], <const floating*> conns[j].bias_full, layer_target,
-                                  rows, conns[j].n_out, beta, isa)
+                                  rows, conns[j].n_out, beta, not (linear_output and j == n_layers - 1), isa)
 
 
 def relax_batch(Chain chain, const floating[:, ::1] x, list state,
                 int steps, double epsilon, double beta,
                 const floating[:, ::1] target=None, int solver=0, int threads=1,
-                floating[:, ::1] drive=None, bint drive_ready=False):
+                floating[:, ::1] drive=None, bint drive_ready=False, bint clamp_output=False):
     """Relax ``state`` (a list of C-contiguous (batch, n_j) arrays) in place.
+
+    With ``clamp_output``, ``target`` holds the values the output is clamped
+    to, and only the hidden layers relax (``beta`` must be 0). The chain's
+    ``linear_output`` drops the clip of the output layer.
 
     ``drive`` (batch, n_1), if given, holds the first layer's bottom-up input:
     it is filled here unless ``drive_ready`` says it already holds it for this
@@ -163,6 +181,8 @@ def relax_batch(Chain chain, const floating[:, ::1] x, list state,
         raise ValueError("x must have one column per input unit")
     if solver not in (0, 1):
         raise ValueError(f"unknown solver {solver}")
+    if clamp_output and (target is None or beta != 0.0 or n_layers < 2):
+        raise ValueError("clamp_output needs a target, beta = 0 and a hidden layer")
     if batch == 0 or steps <= 0:
         return
     flops = chain.flops_per_example() * steps
@@ -237,7 +257,8 @@ def relax_batch(Chain chain, const floating[:, ::1] x, list state,
                             &chunk_h[c * n_layers], &chunk_winners[c * n_layers], chunk_target,
                             rows, steps, <floating> epsilon, <floating> beta, solver,
                             chunk_drive, not drive_ready, chunk_scratch,
-                            input_index + <size_t> c * conns[0].n_in, isa)
+                            input_index + <size_t> c * conns[0].n_in, chain.linear_output,
+                            clamp_output, isa)
     finally:
         free_derived(conns, n_layers)
         free(S)

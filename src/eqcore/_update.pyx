@@ -38,7 +38,7 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
 from eqcore._engine cimport (
-    KIND_CONV, KIND_DENSE, Chain, Connection, bottom_up, derived_connections, free_derived,
+    KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections, free_derived,
     unpool,
 )
 from eqcore._gemm cimport current_isa, input_gemm, small_gemm
@@ -112,7 +112,7 @@ cdef void _conv_operands(const Connection* c, const floating* below, const float
     cdef floating* cols = scratch + <size_t> c.hw * (c.patch + c.c_out)
     cdef floating* unpooled = cols + <size_t> c.patch * c.hw
     cdef Py_ssize_t ch, p, q
-    if c.pool != 0:  # the winners of this state's own bottom-up input
+    if c.pool == POOL_MAX:  # the winners of this state's own bottom-up input
         bottom_up(c, below, 1, unpooled, winners, scratch, isa)  # unpooled: scratch for the pooled output
     unpool(c, above, winners, unpooled, isa)
     for ch in range(c.c_out):

@@ -23,6 +23,7 @@ SETTING_KINDS: dict[str, str] = {
     "train_size": "int",
     "data_dir": "str",
     "beta": "float",
+    "init_gain": "floats",    # one gain, or one per weight matrix
     "free_steps": "int",
     "nudged_steps": "int",
     "epsilon": "float",
@@ -36,12 +37,23 @@ SETTING_KINDS: dict[str, str] = {
     "eval_steps": "int",
     "seed": "int",
     "dtype": "str",
+    "optimizer": "str",
+    "momentum": "float",
+    "betas": "floats",        # [beta1, beta2]
+    "eps": "float",
+    "weight_decay": "floats",  # one per weight matrix, or [one for all]
+    "bias_lr": "floats",
+    "schedule": "str",
+    "schedule_epochs": "int",
+    "schedule_floor": "float",
+    "schedule_gamma": "float",
+    "schedule_step_size": "int",
 }
 #: Flags of ``eqprop train`` that the sweep sets itself, per trial (``distributed``: never, a
 #: trial is one process on one Dask worker).
 SWEEP_OWNED = ("out", "resume", "threads", "quiet", "help", "distributed")
 #: Other spellings accepted in a spec (the names used in config.json and the Python API).
-ALIASES = {"learning_rates": "lr", "sizes": "layers"}
+ALIASES = {"learning_rates": "lr", "sizes": "layers", "init_gains": "init_gain"}
 
 
 class SpecError(ValueError):
@@ -151,13 +163,14 @@ def to_argv(settings: dict[str, Any]) -> list[str]:
 def check_trial(settings: dict[str, Any], where: str) -> None:
     """Check a whole trial's settings together, as ``eqprop train`` would before training.
 
-    Catches what single values cannot show: no preset and no dataset, or a
-    number of learning rates that does not fit the layers.
+    Catches what single values cannot show: no preset and no dataset, a
+    number of learning rates that does not fit the layers, or an optimizer or
+    schedule setting that does not fit the chosen optimizer or schedule.
     """
     from eqprop.presets import get_preset
 
     try:
-        train_parser().parse_args([*to_argv(settings), "--out", "unused"])
+        args = train_parser().parse_args([*to_argv(settings), "--out", "unused"])
     except SpecError as exc:
         raise SpecError(f"{where}: {exc}") from None
     preset = None
@@ -177,3 +190,9 @@ def check_trial(settings: dict[str, Any], where: str) -> None:
             f"{where}: lr needs one rate per weight matrix: {len(sizes) - 1} for layers "
             f"{'-'.join(map(str, sizes))}; got {len(rates)} ({rates})"
         )
+    from eqprop.cli import _settings
+
+    try:  # the checks eqprop train makes of the settings together (optimizer, schedule, ...)
+        _settings(args, train_parser())
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
