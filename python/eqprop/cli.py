@@ -8,11 +8,21 @@ A training run lives in one directory (``--out``)::
     learning_curves.png  error and cost per epoch (``eqprop plot DIR`` redraws it)
     summary.json         final training / validation / test error (written at the end)
     .eqprop.lock         held (fcntl.flock) by the one process using the directory
+
+``mpiexec -n R eqprop train ... --distributed`` trains data-parallel on R MPI
+ranks (``eqprop.distributed``): rank 0 checks the settings, takes the lock,
+writes every file and prints; the other ranks receive the settings from it,
+train in lockstep and print nothing. An error every rank meets is reported
+once, by rank 0; an error on one rank alone is printed with its rank and
+aborts the job, so no rank waits forever.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
+import io
 import os
 import platform
 import re
@@ -49,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
 #: Training examples of each dataset (before --train-size), for the memory estimate.
 TRAIN_SIZES = {"digits": 1197, "mnist": 50_000, "fashion-mnist": 50_000}
 #: Flags that may accompany --resume (they do not change what is computed).
-RESUME_FLAGS = ("epochs", "threads", "data_dir", "quiet")
+RESUME_FLAGS = ("epochs", "threads", "data_dir", "quiet", "distributed")
 HYPERPARAMETER_FLAGS = (
     "preset", "dataset", "layers", "beta", "free_steps", "nudged_steps", "epsilon", "lr",
     "batch_size", "seed", "solver", "symmetric", "persistent", "random_sign", "train_size",
@@ -241,6 +251,29 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     return settings
 
 
+class _ReportedByRankZero(Exception):
+    """On a rank other than 0: the run stops, and rank 0 says why."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _UsageError(ValueError):
+    """``parser.error`` on a rank other than 0: nothing printed (rank 0 prints the same)."""
+
+
+def _silent_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A copy of ``parser`` whose ``error`` raises :class:`_UsageError` instead of printing and exiting."""
+    quiet = copy.copy(parser)
+
+    def error(message: str):
+        raise _UsageError(message)
+
+    quiet.error = error  # type: ignore[method-assign]
+    return quiet
+
+
 def _optimizer_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """The optimizer and schedule settings checked, completed and normalised (as config.json records them).
 
@@ -267,6 +300,38 @@ def _optimizer_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    comm = None
+    if args.distributed:
+        from eqprop.distributed import world
+
+        comm = args.comm = world()  # MPIUnavailable: main prints one line
+        if comm.Get_rank() != 0:
+            # rank 0 checks the settings, takes the lock and says whether and what to train
+            message = comm.bcast(None, root=0)
+            if message[0] == "stop":
+                raise _ReportedByRankZero(message[1])
+            _, run_dir, settings, resume = message
+            return _train(run_dir, settings, resume=resume, quiet=True, parser=_silent_parser(parser), comm=comm)
+    announced = False
+
+    def announce(message: tuple) -> None:
+        nonlocal announced
+        if comm is not None and not announced:
+            announced = True
+            comm.bcast(message, root=0)
+
+    try:
+        return _cmd_train_root(args, parser, comm, announce)
+    except SystemExit as exc:  # parser.error: status 2
+        announce(("stop", exc.code if isinstance(exc.code, int) else 1))
+        raise
+    except BaseException:
+        announce(("stop", 1))
+        raise
+
+
+def _cmd_train_root(args: argparse.Namespace, parser: argparse.ArgumentParser, comm: Any, announce) -> int:
+    """``eqprop train`` on its one process, or on rank 0 of a distributed run (``announce`` tells the others)."""
     from eqprop.checkpoint import has_checkpoint
     from eqprop.rundir import RunDirectoryLock, check_run_path, remove_orphaned_temporaries
 
@@ -277,7 +342,7 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             flags = ", ".join("--" + name.replace("_", "-") for name in extra)
             parser.error(
                 f"--resume continues a run exactly as its checkpoint and config.json record it; {flags} cannot be "
-                f"changed (only --epochs, --threads, --data-dir and --quiet may be given)"
+                f"changed (only --epochs, --threads, --data-dir, --quiet and --distributed may be given)"
             )
         run_dir = check_run_path(args.resume, "--resume")
         config_path = run_dir / CONFIG_NAME
@@ -301,7 +366,8 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             )
         if args.data_dir is not None:
             settings["data_dir"] = args.data_dir
-        return _train(run_dir, settings, resume=resume, quiet=args.quiet, parser=parser)
+        announce(("train", run_dir, settings, resume))
+        return _train(run_dir, settings, resume=resume, quiet=args.quiet, parser=parser, comm=comm)
 
 
 def _resume_settings(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -395,23 +461,37 @@ def _busy_machine_note(threads: int) -> str | None:
 
 
 def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool,
-           parser: argparse.ArgumentParser) -> int:
+           parser: argparse.ArgumentParser, comm: Any = None) -> int:
+    """Load the data, build or restore the trainer, train, evaluate and write the run's files.
+
+    With ``comm`` every rank runs this; rank 0 alone writes and prints.
+    """
     import eqprop
     from eqprop.checkpoint import atomic_write_json, atomic_write_text
+    from eqprop.distributed import collectively
     from eqprop.plotting import METRICS_NAME, plot_learning_curves
 
-    dataset, x_train, y_train = _load_data(settings, settings.get("data_dir"), quiet)
-    settings["data_folder"] = dataset.source
-    layers = layers_from_json(settings["layers"])
-    input_shape, connections = resolve_layers(layers)
-    if int(np.prod(input_shape)) != dataset.n_features or connections[-1].n_out != dataset.n_classes:
-        parser.error(
-            f"--layers {format_layers(layers)} does not fit {dataset.name}: it needs "
-            f"{dataset.n_features} inputs and {dataset.n_classes} outputs"
-        )
+    root = comm is None or comm.Get_rank() == 0
+
+    def together(func):
+        # on one process: func(); on several: func() on each, and if it fails anywhere every rank stops
+        return func() if comm is None else collectively(comm, func, catch=(Exception, SystemExit))
+
+    def load() -> tuple:
+        dataset, x_train, y_train = _load_data(settings, settings.get("data_dir"), quiet)
+        settings["data_folder"] = dataset.source
+        layers = layers_from_json(settings["layers"])
+        input_shape, connections = resolve_layers(layers)
+        if int(np.prod(input_shape)) != dataset.n_features or connections[-1].n_out != dataset.n_classes:
+            parser.error(
+                f"--layers {format_layers(layers)} does not fit {dataset.name}: it needs "
+                f"{dataset.n_features} inputs and {dataset.n_classes} outputs"
+            )
+        return dataset, x_train, y_train, layers
+
+    dataset, x_train, y_train, layers = together(load)
     if resume:
-        trainer = eqprop.Trainer.resume(run_dir, threads=settings["threads"])
-        atomic_write_json(run_dir / CONFIG_NAME, settings)  # only now: every check has passed
+        trainer = eqprop.Trainer.resume(run_dir, threads=settings["threads"], comm=comm)
     else:
         net = eqprop.EqPropNetwork(layers, dtype=settings["dtype"], seed=settings["seed"],
                                    init_gains=settings.get("init_gains"), threads=settings["threads"])
@@ -420,29 +500,42 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
             epsilon=settings["epsilon"], learning_rates=settings["learning_rates"],
             batch_size=settings["batch_size"], random_sign=settings["random_sign"],
             symmetric=settings["symmetric"], persistent=settings["persistent"], threads=settings["threads"],
-            seed=settings["seed"], solver=settings["solver"], eval_steps=settings["eval_steps"],
+            seed=settings["seed"], solver=settings["solver"], eval_steps=settings["eval_steps"], comm=comm,
             **{key: settings.get(key) for key in (*OPTIMIZER_FLAGS, *SCHEDULE_FLAGS)},
         )
         settings["eval_steps"] = trainer.eval_steps
         settings.update({key: trainer.config()[key] for key in (*OPTIMIZER_FLAGS, *SCHEDULE_FLAGS)})
         settings["eqprop_version"] = eqprop.__version__
-        atomic_write_json(run_dir / CONFIG_NAME, settings)
+    if root:  # only now: every check has passed
+        together(lambda: atomic_write_json(run_dir / CONFIG_NAME, settings))
+    else:
+        together(lambda: None)
 
+    ranks = 1 if comm is None else comm.Get_size()
     total = settings["epochs"]
     remaining = total - trainer.epoch
+    where = "" if comm is None else f" on {ranks} MPI rank{'s' if ranks > 1 else ''} x {trainer._n_threads()} threads"
     _print(
         f"{'resuming' if resume else 'training'} {format_layers(layers)} on {dataset.name} "
-        f"({len(x_train)} training examples, data from {dataset.source}) for {max(remaining, 0)} epoch(s) "
+        f"({len(x_train)} training examples, data from {dataset.source}){where} for {max(remaining, 0)} epoch(s) "
         f"[{trainer.epoch}/{total} done]; run directory {run_dir}",
         quiet=quiet,
     )
+    trained_on = getattr(trainer, "_checkpoint_ranks", ranks)
+    if resume and trained_on != ranks and not quiet:
+        print(
+            f"note: the checkpoint was written by a run on {trained_on} rank(s), this one has {ranks}: the same "
+            f"mini-batches, so it continues that run up to float rounding (bitwise only with the same ranks "
+            f"and threads)", file=sys.stderr,
+        )
 
-    note = _busy_machine_note(trainer._n_threads())
+    note = None if comm is not None else _busy_machine_note(trainer._n_threads())
     if note and not quiet:
         print(note, file=sys.stderr)
 
     def after_epoch(trainer: eqprop.Trainer, record: eqprop.EpochRecord) -> None:
-        atomic_write_text(run_dir / METRICS_NAME, trainer.history.to_csv())
+        if root:
+            atomic_write_text(run_dir / METRICS_NAME, trainer.history.to_csv())
         _print(
             f"epoch {record.epoch:>3}/{total}  train {_format_error(record.train_error):>7}  "
             f"val {_format_error(record.val_error):>7}  cost {record.mean_cost:.4f}  "
@@ -470,7 +563,10 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
         "training_seconds": sum(record.wall_time for record in history),
         "evaluation_seconds": time.perf_counter() - started,
         "threads": trainer._n_threads(),
+        "ranks": ranks,
     }
+    if not root:
+        return 0
     atomic_write_json(run_dir / SUMMARY_NAME, summary)
     if len(history):
         atomic_write_text(run_dir / METRICS_NAME, history.to_csv())
@@ -590,6 +686,8 @@ examples:
       Adam with L2 weight decay and cosine-annealed rates over the run's epochs
   eqprop train --resume runs/mnist-1h --epochs 40
       continue a run (exactly as if uninterrupted), here to 40 epochs in total
+  mpiexec -n 2 eqprop train --preset mnist-1h --threads 1 --distributed --out runs/mpi
+      data-parallel on 2 MPI ranks: the same training as one process, up to float rounding
 
 A run directory holds config.json, metrics.csv (one row per epoch), checkpoint.npz
 (written atomically after every epoch), learning_curves.png and summary.json (final
@@ -703,6 +801,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="OpenMP threads (default: all cores); results repeat exactly for the same seed and N")
     run.add_argument("--dtype", choices=("float32", "float64"), help="floating type (default float32)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors; no progress bar")
+    run.add_argument("--distributed", action="store_true",
+                     help="data-parallel over the MPI ranks of mpiexec -n RANKS (needs mpi4py and an MPI, see "
+                     "README 'Scaling out'): each mini-batch is split across the ranks and their updates (or, "
+                     "with --optimizer and the like, gradients) are summed, then every rank takes the same "
+                     "step; --batch-size must be a multiple of RANKS; rank 0 writes the run directory; "
+                     "--threads defaults to the cores per rank of each node")
     train.set_defaults(func=_cmd_train, subparser=train)
 
     evaluate = commands.add_parser(
@@ -748,28 +852,74 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from eqprop.distributed import DistributedError, MPIUnavailable, launcher_rank
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # under mpiexec, only rank 0 reports what every rank finds wrong with the arguments
+    other_rank = "--distributed" in argv and (launcher_rank() or 0) > 0
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        with contextlib.redirect_stderr(io.StringIO()) if other_rank else contextlib.nullcontext():
+            args = parser.parse_args(argv)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
     try:
         return args.func(args, args.subparser)
+    except MPIUnavailable as exc:
+        if not other_rank:
+            print(f"eqprop {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except _ReportedByRankZero as exc:
+        return exc.status
     except KeyboardInterrupt:
-        print(f"\n{_interrupted_message(args)}", file=sys.stderr)
+        comm = getattr(args, "comm", None)
+        if comm is None or comm.Get_rank() == 0:  # mpiexec passes Ctrl-C to every rank: rank 0 speaks
+            print(f"\n{_interrupted_message(args)}", file=sys.stderr)
         return 130
     except MemoryError as exc:
         detail = str(exc) or "an allocation failed"
         if not detail.startswith("this run needs"):
             detail = (f"out of memory ({detail}); use fewer or smaller layers, a smaller --batch-size or "
                       f"--train-size, or --dtype float32")
-        print(f"eqprop {args.command}: error: {detail}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError, FloatingPointError) as exc:
+        return _report(args, exc, f"eqprop {args.command}: error: {detail}", 1)
+    except (OSError, ValueError, FloatingPointError, DistributedError) as exc:
         # expected failures (missing data, bad run directory, damaged files, divergence): a message, not a traceback
-        print(f"eqprop {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return _report(args, exc, f"eqprop {args.command}: error: {exc}", 1)
+    except SystemExit:
+        raise
+    except BaseException:
+        comm = getattr(args, "comm", None)
+        if comm is None or comm.Get_size() == 1:
+            raise
+        import traceback
+
+        traceback.print_exc()  # an unexpected error on one rank: stop the others, which would wait for it
+        comm.Abort(1)
+        raise
+
+
+def _report(args: argparse.Namespace, exc: BaseException, message: str, status: int) -> int:
+    """Print ``message`` and return ``status``; in a distributed run, say it once and never leave ranks waiting.
+
+    An error every rank raised together is printed by rank 0 alone. One that a
+    single rank met is printed with its rank, and the job is aborted: the
+    other ranks would otherwise wait for it in their next collective call.
+    """
+    from eqprop.distributed import raised_on_every_rank
+
+    comm = getattr(args, "comm", None)
+    if comm is None or comm.Get_size() == 1:
+        print(message, file=sys.stderr)
+        return status
+    rank = comm.Get_rank()
+    if raised_on_every_rank(exc):
+        if rank == 0:
+            print(message, file=sys.stderr)
+        return status
+    print(f"{message} (rank {rank} of {comm.Get_size()}; stopping every rank)", file=sys.stderr, flush=True)
+    comm.Abort(status)
+    return status
 
 
 if __name__ == "__main__":

@@ -433,6 +433,10 @@ class OptimizerStep:
         Updated in place by every :meth:`apply`.
     weights, biases : list of ndarray
         The parameters, updated in place.
+    grads : (list of ndarray, list of ndarray), optional
+        C-contiguous arrays shaped like the weights and biases to use as the
+        gradient buffers (data-parallel training passes the views its
+        Allreduce sums into); default: new zeroed arrays.
 
     Attributes
     ----------
@@ -442,10 +446,18 @@ class OptimizerStep:
     """
 
     def __init__(self, settings: OptimizerSettings, state: OptimizerState, weights: Sequence[np.ndarray],
-                 biases: Sequence[np.ndarray]) -> None:
+                 biases: Sequence[np.ndarray],
+                 grads: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None) -> None:
         self.settings = settings
         self.state = state
-        self.grads = ([np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases])
+        if grads is None:
+            grads = ([np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases])
+        else:
+            grads = (list(grads[0]), list(grads[1]))
+            for grad, param in zip((*grads[0], *grads[1]), (*weights, *biases), strict=True):
+                if grad.shape != param.shape or grad.dtype != param.dtype or not grad.flags.c_contiguous:
+                    raise ValueError("grads must be C-contiguous arrays shaped like the parameters, in their dtype")
+        self.grads = grads
         self._n_weights = len(weights)
         self._params = [a.reshape(-1) for a in (*weights, *biases)]
         self._flat_grads = [a.reshape(-1) for a in (*self.grads[0], *self.grads[1])]

@@ -27,6 +27,13 @@ checked, and all parameters before every checkpoint; a non-finite value raises
 :class:`TrainingDiverged` naming the epoch and mini-batch. Results depend only on the seed, the data, the
 hyperparameters and the thread count: the same four give bitwise the same
 weights, including across a checkpoint and resume.
+
+With ``comm`` (an MPI communicator), every rank trains a replica of the
+network on its share of each global mini-batch and one Allreduce per
+mini-batch sums the updates, or with another optimizer the gradient
+estimates, after which every rank takes the same optimizer step
+(:mod:`eqprop.distributed`): the same training up to the order of the
+floating-point sums.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import numpy as np
 
 from eqcore._batch import gather_batch, summarise_free_phase
 from eqprop import _validation as check
+from eqprop import distributed as _distributed
 from eqprop._threads import resolve_threads, single_threaded_blas
 from eqprop.checkpoint import Checkpoint, CheckpointError, check_training_meta, load_checkpoint, save_checkpoint
 from eqprop.layers import format_layers, layers_to_json
@@ -261,6 +269,19 @@ class Trainer:
         ``"exponential"`` (required) and ``"step"`` (default 0.1): in (0, 1].
     schedule_step_size : int, optional
         ``"step"`` (required): epochs between two multiplications by gamma.
+    comm : mpi4py.MPI.Comm, optional
+        Train data-parallel over the ranks of this communicator (for example
+        ``MPI.COMM_WORLD`` under ``mpiexec``; see :mod:`eqprop.distributed`).
+        Every rank then constructs the trainer and calls :meth:`fit` and
+        :meth:`evaluate` with the same arguments; each global mini-batch of
+        ``batch_size`` examples (a multiple of the number of ranks) is split
+        across the ranks and their updates (for an optimizer other than
+        plain SGD: their gradient estimates, then every rank takes the same
+        optimizer step, so the optimizer state stays identical) are summed
+        by one Allreduce, so the result equals single-process training up to
+        float rounding. Only rank 0 writes checkpoints and shows progress. With ``threads`` unset,
+        each rank uses its node's cores divided by the ranks on that node.
+        Not a hyperparameter: it is neither in :meth:`config` nor pickled.
 
     Attributes
     ----------
@@ -307,6 +328,7 @@ class Trainer:
         schedule_floor: float | None = None,
         schedule_gamma: float | None = None,
         schedule_step_size: int | None = None,
+        comm: object | None = None,
     ) -> None:
         if not isinstance(net, EqPropNetwork):
             raise TypeError(f"net must be an EqPropNetwork; got {type(net).__name__}")
@@ -335,7 +357,12 @@ class Trainer:
         self.schedule_gamma = schedule_gamma
         self.schedule_step_size = schedule_step_size
         self.optimizer_state: OptimizerState | None = None
-        self._check_settings()
+        self.comm = None
+        self._node_ranks = 1
+        if comm is None:
+            self._check_settings()
+        else:
+            self._attach(comm)
         self.seed = _check_seed(seed)
         self.rng = np.random.default_rng(self.seed)
         self._fit_lock = threading.Lock()
@@ -344,6 +371,13 @@ class Trainer:
         self.particles: list[np.ndarray] | None = None
         self.stop_training = False
         self._data_fingerprint: dict[str, int] | None = None
+
+    def _attach(self, comm: object) -> None:
+        """Train on ``comm`` from now on (collective: checks the settings on every rank together)."""
+        self.comm = _distributed.check_comm(comm)
+        # a rank given settings the others accept must not leave them waiting in a collective
+        _distributed.collectively(self.comm, self._check_settings)
+        self._node_ranks = _distributed.local_ranks(self.comm)
 
     def _check_settings(self) -> None:
         """Validate (and normalise) every hyperparameter attribute.
@@ -372,6 +406,13 @@ class Trainer:
         batch_size = check.check_int(self.batch_size, "batch_size")
         threads = check.check_threads(self.threads)
         eval_steps = check.check_int(self.eval_steps, "eval_steps")
+        if self.comm is not None:
+            ranks = self.comm.Get_size()
+            if batch_size % ranks:
+                raise ValueError(
+                    f"batch_size {batch_size} must be a multiple of the number of MPI ranks ({ranks}): "
+                    f"every rank relaxes batch_size / ranks examples of each mini-batch"
+                )
         self.solver, self.beta, self.random_sign, self.symmetric = solver, beta, random_sign, symmetric
         self.persistent, self.free_steps, self.nudged_steps, self.epsilon = persistent, free_steps, nudged_steps, epsilon
         self.learning_rates = tuple(float(r) for r in rates)
@@ -420,10 +461,14 @@ class Trainer:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         del state["_fit_lock"]  # a lock belongs to one process: a new one on unpickling
+        state["comm"] = None  # so does a communicator: an unpickled trainer trains alone
+        state["_node_ranks"] = 1
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("comm", None)  # pickled before trainers had one
+        self.__dict__.setdefault("_node_ranks", 1)
         self._fit_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -455,7 +500,15 @@ class Trainer:
         }
 
     def _n_threads(self) -> int:
-        return resolve_threads(self.threads if self.threads is not None else self.net.threads)
+        threads = self.threads if self.threads is not None else self.net.threads
+        if threads is None and self._node_ranks > 1:  # the node's cores shared by its ranks
+            return max(1, resolve_threads(None) // self._node_ranks)
+        return resolve_threads(threads)
+
+    @property
+    def is_root(self) -> bool:
+        """True on the rank that writes checkpoints and prints: rank 0, or the only process."""
+        return self.comm is None or self.comm.Get_rank() == 0
 
     # ---------------------------------------------------------------- data
     def _check_data(self, x: object, labels: object, x_name: str, labels_name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -495,14 +548,32 @@ class Trainer:
 
         Each example relaxes freely from zeros for ``eval_steps`` steps (see the
         class documentation for why); its prediction is the argmax of the output.
+        With ``comm``, every rank must call it with the same data: each relaxes
+        its share of the examples and the counts are summed.
         """
-        self._check_settings()
-        x, labels = self._check_data(x, labels, "x", "labels")
-        self._check_parameters_finite()
+        def prepare() -> tuple[np.ndarray, np.ndarray]:
+            self._check_settings()
+            checked = self._check_data(x, labels, "x", "labels")
+            self._check_parameters_finite()
+            return checked
+
+        x, labels = prepare() if self.comm is None else _distributed.collectively(self.comm, prepare)
         with single_threaded_blas():
             return self._evaluate(x, labels, self._n_threads())
 
     def _evaluate(self, x: np.ndarray, labels: np.ndarray, threads: int) -> Evaluation:
+        n = x.shape[0]
+        if self.comm is None:
+            errors, cost = self._evaluation_sums(x, labels, threads)
+        else:  # a contiguous share of the examples per rank; they relax independently
+            start, stop = _distributed.share(self.comm.Get_rank(), self.comm.Get_size(), n)
+            local = self._evaluation_sums(x[start:stop], labels[start:stop], threads) if stop > start else (0, 0.0)
+            errors, cost = _distributed.sum_over(self.comm, *local)
+            errors = int(round(errors))
+        return Evaluation(error=errors / n, mean_cost=float(cost) / n)
+
+    def _evaluation_sums(self, x: np.ndarray, labels: np.ndarray, threads: int) -> tuple[int, float]:
+        """(misclassified examples, summed cost) of the free relaxation from zeros."""
         net = self.net
         n = x.shape[0]
         rows = min(EVAL_BATCH_SIZE, n)
@@ -524,7 +595,7 @@ class Trainer:
             squared = np.einsum("ij,ij->", output, output, dtype=np.float64)
             # ||y - d||^2 = ||y||^2 - 2 y_label + 1 for a one-hot d: no target array needed
             cost += 0.5 * (squared - 2.0 * float(output[np.arange(m), expected].sum(dtype=np.float64)) + m)
-        return Evaluation(error=errors / n, mean_cost=float(cost) / n)
+        return errors, float(cost)
 
     # -------------------------------------------------------------- training
     def fit(
@@ -543,6 +614,12 @@ class Trainer:
 
         One trainer trains in one thread at a time: a second concurrent call
         raises RuntimeError instead of interleaving epochs.
+
+        With ``comm``, every rank calls ``fit`` with the same data and epochs
+        (checked; rank 0's parameters, optimizer state, particles and RNG
+        state are broadcast first). Only rank 0 writes ``checkpoint_dir`` and shows progress;
+        callbacks run on every rank with rank 0's record, and
+        ``stop_training`` set on any rank stops every rank.
 
         Parameters
         ----------
@@ -597,6 +674,83 @@ class Trainer:
 
     def _fit(self, x, labels, *, epochs, validation, checkpoint_dir, callbacks, progress, resume) -> History:
         """The body of :meth:`fit`, run under the trainer's lock."""
+        def prepare():
+            return self._prepare_fit(x, labels, epochs, validation, checkpoint_dir, callbacks, progress, resume)
+
+        replicas = None
+        if self.comm is None:
+            x, labels, epochs, validation, checkpoint_dir, callbacks, progress = prepare()
+        else:
+            x, labels, epochs, validation, checkpoint_dir, callbacks, progress = _distributed.collectively(
+                self.comm, prepare)
+            replicas = _distributed.Replicas(self.comm, self.net)
+            self._synchronise(replicas, x, validation, epochs)
+            progress = progress and replicas.is_root
+            if not replicas.is_root:
+                checkpoint_dir = None  # rank 0 writes for every rank
+
+        self.stop_training = False
+        threads = self._n_threads()
+        size = min(self.batch_size, x.shape[0])
+        rows = size if replicas is None else -(-size // replicas.size)  # the largest share of a mini-batch
+        buffers = (
+            np.empty((rows, x.shape[1]), dtype=self.net.dtype),
+            np.zeros((rows, self.net.sizes[-1]), dtype=self.net.dtype),
+            self.net.zero_state(rows),
+            self.net.step_engine(rows),
+            None if self._optimizer.in_core else OptimizerStep(
+                self._optimizer, self.optimizer_state, self.net.weights, self.net.biases,
+                # with comm the optimizer steps on the Allreduced gradient, where it lands
+                grads=None if replicas is None else replicas.summed),
+        )
+        with single_threaded_blas():
+            for _ in range(epochs):
+                epoch = self.epoch + 1
+                started = time.perf_counter()
+                train_error, mean_cost = self._train_epoch(
+                    x, labels, epoch, threads, progress, checkpoint_dir, buffers, size, replicas
+                )
+                trained = time.perf_counter()
+                val_error = None
+                if validation is not None:
+                    val_error = self._evaluate(validation[0], validation[1], threads).error
+                finished = time.perf_counter()
+                self._check_parameters_after_epoch(epoch, checkpoint_dir)
+                if replicas is not None and not replicas.parameters_agree(self._replicated_arrays(),
+                                                                          self.optimizer_state.step):
+                    # an MPI whose Allreduce gave the ranks different last bits, or a callback that
+                    # changed one replica: rank 0's wins, with its optimizer state
+                    if replicas.is_root:
+                        warnings.warn("the ranks' parameters differed after an epoch; rank 0's were broadcast "
+                                      "(with its optimizer state)", RuntimeWarning, stacklevel=3)
+                    replicas.broadcast_arrays(self._replicated_arrays())
+                    self.optimizer_state.step = self.comm.bcast(self.optimizer_state.step, root=0)
+                record = EpochRecord(
+                    epoch=epoch,
+                    train_error=train_error,
+                    val_error=val_error,
+                    mean_cost=mean_cost,
+                    wall_time=finished - started,
+                    examples_per_second=x.shape[0] / max(trained - started, 1e-12),
+                )
+                if replicas is not None:
+                    record = self.comm.bcast(record, root=0)  # rank 0's timings in every history
+                self.epoch = epoch
+                self.history.append(record)
+                if checkpoint_dir is not None:
+                    self.save_checkpoint(checkpoint_dir)
+                for callback in callbacks:
+                    callback(self, record)
+                stop = self.stop_training
+                if replicas is not None:  # a callback on any rank stops every rank
+                    stop = any(self.comm.allgather(bool(stop)))
+                    self.stop_training = stop
+                if stop:
+                    break
+        return self.history
+
+    def _prepare_fit(self, x, labels, epochs, validation, checkpoint_dir, callbacks, progress, resume):
+        """Check and convert fit's arguments, restore a checkpoint if asked; allocate the particles."""
         self._check_settings()
         epochs = check.check_int(epochs, "epochs")
         x, labels = self._check_data(x, labels, "x", "labels")
@@ -638,48 +792,49 @@ class Trainer:
         self._data_fingerprint = fingerprint
         if progress is None:
             progress = sys.stderr is not None and sys.stderr.isatty()
+        return x, labels, epochs, validation, checkpoint_dir, callbacks, progress
 
-        self.stop_training = False
-        threads = self._n_threads()
-        size = min(self.batch_size, x.shape[0])
-        buffers = (
-            np.empty((size, x.shape[1]), dtype=self.net.dtype),
-            np.zeros((size, self.net.sizes[-1]), dtype=self.net.dtype),
-            self.net.zero_state(size),
-            self.net.step_engine(size),
-            None if self._optimizer.in_core else OptimizerStep(
-                self._optimizer, self.optimizer_state, self.net.weights, self.net.biases),
-        )
-        with single_threaded_blas():
-            for _ in range(epochs):
-                epoch = self.epoch + 1
-                started = time.perf_counter()
-                train_error, mean_cost = self._train_epoch(
-                    x, labels, epoch, threads, progress, checkpoint_dir, buffers
-                )
-                trained = time.perf_counter()
-                val_error = None
-                if validation is not None:
-                    val_error = self._evaluate(validation[0], validation[1], threads).error
-                finished = time.perf_counter()
-                self._check_parameters_after_epoch(epoch, checkpoint_dir)
-                record = EpochRecord(
-                    epoch=epoch,
-                    train_error=train_error,
-                    val_error=val_error,
-                    mean_cost=mean_cost,
-                    wall_time=finished - started,
-                    examples_per_second=x.shape[0] / max(trained - started, 1e-12),
-                )
-                self.epoch = epoch
-                self.history.append(record)
-                if checkpoint_dir is not None:
-                    self.save_checkpoint(checkpoint_dir)
-                for callback in callbacks:
-                    callback(self, record)
-                if self.stop_training:
-                    break
-        return self.history
+    def _synchronise(self, replicas: _distributed.Replicas, x: np.ndarray, validation, epochs: int) -> None:
+        """Check that every rank was given the same run, then make every replica rank 0's (collective).
+
+        The settings (but threads and seed), the network, the data and the
+        number of epochs must agree (or the ranks would part ways mid-run);
+        rank 0's parameters, optimizer state, particles, RNG state, epoch and
+        history are then broadcast, so ``seed=None`` or a checkpoint restored
+        on rank 0 alone still starts every rank from the same state.
+        """
+        def digest(array: np.ndarray) -> int:
+            return zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B"))
+
+        config = {key: value for key, value in self.config().items() if key not in ("threads", "seed")}
+        mine = {
+            "settings": config,
+            "network": (self.net.architecture, self.net.dtype.name),
+            "training data": (self._data_fingerprint, digest(x)),
+            "validation data": None if validation is None else (digest(validation[0]),
+                                                                _labels_fingerprint(validation[1])),
+            "epochs": epochs,
+        }
+        everyone = self.comm.allgather(mine)
+        for rank, theirs in enumerate(everyone):
+            differing = [key for key in mine if theirs[key] != everyone[0][key]]
+            if differing:
+                raise _distributed.mark_collective(ValueError(
+                    f"MPI rank {rank} was given other {', '.join(differing)} than rank 0: every rank must "
+                    f"construct the same Trainer and call fit with the same data and epochs"
+                ))
+        root = replicas.is_root
+        state = (self.seed, self.rng.bit_generator.state, self.epoch, self.history.to_rows(),
+                 self.optimizer_state.step) if root else None
+        self.seed, rng_state, self.epoch, rows, self.optimizer_state.step = self.comm.bcast(state, root=0)
+        self.rng.bit_generator.state = rng_state
+        self.history = History.from_rows(rows)
+        replicas.broadcast_arrays([*self._replicated_arrays(), *(self.particles or [])])
+
+    def _replicated_arrays(self) -> list[np.ndarray]:
+        """The arrays every replica must hold bitwise alike: the parameters and the optimizer's buffers."""
+        buffers = [array for weights, biases in self.optimizer_state.buffers.values() for array in (*weights, *biases)]
+        return [*self.net.weights, *self.net.biases, *buffers]
 
     def reset_particles(self) -> None:
         """Forget the persistent particles (before training on a different training set)."""
@@ -695,17 +850,19 @@ class Trainer:
         progress: bool,
         checkpoint_dir: Path | None,
         buffers: tuple[np.ndarray, np.ndarray, list[np.ndarray], StepEngine, OptimizerStep | None],
+        size: int,
+        replicas: _distributed.Replicas | None = None,
     ) -> tuple[float, float]:
         """One pass over the training set; returns (training error, mean cost) of the free phases.
 
         ``buffers`` (inputs, one-hot targets, state, the step engine, which
         owns the drive, and the optimizer step, None for the in-core SGD
-        update) hold one mini-batch; the last, partial mini-batch uses their
-        leading rows, which stay C-contiguous.
+        update) hold one mini-batch of ``size`` examples, or with
+        ``replicas`` this rank's largest share of one; a short mini-batch uses
+        their leading rows, which stay C-contiguous.
         """
         n = x.shape[0]
         x_buffer, target_buffer, state_buffer, engine, optimizer_step = buffers
-        size = x_buffer.shape[0]
         n_batches = math.ceil(n / size)
         rates = np.asarray(self.learning_rates, dtype=np.float64)
         factor = self._schedule.factor(epoch)
@@ -715,49 +872,91 @@ class Trainer:
             rates = rates * factor  # a constant schedule leaves the paper's update untouched
         optimizer_state = self.optimizer_state
         order = self.rng.permutation(n)
-        errors = 0
+        particles = self.particles if self.persistent else None
+        errors = relaxed = 0
         cost = 0.0
         bar = _progress_bar(n_batches, epoch, enabled=progress)
         started = time.perf_counter()
         try:
             for batch in range(n_batches):
                 index = order[batch * size:(batch + 1) * size]
+                m_global = index.shape[0]
+                if replicas is not None:
+                    start, stop = replicas.share(m_global)
+                    index = index[start:stop]
                 m = index.shape[0]
                 xb, target = x_buffer[:m], target_buffer[:m]
                 state = [s[:m] for s in state_buffer]
-                particles = self.particles if self.persistent else None
-                gather_batch(x, labels, index, xb, target, particles, state)
-                engine.free_phase(xb, state, steps=self.free_steps, epsilon=self.epsilon,
-                                  solver=self.solver, threads=threads)
-                # NaN propagates through the core's clip, so a non-finite weight shows up here;
-                # the particles are only written when the state is finite
-                finite, batch_errors, batch_cost = summarise_free_phase(state, target, labels, index, particles)
-                if not finite:
+                finite, batch_errors, batch_cost = True, 0, 0.0
+                if m:  # a rank's share of a short last mini-batch may be empty
+                    gather_batch(x, labels, index, xb, target, particles, state)
+                    engine.free_phase(xb, state, steps=self.free_steps, epsilon=self.epsilon,
+                                      solver=self.solver, threads=threads)
+                    # NaN propagates through the core's clip, so a non-finite weight shows up here;
+                    # the particles are only written when the state is finite
+                    finite, batch_errors, batch_cost = summarise_free_phase(state, target, labels, index, particles)
+                if not finite and replicas is None:
                     raise self._diverged(epoch, batch, n_batches, "the free phase", checkpoint_dir)
                 errors += batch_errors
                 cost += batch_cost
+                relaxed += m
 
                 beta = self.beta
                 if self.random_sign and self.rng.random() < 0.5:
                     beta = -beta
                 # the bias update sums the nudged states: its check covers the nudged phase
                 contrast = Contrast("centered" if self.symmetric else "one-sided", beta)
-                kwargs = dict(contrast=contrast, nudged_steps=self.nudged_steps, epsilon=self.epsilon, rates=rates,
-                              solver=self.solver, threads=threads)
-                if optimizer_step is None:
-                    finite = engine.update(xb, state, target, **kwargs)
+                if replicas is None and optimizer_step is None:
+                    updated = engine.update(
+                        xb, state, target, contrast=contrast, nudged_steps=self.nudged_steps,
+                        epsilon=self.epsilon, rates=rates, solver=self.solver, threads=threads,
+                    )
                     optimizer_state.step += 1
+                elif replicas is None:
+                    updated = engine.optimizer_update(
+                        xb, state, target, contrast=contrast, nudged_steps=self.nudged_steps,
+                        epsilon=self.epsilon, rates=rates, solver=self.solver, threads=threads,
+                        step=optimizer_step,
+                    )
                 else:
-                    finite = engine.optimizer_update(xb, state, target, step=optimizer_step, **kwargs)
-                if not finite:
+                    replicas.clear()
+                    if finite and m:
+                        positive, negative, spread = engine.contrasted_states(
+                            xb, state, target, contrast=contrast, nudged_steps=self.nudged_steps,
+                            epsilon=self.epsilon, solver=self.solver, threads=threads,
+                        )
+                        # scaled by the global mini-batch, so the ranks' sums add up to its mean: the
+                        # EP update itself (in-core SGD), or the gradient estimate for the optimizer
+                        if optimizer_step is None:
+                            scales = rates / (spread * m_global)
+                        else:
+                            scales = np.full(len(self.net.weights), -1.0 / (spread * m_global))
+                        engine.accumulate(xb, positive, negative, scales, threads, out=replicas.local)
+                    if not replicas.combine(finite):  # on some rank: every rank stops here
+                        raise self._diverged(epoch, batch, n_batches, "the free phase", checkpoint_dir)
+                    # every rank takes the same step from the same sum: the replicas and the optimizer
+                    # state stay identical
+                    if optimizer_step is None:
+                        updated = replicas.apply_sum()
+                        optimizer_state.step += 1
+                    else:  # optimizer_step's gradients are the summed buffers
+                        updated = replicas.sum_finite() and optimizer_step.apply(rates, threads)
+                if not updated:
                     raise self._diverged(epoch, batch, n_batches, "the nudged phase or the update", checkpoint_dir)
                 bar.update(1)
                 if bar.enabled and ((batch + 1) % PROGRESS_EVERY == 0 or batch + 1 == n_batches):
-                    seen = min((batch + 1) * size, n)
+                    seen = min((batch + 1) * size, n)  # of the global mini-batches
                     elapsed = max(time.perf_counter() - started, 1e-12)
-                    bar.set_postfix_str(f"error={errors / seen:.2%}, {seen / elapsed:,.0f} ex/s", refresh=False)
+                    # the error of this rank's examples (all of them on one process)
+                    bar.set_postfix_str(f"error={errors / max(relaxed, 1):.2%}, {seen / elapsed:,.0f} ex/s",
+                                        refresh=False)
         finally:
             bar.close()
+        if replicas is not None:
+            errors, cost = _distributed.sum_over(self.comm, errors, cost)
+            errors = int(round(errors))
+            if particles is not None:
+                replicas.gather_particles(particles, order, size)
         return errors / n, cost / n
 
     def _diverged(self, epoch: int, batch: int, n_batches: int, where: str, checkpoint_dir: Path | None):
@@ -772,7 +971,9 @@ class Trainer:
             f"NaN or infinite values. Lower the learning rates (now {list(self.learning_rates)}) or "
             f"epsilon (now {self.epsilon}).{kept}"
         )
-        return TrainingDiverged(message, epoch=epoch, batch=batch + 1)
+        error = TrainingDiverged(message, epoch=epoch, batch=batch + 1)
+        # with comm, every rank sees the same summed update and so raises at the same mini-batch
+        return error if self.comm is None else _distributed.mark_collective(error)
 
     def _check_parameters_after_epoch(self, epoch: int, checkpoint_dir: Path | None) -> None:
         """A full check before a checkpoint is written: never save non-finite parameters."""
@@ -795,6 +996,7 @@ class Trainer:
             "rng_state": self.rng.bit_generator.state,
             "history": self.history.to_rows(),
             "data": self._data_fingerprint,
+            "ranks": 1 if self.comm is None else int(self.comm.Get_size()),
             "optimizer_state": {"optimizer": self.optimizer_state.optimizer, "step": self.optimizer_state.step,
                                 "buffers": list(self.optimizer_state.buffers)},
             # the schedule is a function of the epoch: its position is the epochs done
@@ -866,10 +1068,12 @@ class Trainer:
         self.history = history
         data = checkpoint.meta.get("data")
         self._data_fingerprint = dict(data) if data else None
+        ranks = checkpoint.meta.get("ranks", 1)
+        self._checkpoint_ranks = ranks if isinstance(ranks, int) and ranks >= 1 else 1  # for messages only
         return checkpoint
 
     @classmethod
-    def resume(cls, location: str | os.PathLike, *, threads: int | None = None) -> Trainer:
+    def resume(cls, location: str | os.PathLike, *, threads: int | None = None, comm: object | None = None) -> Trainer:
         """A trainer and its network restored exactly from a checkpoint.
 
         Parameters
@@ -879,23 +1083,37 @@ class Trainer:
         threads : int, optional
             Override the saved thread count (results are bitwise repeatable only
             with the same count).
+        comm : mpi4py.MPI.Comm, optional
+            Continue data-parallel on this communicator (collective: every rank
+            reads the checkpoint, so it must be visible to all). The number of
+            ranks may differ from the checkpoint's (``batch_size`` must be a
+            multiple of it): the mini-batches are the same, and the run goes on
+            as with the old count up to float rounding, as with another
+            thread count; bitwise only with the same ranks and threads.
 
         Examples
         --------
         >>> trainer = Trainer.resume("runs/digits")              # doctest: +SKIP
         >>> trainer.fit(x, labels, epochs=5, checkpoint_dir="runs/digits")  # doctest: +SKIP
         """
-        checkpoint = load_checkpoint(location)
-        check_training_meta(checkpoint)
-        config = checkpoint.config
-        if threads is not None:
-            config["threads"] = threads
-        try:
-            net = checkpoint.build_network(threads=config["threads"])
-            trainer = cls(net, **config)
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{checkpoint.path} holds invalid settings: {exc}") from exc
-        trainer.load_checkpoint(location)
+        def load() -> Trainer:
+            checkpoint = load_checkpoint(location)
+            check_training_meta(checkpoint)
+            config = checkpoint.config
+            if threads is not None:
+                config["threads"] = threads
+            try:
+                net = checkpoint.build_network(threads=config["threads"])
+                trainer = cls(net, **config)
+            except (TypeError, ValueError) as exc:
+                raise CheckpointError(f"{checkpoint.path} holds invalid settings: {exc}") from exc
+            trainer.load_checkpoint(location)
+            return trainer
+
+        if comm is None:
+            return load()
+        trainer = _distributed.collectively(comm, load)  # every rank reads it; one failing stops all
+        trainer._attach(comm)
         return trainer
 
 

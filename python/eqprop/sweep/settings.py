@@ -49,8 +49,9 @@ SETTING_KINDS: dict[str, str] = {
     "schedule_gamma": "float",
     "schedule_step_size": "int",
 }
-#: Flags of ``eqprop train`` that the sweep sets itself, per trial.
-SWEEP_OWNED = ("out", "resume", "threads", "quiet", "help")
+#: Flags of ``eqprop train`` that the sweep sets itself, per trial (``distributed``: never, a
+#: trial is one process on one Dask worker).
+SWEEP_OWNED = ("out", "resume", "threads", "quiet", "help", "distributed")
 #: Other spellings accepted in a spec (the names used in config.json and the Python API).
 ALIASES = {"learning_rates": "lr", "sizes": "layers", "init_gains": "init_gain"}
 
@@ -85,6 +86,8 @@ def canonical_key(key: str, where: str) -> str:
     """The setting's canonical name (``free-steps`` -> ``free_steps``, ``learning_rates`` -> ``lr``)."""
     name = key.replace("-", "_")
     name = ALIASES.get(name, name)
+    if name == "distributed":
+        raise SpecError(f"{where}: {key!r} is not a sweep setting: a trial is one process on one Dask worker")
     if name in SWEEP_OWNED:
         raise SpecError(
             f"{where}: {key!r} is set by eqprop sweep for each trial, not in the spec"
