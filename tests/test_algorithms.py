@@ -132,3 +132,96 @@ def test_bad_algorithm_settings(kwargs, error, match):
 def test_bad_output():
     with pytest.raises(ValueError, match="output must be 'clipped' or 'linear'"):
         eqprop.EqPropNetwork([4, 3, 2], output="tanh")
+
+
+# ------------------------------------------------------------------ Trainer
+def one_batch_trainer(net, algorithm, **kwargs):
+    return eqprop.Trainer(net, beta=0.4, free_steps=20, nudged_steps=8, epsilon=0.5, learning_rates=[0.1, 0.05, 0.02],
+                          batch_size=64, persistent=False, threads=1, seed=3, algorithm=algorithm, coupling=0.3,
+                          **kwargs)
+
+
+@pytest.mark.parametrize("output", ["clipped", "linear"])
+@pytest.mark.parametrize("algorithm", ESTIMATES)
+def test_the_trainer_applies_each_algorithms_estimate(algorithm, output):
+    net, x, target = problem(np.float64, output)
+    labels = target.argmax(axis=1)
+    want_w, want_b, _ = reference.family_gradients(net.weights, net.biases, x, target, algorithm, 0.4, 20, 8, 0.5,
+                                                   coupling=0.3, linear_output=output == "linear")
+    before = [p.copy() for p in net.weights + net.biases]
+    one_batch_trainer(net, algorithm).fit(x, labels, epochs=1)  # one mini-batch: the whole (shuffled) set
+    rates = [0.1, 0.05, 0.02]
+    for k, (after, old, grad) in enumerate(zip(net.weights + net.biases, before, want_w + want_b)):
+        np.testing.assert_allclose(after, old - rates[k % 3] * grad, rtol=1e-9, atol=1e-11)
+
+
+def test_random_sign_applies_the_positive_or_the_negative_estimate():
+    net, x, target = problem(np.float64)
+    labels = target.argmax(axis=1)
+    before = [p.copy() for p in net.weights + net.biases]
+    estimates = {name: reference.family_gradients(net.weights, net.biases, x, target, name, 0.4, 20, 8, 0.5)[:2]
+                 for name in ("positive", "negative")}
+    trainer = one_batch_trainer(net, "random-sign")
+    trainer.fit(x, labels, epochs=1)
+    rates = [0.1, 0.05, 0.02]
+    matches = []
+    for name, (gw, gb) in estimates.items():
+        matches.append(all(np.allclose(after, old - rates[k % 3] * g, rtol=1e-9, atol=1e-11) for k, (after, old, g)
+                           in enumerate(zip(net.weights + net.biases, before, gw + gb))))
+    assert sum(matches) == 1
+    assert trainer.random_sign and not trainer.symmetric  # set to match the algorithm
+
+
+def test_centered_is_the_symmetric_switch():
+    runs = []
+    for kwargs in (dict(algorithm="centered"), dict(symmetric=True, random_sign=False)):
+        net, x, target = problem(np.float64)
+        trainer = eqprop.Trainer(net, beta=0.4, free_steps=10, nudged_steps=4, epsilon=0.5,
+                                 learning_rates=[0.1, 0.05, 0.02], batch_size=2, threads=1, seed=5, **kwargs)
+        trainer.fit(x, target.argmax(axis=1), epochs=2)
+        runs.append(net.weights + net.biases)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("algorithm", ["coupled", "random-sign"])
+def test_a_resumed_run_continues_exactly(algorithm, tmp_path):
+    def run(epochs, directory, resume=False):
+        net, x, target = problem(np.float64, output="linear")
+        if resume:
+            trainer = eqprop.Trainer.resume(directory)
+        else:
+            trainer = eqprop.Trainer(net, beta=0.4, free_steps=10, nudged_steps=4, epsilon=0.5,
+                                     learning_rates=[0.1, 0.05, 0.02], batch_size=2, threads=1, seed=5,
+                                     algorithm=algorithm, coupling=0.3)
+        trainer.fit(x, target.argmax(axis=1), epochs=epochs, checkpoint_dir=directory)
+        return trainer
+
+    straight = run(3, tmp_path / "straight")
+    run(1, tmp_path / "split")
+    resumed = run(2, tmp_path / "split", resume=True)
+    assert resumed.algorithm == algorithm and resumed.net.output == "linear"
+    for a, b in zip(straight.net.weights + straight.net.biases, resumed.net.weights + resumed.net.biases):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(algorithm="chl"), "algorithm must be one of"),
+    (dict(algorithm="positive", beta=None), "beta is required"),
+    (dict(algorithm="coupled", coupling=2.0), r"coupling must be in \(0, 1\]"),
+    (dict(algorithm="negative", beta=1.5, solver="alternating"), "greater than -1"),
+])
+def test_bad_trainer_algorithms(kwargs, match):
+    net, _, _ = problem(np.float64)
+    settings = dict(beta=0.4, free_steps=5, nudged_steps=2, epsilon=0.5, learning_rates=[0.1, 0.05, 0.02],
+                    batch_size=4)
+    settings.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        eqprop.Trainer(net, **settings)
+
+
+def test_clamped_algorithms_need_a_hidden_layer():
+    net = eqprop.EqPropNetwork([5, 3])
+    with pytest.raises(ValueError, match="needs a hidden layer"):
+        eqprop.Trainer(net, free_steps=5, nudged_steps=2, epsilon=0.5, learning_rates=[0.1], batch_size=4,
+                       algorithm="contrastive")

@@ -162,6 +162,9 @@ BAD_FLAGS = [
     (["train", "--preset", "nope"], "unknown preset 'nope'"),
     (["train", "--preset", "digits", "--init-gain", "1", "1", "1"], "--init-gain needs one gain, or one per weight"),
     (["train", "--preset", "digits", "--init-gain", "0"], "positive number"),
+    (["train", "--preset", "digits", "--algorithm", "chl"], "invalid choice"),
+    (["train", "--preset", "digits", "--coupling", "1.5"], "the coupling must be in (0, 1]"),
+    (["train", "--preset", "digits", "--output", "tanh"], "invalid choice"),
     (["train", "--dataset", "cifar"], "invalid choice"),
     (["train", "--dataset", "digits"], "--layers, --lr"),
     (["train", "--dataset", "digits", "--layers", "784-10", "--lr", "0.1", "--out", "{tmp}/x"], "needs 64 inputs"),
@@ -335,3 +338,15 @@ def test_a_conv_run_resumes_through_the_cli(tmp_path):
     assert resumed.epoch == 2
     for a, b in zip(straight.weights + straight.biases, resumed.weights + resumed.biases):
         np.testing.assert_array_equal(a, b)
+
+
+def test_algorithm_coupling_and_output_flags_reach_the_run(tmp_path):
+    out = tmp_path / "coupled"
+    assert main(["train", "--preset", "digits", "--train-size", "200", "--epochs", "1", "--seed", "1", "--threads", "1",
+                 "--quiet", "--algorithm", "coupled", "--coupling", "0.3", "--output", "linear", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["algorithm"], config["coupling"], config["output"]) == ("coupled", 0.3, "linear")
+    assert (config["random_sign"], config["symmetric"]) == (False, False)  # set to match the algorithm
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.config["algorithm"] == "coupled" and checkpoint.meta["network"]["output"] == "linear"
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from eqprop.algorithms import ALGORITHMS
 from eqprop.layers import format_layers, layers_from_json, layers_to_json, resolve_layers
 
 CONFIG_NAME = "config.json"
@@ -63,7 +64,8 @@ RESUME_FLAGS = ("epochs", "threads", "data_dir", "quiet", "distributed")
 HYPERPARAMETER_FLAGS = (
     "preset", "dataset", "layers", "beta", "free_steps", "nudged_steps", "epsilon", "lr",
     "batch_size", "seed", "solver", "symmetric", "persistent", "random_sign", "train_size",
-    "dtype", "eval_steps", "out", "init_gain", "optimizer", "momentum", "betas", "eps", "weight_decay", "bias_lr",
+    "dtype", "eval_steps", "out", "init_gain", "algorithm", "coupling", "output",
+    "optimizer", "momentum", "betas", "eps", "weight_decay", "bias_lr",
     "schedule", "schedule_epochs", "schedule_floor", "schedule_gamma", "schedule_step_size",
 )
 #: Settings of the optimizer and of the schedule, by the flag that sets each one (``eqprop.optim``).
@@ -124,6 +126,16 @@ def _non_negative_float(text: str) -> float:
     value = _finite_float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative number; got {text}")
+    return value
+
+
+def _coupling(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"the coupling must be in (0, 1]; got {text}")
     return value
 
 
@@ -199,6 +211,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
             random_sign=preset.random_sign, persistent=preset.persistent, symmetric=preset.symmetric,
             solver=preset.solver, eval_steps=preset.eval_steps,
             init_gains=list(preset.init_gains) if preset.init_gains else None,
+            algorithm=preset.algorithm, coupling=preset.coupling, output=preset.output,
             **{key: value for key, value in preset.to_dict().items()
                if key in OPTIMIZER_FLAGS or key in SCHEDULE_FLAGS},
         )
@@ -217,6 +230,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         "symmetric": args.symmetric, "solver": args.solver, "eval_steps": args.eval_steps,
         "dtype": args.dtype, "threads": args.threads, "seed": args.seed, "train_size": args.train_size,
         "init_gains": list(args.init_gain) if args.init_gain else None,
+        "algorithm": args.algorithm, "coupling": args.coupling, "output": args.output,
         "optimizer": args.optimizer, "momentum": args.momentum, "betas": args.betas, "eps": args.eps,
         "weight_decay": args.weight_decay, "bias_learning_rates": args.bias_lr, "schedule": args.schedule,
         "schedule_epochs": args.schedule_epochs, "schedule_floor": args.schedule_floor,
@@ -494,15 +508,18 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
         trainer = eqprop.Trainer.resume(run_dir, threads=settings["threads"], comm=comm)
     else:
         net = eqprop.EqPropNetwork(layers, dtype=settings["dtype"], seed=settings["seed"],
-                                   init_gains=settings.get("init_gains"), threads=settings["threads"])
+                                   init_gains=settings.get("init_gains"), output=settings.get("output", "clipped"),
+                                   threads=settings["threads"])
         trainer = eqprop.Trainer(
             net, beta=settings["beta"], free_steps=settings["free_steps"], nudged_steps=settings["nudged_steps"],
             epsilon=settings["epsilon"], learning_rates=settings["learning_rates"],
             batch_size=settings["batch_size"], random_sign=settings["random_sign"],
             symmetric=settings["symmetric"], persistent=settings["persistent"], threads=settings["threads"],
             seed=settings["seed"], solver=settings["solver"], eval_steps=settings["eval_steps"], comm=comm,
+            algorithm=settings.get("algorithm"), coupling=settings.get("coupling", 0.5),
             **{key: settings.get(key) for key in (*OPTIMIZER_FLAGS, *SCHEDULE_FLAGS)},
         )
+        settings["random_sign"], settings["symmetric"] = trainer.random_sign, trainer.symmetric
         settings["eval_steps"] = trainer.eval_steps
         settings.update({key: trainer.config()[key] for key in (*OPTIMIZER_FLAGS, *SCHEDULE_FLAGS)})
         settings["eqprop_version"] = eqprop.__version__
@@ -760,6 +777,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: euler)")
     hyper.add_argument("--symmetric", action="store_const", const=True, default=None,
                        help="use the symmetric (+beta/-beta) gradient estimate of Laborieux et al. 2021 (default: off)")
+    hyper.add_argument("--algorithm", choices=ALGORITHMS,
+                       help="the estimator of the EP family (eqprop.algorithms); replaces --symmetric and "
+                       "--no-random-sign (preset, else chosen by them: random-sign)")
+    hyper.add_argument("--coupling", type=_coupling, metavar="ETA",
+                       help="eta of --algorithm coupled: the output is clamped to y + eta (d - y) (default 0.5)")
+    hyper.add_argument("--output", choices=("clipped", "linear"),
+                       help="output units clipped to [0, 1] (the paper) or linear (preset, else clipped)")
     hyper.add_argument("--no-persistent", dest="persistent", action="store_const", const=False, default=None,
                        help="start every free phase from zeros instead of the example's persistent particle")
     hyper.add_argument("--no-random-sign", dest="random_sign", action="store_const", const=False, default=None,

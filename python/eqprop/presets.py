@@ -71,6 +71,10 @@ class Preset:
         As in :class:`eqprop.Trainer` and :meth:`eqprop.Trainer.fit`.
     init_gains : tuple of float, optional
         As in :class:`eqprop.EqPropNetwork` (None: plain Glorot).
+    output : {"clipped", "linear"}
+        As in :class:`eqprop.EqPropNetwork`.
+    algorithm, coupling
+        As in :class:`eqprop.Trainer` (None: ``random_sign`` and ``symmetric`` choose).
     optimizer, momentum, betas, eps, weight_decay, bias_learning_rates
         As in :class:`eqprop.Trainer` (:mod:`eqprop.optim`); the defaults are
         the paper's plain SGD, which every preset here uses.
@@ -99,6 +103,9 @@ class Preset:
     solver: str = "euler"
     eval_steps: int | None = None
     init_gains: tuple[float, ...] | None = None
+    output: str = "clipped"
+    algorithm: str | None = None
+    coupling: float = 0.5
     optimizer: str = "sgd"
     momentum: float | None = None
     betas: tuple[float, float] | None = None
@@ -168,6 +175,8 @@ class Preset:
             "random_sign": self.random_sign,
             "persistent": self.persistent,
             "symmetric": self.symmetric,
+            "algorithm": self.algorithm,
+            "coupling": self.coupling,
             "solver": self.solver,
             "eval_steps": self.eval_steps,
             **self.optimizer_settings().config(),

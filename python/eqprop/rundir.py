@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from eqprop.algorithms import ALGORITHMS
+
 LOCK_NAME = ".eqprop.lock"
 #: Files written with :func:`eqprop.checkpoint.atomic_open` in a run directory.
 ATOMIC_FILES = ("checkpoint.npz", "config.json", "metrics.csv", "summary.json", "learning_curves.png")
@@ -297,6 +299,9 @@ _OPTIONAL = {
     "schedule_floor": (lambda v: v is None or (_is_number(v) and 0 <= v <= 1), "null or a number in [0, 1]"),
     "schedule_gamma": (lambda v: v is None or (_is_number(v) and 0 < v <= 1), "null or a number in (0, 1]"),
     "schedule_step_size": (lambda v: v is None or (_is_int(v) and 1 <= v < 2**31), "null or a positive integer"),
+    "algorithm": (lambda v: v is None or v in ALGORITHMS, "null or one of " + ", ".join(ALGORITHMS)),
+    "coupling": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "output": (lambda v: v in ("clipped", "linear"), "clipped or linear"),
     "init_gains": (lambda v: v is None or (isinstance(v, list) and all(
         isinstance(g, (int, float)) and not isinstance(g, bool) and g > 0 for g in v)),
         "null or a list of positive numbers"),

@@ -59,7 +59,15 @@ from eqprop import distributed as _distributed
 from eqprop._threads import resolve_threads, single_threaded_blas
 from eqprop.checkpoint import Checkpoint, CheckpointError, check_training_meta, load_checkpoint, save_checkpoint
 from eqprop.layers import format_layers, layers_to_json
-from eqprop.algorithms import Contrast
+from eqprop.algorithms import (
+    Contrast,
+    check_algorithm,
+    check_coupling,
+    legacy_algorithm,
+    needs_negative_beta,
+    uses_beta,
+)
+from eqprop.algorithms import contrast as contrast_of
 from eqprop.network import EqPropNetwork
 from eqprop.optim import DEFAULTS as OPTIM_DEFAULTS
 from eqprop.optim import (
@@ -223,6 +231,15 @@ class Trainer:
         Draw the sign of beta at random per mini-batch (the paper's regulariser).
     symmetric : bool, default False
         Use the two-sided (+beta and -beta) estimate of Laborieux et al. (2021).
+    algorithm : str, optional
+        One estimator of the EP family (:mod:`eqprop.algorithms`): "positive",
+        "negative", "random-sign", "centered", "contrastive" or "coupled".
+        When given it replaces ``random_sign`` and ``symmetric`` (they are set
+        to match it); when None they choose, as before (``random_sign`` draws
+        the sign per mini-batch also with ``symmetric``, which does not change
+        the centered estimate but keeps old runs' random streams).
+    coupling : float, default 0.5
+        eta of "coupled": the output is clamped to y^0 + eta (d - y^0), in (0, 1].
     persistent : bool, default True
         Start each example's free phase from its previous free fixed point (the
         paper's persistent particles) instead of from zeros.
@@ -304,7 +321,7 @@ class Trainer:
         self,
         net: EqPropNetwork,
         *,
-        beta: float,
+        beta: float | None = None,
         free_steps: int,
         nudged_steps: int,
         epsilon: float,
@@ -312,6 +329,8 @@ class Trainer:
         batch_size: int,
         random_sign: bool = True,
         symmetric: bool = False,
+        algorithm: str | None = None,
+        coupling: float = 0.5,
         persistent: bool = True,
         threads: int | None = None,
         seed: int | None = None,
@@ -337,6 +356,8 @@ class Trainer:
         self.beta = beta
         self.random_sign = random_sign
         self.symmetric = symmetric
+        self.algorithm = algorithm
+        self.coupling = coupling
         self.persistent = persistent
         self.free_steps = free_steps
         self.nudged_steps = nudged_steps
@@ -390,19 +411,33 @@ class Trainer:
             raise TypeError(f"net must be an EqPropNetwork; got {type(self.net).__name__}")
         dtype = self.net.dtype
         solver = check.check_solver(self.solver)
-        beta = check.check_beta(self.beta, solver, dtype)
-        if beta == 0.0:
-            raise ValueError("beta must be nonzero: the EP update divides by it")
         random_sign = _check_bool(self.random_sign, "random_sign")
         symmetric = _check_bool(self.symmetric, "symmetric")
         persistent = _check_bool(self.persistent, "persistent")
-        if random_sign or symmetric:
+        coupling = check_coupling(self.coupling)
+        if self.algorithm is None:
+            algorithm = legacy_algorithm(symmetric, random_sign)
+        else:
+            algorithm = check_algorithm(self.algorithm)
+            random_sign, symmetric = algorithm == "random-sign", algorithm == "centered"
+            if algorithm in ("contrastive", "coupled") and len(self.net.weights) < 2:
+                raise ValueError(f"algorithm={algorithm!r} clamps the output and relaxes the hidden layers: "
+                                 f"the network needs a hidden layer")
+        beta = self.beta
+        if uses_beta(algorithm) or beta is not None:
+            if beta is None:
+                raise ValueError(f"beta is required with algorithm={algorithm!r}: the EP update divides by it")
+            beta = check.check_beta(beta, solver, dtype)
+            if beta == 0.0:
+                raise ValueError("beta must be nonzero: the EP update divides by it")
+        if uses_beta(algorithm) and (needs_negative_beta(algorithm) or random_sign):
             check.check_beta(-beta, solver)
         free_steps = check.check_int(self.free_steps, "free_steps")
         nudged_steps = check.check_int(self.nudged_steps, "nudged_steps")
         epsilon = check.check_epsilon(self.epsilon)
         rates = self.net.check_learning_rates(self.learning_rates)
-        check.check_update_scale(rates, beta, dtype)
+        check.check_update_scale(rates, beta if uses_beta(algorithm) else (1.0 if algorithm == "contrastive" else coupling),
+                                 dtype)
         batch_size = check.check_int(self.batch_size, "batch_size")
         threads = check.check_threads(self.threads)
         eval_steps = check.check_int(self.eval_steps, "eval_steps")
@@ -414,6 +449,7 @@ class Trainer:
                     f"every rank relaxes batch_size / ranks examples of each mini-batch"
                 )
         self.solver, self.beta, self.random_sign, self.symmetric = solver, beta, random_sign, symmetric
+        self.coupling, self._algorithm = coupling, algorithm
         self.persistent, self.free_steps, self.nudged_steps, self.epsilon = persistent, free_steps, nudged_steps, epsilon
         self.learning_rates = tuple(float(r) for r in rates)
         self.batch_size, self.threads, self.eval_steps = batch_size, threads, eval_steps
@@ -478,6 +514,16 @@ class Trainer:
             f"learning_rates={list(self.learning_rates)}, batch_size={self.batch_size}, epoch={self.epoch})"
         )
 
+    def _batch_contrast(self) -> Contrast:
+        """The contrast of the next mini-batch (draws the sign of beta where the algorithm does)."""
+        if self.algorithm is None:  # the older switches, with their random stream
+            beta = self.beta
+            if self.random_sign and self.rng.random() < 0.5:
+                beta = -beta
+            return Contrast("centered" if self.symmetric else "one-sided", beta)
+        negative = self._algorithm == "random-sign" and self.rng.random() < 0.5
+        return contrast_of(self._algorithm, self.beta or 0.0, self.coupling, negative)
+
     # -------------------------------------------------------------- config
     def config(self) -> dict[str, Any]:
         """The hyperparameters as a JSON-compatible dict (the keyword arguments of ``Trainer``)."""
@@ -490,6 +536,8 @@ class Trainer:
             "batch_size": self.batch_size,
             "random_sign": self.random_sign,
             "symmetric": self.symmetric,
+            "algorithm": self.algorithm,
+            "coupling": self.coupling,
             "persistent": self.persistent,
             "threads": self.threads,
             "seed": self.seed,
@@ -901,11 +949,8 @@ class Trainer:
                 cost += batch_cost
                 relaxed += m
 
-                beta = self.beta
-                if self.random_sign and self.rng.random() < 0.5:
-                    beta = -beta
+                contrast = self._batch_contrast()
                 # the bias update sums the nudged states: its check covers the nudged phase
-                contrast = Contrast("centered" if self.symmetric else "one-sided", beta)
                 if replicas is None and optimizer_step is None:
                     updated = engine.update(
                         xb, state, target, contrast=contrast, nudged_steps=self.nudged_steps,

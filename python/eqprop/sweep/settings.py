@@ -24,6 +24,9 @@ SETTING_KINDS: dict[str, str] = {
     "data_dir": "str",
     "beta": "float",
     "init_gain": "floats",    # one gain, or one per weight matrix
+    "algorithm": "str",
+    "coupling": "float",
+    "output": "str",
     "free_steps": "int",
     "nudged_steps": "int",
     "epsilon": "float",
