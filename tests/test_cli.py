@@ -350,3 +350,31 @@ def test_algorithm_coupling_and_output_flags_reach_the_run(tmp_path):
     checkpoint = load_checkpoint(out)
     assert checkpoint.config["algorithm"] == "coupled" and checkpoint.meta["network"]["output"] == "linear"
     assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+
+
+def test_the_best_checkpoint_is_chosen_on_validation_and_kept_across_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["train", "--preset", "digits", "--train-size", "300", "--seed", "3", "--threads", "1", "--quiet"]
+    assert main([*common, "--epochs", "2", "--out", str(out)]) == 0
+    assert main(["train", "--resume", str(out), "--epochs", "4", "--quiet"]) == 0
+    with open(out / "metrics.csv", newline="") as handle:
+        val = [float(row["val_error"]) for row in csv.DictReader(handle)]
+    best = json.loads((out / "best.json").read_text())
+    assert best["epoch"] == 1 + int(np.argmin(val)) and best["val_error"] == min(val)  # the first minimum
+    assert load_checkpoint(out / "best").epoch == best["epoch"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_epoch"] == best["epoch"] and summary["best_val_error"] == min(val)
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--checkpoint", "best", "--split", "test"]) == 0
+    printed = capsys.readouterr().out
+    assert f"best checkpoint (epoch {best['epoch']})" in printed
+    assert f"{100 * summary['best_test_error']:.2f}%" in printed
+
+
+def test_evaluate_best_before_any_validated_epoch_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "digits", "--train-size", "100", "--epochs", "1", "--seed", "3", "--threads",
+                 "1", "--quiet", "--out", str(out)]) == 0
+    (out / "best.json").unlink()
+    assert main(["evaluate", str(out), "--checkpoint", "best"]) == 1
+    assert "has no best checkpoint yet" in capsys.readouterr().err

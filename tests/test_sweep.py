@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,8 +123,8 @@ def test_rerun_resumes_an_unfinished_trial_from_its_checkpoint(tmp_path, client)
     reference = load_checkpoint(out / "trials" / "trial-001")
     # make trial-001 look like a run stopped after epoch 1 of 3 (what a killed sweep leaves)
     run_dir = out / "trials" / "trial-001"
-    for name in os.listdir(run_dir):
-        (run_dir / name).unlink()
+    shutil.rmtree(run_dir)
+    run_dir.mkdir()
     trial = spec.trials[0]
     assert main(["train", *trial.argv, "--epochs", "1", "--threads", "1", "--quiet", "--out", str(run_dir)]) == 0
     config = json.loads((run_dir / "config.json").read_text())

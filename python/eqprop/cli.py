@@ -5,6 +5,8 @@ A training run lives in one directory (``--out``)::
     config.json          every setting of the run (preset, data, hyperparameters, seed)
     metrics.csv          one row per epoch, rewritten after every epoch
     checkpoint.npz       the latest epoch: parameters, persistent particles, RNG state
+    best/checkpoint.npz  the epoch with the lowest validation error so far (never chosen on the test set)
+    best.json            which epoch that is and its validation error
     learning_curves.png  error and cost per epoch (``eqprop plot DIR`` redraws it)
     summary.json         final training / validation / test error (written at the end)
     .eqprop.lock         held (fcntl.flock) by the one process using the directory
@@ -39,6 +41,8 @@ from eqprop.layers import format_layers, layers_from_json, layers_to_json, resol
 
 CONFIG_NAME = "config.json"
 SUMMARY_NAME = "summary.json"
+BEST_DIR = "best"
+BEST_NAME = "best.json"
 DATASET_NAMES = ("digits", "mnist", "fashion-mnist")
 SPLITS = ("test", "val", "train")
 
@@ -550,9 +554,16 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
     if note and not quiet:
         print(note, file=sys.stderr)
 
+    best = _read_best(run_dir) if resume else None
+
     def after_epoch(trainer: eqprop.Trainer, record: eqprop.EpochRecord) -> None:
+        nonlocal best
         if root:
             atomic_write_text(run_dir / METRICS_NAME, trainer.history.to_csv())
+            if record.val_error is not None and (best is None or record.val_error < best["val_error"]):
+                trainer.save_checkpoint(run_dir / BEST_DIR)
+                best = {"epoch": record.epoch, "val_error": record.val_error}
+                atomic_write_json(run_dir / BEST_NAME, best)
         _print(
             f"epoch {record.epoch:>3}/{total}  train {_format_error(record.train_error):>7}  "
             f"val {_format_error(record.val_error):>7}  cost {record.mean_cost:.4f}  "
@@ -570,6 +581,15 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
     results = {split: trainer.evaluate(x, y) for split, (x, y) in {
         "train": (x_train, y_train), "val": (dataset.x_val, dataset.y_val), "test": (dataset.x_test, dataset.y_test),
     }.items()}
+    best = _read_best(run_dir) if root else None
+    best_summary = {"best_epoch": None, "best_val_error": None, "best_test_error": None}
+    if best is not None:  # the model selected on validation, evaluated once on the test set
+        if best["epoch"] == trainer.epoch:
+            best_test = results["test"].error
+        else:
+            selected = eqprop.Trainer.resume(run_dir / BEST_DIR, threads=trainer.threads)
+            best_test = selected.evaluate(dataset.x_test, dataset.y_test).error
+        best_summary = {"best_epoch": best["epoch"], "best_val_error": best["val_error"], "best_test_error": best_test}
     history = trainer.history
     summary = {
         "epochs": trainer.epoch,
@@ -581,6 +601,7 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
         "evaluation_seconds": time.perf_counter() - started,
         "threads": trainer._n_threads(),
         "ranks": ranks,
+        **best_summary,
     }
     if not root:
         return 0
@@ -592,19 +613,42 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
         f"final error after {trainer.epoch} epochs (free relaxation from zeros, {trainer.eval_steps} steps): "
         f"train {_format_error(summary['train_error'])}, val {_format_error(summary['val_error'])}, "
         f"test {_format_error(summary['test_error'])}; {summary['training_seconds']:.1f} s of training. "
-        f"Wrote {run_dir}/{SUMMARY_NAME}",
+        + (f"Best on validation: epoch {summary['best_epoch']} (val {_format_error(summary['best_val_error'])}, "
+           f"test {_format_error(summary['best_test_error'])}). " if summary["best_epoch"] is not None else "")
+        + f"Wrote {run_dir}/{SUMMARY_NAME}",
         quiet=quiet,
     )
     return 0
 
 
 # -------------------------------------------------------- other subcommands
+def _read_best(run_dir: Path) -> dict[str, Any] | None:
+    """best.json of a run ({"epoch", "val_error"}), or None before any validated epoch."""
+    import json
+
+    path = run_dir / BEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        best = json.loads(path.read_text(encoding="utf-8"))
+        return {"epoch": int(best["epoch"]), "val_error": float(best["val_error"])}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is damaged ({exc}); delete it and {run_dir / BEST_DIR} to start the "
+                         f"selection afresh") from None
+
+
 def _cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import eqprop
 
     run_dir = Path(args.run_dir)
     config = _load_config(run_dir)
-    trainer = eqprop.Trainer.resume(run_dir, threads=args.threads)
+    if args.checkpoint == "best":
+        if _read_best(run_dir) is None:
+            raise FileNotFoundError(f"{run_dir} has no best checkpoint yet ({BEST_NAME} is written after the "
+                                    f"first validated epoch)")
+        trainer = eqprop.Trainer.resume(run_dir / BEST_DIR, threads=args.threads)
+    else:
+        trainer = eqprop.Trainer.resume(run_dir, threads=args.threads)
     if args.eval_steps is not None:
         trainer.eval_steps = args.eval_steps
     dataset, x_train, y_train = _load_data(config, args.data_dir or config.get("data_dir"), quiet=True)
@@ -613,7 +657,7 @@ def _cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     result = trainer.evaluate(x, y)
     print(
         f"{args.split} error {_format_error(result.error)} ({round(result.error * len(y))}/{len(y)} misclassified), "
-        f"mean cost {result.mean_cost:.4f}; {dataset.name}, checkpoint of epoch {trainer.epoch}, "
+        f"mean cost {result.mean_cost:.4f}; {dataset.name}, {args.checkpoint} checkpoint (epoch {trainer.epoch}), "
         f"{trainer.eval_steps} free steps from zeros"
     )
     return 0
@@ -840,6 +884,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("run_dir", metavar="DIR", help="a run directory written by 'eqprop train'")
     evaluate.add_argument("--split", choices=SPLITS, default="test", help="which set to evaluate (default: test)")
+    evaluate.add_argument("--checkpoint", choices=("last", "best"), default="last",
+                          help="the last epoch's checkpoint, or the one with the lowest validation error "
+                          "(default: last)")
     evaluate.add_argument("--eval-steps", type=_positive_int, metavar="N",
                           help="free relaxation steps (default: the run's eval steps)")
     evaluate.add_argument("--threads", type=_positive_int, metavar="N", help="OpenMP threads (default: all cores)")
