@@ -25,6 +25,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from eqprop.layers import Conv2d
 from eqprop.network import EqPropNetwork
 from eqprop.trainer import Trainer
 
@@ -52,8 +53,13 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    hidden_layer_sizes : tuple of int, default (100,)
-        Units of each hidden layer, input side first.
+    hidden_layer_sizes : tuple, default (100,)
+        The hidden layers, input side first: ints (dense layers) and, with
+        ``input_shape``, :class:`eqprop.Conv2d` layers before them.
+    input_shape : (int, int, int), optional
+        (channels, height, width) of an example, for conv layers: each row of
+        ``X`` is an image flattened in C order, and ``n_features_in_`` must be
+        C * H * W. Default: flat inputs (dense layers only).
     beta : float, default 1.0
         Nudging strength (nonzero); C = 1/2 ||y - d||^2, as in :class:`eqprop.Trainer`.
     free_steps, nudged_steps : int, default 20 and 4
@@ -72,6 +78,9 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
         Relaxation dynamics (see :meth:`eqprop.EqPropNetwork.relax`).
     symmetric : bool, default False
         Two-sided (+beta/-beta) gradient estimate (Laborieux et al. 2021).
+    algorithm : str, optional
+        An estimator of the EP family (:mod:`eqprop.algorithms`); replaces
+        ``symmetric`` and ``random_sign`` when given.
     random_sign : bool, default True
         Random sign of beta per mini-batch (the paper's regulariser).
     persistent : bool, default True
@@ -95,6 +104,10 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
         inside ``GridSearchCV(n_jobs=...)`` / ``cross_val_score(n_jobs=...)`` so
         that parallel fits do not oversubscribe the cores. Results repeat
         exactly for the same ``random_state`` and thread count.
+    init_gains : float or tuple of float, optional
+        Multipliers of the Glorot limit of the initial weights, one per weight
+        matrix, as in :class:`eqprop.EqPropNetwork` (conv chains relax fast
+        with gains below 1 above the first layer).
     random_state : int, RandomState instance or None, default None
         Seeds the weight initialisation and the trainer's RNG (shuffling, sign
         of beta).
@@ -127,10 +140,10 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
     ``sklearn.calibration.CalibratedClassifierCV`` when calibrated
     probabilities matter. :meth:`predict` is the argmax of the same array.
 
-    **Conv networks.** An ``input_shape`` parameter (images as (channels,
-    height, width) for convolutional layers) is not available yet: the
-    convolutional layers are still being written. Until they land the network
-    is dense (fully connected) and ``X`` is flattened 2-D data.
+    **Conv networks.** ``EqPropClassifier((Conv2d(8, 3, pool="max"), 10),
+    input_shape=(1, 8, 8), solver="alternating", symmetric=True, beta=0.5)``
+    trains a convnet on flattened 8x8 images (``X`` stays 2-D, as every
+    scikit-learn estimator expects).
 
     Examples
     --------
@@ -144,8 +157,9 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        hidden_layer_sizes: Sequence[int] = (100,),
+        hidden_layer_sizes: Sequence[object] = (100,),
         *,
+        input_shape: Sequence[int] | None = None,
         beta: float = 1.0,
         free_steps: int = 20,
         nudged_steps: int = 4,
@@ -156,14 +170,19 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
         solver: str = "euler",
         symmetric: bool = False,
         random_sign: bool = True,
+        algorithm: str | None = None,
         persistent: bool = True,
         eval_steps: int | None = None,
         scale_inputs: bool = True,
         dtype: str = "float32",
         threads: int | None = None,
+        init_gains: float | Sequence[float] | None = None,
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.input_shape = input_shape
+        self.algorithm = algorithm
+        self.init_gains = init_gains
         self.beta = beta
         self.free_steps = free_steps
         self.nudged_steps = nudged_steps
@@ -196,15 +215,34 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
             network.weights = [np.array(w, order="C") for w in network.weights]
             network.biases = [np.array(b, order="C") for b in network.biases]
 
-    def _hidden_sizes(self) -> tuple[int, ...]:
+    def _hidden_sizes(self) -> tuple[object, ...]:
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
             sizes = (sizes,)
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence | np.ndarray):
             raise TypeError(f"hidden_layer_sizes must be a tuple of positive integers; got {sizes!r}")
-        if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0 for n in sizes):
-            raise ValueError(f"hidden_layer_sizes must hold positive integers; got {tuple(sizes)!r}")
-        return tuple(int(n) for n in sizes)
+        for n in sizes:
+            if isinstance(n, Conv2d):
+                if self.input_shape is None:
+                    raise ValueError("hidden_layer_sizes holds a Conv2d layer: give input_shape=(C, H, W)")
+                continue
+            if not (isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0):
+                raise ValueError(f"hidden_layer_sizes must hold positive integers (or Conv2d layers); "
+                                 f"got {tuple(sizes)!r}")
+        return tuple(n if isinstance(n, Conv2d) else int(n) for n in sizes)
+
+    def _input_layer(self, n_features: int) -> object:
+        """The network's first entry: n_features, or the checked image shape."""
+        if self.input_shape is None:
+            return n_features
+        shape = self.input_shape
+        if (isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence | np.ndarray) or len(shape) != 3
+                or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0 for n in shape)):
+            raise ValueError(f"input_shape must be three positive integers (C, H, W); got {shape!r}")
+        shape = tuple(int(n) for n in shape)
+        if int(np.prod(shape)) != n_features:
+            raise ValueError(f"input_shape {shape} holds {int(np.prod(shape))} values; X has {n_features} features")
+        return shape
 
     def _rates(self, n_matrices: int) -> list[float]:
         rates = self.learning_rates
@@ -239,7 +277,7 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(self.scale_inputs, (bool, np.bool_)):
             raise TypeError(f"scale_inputs must be True or False; got {self.scale_inputs!r}")
         hidden = self._hidden_sizes()
-        sizes = (X.shape[1], *hidden, len(classes))
+        sizes = (self._input_layer(X.shape[1]), *hidden, len(classes))
         if self.scale_inputs:
             self.input_min_ = X.min(axis=0).astype(np.float64)
             span = X.max(axis=0) - self.input_min_
@@ -248,12 +286,14 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
             self.input_min_ = np.zeros(X.shape[1])
             self.input_scale_ = np.ones(X.shape[1])
         net_seed, trainer_seed = self._seeds()
-        network = EqPropNetwork(sizes, dtype=self.dtype, seed=net_seed, threads=self.threads)
+        network = EqPropNetwork(list(sizes), dtype=self.dtype, seed=net_seed, init_gains=self.init_gains,
+                                threads=self.threads)
         self.trainer_ = Trainer(
             network, beta=self.beta, free_steps=self.free_steps, nudged_steps=self.nudged_steps,
             epsilon=self.epsilon, learning_rates=self._rates(len(sizes) - 1), batch_size=self.batch_size,
             random_sign=self.random_sign, symmetric=self.symmetric, persistent=self.persistent,
             threads=self.threads, seed=trainer_seed, solver=self.solver, eval_steps=self.eval_steps,
+            algorithm=self.algorithm,
         )
         self.network_ = network
         self.classes_ = classes
