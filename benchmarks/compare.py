@@ -46,14 +46,14 @@ The ``conv`` arch is the convolutional network of Ernoult et al. (2019) as
 ``eqprop`` writes it, ``[(1, 28, 28), Conv2d(32, 5, pool="max"),
 Conv2d(64, 5, pool="max"), 10]`` (states 32x12x12, 64x4x4, 10), run by
 ``eqprop`` and the PyTorch peers of ``benchmarks/peers/torch_conv_ep.py``
-(no NumPy peer), usually at batch 20. eqprop has no conv preset yet, so its
-settings are the benchmark's own: 40 free / 10 nudged Euler steps (a short
-schedule: Laborieux et al. 2021 run 250 free / 25-30 nudged steps of their
-discrete-time dynamics on CIFAR-10; the work per step is what is compared,
-and the count below scales with the steps), epsilon 0.5,
-beta 0.5, learning rates 0.1, 0.05, 0.02. They measure speed, they are not a
-training recipe: 40 steps do not reach this network's fixed point (see
-docs/benchmarks.md). Its useful work counts one
+(no NumPy peer), usually at batch 20, with the dynamics both implement, the
+paper's Euler steps: 40 free / 10 nudged (a short schedule: Laborieux et al.
+2021 run 250 free / 25-30 nudged steps of their discrete-time dynamics on
+CIFAR-10; the work per step is what is compared, and the count below scales
+with the steps), epsilon 0.5, beta 0.5, learning rates 0.1, 0.05, 0.02, Glorot
+weights. They measure speed, they are not a training recipe: at plain Glorot
+40 steps do not reach this network's fixed point (see docs/benchmarks.md); the
+``mnist-conv`` preset trains with init gains and the alternating solver. Its useful work counts one
 connection's product as 2 C_out C_in k^2 H_conv W_conv for a conv connection
 (the convolution before pooling, H_conv = H_in + 2 padding - k + 1) and
 2 n_in n_out for a dense one, and then the same three terms:
@@ -162,7 +162,7 @@ def _paper_preset(name: str) -> Preset:
     return Preset(p.name, tuple(p.sizes), p.free_steps, p.nudged_steps, p.beta, tuple(p.learning_rates))
 
 
-# eqprop has no conv preset yet (issue 10): benchmark settings, documented in the module docstring
+# the Euler dynamics the PyTorch peer implements too (mnist-conv trains with the alternating solver)
 CONV = Preset("conv", CONV_LAYERS, free_steps=40, nudged_steps=10, beta=0.5, learning_rates=(0.1, 0.05, 0.02))
 PRESETS = {**{key: _paper_preset(f"mnist-{key}") for key in ("1h", "2h", "3h")}, "conv": CONV}
 IMPLEMENTATIONS = ("eqprop", "eqprop-internal", "torch", "torch-usual", "numpy")
