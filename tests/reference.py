@@ -34,9 +34,8 @@ def net_inputs(weights, biases, x, state, linear_output=False):
     return h
 
 
-def relax(weights, biases, x, init, steps, epsilon, beta=0.0, target=None, solver="euler",
-          linear_output=False, clamp=None):
-    """The dynamics of eqprop.EqPropNetwork.relax; ``clamp`` holds the output at those values."""
+def _dynamics(inputs, init, steps, epsilon, beta, target, solver, linear_output, clamp):
+    """Euler or alternating sweeps given ``inputs(state)`` -> the net input of every layer."""
     n = len(init)
     state = [np.array(s, dtype=float) if (linear_output and k == n - 1) else rho(np.array(s))
              for k, s in enumerate(init)]
@@ -49,7 +48,7 @@ def relax(weights, biases, x, init, steps, epsilon, beta=0.0, target=None, solve
 
     for _ in range(steps):
         if solver == "euler":
-            h = net_inputs(weights, biases, x, state, linear_output)
+            h = inputs(state)
             new = list(state)
             for k in range(moving):
                 ds = h[k] - state[k]  # -dE/ds_k with rho' = 1 on [0, 1] (and for a linear output)
@@ -60,12 +59,19 @@ def relax(weights, biases, x, init, steps, epsilon, beta=0.0, target=None, solve
         else:
             for parity in (0, 1):
                 for k in range(parity, moving, 2):
-                    h = net_inputs(weights, biases, x, state, linear_output)[k]
+                    h = inputs(state)[k]
                     if k == n - 1 and beta != 0.0:
                         state[k] = bound(k, (h + beta * target) / (1.0 + beta))
                     else:
                         state[k] = bound(k, h)
     return state
+
+
+def relax(weights, biases, x, init, steps, epsilon, beta=0.0, target=None, solver="euler",
+          linear_output=False, clamp=None):
+    """The dynamics of eqprop.EqPropNetwork.relax; ``clamp`` holds the output at those values."""
+    return _dynamics(lambda state: net_inputs(weights, biases, x, state, linear_output), init, steps, epsilon,
+                     beta, target, solver, linear_output, clamp)
 
 
 def energy(weights, biases, x, state, linear_output=False):
@@ -274,38 +280,8 @@ def chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_outp
 
 def chain_relax(input_shape, layers, weights, biases, x, init, steps, epsilon, beta=0.0, target=None,
                 solver="euler", linear_output=False, clamp=None):
-    n = len(init)
-    state = [np.array(s, dtype=float) if (linear_output and k == n - 1) else rho(np.array(s))
-             for k, s in enumerate(init)]
-    if clamp is not None:
-        state[-1] = np.array(clamp)
-    moving = n - 1 if clamp is not None else n
-
-    def bound(k, value):
-        return value if (linear_output and k == n - 1) else rho(value)
-
-    def inputs(state):
-        return chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_output)
-
-    for _ in range(steps):
-        if solver == "euler":
-            h = inputs(state)
-            new = list(state)
-            for k in range(moving):
-                ds = h[k] - state[k]
-                if k == n - 1 and beta != 0.0:
-                    ds = ds + beta * (target - state[k])
-                new[k] = bound(k, state[k] + epsilon * ds)
-            state = new
-        else:
-            for parity in (0, 1):
-                for k in range(parity, moving, 2):
-                    h = inputs(state)[k]
-                    if k == n - 1 and beta != 0.0:
-                        state[k] = bound(k, (h + beta * target) / (1.0 + beta))
-                    else:
-                        state[k] = bound(k, h)
-    return state
+    return _dynamics(lambda state: chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_output),
+                     init, steps, epsilon, beta, target, solver, linear_output, clamp)
 
 
 def chain_phi(input_shape, layers, weights, biases, x, state):
