@@ -134,10 +134,7 @@ def _non_negative_float(text: str) -> float:
 
 
 def _coupling(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _finite_float(text)
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"the coupling must be in (0, 1]; got {text}")
     return value
