@@ -61,7 +61,9 @@ def relax(weights, biases, x, init, steps, epsilon, beta=0.0, target=None, solve
             for parity in (0, 1):
                 for k in range(parity, moving, 2):
                     h = net_inputs(weights, biases, x, state, linear_output)[k]
-                    if k == n - 1 and beta != 0.0:
+                    if k == n - 1 and beta != 0.0 and solver == "fixed-point":
+                        state[k] = bound(k, h + beta * (target - state[k]))  # -dF/dy + y at the current y
+                    elif k == n - 1 and beta != 0.0:
                         state[k] = bound(k, (h + beta * target) / (1.0 + beta))
                     else:
                         state[k] = bound(k, h)
@@ -301,7 +303,9 @@ def chain_relax(input_shape, layers, weights, biases, x, init, steps, epsilon, b
             for parity in (0, 1):
                 for k in range(parity, moving, 2):
                     h = inputs(state)[k]
-                    if k == n - 1 and beta != 0.0:
+                    if k == n - 1 and beta != 0.0 and solver == "fixed-point":
+                        state[k] = bound(k, h + beta * (target - state[k]))  # -dF/dy + y at the current y
+                    elif k == n - 1 and beta != 0.0:
                         state[k] = bound(k, (h + beta * target) / (1.0 + beta))
                     else:
                         state[k] = bound(k, h)

@@ -816,9 +816,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="examples per mini-batch (preset, else 20)")
     hyper.add_argument("--epochs", type=_positive_int, metavar="N",
                        help="total number of epochs (preset, else 25); with --resume, the new total")
-    hyper.add_argument("--solver", choices=("euler", "alternating"),
-                       help="relaxation: the paper's Euler dynamics, or alternating exact layer updates "
-                       "(default: euler)")
+    hyper.add_argument("--solver", choices=("euler", "alternating", "fixed-point"),
+                       help="relaxation: the paper's Euler dynamics, alternating exact layer updates, or "
+                       "alternating fixed-point updates (the output nudged by beta (d - y), as Scellier's "
+                       "DHN code) (default: euler)")
     hyper.add_argument("--symmetric", action="store_const", const=True, default=None,
                        help="use the symmetric (+beta/-beta) gradient estimate of Laborieux et al. 2021 (default: off)")
     hyper.add_argument("--algorithm", choices=ALGORITHMS,
