@@ -168,6 +168,7 @@ DHN = {
     "mnist-dhn-1h": ((784, 1024, 10), 15, 15, (0.05, 0.05), 0.0179),
     "mnist-dhn-2h": ((784, 1024, 1024, 10), 50, 20, (0.2, 0.05, 0.01), 0.0165),
 }
+ANCHOR_MIRROR = "/work/.mirror/rain-neuromorphics+energy-based-learning/repo"  # where this project's machine keeps it
 
 
 @pytest.mark.parametrize("name", list(DHN))
@@ -319,3 +320,124 @@ def test_one_dhn_code_step_equals_one_trainer_step_with_the_preset(name):
                     dict(algorithm="positive", symmetric=False)):
         other_w, _ = eqprop_dhn_step(name, sizes, weights, biases, x, labels, learning_rates=rates, **changes)
         assert max(np.abs(a - b).max() for a, b in zip(other_w, want_w)) > 1e-3 * changed, changes
+
+
+# -------------------------------------------------- the DHN code itself, when at hand
+def anchor_checkout(tmp_path_factory):
+    """A checkout of rain-neuromorphics/energy-based-learning, or skip.
+
+    EQPROP_ANCHOR_REPO names a checkout or a git directory (a bare mirror); by
+    default the mirror this project's machine keeps. Its code is extracted into
+    a temporary folder, never into eqprop.
+    """
+    import importlib.util
+    import os
+    import subprocess
+    from pathlib import Path
+
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("PyTorch is not installed (the DHN code runs on it)")
+    source = Path(os.environ.get("EQPROP_ANCHOR_REPO", ANCHOR_MIRROR))
+    if (source / "papers" / "fast-drn" / "dhn.py").is_file():
+        return source
+    if not (source / "HEAD").is_file():
+        pytest.skip(f"no checkout or git mirror of rain-neuromorphics/energy-based-learning at {source} "
+                    f"(set EQPROP_ANCHOR_REPO)")
+    target = tmp_path_factory.mktemp("energy-based-learning")
+    archive = subprocess.run(["git", f"--git-dir={source}", "archive", "HEAD", "model", "training", "papers"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+@pytest.fixture(scope="module")
+def anchor(tmp_path_factory):
+    return anchor_checkout(tmp_path_factory)
+
+
+def run_anchor(anchor_dir, *args):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("anchor_dhn.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, str(script), str(anchor_dir), *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_dhn_code_settings_are_the_presets(anchor):
+    """The literal values of dhn.py's branches, its variant, mode and decay, against DHN above."""
+    import ast
+
+    text = (anchor / "papers" / "fast-drn" / "dhn.py").read_text()
+    branches = {}
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and \
+                isinstance(node.test.left, ast.Name) and node.test.left.id == "model":  # if model == 'dhn-1h':
+            values = {}
+            for statement in node.body:
+                if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
+                    values[statement.targets[0].id] = ast.literal_eval(statement.value)
+            branches[node.test.comparators[0].value] = values
+    for name, (sizes, inference, training, rates, _) in DHN.items():
+        code = branches[name.replace("mnist-", "")]
+        preset = get_preset(name)
+        assert code["layer_shapes"][0] == (1, 28, 28) and [s[0] for s in code["layer_shapes"][1:]] == list(sizes[1:])
+        assert (code["num_iterations_inference"], code["num_iterations_training"]) == (inference, training)
+        assert code["nudging"] == preset.beta and code["batch_size"] == preset.batch_size
+        assert tuple(code["learning_rates_weights"]) == tuple(code["learning_rates_biases"]) == preset.learning_rates
+        assert code["num_epochs"] == preset.epochs
+        assert preset.init_gains == anchor_init_gains(sizes, code["weight_gains"][0])
+        assert set(code["weight_gains"]) == {0.7}
+    for fragment in ("estimator.variant = 'centered'", "mode = 'asynchronous'", "ExponentialLR(optimizer, gamma=0.99)",
+                     "momentum = 0.", "weight_decay = 0. * 1e-4", "SquaredError(output_layer)"):
+        assert fragment in text
+
+
+@pytest.mark.parametrize("name", list(DHN))
+def test_dhn_code_initialisation_has_the_presets_bounds(anchor, tmp_path, name):
+    import json
+
+    sizes = DHN[name][0]
+    out = tmp_path / "init.npz"
+    run_anchor(anchor, "init", json.dumps([[1, 28, 28]] + [[n] for n in sizes[1:]]),
+               json.dumps([0.7] * (len(sizes) - 1)), out)
+    theirs = np.load(out)
+    preset = get_preset(name)
+    ours = eqprop.EqPropNetwork(sizes, output="linear", init_gains=preset.init_gains, seed=0)
+    for k, (limit, w) in enumerate(zip(code_limits(sizes), ours.weights)):
+        code_w = theirs[f"W{k}"]
+        assert code_w.shape == w.shape and code_w.dtype == w.dtype == np.float32
+        for draws in (code_w, w):
+            assert limit * (1 - 1e-3) < np.abs(draws).max() <= limit * (1 + 1e-7)
+            assert float(np.std(draws)) == pytest.approx(limit / np.sqrt(3), rel=0.02)
+        assert not theirs[f"b{k}"].any()
+
+
+@pytest.mark.parametrize("name", list(DHN))
+def test_one_step_of_the_dhn_code_itself_equals_one_trainer_step(anchor, tmp_path, name):
+    """dhn.py's objects (PyTorch, float64) and eqprop on the same weights and mini-batch."""
+    sizes = SMALL[name]
+    preset = get_preset(name)
+    weights, biases, x, labels = dhn_problem(name, sizes)
+    rates = preset.learning_rates
+    arrays = {f"W{k}": w for k, w in enumerate(weights)} | {f"b{k}": b for k, b in enumerate(biases)}
+    np.savez(tmp_path / "in.npz", input_shape=(1, 4, 3), sizes=sizes, weight_gains=[0.7] * (len(sizes) - 1),
+             inference=preset.free_steps, training=preset.nudged_steps, nudging=0.2, rates_w=rates, rates_b=rates,
+             x=x, labels=labels, **arrays)
+    run_anchor(anchor, "step", tmp_path / "in.npz", tmp_path / "out.npz")
+    theirs = np.load(tmp_path / "out.npz")
+    code_w = [theirs[f"W{k}"] for k in range(len(weights))]
+    code_b = [theirs[f"b{k}"] for k in range(len(weights))]
+    assert max(np.abs(w - v).max() for w, v in zip(code_w, weights)) > 1e-3
+    got_w, got_b = eqprop_dhn_step(name, sizes, weights, biases, x, labels, learning_rates=rates)
+    for got, want in zip(got_w + got_b, code_w + code_b):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    # and the NumPy rewrite above is the code's step
+    want_w, want_b = dhn_code_step(weights, biases, x, labels, 0.2, rates, rates, preset.free_steps,
+                                   preset.nudged_steps)
+    for code, want in zip(code_w + code_b, want_w + want_b):
+        np.testing.assert_allclose(code, want, rtol=0, atol=1e-12)
