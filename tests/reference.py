@@ -60,7 +60,9 @@ def _dynamics(inputs, init, steps, epsilon, beta, target, solver, linear_output,
             for parity in (0, 1):
                 for k in range(parity, moving, 2):
                     h = inputs(state)[k]
-                    if k == n - 1 and beta != 0.0:
+                    if k == n - 1 and beta != 0.0 and solver == "fixed-point":
+                        state[k] = bound(k, h + beta * (target - state[k]))  # -dF/dy + y at the current y
+                    elif k == n - 1 and beta != 0.0:
                         state[k] = bound(k, (h + beta * target) / (1.0 + beta))
                     else:
                         state[k] = bound(k, h)

@@ -36,7 +36,7 @@ def assert_close(got, expected, dtype, scale=1.0):
 
 
 @pytest.mark.parametrize("output", ["clipped", "linear"])
-@pytest.mark.parametrize("solver", ["euler", "alternating"])
+@pytest.mark.parametrize("solver", ["euler", "alternating", "fixed-point"])
 @pytest.mark.parametrize("algorithm", ESTIMATES)
 def test_every_estimate_matches_the_reference(algorithm, solver, output, dtype, kernel):
     net, x, target = problem(dtype, output)

@@ -140,6 +140,15 @@ def test_alternating_solver_needs_beta_above_minus_one(net, x, target):
         net.relax(x, steps=2, epsilon=0.5, beta=-1.0, target=target, solver="alternating")
 
 
+@pytest.mark.parametrize("beta", [1.0, -1.0, 2.5])
+def test_fixed_point_solver_needs_beta_inside_minus_one_one(net, x, target, beta):
+    with pytest.raises(ValueError, match=r"in \(-1, 1\) with solver='fixed-point'"):
+        net.relax(x, steps=2, epsilon=0.5, beta=beta, target=target, solver="fixed-point")
+    with pytest.raises(ValueError, match=r"in \(-1, 1\) with solver='fixed-point'"):
+        eqprop.Trainer(net, beta=abs(beta), free_steps=2, nudged_steps=2, epsilon=0.5, learning_rates=[0.1, 0.1],
+                       batch_size=2, solver="fixed-point", algorithm="centered")
+
+
 def test_unknown_solver(net, x):
     with pytest.raises(ValueError, match="solver must be one of"):
         net.relax(x, steps=2, epsilon=0.5, solver="newton")

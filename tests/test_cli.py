@@ -78,6 +78,9 @@ def test_presets_and_info(capsys):
     for name in ("digits", "mnist-1h", "mnist-2h", "mnist-3h", "fashion-1h", "784-500-500-500-10"):
         assert name in out
     assert "0.128, 0.032, 0.008, 0.002" in out  # the original code's rates are listed too
+    for text in ("mnist-dhn-1h", "mnist-dhn-2h", "784-1024-1024-10", "fixed-point, sym", "1.79% test error",
+                 "1.65% test error", "not yet reproduced", "first 50,000", "papers/fast-drn/dhn.py"):
+        assert text in out
     assert main(["info"]) == 0
     assert "OpenMP" in capsys.readouterr().out
 
@@ -294,6 +297,31 @@ def test_flags_replace_a_presets_optimizer_and_schedule(tmp_path, monkeypatch):
     config = json.loads((tmp_path / "b" / "config.json").read_text())
     assert (config["optimizer"], config["momentum"], config["betas"]) == ("adam", None, [0.9, 0.999])
     assert (config["schedule"], config["schedule_step_size"], config["schedule_gamma"]) == ("constant", None, None)
+
+
+def test_a_dhn_preset_runs_and_resumes_through_the_cli(tmp_path, monkeypatch):
+    """The DHN settings (fixed-point solver, linear output, gains, exponential decay) reach config.json and resume."""
+    import dataclasses
+
+    import eqprop.presets
+    from eqprop.presets import anchor_init_gains
+
+    sizes = (64, 32, 10)
+    custom = dataclasses.replace(eqprop.presets.PRESETS["mnist-dhn-1h"], name="digits-dhn", dataset="digits",
+                                 sizes=sizes, init_gains=anchor_init_gains(sizes))
+    monkeypatch.setattr(eqprop.presets, "PRESETS", {**eqprop.presets.PRESETS, custom.name: custom})
+    common = ["--train-size", "96", "--seed", "0", "--threads", "1", "--quiet"]
+    assert main(["train", "--preset", "digits-dhn", "--epochs", "2", *common, "--out", str(tmp_path / "a")]) == 0
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert (config["solver"], config["output"], config["algorithm"], config["persistent"]) == (
+        "fixed-point", "linear", "centered", False)
+    assert (config["schedule"], config["schedule_gamma"], config["batch_size"]) == ("exponential", 0.99, 16)
+    assert config["init_gains"] == list(anchor_init_gains(sizes)) and config["eval_steps"] == 15
+    assert main(["train", "--preset", "digits-dhn", "--epochs", "1", *common, "--out", str(tmp_path / "b")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "b"), "--epochs", "2", "--quiet"]) == 0
+    straight, resumed = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
+    for a, b in zip(straight.weights + straight.biases, resumed.weights + resumed.biases):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_runtime_errors_exit_1_with_a_message(tmp_path, capsys):

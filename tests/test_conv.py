@@ -53,7 +53,7 @@ def assert_close_lists(got, expected, dtype):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("solver", ["euler", "alternating"])
+@pytest.mark.parametrize("solver", ["euler", "alternating", "fixed-point"])
 @pytest.mark.parametrize("pad", [0, 1])
 @pytest.mark.parametrize("pool", POOLS, ids=POOL_IDS)
 def test_relax_matches_reference(pool, pad, solver, threads, dtype, kernel, every_thread_runs):

@@ -26,7 +26,7 @@ def assert_states_close(actual, expected, dtype):
         np.testing.assert_allclose(a, e, rtol=0, atol=TOLERANCE[dtype])
 
 
-@pytest.mark.parametrize("solver", ["euler", "alternating"])
+@pytest.mark.parametrize("solver", ["euler", "alternating", "fixed-point"])
 def test_free_phase_matches_reference(sizes, dtype, solver):
     net = random_network(sizes, dtype)
     x, _ = batch_inputs(sizes, dtype)
@@ -38,11 +38,13 @@ def test_free_phase_matches_reference(sizes, dtype, solver):
     assert max(np.abs(s).max() for s in state) > 0.1
 
 
-@pytest.mark.parametrize("solver", ["euler", "alternating"])
+@pytest.mark.parametrize("solver", ["euler", "alternating", "fixed-point"])
 @pytest.mark.parametrize("beta", [0.5, -0.5, 2.0])
 def test_nudged_phase_matches_reference(sizes, dtype, solver, beta):
     if solver == "alternating" and beta <= -1:
         pytest.skip("alternating solver needs beta > -1")
+    if solver == "fixed-point" and abs(beta) >= 1:
+        pytest.skip("fixed-point solver needs |beta| < 1")
     net = random_network(sizes, dtype)
     x, target = batch_inputs(sizes, dtype)
     free = net.relax(x, steps=10, epsilon=0.5, solver=solver)
@@ -50,6 +52,30 @@ def test_nudged_phase_matches_reference(sizes, dtype, solver, beta):
     expected = reference.relax(net.weights, net.biases, x, free, 6, 0.5, beta, target, solver)
     assert_states_close(nudged, expected, dtype)
     assert np.abs(nudged[-1] - free[-1]).max() > 1e-3  # nudging did something
+
+
+@pytest.mark.parametrize("output", ["clipped", "linear"])
+def test_fixed_point_solver_differs_from_alternating_only_in_the_nudged_output(output):
+    """Free phases agree bitwise; nudged, y <- h + beta (d - y) moves differently, to the same fixed point."""
+    import eqprop
+
+    sizes = [10, 8, 6, 4]
+    source = random_network(sizes, np.float64)
+    net = eqprop.EqPropNetwork(sizes, dtype="float64", output=output)
+    net.set_params(source.weights, source.biases)
+    x, target = batch_inputs(sizes, np.float64, batch=5)
+    free = {solver: net.relax(x, steps=7, epsilon=0.5, solver=solver) for solver in ("alternating", "fixed-point")}
+    for a, b in zip(free["alternating"], free["fixed-point"]):
+        np.testing.assert_array_equal(a, b)
+    start = free["alternating"]
+    for beta in (0.4, -0.4):
+        short = [net.relax(x, steps=3, epsilon=0.5, beta=beta, target=target, init=start, solver=solver)
+                 for solver in ("alternating", "fixed-point")]
+        assert np.abs(short[0][-1] - short[1][-1]).max() > 1e-4
+        converged = [net.relax(x, steps=300, epsilon=0.5, beta=beta, target=target, init=start, solver=solver)
+                     for solver in ("alternating", "fixed-point")]
+        for a, b in zip(*converged):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 
 
 def test_init_is_copied_and_projected(dtype):
@@ -66,7 +92,7 @@ def test_init_is_copied_and_projected(dtype):
 
 
 @pytest.mark.parametrize("batch", [1, 2, 3, 7, 64])
-@pytest.mark.parametrize("solver", ["euler", "alternating"])
+@pytest.mark.parametrize("solver", ["euler", "alternating", "fixed-point"])
 def test_thread_count_does_not_change_results(dtype, batch, solver, every_thread_runs):
     """Results agree across thread counts to within float rounding.
 

@@ -19,7 +19,7 @@ def data(sizes, dtype, batch=11, seed=5):
 
 
 @pytest.mark.parametrize("symmetric", [False, True])
-@pytest.mark.parametrize("solver", ["euler", "alternating"])
+@pytest.mark.parametrize("solver", ["euler", "alternating", "fixed-point"])
 def test_ep_gradients_match_reference(sizes, dtype, symmetric, solver):
     net = random_network(sizes, dtype)
     x, target = data(sizes, dtype)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-SOLVERS = ("euler", "alternating")
+SOLVERS = ("euler", "alternating", "fixed-point")
 #: The core counts steps, rows and threads in C ``int``: larger values would wrap around.
 INT_MAX = 2**31 - 1
 
@@ -140,7 +140,7 @@ def check_in_dtype_range(value: float, name: str, dtype: np.dtype) -> float:
 
 
 def check_beta(beta: object, solver: str = "euler", dtype: np.dtype | None = None) -> float:
-    """The nudging strength; the exact (alternating) solver needs 1 + beta > 0.
+    """The nudging strength; the exact (alternating) solver needs 1 + beta > 0, the fixed-point one |beta| < 1.
 
     With ``dtype``, beta must also be representable there: its magnitude at most
     a quarter of the largest value (the nudge adds beta times the output error,
@@ -165,6 +165,11 @@ def check_beta(beta: object, solver: str = "euler", dtype: np.dtype | None = Non
         raise ValueError(
             f"beta must be greater than -1 with solver='alternating' (the output's "
             f"energy is then convex); got {beta}"
+        )
+    if solver == "fixed-point" and not -1.0 < beta < 1.0:
+        raise ValueError(
+            f"beta must be in (-1, 1) with solver='fixed-point' (the output's update "
+            f"y <- h + beta (d - y) converges only then); got {beta}"
         )
     return beta
 

@@ -691,8 +691,9 @@ def _cmd_presets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             f"{preset.epochs:>6}"
         )
     print(
-        "\nAll: epsilon 0.5, mini-batch 20, random sign of beta, persistent particles. beta and the\n"
-        "learning rates use C = 1/2 ||y - d||^2; the original code's values (C = ||y - d||^2) are half:"
+        "\nThe paper's presets (and digits): epsilon 0.5, mini-batch 20, random sign of beta, persistent\n"
+        "particles. beta and the learning rates use C = 1/2 ||y - d||^2; the original code's values\n"
+        "(C = ||y - d||^2) are half:"
     )
     for preset in PRESETS.values():
         if preset.original_learning_rates is None:
@@ -700,6 +701,20 @@ def _cmd_presets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         rates = ", ".join(f"{r:g}" for r in preset.original_learning_rates)
         print(f"  {preset.name:<12} beta {preset.original_beta:g}, learning rates {rates}")
     print("The conv presets have no original code: their settings were chosen by measurement (docs/results.md).")
+    sourced = [preset for preset in PRESETS.values() if preset.source]
+    if sourced:
+        print(
+            "\nThe DHN presets (Scellier 2024) take their source's values, which use our convention: linear\n"
+            "output, centered EP, fixed-point solver, mini-batch 16, free phase from zeros, weights\n"
+            "uniform in +-0.7 / sqrt(fan_in) (init gains), rates x 0.99 per epoch (eqprop.presets maps\n"
+            "every setting). Their source trained on all 60,000 training images and selected on the test\n"
+            "set; here they train on the first 50,000 and validate on the last 10,000. Reported there,\n"
+            "not yet reproduced here:"
+        )
+        for preset in sourced:
+            error = preset.reported_test_error
+            reported = "" if error is None else f"{100 * error:.2f}% test error, "
+            print(f"  {preset.name:<12} {reported}{preset.source}")
     print("\nRun one with: eqprop train --preset NAME --out runs/NAME")
     return 0
 
@@ -813,9 +828,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="examples per mini-batch (preset, else 20)")
     hyper.add_argument("--epochs", type=_positive_int, metavar="N",
                        help="total number of epochs (preset, else 25); with --resume, the new total")
-    hyper.add_argument("--solver", choices=("euler", "alternating"),
-                       help="relaxation: the paper's Euler dynamics, or alternating exact layer updates "
-                       "(default: euler)")
+    hyper.add_argument("--solver", choices=("euler", "alternating", "fixed-point"),
+                       help="relaxation: the paper's Euler dynamics, alternating exact layer updates, or "
+                       "alternating fixed-point updates (the output nudged by beta (d - y), as Scellier's "
+                       "DHN code) (default: euler)")
     hyper.add_argument("--symmetric", action="store_const", const=True, default=None,
                        help="use the symmetric (+beta/-beta) gradient estimate of Laborieux et al. 2021 (default: off)")
     hyper.add_argument("--algorithm", choices=ALGORITHMS,
@@ -900,7 +916,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.set_defaults(func=_cmd_plot, subparser=plot)
 
     presets = commands.add_parser(
-        "presets", help="list the presets (the paper's MNIST networks and a quick digits run)",
+        "presets", help="list the presets (the paper's MNIST networks, conv and DHN networks, a quick digits run)",
         description="List the presets with their hyperparameters, in this library's convention "
         "and in the original code's.",
     )

@@ -307,7 +307,8 @@ class EqPropNetwork:
         steps : int
             Number of sweeps (Euler steps, or alternating passes).
         epsilon : float
-            Euler step size in (0, 1]; the paper uses 0.5. Unused by ``"alternating"``.
+            Euler step size in (0, 1]; the paper uses 0.5. Unused by
+            ``"alternating"`` and ``"fixed-point"``.
         beta : float, default 0.0
             Nudging strength; 0 is the free phase. Nonzero needs ``target``.
         target : array-like, shape (batch, sizes[-1]), optional
@@ -316,11 +317,15 @@ class EqPropNetwork:
             Starting state, one array per non-input layer, flat (batch, n_k) or
             in the layer's shape; it is copied, not modified, and projected
             onto [0, 1]. Default: zeros.
-        solver : {"euler", "alternating"}, default "euler"
+        solver : {"euler", "alternating", "fixed-point"}, default "euler"
             ``"euler"``: the paper's dynamics s <- clip(s - epsilon dF/ds, 0, 1),
             all layers at once. ``"alternating"``: odd then even layers set
             exactly to their conditional minimum clip(h, 0, 1) (block-coordinate
-            descent on F; same fixed points, far fewer sweeps).
+            descent on F; same fixed points, far fewer sweeps). ``"fixed-point"``:
+            the same order, each layer set to clip(s - dF/ds) at the current
+            state; only the nudged output differs from ``"alternating"``: it
+            moves to h + beta (d - y) rather than (h + beta d) / (1 + beta)
+            (Scellier's FixedPointMinimizer, mode 'asynchronous'; needs |beta| < 1).
         threads : int, optional
             OpenMP threads for this call (default: the network's setting).
 

@@ -270,7 +270,7 @@ _CONFIG_SCHEMA: dict[str, tuple[Any, str]] = {
     "random_sign": (lambda v: isinstance(v, bool), "true or false"),
     "persistent": (lambda v: isinstance(v, bool), "true or false"),
     "symmetric": (lambda v: isinstance(v, bool), "true or false"),
-    "solver": (lambda v: v in ("euler", "alternating"), "'euler' or 'alternating'"),
+    "solver": (lambda v: v in ("euler", "alternating", "fixed-point"), "'euler', 'alternating' or 'fixed-point'"),
     "eval_steps": (lambda v: v is None or (_is_int(v) and 1 <= v < 2**31), "null or a positive integer"),
     "dtype": (lambda v: v in ("float32", "float64"), "'float32' or 'float64'"),
     "threads": (lambda v: v is None or (_is_int(v) and 1 <= v < 2**31), "null or a positive integer"),

@@ -74,7 +74,7 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
         Examples per mini-batch (fewer if the training set is smaller).
     epochs : int, default 20
         Epochs of each :meth:`fit`.
-    solver : {"euler", "alternating"}, default "euler"
+    solver : {"euler", "alternating", "fixed-point"}, default "euler"
         Relaxation dynamics (see :meth:`eqprop.EqPropNetwork.relax`).
     symmetric : bool, default False
         Two-sided (+beta/-beta) gradient estimate (Laborieux et al. 2021).

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from eqprop.network import EqPropNetwork
     from eqprop.optim import OptimizerStep
 
-SOLVER_CODES = {"euler": eqcore.SOLVER_EULER, "alternating": eqcore.SOLVER_ALTERNATING}
+SOLVER_CODES = {
+    "euler": eqcore.SOLVER_EULER, "alternating": eqcore.SOLVER_ALTERNATING, "fixed-point": eqcore.SOLVER_FIXED_POINT,
+}
 
 State = list[np.ndarray]
 

@@ -249,7 +249,7 @@ class Trainer:
     seed : int, optional
         Seed of the trainer's RNG (shuffling, signs of beta). None draws one;
         it is kept in :attr:`seed` and in checkpoints.
-    solver : {"euler", "alternating"}, default "euler"
+    solver : {"euler", "alternating", "fixed-point"}, default "euler"
         Relaxation dynamics (see :meth:`EqPropNetwork.relax`).
     eval_steps : int, optional
         Steps of the free relaxation used by :meth:`evaluate` (default:

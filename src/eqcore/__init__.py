@@ -26,7 +26,7 @@ from eqcore._optim import (
     OPTIMIZER_SGD,
     optimizer_step,
 )
-from eqcore._relax import SOLVER_ALTERNATING, SOLVER_EULER, relax_batch
+from eqcore._relax import SOLVER_ALTERNATING, SOLVER_EULER, SOLVER_FIXED_POINT, relax_batch
 from eqcore._update import apply_ep_update
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "usable_cores",
     "SOLVER_ALTERNATING",
     "SOLVER_EULER",
+    "SOLVER_FIXED_POINT",
     "apply_ep_update",
     "build_info",
     "gemm_path",

@@ -5,7 +5,7 @@ Layer ``j`` (0-based over the non-input layers) has state ``s_j``, flattened to
 (batch, n_j) in C order whatever its shape. Its net input is
 h_j = bottom-up part of connection j (from s_{j-1}; s_{-1} = x) + top-down part
 of connection j + 1 (from s_{j+1}) + b_j, each part computed by its
-connection's kind (_engine.pyx). Two solvers share these net inputs:
+connection's kind (_engine.pyx). Three solvers share these net inputs:
 
 * ``SOLVER_EULER``: the paper's dynamics, all layers updated synchronously
   from the previous state, s_j <- clip(s_j + epsilon * (h_j - s_j), 0, 1), and
@@ -16,6 +16,13 @@ connection's kind (_engine.pyx). Two solvers share these net inputs:
   this is exact block-coordinate minimisation of F; with max pooling, h_j
   routes the state above by the winners of the current s_j (a fixed-point
   iteration with the same fixed points).
+* ``SOLVER_FIXED_POINT``: the order of ``SOLVER_ALTERNATING``, every layer set
+  to clip(-dF/ds_j + s_j) at the current state (its fixed-point update), which
+  for the hidden layers and in the free phase is ``SOLVER_ALTERNATING`` itself;
+  in the nudged phase the output becomes clip(h + beta (d - y), 0, 1) with the
+  current y, not its exact minimum: the FixedPointMinimizer (mode
+  'asynchronous') of Scellier's energy-based-learning code. The same fixed
+  points; the output's own factor -beta makes it converge only for |beta| < 1.
 
 The batch is cut into one contiguous block of rows per thread; each thread
 relaxes its rows through every step without synchronising with the others.
@@ -40,6 +47,7 @@ from eqcore._openmp cimport useful_threads
 
 SOLVER_EULER = 0
 SOLVER_ALTERNATING = 1
+SOLVER_FIXED_POINT = 2
 
 
 cdef inline void _euler_update(floating* s, const floating* h, const floating* b,
@@ -129,8 +137,13 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                         top_down(&conns[j + 1], s[j + 1], winners[j + 1], rows, h[j],
                                  conv_scratch, isa)
                     layer_target = target if j == n_layers - 1 else NULL
-                    _exact_update(s[j], h[j], <const floating*> conns[j].bias_full, layer_target,
-                                  rows, conns[j].n_out, beta, not (linear_output and j == n_layers - 1), isa)
+                    if solver == 2 and layer_target != NULL:
+                        # the output's fixed-point update h + beta (d - y): an Euler step of size 1
+                        _euler_update(s[j], h[j], <const floating*> conns[j].bias_full, layer_target,
+                                      rows, conns[j].n_out, 1.0, beta, not linear_output, isa)
+                    else:
+                        _exact_update(s[j], h[j], <const floating*> conns[j].bias_full, layer_target,
+                                      rows, conns[j].n_out, beta, not (linear_output and j == n_layers - 1), isa)
 
 
 def relax_batch(Chain chain, const floating[:, ::1] x, list state,
@@ -179,7 +192,7 @@ def relax_batch(Chain chain, const floating[:, ::1] x, list state,
         raise ValueError("state must have one array per non-input layer")
     if x.shape[1] != chain.layer_sizes[0]:
         raise ValueError("x must have one column per input unit")
-    if solver not in (0, 1):
+    if solver not in (0, 1, 2):
         raise ValueError(f"unknown solver {solver}")
     if clamp_output and (target is None or beta != 0.0 or n_layers < 2):
         raise ValueError("clamp_output needs a target, beta = 0 and a hidden layer")
