@@ -48,9 +48,10 @@ def test_every_preset_builds_a_trainer():
 def test_presets_train_with_plain_sgd_and_constant_rates():
     """The optimizer and schedule fields default to today's training: every preset builds the same trainer.
 
-    (The DHN presets, which take another code's exponential decay, are checked below.)
+    (The DHN presets, which take another code's exponential decay, are checked below; the conv
+    presets' cosine schedule in test_conv_presets_decay_their_rates_on_a_cosine.)
     """
-    for preset in (preset for preset in PRESETS.values() if not preset.source):
+    for preset in (p for p in PRESETS.values() if not p.source and not p.name.endswith("-conv")):
         kwargs = preset.trainer_kwargs()
         assert kwargs["optimizer"] == "sgd" and kwargs["schedule"] == "constant"
         assert all(kwargs[key] is None for key in ("momentum", "betas", "eps", "weight_decay", "bias_learning_rates",
@@ -441,3 +442,15 @@ def test_one_step_of_the_dhn_code_itself_equals_one_trainer_step(anchor, tmp_pat
                                    preset.nudged_steps)
     for code, want in zip(code_w + code_b, want_w + want_b):
         np.testing.assert_allclose(code, want, rtol=0, atol=1e-12)
+
+
+def test_conv_presets_decay_their_rates_on_a_cosine():
+    for name in ("mnist-conv", "fashion-conv"):
+        preset = PRESETS[name]
+        assert (preset.schedule, preset.schedule_floor, preset.epochs) == ("cosine", 0.05, 12)
+        trainer = eqprop.Trainer(eqprop.EqPropNetwork(preset.sizes, seed=0, init_gains=preset.init_gains),
+                                 **preset.trainer_kwargs())
+        first, _ = trainer.epoch_learning_rates(1)
+        last, _ = trainer.epoch_learning_rates(preset.epochs)
+        assert first == pytest.approx(preset.learning_rates)
+        assert last[0] < 0.1 * preset.learning_rates[0]  # spans the preset's epochs
