@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 
 import eqcore
+from eqprop._validation import check_real
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 SCHEDULES = ("constant", "cosine", "exponential", "step")
@@ -102,13 +103,7 @@ def _name(names: Mapping[str, str] | None, key: str) -> str:
     return names.get(key, key) if names else key
 
 
-def _real(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite; got {value}")
-    return value
+_real = check_real  # a finite real number, or a TypeError / ValueError naming it
 
 
 def _int(value: object, name: str) -> int:
