@@ -709,12 +709,13 @@ def _cmd_presets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             "uniform in +-0.7 / sqrt(fan_in) (init gains), rates x 0.99 per epoch (eqprop.presets maps\n"
             "every setting). Their source trained on all 60,000 training images and selected on the test\n"
             "set; here they train on the first 50,000 and validate on the last 10,000. Reported there,\n"
-            "not yet reproduced here:"
+            "and measured here (docs/results.md):"
         )
         for preset in sourced:
             error = preset.reported_test_error
             reported = "" if error is None else f"{100 * error:.2f}% test error, "
             print(f"  {preset.name:<12} {reported}{preset.source}")
+            print(f"  {'':<12} here: {preset.measured or 'not yet run to the end'}")
     print("\nRun one with: eqprop train --preset NAME --out runs/NAME")
     return 0
 
