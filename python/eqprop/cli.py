@@ -256,6 +256,15 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     if gains is not None and len(gains) not in (1, len(settings["layers"]) - 1):
         parser.error(f"--init-gain needs one gain, or one per weight matrix ({len(settings['layers']) - 1}); "
                      f"got {len(gains)}")
+    if settings["cost"] == "cross-entropy":  # the readout is the last connection, outside the energy
+        if settings.get("output", "clipped") == "linear":
+            parser.error("--cost cross-entropy reads the classes from a softmax readout, which does not relax: "
+                         "it takes no --output linear (give --output clipped)")
+        if settings.get("algorithm") in ("contrastive", "coupled"):
+            parser.error(f"--algorithm {settings['algorithm']} clamps the output layer, but with --cost "
+                         f"cross-entropy the output is the softmax readout: use an EP algorithm")
+        if len(settings["layers"]) < 3:
+            parser.error("--cost cross-entropy needs a hidden layer: the last connection is the readout")
     try:
         settings.update(_optimizer_settings(settings))
     except (TypeError, ValueError) as exc:
