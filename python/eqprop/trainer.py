@@ -216,7 +216,10 @@ class Trainer:
     Parameters
     ----------
     net : EqPropNetwork
-        The network; its parameters are updated in place.
+        The network; its parameters are updated in place. Either cost: with
+        ``cost="cross-entropy"`` the readout learns the free phase's cost
+        gradient with its layer's rate and the scores use its softmax (the
+        clamped algorithms are refused).
     beta : float
         Nudging strength (nonzero). The update is divided by it (eq. 13).
     free_steps, nudged_steps : int
