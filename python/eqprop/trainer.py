@@ -122,7 +122,8 @@ class EpochRecord:
         Validation error after the epoch (free relaxation from zeros), or None
         when ``fit`` had no validation set.
     mean_cost : float
-        Mean of C = 1/2 ||y - d||^2 over the free-phase outputs of the epoch.
+        Mean of the network's cost C over the free-phase outputs of the epoch:
+        1/2 ||y - d||^2, or the cross-entropy -log p_label (``cost="cross-entropy"``).
     wall_time : float
         Seconds for the epoch: training plus validation (checkpointing excluded).
     examples_per_second : float
@@ -187,7 +188,7 @@ class History(Sequence):
 
 
 class Evaluation(NamedTuple):
-    """Error rate (fraction misclassified) and mean cost C = 1/2 ||y - d||^2."""
+    """Error rate (fraction misclassified) and mean cost C (1/2 ||y - d||^2, or the cross-entropy)."""
 
     error: float
     mean_cost: float
@@ -215,7 +216,10 @@ class Trainer:
     Parameters
     ----------
     net : EqPropNetwork
-        The network; its parameters are updated in place.
+        The network; its parameters are updated in place. Either cost: with
+        ``cost="cross-entropy"`` the readout learns the free phase's cost
+        gradient with its layer's rate and the scores use its softmax (the
+        clamped algorithms are refused).
     beta : float
         Nudging strength (nonzero). The update is divided by it (eq. 13).
     free_steps, nudged_steps : int
@@ -423,6 +427,8 @@ class Trainer:
             if algorithm in ("contrastive", "coupled") and len(self.net.weights) < 2:
                 raise ValueError(f"algorithm={algorithm!r} clamps the output and relaxes the hidden layers: "
                                  f"the network needs a hidden layer")
+            if algorithm in ("contrastive", "coupled"):
+                self.net._check_clamp(algorithm)
         beta = self.beta
         if uses_beta(algorithm) or beta is not None:
             if beta is None:
@@ -640,6 +646,10 @@ class Trainer:
             output = state[-1]
             expected = labels[start:stop]
             errors += int(np.count_nonzero(output.argmax(axis=1) != expected))
+            if net.readout:  # -log p_label, with p >= the dtype's smallest normal number (EqPropNetwork.cost)
+                chosen = np.maximum(output[np.arange(m), expected].astype(np.float64), np.finfo(net.dtype).tiny)
+                cost -= float(np.log(chosen).sum())
+                continue
             squared = np.einsum("ij,ij->", output, output, dtype=np.float64)
             # ||y - d||^2 = ||y||^2 - 2 y_label + 1 for a one-hot d: no target array needed
             cost += 0.5 * (squared - 2.0 * float(output[np.arange(m), expected].sum(dtype=np.float64)) + m)
@@ -942,7 +952,8 @@ class Trainer:
                                       solver=self.solver, threads=threads)
                     # NaN propagates through the core's clip, so a non-finite weight shows up here;
                     # the particles are only written when the state is finite
-                    finite, batch_errors, batch_cost = summarise_free_phase(state, target, labels, index, particles)
+                    finite, batch_errors, batch_cost = summarise_free_phase(state, target, labels, index, particles,
+                                                                            self.net.readout)
                 if not finite and replicas is None:
                     raise self._diverged(epoch, batch, n_batches, "the free phase", checkpoint_dir)
                 errors += batch_errors
@@ -972,11 +983,10 @@ class Trainer:
                         )
                         # scaled by the global mini-batch, so the ranks' sums add up to its mean: the
                         # EP update itself (in-core SGD), or the gradient estimate for the optimizer
-                        if optimizer_step is None:
-                            scales = rates / (spread * m_global)
-                        else:
-                            scales = np.full(len(self.net.weights), -1.0 / (spread * m_global))
-                        engine.accumulate(xb, positive, negative, scales, threads, out=replicas.local)
+                        numerators = rates if optimizer_step is None else np.full(len(self.net.weights), -1.0)
+                        scales = engine.update_scales(numerators, spread, m_global)
+                        engine.accumulate(xb, positive, negative, scales, threads, out=replicas.local,
+                                          free=state, target=target)
                     if not replicas.combine(finite):  # on some rank: every rank stops here
                         raise self._diverged(epoch, batch, n_batches, "the free phase", checkpoint_dir)
                     # every rank takes the same step from the same sum: the replicas and the optimizer
@@ -1035,7 +1045,7 @@ class Trainer:
         meta = {
             "eqprop_version": eqprop.__version__,
             "network": {"sizes": list(self.net.sizes), "layers": layers_to_json(self.net.layers),
-                        "dtype": self.net.dtype.name, "output": self.net.output},
+                        "dtype": self.net.dtype.name, "output": self.net.output, "cost": self.net.cost_function},
             "config": self.config(),
             "epoch": self.epoch,
             "rng_state": self.rng.bit_generator.state,
@@ -1071,6 +1081,9 @@ class Trainer:
                 f"the checkpoint is for a {saved} {checkpoint.dtype} network; "
                 f"this trainer's network is {self.net.architecture} {self.net.dtype.name}"
             )
+        if checkpoint.cost != self.net.cost_function:
+            raise ValueError(f"the checkpoint is for a network with cost={checkpoint.cost!r}; this trainer's "
+                             f"network has cost={self.net.cost_function!r}")
         saved_config = {**OPTIM_DEFAULTS, **checkpoint.config}  # format 1: plain SGD, constant rates
         differing = sorted(
             key for key, value in saved_config.items()

@@ -8,7 +8,8 @@ cost almost half as much again when written as separate NumPy operations.
 """
 
 from cython cimport floating
-from libc.math cimport isfinite
+from libc.float cimport DBL_MIN, FLT_MIN
+from libc.math cimport isfinite, log
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
@@ -56,13 +57,16 @@ def gather_batch(const floating[:, ::1] x, const int64_t[::1] labels, const int6
 
 
 def summarise_free_phase(list state, const floating[:, ::1] target, const int64_t[::1] labels,
-                         const int64_t[::1] index, list particles) -> tuple:
+                         const int64_t[::1] index, list particles, bint cross_entropy=False) -> tuple:
     """Check, score and keep the free fixed point of a mini-batch.
 
     Returns ``(finite, errors, cost)``: whether every state is finite, the
     number of examples whose output's argmax (the first, as NumPy's) is not
-    their label, and 1/2 sum (y - d)^2 summed in float64. When finite and
-    ``particles`` is not None, particles[j][index[i]] = state[j][i].
+    their label, and 1/2 sum (y - d)^2 summed in float64; with
+    ``cross_entropy`` the output is the readout's p and the cost
+    -sum d log max(p, tiny) (tiny the dtype's smallest normal number, so a p
+    that underflowed to 0 costs at most -log tiny, never infinity). When
+    finite and ``particles`` is not None, particles[j][index[i]] = state[j][i].
     """
     cdef Py_ssize_t m = index.shape[0], i, j, c, n_layers = len(state), width
     cdef floating[:, ::1] layer, dest
@@ -71,6 +75,7 @@ def summarise_free_phase(list state, const floating[:, ::1] target, const int64_
     cdef long errors = 0
     cdef double cost = 0.0, diff
     cdef Py_ssize_t best
+    cdef double tiny = FLT_MIN if floating is float else DBL_MIN, p
     for i in range(m):
         if not 0 <= index[i] < labels.shape[0]:
             raise ValueError(f"index {index[i]} is out of range for the labels")
@@ -92,8 +97,13 @@ def summarise_free_phase(list state, const floating[:, ::1] target, const int64_
         for i in range(m):
             best = 0
             for c in range(output.shape[1]):
-                diff = <double> (output[i, c] - target[i, c])
-                cost += diff * diff
+                if cross_entropy:
+                    if target[i, c] != 0:
+                        p = max(<double> output[i, c], tiny)
+                        cost -= target[i, c] * log(p)
+                else:
+                    diff = <double> (output[i, c] - target[i, c])
+                    cost += diff * diff
                 if output[i, c] > output[i, best]:
                     best = c
             if best != labels[index[i]]:
@@ -111,4 +121,4 @@ def summarise_free_phase(list state, const floating[:, ::1] target, const int64_
             with nogil:
                 for i in range(m):
                     memcpy(&dest[index[i], 0], &layer[i, 0], width * sizeof(floating))
-    return True, errors, 0.5 * cost
+    return True, errors, cost if cross_entropy else 0.5 * cost
