@@ -14,6 +14,9 @@ unit whose net input h stays below -beta for every image of its class gets no EP
 signal: its nudged state clip(h + beta (d - y)) is 0, like its free state, so the
 contrast of its weights is zero (``beta`` in this library's C = 1/2 ||y - d||^2).
 
+``python tools/dead_output_study.py --table FILE [FILE ...]`` prints the Markdown
+table of docs/results.md from those JSON lines.
+
 Variants (each changes one setting of the preset):
 
 * ``paper``: the preset itself (Euler, beta 2 with a random sign, clipped output).
@@ -23,6 +26,9 @@ Variants (each changes one setting of the preset):
 * ``positive``: beta +2 every mini-batch (no random sign).
 * ``output-bias``: the output biases start at 0.5 instead of 0, so every output
   unit starts inside (0, 1).
+* ``cross-entropy``: the softmax readout (``cost="cross-entropy"``) replaces the
+  clipped output (its probabilities are never exactly 0, so no unit is "dead"; the
+  validation error says whether every class is learnt).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import eqprop
 from eqprop.datasets import load_dataset
 from eqprop.presets import PRESETS
 
-VARIANTS = ("paper", "linear-output", "centered", "beta-4", "positive", "output-bias")
+VARIANTS = ("paper", "linear-output", "centered", "beta-4", "positive", "output-bias", "cross-entropy")
 
 
 def build(variant: str, seed: int, threads: int) -> tuple[eqprop.EqPropNetwork, eqprop.Trainer]:
@@ -47,6 +53,8 @@ def build(variant: str, seed: int, threads: int) -> tuple[eqprop.EqPropNetwork, 
     trainer_kwargs = preset.trainer_kwargs()
     if variant == "linear-output":
         network_kwargs["output"] = "linear"
+    elif variant == "cross-entropy":
+        network_kwargs["cost"] = "cross-entropy"
     elif variant == "centered":
         trainer_kwargs.update(algorithm="centered", symmetric=True, random_sign=False)
     elif variant == "beta-4":
@@ -82,15 +90,40 @@ def output_report(net: eqprop.EqPropNetwork, trainer: eqprop.Trainer, x: np.ndar
     }
 
 
+def table(paths: list[Path]) -> str:
+    """Per variant and seed: validation error after each epoch, dead units at the end."""
+    records = [json.loads(line) for path in paths for line in path.read_text().splitlines() if line]
+    lines = ["| variant | seed | validation error, epochs 1, 2, ... | dead output units at the end "
+             "(from zeros / on the particles) | largest own-class net input of a dead unit |",
+             "|---|---|---|---|---|"]
+    keys = sorted({(r["variant"], r["seed"]) for r in records}, key=lambda k: (VARIANTS.index(k[0]), k[1]))
+    for variant, seed in keys:
+        mine = sorted((r for r in records if (r["variant"], r["seed"]) == (variant, seed)), key=lambda r: r["epoch"])
+        last = mine[-1]
+        errors = ", ".join(f"{100 * r['val_error']:.1f}%" for r in mine)
+        dead = last["dead_units"]
+        on_particles = last["dead_units_particles"]
+        worst = max((last["max_net_input_own_class"][c] for c in dead), default=None)
+        lines.append(f"| {variant} | {seed} | {errors} | {dead or '-'} / {on_particles or '-'} | "
+                     f"{'-' if worst is None else f'{worst:.2f}'} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", choices=VARIANTS, required=True)
+    parser.add_argument("--table", type=Path, nargs="+", metavar="FILE", help="print the table of these results")
+    parser.add_argument("--variant", choices=VARIANTS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-size", type=int, default=None, help="first N training images (smoke tests)")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
+    if args.variant is None or args.out is None:
+        parser.error("--variant and --out are needed to train (or give --table FILE ...)")
     data = load_dataset("mnist")
     x_train, y_train = data.x_train[:args.train_size], data.y_train[:args.train_size]
     args.out.parent.mkdir(parents=True, exist_ok=True)
