@@ -18,6 +18,11 @@ for a block of rows (examples); the relaxation (_relax.pyx) and the update
 (_update.pyx) loop over the chain and never look inside a connection.
 States live in [0, 1], where rho is the identity, so rho is not applied.
 
+With ``precision="bfloat16"`` (dense chains), the relaxation's products read
+bfloat16 copies of the weights (made per call by ``derived_connections``) and
+of the states (rounded per product into the thread's scratch), and sum in
+float32 (bf16_kernels.h); the update reads the float32 weights.
+
 Adding a connection kind: a new KIND_ value in _engine.pxd, its geometry check
 in Chain, its branch in bottom_up / top_down / unpool (and in the update's
 weight gradient, _update.pyx), and a reference test (docs/architecture.md).
@@ -25,11 +30,13 @@ weight gradient, _update.pyx), and a reference test (docs/architecture.md).
 
 cimport numpy as cnp
 from cython cimport floating
+from libc.stdint cimport uint32_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
-from eqcore._gemm cimport small_gemm, small_gemm_with_transpose
+from eqcore._gemm cimport BF16_FALLBACK, BF16_NATIVE, bf16_gemm, small_gemm, small_gemm_with_transpose
 from eqcore._kernels cimport (
+    eq_bf16_columns, eq_bf16_pack_pairs, eq_bf16_pack_pairs_t, eq_bf16_pairs, eq_bf16_round_f32,
     eq_max_transposed_f32, eq_max_transposed_f64, eq_pad_map_f32, eq_pad_map_f64,
     eq_pool_avg_cl_f32, eq_pool_avg_cl_f64, eq_pool_max_cl_f32, eq_pool_max_cl_f64,
     eq_shifted_f32, eq_shifted_f64, eq_transpose_f32, eq_transpose_f64, eq_unpool_avg_cl_f32,
@@ -63,12 +70,17 @@ cdef class Chain:
     linear_output : bool, default False
         The output layer's state is not clipped to [0, 1] (rho is the identity
         there).
+    precision : {"float32", "bfloat16"}, default "float32"
+        The relaxation's matrix products: in the parameters' dtype, or reading
+        bfloat16 copies of the weights and the states with float32 sums
+        (float32 parameters and dense connections only).
 
     Only the structure that protects memory is checked here; ``eqprop.layers``
     validates architectures with messages for users.
     """
 
-    def __cinit__(self, const int[:, ::1] geometry, list weights, list biases, bint linear_output=False):
+    def __cinit__(self, const int[:, ::1] geometry, list weights, list biases, bint linear_output=False,
+                  str precision="float32"):
         cdef int n = geometry.shape[0], j
         cdef Connection* c
         self.conns = NULL
@@ -80,6 +92,11 @@ cdef class Chain:
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"parameters must be float32 or float64; got {dtype}")
         self.itemsize = dtype.itemsize
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be 'float32' or 'bfloat16'; got {precision!r}")
+        self.bfloat16 = precision == "bfloat16"
+        if self.bfloat16 and dtype != np.float32:
+            raise TypeError("precision 'bfloat16' needs float32 parameters")
         self.conns = <Connection*> calloc(n, sizeof(Connection))
         if self.conns == NULL:
             raise MemoryError()
@@ -130,6 +147,8 @@ cdef class Chain:
                 self.has_max_pool = self.has_max_pool or c.pool == POOL_MAX
             else:
                 raise ValueError(f"connection {j}: unknown kind {c.kind}")
+            if self.bfloat16 and c.kind != KIND_DENSE:
+                raise ValueError(f"connection {j}: precision 'bfloat16' supports dense connections only")
             if j > 0 and c.n_in != self.conns[j - 1].n_out:
                 raise ValueError(f"connection {j}: takes {c.n_in} inputs; the layer below has {self.conns[j - 1].n_out}")
             if j > 0 and c.kind == KIND_CONV and (
@@ -201,7 +220,35 @@ cdef void _kernel_taps(const floating* w, int c_out, int c_in, int taps, floatin
         _transpose(w + <size_t> co * c_in * taps, c_in, taps, out + <size_t> co * c_in * taps)
 
 
-cdef Connection* derived_connections(Chain chain, bint transposes) except NULL:
+cdef void* _bf16_copy(const float* w, int n_in, int n_out, int mode, bint transposed) except NULL:
+    """W (n_in x n_out) or W^T as the bfloat16 operand of ``_gemm.bf16_gemm`` in ``mode``.
+
+    Native: the pair layout of W (pairs along n_in) or of W^T (pairs along
+    n_out). Fallback: W or W^T rounded to bfloat16, as float32.
+    """
+    cdef void* out
+    cdef float* t
+    if mode == BF16_NATIVE:
+        if transposed:
+            out = _checked_malloc(<size_t> eq_bf16_pairs(n_out) * eq_bf16_columns(n_in) * sizeof(uint32_t))
+            with nogil:
+                eq_bf16_pack_pairs_t(n_in, n_out, w, n_out, <uint32_t*> out)
+        else:
+            out = _checked_malloc(<size_t> eq_bf16_pairs(n_in) * eq_bf16_columns(n_out) * sizeof(uint32_t))
+            with nogil:
+                eq_bf16_pack_pairs(n_in, n_out, w, n_out, <uint32_t*> out)
+        return out
+    t = <float*> _checked_malloc(<size_t> n_in * n_out * sizeof(float))
+    with nogil:
+        if transposed:
+            _transpose(w, n_in, n_out, t)
+            eq_bf16_round_f32(n_out, n_in, t, n_in, t, n_in)
+        else:
+            eq_bf16_round_f32(n_in, n_out, w, n_out, t, n_out)
+    return t
+
+
+cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, bint drive=True) except NULL:
     """A per-call copy of the chain with the weight layouts the products read, and full biases.
 
     Conv connections get W as (patch, c_out) and the patch offsets (bottom-up
@@ -209,6 +256,12 @@ cdef Connection* derived_connections(Chain chain, bint transposes) except NULL:
     top-down layouts: dense W^T, conv W as (c_out, k, k, c_in). The copies are
     made at the start of every call, so that they always match the parameters
     as the caller left them. Free with ``free_derived``.
+
+    ``bf16`` (a ``_gemm.BF16_*`` mode, for a bfloat16 chain): the dense
+    connections get bfloat16 copies instead, W for the bottom-up product and
+    (with ``transposes``, above the input) W^T for the top-down one; without
+    ``drive`` the first connection gets none (its product, the drive, is
+    already computed).
     """
     cdef int n = chain.n_connections, j
     cdef size_t item = chain.itemsize
@@ -222,11 +275,21 @@ cdef Connection* derived_connections(Chain chain, bint transposes) except NULL:
         conns[j].weights_taps = NULL
         conns[j].offsets = NULL
         conns[j].bias_full = NULL
+        conns[j].bf16 = 0
+        conns[j].weights_bf = NULL
+        conns[j].weights_t_bf = NULL
     try:
         for j in range(n):
             c = &conns[j]
             if c.kind == KIND_DENSE:
                 c.bias_full = c.biases
+                if bf16:
+                    c.bf16 = bf16
+                    if j > 0 or drive:
+                        c.weights_bf = _bf16_copy(<const float*> c.weights, c.n_in, c.n_out, bf16, False)
+                    if transposes and j > 0:
+                        c.weights_t_bf = _bf16_copy(<const float*> c.weights, c.n_in, c.n_out, bf16, True)
+                    continue
                 if transposes and j > 0:  # the clamped input gets no top-down input
                     c.weights_t = _checked_malloc(<size_t> c.n_in * c.n_out * item)
                     with nogil:
@@ -273,6 +336,8 @@ cdef void free_derived(Connection* conns, int n) noexcept:
         free(conns[j].weights_t)
         free(conns[j].weights_taps)
         free(conns[j].offsets)
+        free(conns[j].weights_bf)
+        free(conns[j].weights_t_bf)
         if conns[j].bias_full != conns[j].biases:
             free(conns[j].bias_full)
     free(conns)
@@ -282,10 +347,11 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
                     int* winners, floating* scratch, int isa) noexcept nogil:
     """out (rows x n_out) = the bottom-up input of the layer above; records max-pool winners.
 
-    ``scratch`` holds hw (patch + c_out) values (conv only); ``winners`` rows x
+    ``scratch`` holds hw (patch + c_out) values (conv) or, for a bfloat16
+    dense connection, rows x n_in (the rounded states); ``winners`` rows x
     n_out ints (max pooling only). Needs the derived layouts (conv: ``weights_t``
     and ``offsets``; dense uses ``weights_t`` when the output is narrow and
-    accepts NULL).
+    accepts NULL; bfloat16 dense: ``weights_bf``).
 
     A conv connection runs as a direct convolution: for each row of the output
     map, the shifted-product kernel broadcasts the patch values from the
@@ -298,6 +364,12 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
     cdef floating* dst
     cdef int r, y
     if c.kind == KIND_DENSE:
+        if floating is float:
+            if c.bf16:
+                bf16_gemm(c.bf16, rows, c.n_out, c.n_in, below, c.n_in, c.weights_bf,
+                          <const float*> c.weights_t_bf if c.bf16 == BF16_FALLBACK else NULL,
+                          False, out, c.n_out, scratch, NULL, False, isa)
+                return
         small_gemm_with_transpose(rows, c.n_out, c.n_in, below, c.n_in, <const floating*> c.weights,
                                   c.n_out, wt, False, out, c.n_out, isa)
         return
@@ -356,7 +428,8 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
                    floating* out, floating* scratch, int isa) noexcept nogil:
     """out (rows x n_in) += the top-down input the layer above sends to the layer below.
 
-    Needs the derived layouts (dense ``weights_t``, conv ``weights_taps``) and,
+    Needs the derived layouts (dense ``weights_t``, or ``weights_t_bf`` with
+    rows x n_out floats of ``scratch`` in bfloat16; conv ``weights_taps``) and,
     for max pooling, the winners that ``bottom_up`` recorded for the current
     state below. A conv connection accumulates into a channels-last map of the
     layer below: with max pooling straight from the pooled state (each
@@ -369,6 +442,11 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
     cdef const floating* above_row
     cdef int r, a, b, y, yi, x_lo, x_hi, positions = c.h_in * c.w_in
     if c.kind == KIND_DENSE:
+        if floating is float:
+            if c.bf16:
+                bf16_gemm(c.bf16, rows, c.n_in, c.n_out, above, c.n_out, c.weights_t_bf, NULL, True,
+                          out, c.n_in, scratch, NULL, False, isa)
+                return
         small_gemm(rows, c.n_in, c.n_out, above, c.n_out, <const floating*> c.weights_t, c.n_in,
                    True, out, c.n_in, isa)
         return
