@@ -153,6 +153,11 @@ class Checkpoint:
         return str(self.meta["network"]["dtype"])
 
     @property
+    def precision(self) -> str:
+        """The relaxation's precision ('float32' when the checkpoint predates bfloat16)."""
+        return str(self.meta["network"].get("precision", "float32"))
+
+    @property
     def layers(self) -> list:
         """The network's layers (``EqPropNetwork``'s first argument); dense checkpoints may hold sizes only."""
         from eqprop.layers import layers_from_json
@@ -165,7 +170,7 @@ class Checkpoint:
         from eqprop.network import EqPropNetwork
 
         net = EqPropNetwork(self.layers, dtype=self.dtype, output=self.meta["network"].get("output", "clipped"),
-                            threads=threads)
+                            precision=self.precision, threads=threads)
         net.set_params(self.weights, self.biases)
         return net
 
@@ -377,6 +382,8 @@ def _check_network_meta(meta: dict, path: Path) -> None:
         raise fail(f"network dtype {network.get('dtype')!r} is not 'float32' or 'float64'")
     if network.get("output", "clipped") not in ("clipped", "linear"):
         raise fail(f"network output {network.get('output')!r} is not 'clipped' or 'linear'")
+    if network.get("precision", "float32") not in ("float32", "bfloat16"):
+        raise fail(f"network precision {network.get('precision')!r} is not 'float32' or 'bfloat16'")
 
 
 def check_training_meta(checkpoint: Checkpoint) -> None:

@@ -71,6 +71,13 @@ class EqPropNetwork:
         paper's model), or linear (unbounded, rho the identity there, as in
         Scellier et al.'s deep Hopfield networks): E keeps 1/2 ||y||^2 and Phi
         uses y itself.
+    precision : {"float32", "bfloat16"}, default "float32"
+        The relaxation's matrix products (the drive x W_0, the bottom-up s W
+        and top-down s W^T parts): in the network's dtype, or on bfloat16
+        copies of the weights and states (rounded to nearest even) with
+        float32 sums, using AVX512_BF16 where the CPU has it. Everything else
+        stays float32: the parameters, the states, the element-wise steps and
+        the EP update. Needs dtype float32 and dense layers only.
     threads : int, optional
         OpenMP threads the core uses: None means every usable core, n > 0
         exactly n, -k all but k - 1 (scikit-learn's convention). Each method
@@ -102,6 +109,7 @@ class EqPropNetwork:
         seed: int | np.random.Generator | None = None,
         init_gains: float | Sequence[float] | None = None,
         output: str = "clipped",
+        precision: str = "float32",
         threads: int | None = None,
     ) -> None:
         self.input_shape, self.connections = resolve_layers(layers)
@@ -111,6 +119,7 @@ class EqPropNetwork:
         self.sizes: tuple[int, ...] = (self.connections[0].n_in, *(c.n_out for c in self.connections))
         self.layer_shapes: tuple[tuple[int, ...], ...] = tuple(c.out_shape for c in self.connections)
         self.dtype = check.check_dtype(dtype)
+        self.precision = check.check_precision(precision, self.dtype, convolutional=self.is_convolutional)
         self.threads = check.check_threads(threads)
         gains = check.check_init_gains(init_gains, len(self.connections))
         rng = np.random.default_rng(seed)
@@ -143,7 +152,8 @@ class EqPropNetwork:
 
     def __repr__(self) -> str:
         output = ", output='linear'" if self.output == "linear" else ""
-        return f"EqPropNetwork({self.architecture}, dtype={self.dtype.name}{output})"
+        precision = ", precision='bfloat16'" if self.precision == "bfloat16" else ""
+        return f"EqPropNetwork({self.architecture}, dtype={self.dtype.name}{output}{precision})"
 
     def zero_state(self, batch: int) -> State:
         """The all-zeros flat state of ``batch`` examples (where relaxation starts by default)."""
@@ -158,12 +168,13 @@ class EqPropNetwork:
         chain = self._chain
         if chain is not None:
             weights, biases = chain.arrays
-            if all(a is b for a, b in zip(weights, self.weights)) and all(a is b for a, b in zip(biases, self.biases)):
+            if (all(a is b for a, b in zip(weights, self.weights)) and all(a is b for a, b in zip(biases, self.biases))
+                    and chain.bfloat16 == (self.precision == "bfloat16")):
                 return chain
         self._checked_parameter_arrays()
         geometry = np.array([c.geometry_row() for c in self.connections], dtype=np.int32)
         self._chain = eqcore.Chain(geometry, list(self.weights), list(self.biases),
-                                   linear_output=self.output == "linear")
+                                   linear_output=self.output == "linear", precision=self.precision)
         return self._chain
 
     def __getstate__(self) -> dict:
@@ -568,6 +579,7 @@ class EqPropNetwork:
             "layers": layers_to_json(self.layers),
             "dtype": self.dtype.name,
             "output": self.output,
+            "precision": self.precision,
             "weights": [w.copy() for w in self.weights],
             "biases": [b.copy() for b in self.biases],
         }
