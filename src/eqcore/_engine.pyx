@@ -36,7 +36,7 @@ from libc.string cimport memcpy, memset
 
 from eqcore._gemm cimport BF16_FALLBACK, BF16_NATIVE, bf16_gemm, small_gemm, small_gemm_with_transpose
 from eqcore._kernels cimport (
-    eq_bf16_columns, eq_bf16_pack_pairs, eq_bf16_pack_pairs_t, eq_bf16_pairs, eq_bf16_round_f32,
+    eq_bf16_columns, eq_bf16_pack_pairs_native, eq_bf16_pack_pairs_t_native, eq_bf16_pairs, eq_bf16_round_f32,
     eq_max_transposed_f32, eq_max_transposed_f64, eq_pad_map_f32, eq_pad_map_f64,
     eq_pool_avg_cl_f32, eq_pool_avg_cl_f64, eq_pool_max_cl_f32, eq_pool_max_cl_f64,
     eq_shifted_f32, eq_shifted_f64, eq_transpose_f32, eq_transpose_f64, eq_unpool_avg_cl_f32,
@@ -232,11 +232,11 @@ cdef void* _bf16_copy(const float* w, int n_in, int n_out, int mode, bint transp
         if transposed:
             out = _checked_malloc(<size_t> eq_bf16_pairs(n_out) * eq_bf16_columns(n_in) * sizeof(uint32_t))
             with nogil:
-                eq_bf16_pack_pairs_t(n_in, n_out, w, n_out, <uint32_t*> out)
+                eq_bf16_pack_pairs_t_native(n_in, n_out, w, n_out, <uint32_t*> out)
         else:
             out = _checked_malloc(<size_t> eq_bf16_pairs(n_in) * eq_bf16_columns(n_out) * sizeof(uint32_t))
             with nogil:
-                eq_bf16_pack_pairs(n_in, n_out, w, n_out, <uint32_t*> out)
+                eq_bf16_pack_pairs_native(n_in, n_out, w, n_out, <uint32_t*> out)
         return out
     t = <float*> _checked_malloc(<size_t> n_in * n_out * sizeof(float))
     with nogil:

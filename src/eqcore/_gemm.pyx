@@ -22,7 +22,7 @@ from libc.stdint cimport uint32_t
 
 from eqcore._blas cimport gemm_rm
 from eqcore._kernels cimport (
-    eq_bf16_gemm, eq_bf16_pack_rows, eq_bf16_pairs, eq_bf16_round_f32, eq_has_bf16,
+    eq_bf16_gemm, eq_bf16_pack_rows_native, eq_bf16_pairs, eq_bf16_round_f32, eq_has_bf16,
     eq_best_isa, eq_count_nonzero_f32, eq_count_nonzero_f64, eq_dot_f32, eq_dot_f64,
     eq_gemm_f32, eq_gemm_f64, eq_listed_f32, eq_listed_f64, eq_sparse_f32, eq_sparse_f64,
 )
@@ -77,7 +77,7 @@ cdef void bf16_gemm(int mode, int rows, int n, int k, const float* a, int lda, c
         return
     if mode == BF16_NATIVE:
         pairs = eq_bf16_pairs(k)
-        eq_bf16_pack_rows(rows, k, a, lda, <uint32_t*> scratch, pairs)
+        eq_bf16_pack_rows_native(rows, k, a, lda, <uint32_t*> scratch, pairs)
         listed = (sparse_input and _max_sparse_density > 0
                   and eq_count_nonzero_f32(rows, k, a, lda) <= _max_sparse_density * rows * k)
         eq_bf16_gemm(rows, n, pairs, <const uint32_t*> scratch, pairs, <const uint32_t*> b,

@@ -116,16 +116,88 @@ static void eq_bf16_pack_pairs_t(int K, int N, const float *B, int ldb, uint32_t
     }
 }
 
-/* Whether the k-pair column p of a group's packed rows has a non-zero word. */
-#define EQ_BF16_P_ALL(q) (q)
-#define EQ_BF16_P_LISTED(q) pidx[q]
-
+/*
+ * The same three packings with the AVX512_BF16 conversion (vcvtne2ps2bf16: nearest
+ * even like eq_bf16_bits, but denormal inputs become zeros of their sign, as the
+ * product instruction reads denormal bfloat16 anyway). Used by the native path only.
+ */
 #if EQ_X86_DISPATCH
 #define EQ_TARGET_BF16 EQ_TARGET("avx512bf16,avx512f,avx512vl,avx512bw,fma")
 
 /* The lanes of a column block of 16 that hold real columns: left = N - c. */
 #define EQ_BF16_MASK(left) ((left) >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << ((left) > 0 ? (left) : 0)) - 1u))
 
+/* Rows of A as bfloat16 pairs: 32 floats, rounded, are 16 words in order. */
+EQ_TARGET_BF16 static void eq_bf16_pack_rows_native(int rows, int k, const float *src, int lds, uint32_t *dst,
+                                                    int ldd) {
+    for (int r = 0; r < rows; r++) {
+        const float *s = src + (size_t)r * lds;
+        uint32_t *d = dst + (size_t)r * ldd;
+        int i = 0;
+        for (; i + 32 <= k; i += 32) {
+            __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(s + i + 16), _mm512_loadu_ps(s + i));
+            _mm512_storeu_si512((void *)(d + i / 2), (__m512i)v);
+        }
+        if (i < k) {
+            int left = k - i;
+            __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(EQ_BF16_MASK(left - 16), s + i + 16),
+                                             _mm512_maskz_loadu_ps(EQ_BF16_MASK(left), s + i));
+            _mm512_mask_storeu_epi32((void *)(d + i / 2), EQ_BF16_MASK((left + 1) / 2), (__m512i)v);
+        }
+    }
+}
+
+/* eq_bf16_pack_pairs: two rows of B rounded together, their bfloat16 interleaved into words. */
+EQ_TARGET_BF16 static void eq_bf16_pack_pairs_native(int K, int N, const float *B, int ldb, uint32_t *out) {
+    int np = eq_bf16_columns(N);
+    uint16_t order[32]; /* word i of the result = (low row's i, high row's i) */
+    for (int i = 0; i < 16; i++) { order[2 * i] = (uint16_t)i; order[2 * i + 1] = (uint16_t)(16 + i); }
+    __m512i interleave = _mm512_loadu_si512((const void *)order);
+    for (int p = 0; p < eq_bf16_pairs(K); p++) {
+        const float *lo = B + (size_t)(2 * p) * ldb;
+        const float *hi = lo + ldb;
+        uint32_t *o = out + (size_t)p * np;
+        for (int c = 0; c < np; c += 16) {
+            __mmask16 m = EQ_BF16_MASK(N - c);
+            __m512 high = 2 * p + 1 < K ? _mm512_maskz_loadu_ps(m, hi + c) : _mm512_setzero_ps();
+            __m512bh v = _mm512_cvtne2ps_pbh(high, _mm512_maskz_loadu_ps(m, lo + c));
+            _mm512_storeu_si512((void *)(o + c), _mm512_permutexvar_epi16(interleave, (__m512i)v));
+        }
+    }
+}
+
+/* eq_bf16_pack_pairs_t: 16 rows of B packed into a block, whose words are then gathered by pair. */
+EQ_TARGET_BF16 static void eq_bf16_pack_pairs_t_native(int K, int N, const float *B, int ldb, uint32_t *out) {
+    enum { CHUNK = 64 }; /* pairs per block: 16 x 64 words on the stack */
+    uint32_t block[16 * CHUNK];
+    int np = eq_bf16_columns(K), pairs = eq_bf16_pairs(N);
+    __m512i stride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                        _mm512_set1_epi32(CHUNK));
+    for (int c0 = 0; c0 < np; c0 += 16) {
+        int rows = K - c0 < 16 ? K - c0 : 16;
+        for (int p0 = 0; p0 < pairs; p0 += CHUNK) {
+            int n_pairs = pairs - p0 < CHUNK ? pairs - p0 : CHUNK;
+            int n_values = 2 * n_pairs < N - 2 * p0 ? 2 * n_pairs : N - 2 * p0;
+            memset(block, 0, sizeof block);
+            eq_bf16_pack_rows_native(rows, n_values, B + (size_t)c0 * ldb + 2 * p0, ldb, block, CHUNK);
+            for (int p = 0; p < n_pairs; p++)
+                _mm512_storeu_si512((void *)(out + (size_t)(p0 + p) * np + c0),
+                                    _mm512_i32gather_epi32(stride, (const void *)(block + p), 4));
+        }
+    }
+}
+#else
+#define EQ_TARGET_BF16
+#define eq_bf16_pack_rows_native eq_bf16_pack_rows
+#define eq_bf16_pack_pairs_native eq_bf16_pack_pairs
+#define eq_bf16_pack_pairs_t_native eq_bf16_pack_pairs_t
+#endif
+
+/* Whether the k-pair column p of a group's packed rows has a non-zero word. */
+#define EQ_BF16_P_ALL(q) (q)
+#define EQ_BF16_P_LISTED(q) pidx[q]
+
+#if EQ_X86_DISPATCH
 /*
  * Rows of C for a compile-time RG: blocks of two vectors (32 columns), then one
  * (the pair layout pads N to whole vectors, so the loads never need a mask;
@@ -178,7 +250,6 @@ static void eq_bf16_pack_pairs_t(int K, int N, const float *B, int ldb, uint32_t
         }                                                                                            \
     }
 #else
-#define EQ_TARGET_BF16
 /* Portable stand-in (never selected: no CPU without x86 dispatch reports AVX512_BF16). */
 #define EQ_DEFINE_BF16_ROWS(NAME, RG, PIDX)                                                          \
     static inline void NAME(int N, int KK, const uint32_t *A, int lda, const uint32_t *B, int ldb,   \
