@@ -231,6 +231,9 @@ def test_trainer_learns_and_checkpoints_the_precision(tmp_path):
     resumed = eqprop.Trainer.resume(tmp_path / "bfloat16")
     assert resumed.net.precision == "bfloat16"
     assert eqprop.Trainer.resume(tmp_path / "float32").net.precision == "float32"
+    # a float32 trainer can load a bfloat16 checkpoint, and says the run differs
+    with pytest.warns(UserWarning, match="differ from the checkpoint's: precision"):
+        eqprop.Trainer.resume(tmp_path / "float32").load_checkpoint(tmp_path / "bfloat16")
 
 
 # ------------------------------------------------------------- validation
