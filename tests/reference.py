@@ -300,12 +300,21 @@ def _maps(x, state, shapes, linear_output=False):
     return [a.reshape(batch, *shape) for a, shape in zip(_activations(x, state, linear_output), shapes)]
 
 
-def chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_output=False):
-    """h_j = dPhi/ds_j for every non-input layer, flat."""
+def chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_output=False, operands=None):
+    """h_j = dPhi/ds_j for every non-input layer, flat.
+
+    ``operands`` (``bf16_round``), if given, is applied to every map and weight
+    array before the products, which then run in float64. Max pooling picks its
+    winners from that convolution too.
+    """
     shapes = chain_shapes(input_shape, layers)
     maps = _maps(x, state, shapes, linear_output)
+    if operands is not None:
+        maps = [operands(m).astype(np.float64) for m in maps]
+        weights = [operands(w).astype(np.float64) for w in weights]
     batch = x.shape[0]
-    h = [np.zeros((batch, int(np.prod(s))), dtype=x.dtype) for s in shapes[1:]]
+    dtype = x.dtype if operands is None else np.float64
+    h = [np.zeros((batch, int(np.prod(s))), dtype=dtype) for s in shapes[1:]]
     for j, layer in enumerate(layers):
         below, above = maps[j], maps[j + 1]
         w, b = weights[j], biases[j]
@@ -323,9 +332,11 @@ def chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_outp
 
 
 def chain_relax(input_shape, layers, weights, biases, x, init, steps, epsilon, beta=0.0, target=None,
-                solver="euler", linear_output=False, clamp=None):
-    return _dynamics(lambda state: chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_output),
-                     init, steps, epsilon, beta, target, solver, linear_output, clamp)
+                solver="euler", linear_output=False, clamp=None, operands=None, store=None):
+    """``relax`` for a chain; ``operands=bf16_round, store=np.float32``: precision="bfloat16"."""
+    return _dynamics(lambda state: chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_output,
+                                                    operands),
+                     init, steps, epsilon, beta, target, solver, linear_output, clamp, store)
 
 
 def chain_phi(input_shape, layers, weights, biases, x, state):

@@ -111,19 +111,12 @@ def check_init_gains(gains: object, n_connections: int) -> tuple[float, ...]:
 PRECISIONS = ("float32", "bfloat16")
 
 
-def check_precision(precision: object, dtype: np.dtype, *, convolutional: bool = False) -> str:
-    """The precision of the relaxation's products: 'float32' (the dtype's own) or 'bfloat16'.
-
-    bfloat16 needs a float32 network of dense connections (conv products are
-    float32 only, for now).
-    """
+def check_precision(precision: object, dtype: np.dtype) -> str:
+    """The precision of the relaxation's products: 'float32' (the dtype's own) or 'bfloat16' (float32 networks)."""
     if not isinstance(precision, str) or precision not in PRECISIONS:
         raise ValueError(f"precision must be 'float32' or 'bfloat16'; got {precision!r}")
     if precision == "bfloat16" and np.dtype(dtype) != np.float32:
         raise ValueError(f"precision='bfloat16' needs dtype float32; got dtype {np.dtype(dtype).name}")
-    if precision == "bfloat16" and convolutional:
-        raise ValueError("precision='bfloat16' supports dense networks only: this network has conv layers "
-                         "(use precision='float32')")
     return precision
 
 

@@ -259,8 +259,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         parser.error(f"--init-gain needs one gain, or one per weight matrix ({len(settings['layers']) - 1}); "
                      f"got {len(gains)}")
     try:
-        convolutional = any(not isinstance(layer, int) for layer in layers_from_json(settings["layers"])[1:])
-        check_precision(settings["precision"], settings["dtype"], convolutional=convolutional)
+        check_precision(settings["precision"], settings["dtype"])
     except ValueError as exc:
         parser.error(f"--precision: {exc}")
     try:
@@ -894,7 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", choices=("float32", "float64"), help="floating type (default float32)")
     run.add_argument("--precision", choices=("float32", "bfloat16"),
                      help="the relaxation's matrix products: float32, or bfloat16 copies of the weights and "
-                     "states with float32 sums (AVX512_BF16 where the CPU has it; dense layers, --dtype "
+                     "states with float32 sums (AVX512_BF16 for dense layers where the CPU has it; --dtype "
                      "float32); parameters, states and updates stay float32 (default float32)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors; no progress bar")
     run.add_argument("--distributed", action="store_true",

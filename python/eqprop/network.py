@@ -75,9 +75,10 @@ class EqPropNetwork:
         The relaxation's matrix products (the drive x W_0, the bottom-up s W
         and top-down s W^T parts): in the network's dtype, or on bfloat16
         copies of the weights and states (rounded to nearest even) with
-        float32 sums, using AVX512_BF16 where the CPU has it. Everything else
-        stays float32: the parameters, the states, the element-wise steps and
-        the EP update. Needs dtype float32 and dense layers only.
+        float32 sums, using AVX512_BF16 for dense connections where the CPU
+        has it (conv connections multiply the rounded values with the float32
+        kernels). Everything else stays float32: the parameters, the states,
+        the element-wise steps and the EP update. Needs dtype float32.
     threads : int, optional
         OpenMP threads the core uses: None means every usable core, n > 0
         exactly n, -k all but k - 1 (scikit-learn's convention). Each method
@@ -119,7 +120,7 @@ class EqPropNetwork:
         self.sizes: tuple[int, ...] = (self.connections[0].n_in, *(c.n_out for c in self.connections))
         self.layer_shapes: tuple[tuple[int, ...], ...] = tuple(c.out_shape for c in self.connections)
         self.dtype = check.check_dtype(dtype)
-        self.precision = check.check_precision(precision, self.dtype, convolutional=self.is_convolutional)
+        self.precision = check.check_precision(precision, self.dtype)
         self.threads = check.check_threads(threads)
         gains = check.check_init_gains(init_gains, len(self.connections))
         rng = np.random.default_rng(seed)

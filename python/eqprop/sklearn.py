@@ -101,7 +101,7 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
         (``X`` is converted once). :meth:`predict_proba` returns float64 either way.
     precision : {"float32", "bfloat16"}, default "float32"
         The relaxation's matrix products, as in :class:`eqprop.EqPropNetwork`
-        (bfloat16 needs dtype float32 and dense hidden layers only).
+        (bfloat16 needs dtype float32).
     threads : int, optional
         OpenMP threads of the core; None means all cores. Use ``threads=1``
         inside ``GridSearchCV(n_jobs=...)`` / ``cross_val_score(n_jobs=...)`` so

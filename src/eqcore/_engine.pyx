@@ -18,10 +18,13 @@ for a block of rows (examples); the relaxation (_relax.pyx) and the update
 (_update.pyx) loop over the chain and never look inside a connection.
 States live in [0, 1], where rho is the identity, so rho is not applied.
 
-With ``precision="bfloat16"`` (dense chains), the relaxation's products read
-bfloat16 copies of the weights (made per call by ``derived_connections``) and
-of the states (rounded per product into the thread's scratch), and sum in
-float32 (bf16_kernels.h); the update reads the float32 weights.
+With ``precision="bfloat16"``, the relaxation's products read bfloat16 copies
+of the weights (made per call by ``derived_connections``) and of the states
+(rounded per product into the thread's scratch), and sum in float32
+(bf16_kernels.h); the update reads the float32 weights. Dense connections use
+AVX512_BF16 where the CPU has it; conv connections always multiply the rounded
+values with the float32 kernels (the direct convolution and the max-pooled
+transposed convolution have no bfloat16 kernels yet).
 
 Adding a connection kind: a new KIND_ value in _engine.pxd, its geometry check
 in Chain, its branch in bottom_up / top_down / unpool (and in the update's
@@ -73,7 +76,7 @@ cdef class Chain:
     precision : {"float32", "bfloat16"}, default "float32"
         The relaxation's matrix products: in the parameters' dtype, or reading
         bfloat16 copies of the weights and the states with float32 sums
-        (float32 parameters and dense connections only).
+        (float32 parameters only).
 
     Only the structure that protects memory is checked here; ``eqprop.layers``
     validates architectures with messages for users.
@@ -147,8 +150,6 @@ cdef class Chain:
                 self.has_max_pool = self.has_max_pool or c.pool == POOL_MAX
             else:
                 raise ValueError(f"connection {j}: unknown kind {c.kind}")
-            if self.bfloat16 and c.kind != KIND_DENSE:
-                raise ValueError(f"connection {j}: precision 'bfloat16' supports dense connections only")
             if j > 0 and c.n_in != self.conns[j - 1].n_out:
                 raise ValueError(f"connection {j}: takes {c.n_in} inputs; the layer below has {self.conns[j - 1].n_out}")
             if j > 0 and c.kind == KIND_CONV and (
@@ -261,7 +262,8 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
     connections get bfloat16 copies instead, W for the bottom-up product and
     (with ``transposes``, above the input) W^T for the top-down one; without
     ``drive`` the first connection gets none (its product, the drive, is
-    already computed).
+    already computed). Conv connections keep their layouts, rounded to
+    bfloat16 (in either mode: their products run on the float32 kernels).
     """
     cdef int n = chain.n_connections, j
     cdef size_t item = chain.itemsize
@@ -310,6 +312,13 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
                     _transpose(<const float*> c.weights, c.c_out, c.patch, <float*> c.weights_t)
                     if c.weights_taps != NULL:
                         _kernel_taps(<const float*> c.weights, c.c_out, c.c_in, c.k * c.k, <float*> c.weights_taps)
+                    if bf16:
+                        c.bf16 = bf16
+                        eq_bf16_round_f32(1, c.c_out * c.patch, <const float*> c.weights_t, 0,
+                                          <float*> c.weights_t, 0)
+                        if c.weights_taps != NULL:
+                            eq_bf16_round_f32(1, c.c_out * c.patch, <const float*> c.weights_taps, 0,
+                                              <float*> c.weights_taps, 0)
                 else:
                     _broadcast_bias(<const double*> c.biases, c.c_out, c.h_out * c.w_out, <double*> c.bias_full)
                     _transpose(<const double*> c.weights, c.c_out, c.patch, <double*> c.weights_t)
@@ -347,8 +356,9 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
                     int* winners, floating* scratch, int isa) noexcept nogil:
     """out (rows x n_out) = the bottom-up input of the layer above; records max-pool winners.
 
-    ``scratch`` holds hw (patch + c_out) values (conv) or, for a bfloat16
-    dense connection, rows x n_in (the rounded states); ``winners`` rows x
+    ``scratch`` holds hw (patch + c_out) values (conv; in bfloat16 the padded
+    map below is rounded in place there) or, for a bfloat16 dense connection,
+    rows x n_in (the rounded states); ``winners`` rows x
     n_out ints (max pooling only). Needs the derived layouts (conv: ``weights_t``
     and ``offsets``; dense uses ``weights_t`` when the output is narrow and
     accepts NULL; bfloat16 dense: ``weights_bf``).
@@ -363,6 +373,7 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
     cdef floating* conv
     cdef floating* dst
     cdef int r, y
+    cdef bint rounded = False
     if c.kind == KIND_DENSE:
         if floating is float:
             if c.bf16:
@@ -373,7 +384,9 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
         small_gemm_with_transpose(rows, c.n_out, c.n_in, below, c.n_in, <const floating*> c.weights,
                                   c.n_out, wt, False, out, c.n_out, isa)
         return
-    conv = scratch + (<size_t> c.c_in * c.hp * c.wp if c.pad else 0)
+    if floating is float:
+        rounded = c.bf16 != 0
+    conv = scratch + (<size_t> c.c_in * c.hp * c.wp if c.pad or rounded else 0)
     for r in range(rows):
         src = below + <size_t> r * c.n_in
         if c.pad:
@@ -382,6 +395,10 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
             else:
                 eq_pad_map_f64(isa, src, c.c_in, c.h_in, c.w_in, c.pad, scratch)
             src = scratch
+        if floating is float:
+            if rounded:  # the map below in bfloat16 (in place when padded)
+                eq_bf16_round_f32(1, c.c_in * c.hp * c.wp, src, 0, scratch, 0)
+                src = scratch
         for y in range(c.h_conv):
             if floating is float:
                 eq_shifted_f32(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
@@ -429,7 +446,8 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
     """out (rows x n_in) += the top-down input the layer above sends to the layer below.
 
     Needs the derived layouts (dense ``weights_t``, or ``weights_t_bf`` with
-    rows x n_out floats of ``scratch`` in bfloat16; conv ``weights_taps``) and,
+    rows x n_out floats of ``scratch`` in bfloat16; conv ``weights_taps``,
+    rounded in bfloat16, where the state above is rounded too) and,
     for max pooling, the winners that ``bottom_up`` recorded for the current
     state below. A conv connection accumulates into a channels-last map of the
     layer below: with max pooling straight from the pooled state (each
@@ -453,6 +471,10 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
     for r in range(rows):
         above_row = above + <size_t> r * c.n_out
         memset(out_cl, 0, <size_t> c.n_in * sizeof(floating))
+        if floating is float:
+            if c.bf16 and c.pool == POOL_MAX:  # the pooled state in bfloat16, in g's (unused) room
+                eq_bf16_round_f32(1, c.n_out, above_row, 0, g, 0)
+                above_row = g
         if c.pool == POOL_MAX:
             if floating is float:
                 eq_max_transposed_f32(isa, above_row, winners + <size_t> r * c.n_out, taps, c.c_out,
@@ -470,6 +492,9 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
                 eq_transpose_f32(isa, above_row, c.c_out, c.hw, 0, g)
             else:
                 eq_transpose_f64(isa, above_row, c.c_out, c.hw, 0, g)
+            if floating is float:
+                if c.bf16:  # the un-pooled state above in bfloat16 (avg: a quarter, exact)
+                    eq_bf16_round_f32(1, c.hw * c.c_out, g, 0, g, 0)
             for a in range(c.k):
                 for b in range(c.k):
                     x_lo = max(0, c.pad - b)
