@@ -217,6 +217,27 @@ def test_ep_gradients_and_train_step_are_close_to_float32(bf16_path):
         assert np.linalg.norm(step - step32) <= 0.05 * np.linalg.norm(step32)
 
 
+@pytest.mark.parametrize("algorithm", ["coupled", "contrastive"])
+def test_linear_output_fixed_point_and_clamped_phases(bf16_path, algorithm):
+    """A linear output and the fixed-point solver against the reference; clamped phases within 5% of float32 (1%)."""
+    sizes = SIZES["37-33-21-10"]
+    source = random_network(sizes, np.float32)
+    net, net32 = (eqprop.EqPropNetwork(sizes, output="linear", precision=p) for p in ("bfloat16", "float32"))
+    for n in (net, net32):
+        n.set_params(source.weights, source.biases)
+    x, target = inputs(sizes)
+    start = random_state(net, x.shape[0])
+    state = net.relax(x, steps=1, epsilon=0.5, beta=0.5, target=target, init=start, solver="fixed-point")
+    expected = reference.relax(net.weights, net.biases, x, start, 1, 0.5, 0.5, target, "fixed-point",
+                               linear_output=True, operands=reference.bf16_round, store=np.float32)
+    for s, e in zip(state, expected):
+        np.testing.assert_allclose(s, e, rtol=0, atol=128 * U * max(scale(net, x, start), 1.0))
+    settings = dict(algorithm=algorithm, free_steps=20, nudged_steps=6, epsilon=0.5, solver="alternating")
+    grads, grads32 = net.ep_gradients(x, target, **settings), net32.ep_gradients(x, target, **settings)
+    for a, b in zip((*grads[0], *grads[1]), (*grads32[0], *grads32[1])):
+        assert np.linalg.norm(a - b) <= 0.05 * np.linalg.norm(b)
+
+
 def test_trainer_learns_and_checkpoints_the_precision(tmp_path):
     """A few epochs on the digits in bfloat16 train as float32 does; resume keeps the precision."""
     from sklearn.datasets import load_digits
