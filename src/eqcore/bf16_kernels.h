@@ -21,7 +21,10 @@
  *   kernels. The same products; only the order of the float32 sums differs.
  *
  * The weights' copies are made per relaxation call (_engine.derived_connections),
- * the states' per product (each thread, into its own scratch).
+ * the states' per product (each thread, into its own scratch). The native path
+ * packs with the AVX512_BF16 conversion (eq_bf16_pack_*_native); the scalar
+ * packings are its stand-ins where x86 dispatch is not compiled. Conv
+ * connections take the fallback's way in both modes (_engine.pyx).
  */
 #ifndef EQCORE_BF16_KERNELS_H
 #define EQCORE_BF16_KERNELS_H
@@ -91,7 +94,8 @@ static void eq_bf16_pack_pairs(int K, int N, const float *B, int ldb, uint32_t *
         const float *lo = B + (size_t)(2 * p) * ldb;
         const float *hi = 2 * p + 1 < K ? lo + ldb : NULL;
         uint32_t *o = out + (size_t)p * np;
-        for (int c = 0; c < N; c++) o[c] = (uint32_t)eq_bf16_bits(lo[c]) | (hi ? (uint32_t)eq_bf16_bits(hi[c]) << 16 : 0u);
+        for (int c = 0; c < N; c++)
+            o[c] = (uint32_t)eq_bf16_bits(lo[c]) | (hi ? (uint32_t)eq_bf16_bits(hi[c]) << 16 : 0u);
         for (int c = N; c < np; c++) o[c] = 0;
     }
 }
@@ -110,7 +114,8 @@ static void eq_bf16_pack_pairs_t(int K, int N, const float *B, int ldb, uint32_t
             for (int c = c0; c < c0 + 16; c++) {
                 if (c >= K) { o[c] = 0; continue; }
                 const float *row = B + (size_t)c * ldb;
-                o[c] = (uint32_t)eq_bf16_bits(row[2 * p]) | (2 * p + 1 < N ? (uint32_t)eq_bf16_bits(row[2 * p + 1]) << 16 : 0u);
+                uint32_t high = 2 * p + 1 < N ? (uint32_t)eq_bf16_bits(row[2 * p + 1]) << 16 : 0u;
+                o[c] = (uint32_t)eq_bf16_bits(row[2 * p]) | high;
             }
         }
     }
@@ -193,7 +198,7 @@ EQ_TARGET_BF16 static void eq_bf16_pack_pairs_t_native(int K, int N, const float
 #define eq_bf16_pack_pairs_t_native eq_bf16_pack_pairs_t
 #endif
 
-/* Whether the k-pair column p of a group's packed rows has a non-zero word. */
+/* The pair a row kernel's q-th step reads: every pair, or the listed ones (pidx). */
 #define EQ_BF16_P_ALL(q) (q)
 #define EQ_BF16_P_LISTED(q) pidx[q]
 
