@@ -3,8 +3,9 @@
 Every test that relaxes runs on each path of the bfloat16 products: the native
 AVX512_BF16 kernel (skipped on a CPU without it) and the fallback (operands
 rounded, the float32 kernels) on every float32 instruction set and on BLAS.
-Conv connections multiply rounded operands with the float32 kernels on every
-path (their dense layers follow the path).
+A conv connection's direct convolution follows the path too (AVX512_BF16 with
+input channels in pairs, or the fallback); its transposed convolutions multiply
+rounded operands with the float32 kernels on every path.
 
 Bounds (u = 2^-24, float32's unit roundoff; M = the largest sum over a net input
 of |operand products| plus |bias|, the magnitude the sums work at):
@@ -298,6 +299,27 @@ def test_conv_step_matches_the_bf16_reference(bf16_path, every_thread_runs, pool
         bound = 128 * U * max(1.0, max(float(np.abs(v).max()) for v in h))
         for s, e in zip(state, expected):
             np.testing.assert_allclose(s.reshape(s.shape[0], -1), e, rtol=0, atol=bound)
+
+
+@pytest.mark.parametrize("pool", ["max", None], ids=["max", "none"])
+def test_wide_conv_step_matches_the_bf16_reference(bf16_path, pool):
+    """test_conv's wide chain: 59 and 21 channels (masked column blocks), 3 input channels (a
+    zero pair partner), 14-wide maps (row groups); the bound of the test above."""
+    input_shape = (3, 16, 16)
+    spec = [("conv", 59, 3, 0, pool), ("conv", 21, 3, 1, pool), ("dense", 7)]
+    source = conv_network(input_shape, spec, np.float32, weight_scale=0.5)
+    net = eqprop.EqPropNetwork(source.layers, precision="bfloat16")
+    net.set_params(source.weights, source.biases)
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 1, (3, int(np.prod(input_shape)))).astype(np.float32)
+    start = random_state(net, 3)
+    state = net.relax(x, steps=1, epsilon=0.5, init=start)
+    expected = reference.chain_relax(input_shape, spec, net.weights, net.biases, x, start, 1, 0.5,
+                                     operands=reference.bf16_round, store=np.float32)
+    h = reference.chain_net_inputs(input_shape, spec, net.weights, net.biases, x, start)
+    bound = 128 * U * max(1.0, max(float(np.abs(v).max()) for v in h))
+    for s, e in zip(state, expected):
+        np.testing.assert_allclose(s.reshape(s.shape[0], -1), e, rtol=0, atol=bound)
 
 
 @pytest.mark.parametrize("pool", ["max", "avg"])

@@ -35,7 +35,9 @@ cdef struct Connection:
     int* offsets               # per call, conv: (patch,) offsets of a patch's values in the padded map below
     void* bias_full            # per call: the bias at every unit of the layer above (n_out,)
     int bf16                   # per call: the bfloat16 products' mode (_gemm.BF16_*), 0 for float32
-    void* weights_bf           # per call, bf16 dense: W for the bottom-up product (native: pair layout)
+    void* weights_bf           # per call, bf16 dense: W for the bottom-up product (native: pair layout);
+                               # native conv: W's pair layout over (channel pair, kernel row, column)
+    int* offsets_bf            # per call, native conv: (pairs,) a patch's pair offsets in the pair map below
     void* weights_t_bf         # per call, bf16 dense above the input: W^T for the top-down product
 
 cdef class Chain:

@@ -21,10 +21,9 @@ States live in [0, 1], where rho is the identity, so rho is not applied.
 With ``precision="bfloat16"``, the relaxation's products read bfloat16 copies
 of the weights (made per call by ``derived_connections``) and of the states
 (rounded per product into the thread's scratch), and sum in float32
-(bf16_kernels.h); the update reads the float32 weights. Dense connections use
-AVX512_BF16 where the CPU has it; conv connections always multiply the rounded
-values with the float32 kernels (the direct convolution and the max-pooled
-transposed convolution have no bfloat16 kernels yet).
+(bf16_kernels.h); the update reads the float32 weights. Dense connections and
+the direct convolution use AVX512_BF16 where the CPU has it; the transposed
+convolutions always multiply the rounded values with the float32 kernels.
 
 Adding a connection kind: a new KIND_ value in _engine.pxd, its geometry check
 in Chain, its branch in bottom_up / top_down / unpool (and in the update's
@@ -39,7 +38,8 @@ from libc.string cimport memcpy, memset
 
 from eqcore._gemm cimport BF16_FALLBACK, BF16_NATIVE, bf16_gemm, small_gemm, small_gemm_with_transpose
 from eqcore._kernels cimport (
-    eq_bf16_columns, eq_bf16_pack_pairs_native, eq_bf16_pack_pairs_t_native, eq_bf16_pairs, eq_bf16_round_f32,
+    eq_bf16_bits, eq_bf16_columns, eq_bf16_pack_pairs_native, eq_bf16_pack_pairs_t_native, eq_bf16_pairs,
+    eq_bf16_round_f32, eq_bf16_shifted,
     eq_max_transposed_f32, eq_max_transposed_f64, eq_pad_map_f32, eq_pad_map_f64,
     eq_pool_avg_cl_f32, eq_pool_avg_cl_f64, eq_pool_max_cl_f32, eq_pool_max_cl_f64,
     eq_shifted_f32, eq_shifted_f64, eq_transpose_f32, eq_transpose_f64, eq_unpool_avg_cl_f32,
@@ -146,7 +146,9 @@ cdef class Chain:
                 c.flops = 2.0 * c.c_out * c.patch * c.hw
                 # im2col and the conv output (the update); it covers the padded map (at
                 # most hw patch values) and the channels-last maps of bottom_up / top_down
-                self.conv_scratch = max(self.conv_scratch, <size_t> c.hw * (c.patch + c.c_out))
+                # bfloat16 (native) adds the map below as channel-pair words
+                self.conv_scratch = max(self.conv_scratch, <size_t> c.hw * (c.patch + c.c_out) + (
+                    <size_t> eq_bf16_pairs(c.c_in) * eq_bf16_columns(c.hp * c.wp) if self.bfloat16 else 0))
                 self.has_max_pool = self.has_max_pool or c.pool == POOL_MAX
             else:
                 raise ValueError(f"connection {j}: unknown kind {c.kind}")
@@ -249,6 +251,35 @@ cdef void* _bf16_copy(const float* w, int n_in, int n_out, int mode, bint transp
     return t
 
 
+cdef void _conv_pairs(Connection* c) noexcept nogil:
+    """The native direct convolution's operands: W's pair layout and the pair offsets.
+
+    Pair p = (cp k + a) k + b holds input channels 2 cp and 2 cp + 1 at kernel
+    position (a, b) (a zero partner past c_in): weights_bf[p][co] =
+    bf16(W[co, 2cp, a, b]) | bf16(W[co, 2cp + 1, a, b]) << 16, columns padded to
+    16; offsets_bf[p] = its word in the pair map below (rows of
+    eq_bf16_columns(hp wp) words, one per channel pair), from a patch's first.
+    """
+    cdef int taps = c.k * c.k, np = eq_bf16_columns(c.c_out), stride = eq_bf16_columns(c.hp * c.wp)
+    cdef int cp, t, co, lo, p
+    cdef const float* w = <const float*> c.weights
+    cdef uint32_t* out = <uint32_t*> c.weights_bf
+    cdef uint32_t high
+    for cp in range(eq_bf16_pairs(c.c_in)):
+        for t in range(taps):
+            p = cp * taps + t
+            c.offsets_bf[p] = cp * stride + (t // c.k) * c.wp + t % c.k
+            lo = 2 * cp * taps + t  # (channel 2 cp, tap t) in a row of W's (c_in, k, k)
+            for co in range(np):
+                if co >= c.c_out:
+                    out[<size_t> p * np + co] = 0
+                    continue
+                high = 0
+                if 2 * cp + 1 < c.c_in:
+                    high = <uint32_t> eq_bf16_bits(w[<size_t> co * c.patch + lo + taps]) << 16
+                out[<size_t> p * np + co] = eq_bf16_bits(w[<size_t> co * c.patch + lo]) | high
+
+
 cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, bint drive=True) except NULL:
     """A per-call copy of the chain with the weight layouts the products read, and full biases.
 
@@ -263,7 +294,9 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
     (with ``transposes``, above the input) W^T for the top-down one; without
     ``drive`` the first connection gets none (its product, the drive, is
     already computed). Conv connections keep their layouts, rounded to
-    bfloat16 (in either mode: their products run on the float32 kernels).
+    bfloat16 (the transposed convolutions, and the direct one in the
+    fallback, run on the float32 kernels); native, they also get the pair
+    layout and offsets of the AVX512_BF16 direct convolution.
     """
     cdef int n = chain.n_connections, j
     cdef size_t item = chain.itemsize
@@ -280,6 +313,7 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
         conns[j].bf16 = 0
         conns[j].weights_bf = NULL
         conns[j].weights_t_bf = NULL
+        conns[j].offsets_bf = NULL
     try:
         for j in range(n):
             c = &conns[j]
@@ -305,6 +339,12 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
             c.offsets = <int*> _checked_malloc(<size_t> c.patch * sizeof(int))
             if transposes and j > 0:
                 c.weights_taps = _checked_malloc(<size_t> c.c_out * c.patch * item)
+            if bf16 == BF16_NATIVE:
+                c.weights_bf = _checked_malloc(<size_t> eq_bf16_pairs(c.c_in) * c.k * c.k
+                                               * eq_bf16_columns(c.c_out) * sizeof(uint32_t))
+                c.offsets_bf = <int*> _checked_malloc(<size_t> eq_bf16_pairs(c.c_in) * c.k * c.k * sizeof(int))
+                with nogil:
+                    _conv_pairs(c)
             with nogil:
                 _patch_offsets(c, c.offsets)
                 if item == 4:
@@ -347,6 +387,7 @@ cdef void free_derived(Connection* conns, int n) noexcept:
         free(conns[j].offsets)
         free(conns[j].weights_bf)
         free(conns[j].weights_t_bf)
+        free(conns[j].offsets_bf)
         if conns[j].bias_full != conns[j].biases:
             free(conns[j].bias_full)
     free(conns)
@@ -373,7 +414,8 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
     cdef floating* conv
     cdef floating* dst
     cdef int r, y
-    cdef bint rounded = False
+    cdef bint rounded = False, native = False
+    cdef uint32_t* pairs = NULL
     if c.kind == KIND_DENSE:
         if floating is float:
             if c.bf16:
@@ -386,7 +428,11 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
         return
     if floating is float:
         rounded = c.bf16 != 0
+        native = c.bf16 == BF16_NATIVE and c.weights_bf != NULL
     conv = scratch + (<size_t> c.c_in * c.hp * c.wp if c.pad or rounded else 0)
+    if native:  # the pair map below after the padded map, then the convolution
+        pairs = <uint32_t*> conv
+        conv = conv + <size_t> eq_bf16_pairs(c.c_in) * eq_bf16_columns(c.hp * c.wp)
     for r in range(rows):
         src = below + <size_t> r * c.n_in
         if c.pad:
@@ -396,10 +442,16 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
                 eq_pad_map_f64(isa, src, c.c_in, c.h_in, c.w_in, c.pad, scratch)
             src = scratch
         if floating is float:
-            if rounded:  # the map below in bfloat16 (in place when padded)
+            if native:  # AVX512_BF16: channel pairs of the map below, then the shifted pair products
+                eq_bf16_pack_pairs_native(c.c_in, c.hp * c.wp, src, c.hp * c.wp, pairs)
+                for y in range(c.h_conv):
+                    eq_bf16_shifted(c.w_conv, c.c_out, eq_bf16_pairs(c.c_in) * c.k * c.k, pairs + <size_t> y * c.wp,
+                                    <const uint32_t*> c.weights_bf, conv + <size_t> y * c.w_conv * c.c_out,
+                                    c.c_out, c.offsets_bf)
+            elif rounded:  # the map below in bfloat16 (in place when padded)
                 eq_bf16_round_f32(1, c.c_in * c.hp * c.wp, src, 0, scratch, 0)
                 src = scratch
-        for y in range(c.h_conv):
+        for y in range(c.h_conv if not native else 0):
             if floating is float:
                 eq_shifted_f32(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
                                conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)

@@ -198,7 +198,7 @@ EQ_TARGET_BF16 static void eq_bf16_pack_pairs_t_native(int K, int N, const float
 #define eq_bf16_pack_pairs_t_native eq_bf16_pack_pairs_t
 #endif
 
-/* The pair a row kernel's q-th step reads: every pair, or the listed ones (pidx). */
+/* The pair a row kernel's q-th step reads: q itself, or pidx[q] (listed pairs, patch offsets). */
 #define EQ_BF16_P_ALL(q) (q)
 #define EQ_BF16_P_LISTED(q) pidx[q]
 
@@ -206,9 +206,10 @@ EQ_TARGET_BF16 static void eq_bf16_pack_pairs_t_native(int K, int N, const float
 /*
  * Rows of C for a compile-time RG: blocks of two vectors (32 columns), then one
  * (the pair layout pads N to whole vectors, so the loads never need a mask;
- * only the stores of the last block do). KK pairs, through PIDX when listed.
+ * only the stores of the last block do). KK pairs; step q reads word AIDX(q) of
+ * each row of A and row BIDX(q) of B.
  */
-#define EQ_DEFINE_BF16_ROWS(NAME, RG, PIDX)                                                          \
+#define EQ_DEFINE_BF16_ROWS(NAME, RG, AIDX, BIDX)                                                          \
     EQ_TARGET_BF16 EQ_INLINE void NAME(int N, int KK, const uint32_t *A, int lda, const uint32_t *B, \
                                        int ldb, int acc, float *C, int ldc, const int *pidx) {       \
         int np = eq_bf16_columns(N), c = 0;                                                          \
@@ -217,11 +218,11 @@ EQ_TARGET_BF16 static void eq_bf16_pack_pairs_t_native(int K, int N, const float
             __m512 s0[RG], s1[RG];                                                                   \
             for (int r = 0; r < RG; r++) { s0[r] = _mm512_setzero_ps(); s1[r] = _mm512_setzero_ps(); } \
             for (int q = 0; q < KK; q++) {                                                           \
-                const uint32_t *bp = B + (size_t)PIDX(q) * ldb + c;                                  \
+                const uint32_t *bp = B + (size_t)BIDX(q) * ldb + c;                                  \
                 __m512bh b0 = (__m512bh)_mm512_loadu_si512((const void *)bp);                        \
                 __m512bh b1 = (__m512bh)_mm512_loadu_si512((const void *)(bp + 16));                 \
                 for (int r = 0; r < RG; r++) {                                                       \
-                    __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[(size_t)r * lda + PIDX(q)]);     \
+                    __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[(size_t)r * lda + AIDX(q)]);     \
                     s0[r] = _mm512_dpbf16_ps(s0[r], b0, a);                                          \
                     s1[r] = _mm512_dpbf16_ps(s1[r], b1, a);                                          \
                 }                                                                                    \
@@ -241,10 +242,10 @@ EQ_TARGET_BF16 static void eq_bf16_pack_pairs_t_native(int K, int N, const float
             __m512 s0[RG];                                                                           \
             for (int r = 0; r < RG; r++) s0[r] = _mm512_setzero_ps();                                \
             for (int q = 0; q < KK; q++) {                                                           \
-                __m512bh b0 = (__m512bh)_mm512_loadu_si512((const void *)(B + (size_t)PIDX(q) * ldb + c)); \
+                __m512bh b0 = (__m512bh)_mm512_loadu_si512((const void *)(B + (size_t)BIDX(q) * ldb + c)); \
                 for (int r = 0; r < RG; r++)                                                         \
                     s0[r] = _mm512_dpbf16_ps(s0[r], b0,                                              \
-                                             (__m512bh)_mm512_set1_epi32((int)A[(size_t)r * lda + PIDX(q)])); \
+                                             (__m512bh)_mm512_set1_epi32((int)A[(size_t)r * lda + AIDX(q)])); \
             }                                                                                        \
             __mmask16 m0 = EQ_BF16_MASK(N - c);                                                      \
             for (int r = 0; r < RG; r++) {                                                           \
@@ -256,7 +257,7 @@ EQ_TARGET_BF16 static void eq_bf16_pack_pairs_t_native(int K, int N, const float
     }
 #else
 /* Portable stand-in (never selected: no CPU without x86 dispatch reports AVX512_BF16). */
-#define EQ_DEFINE_BF16_ROWS(NAME, RG, PIDX)                                                          \
+#define EQ_DEFINE_BF16_ROWS(NAME, RG, AIDX, BIDX)                                                          \
     static inline void NAME(int N, int KK, const uint32_t *A, int lda, const uint32_t *B, int ldb,   \
                             int acc, float *C, int ldc, const int *pidx) {                           \
         (void)pidx;                                                                                  \
@@ -264,7 +265,7 @@ EQ_TARGET_BF16 static void eq_bf16_pack_pairs_t_native(int K, int N, const float
             for (int c = 0; c < N; c++) {                                                            \
                 float s = 0;                                                                         \
                 for (int q = 0; q < KK; q++) {                                                       \
-                    uint32_t a = A[(size_t)r * lda + PIDX(q)], b = B[(size_t)PIDX(q) * ldb + c];     \
+                    uint32_t a = A[(size_t)r * lda + AIDX(q)], b = B[(size_t)BIDX(q) * ldb + c];     \
                     uint32_t a0 = a << 16, a1 = a & 0xffff0000u, b0 = b << 16, b1 = b & 0xffff0000u; \
                     float fa0, fa1, fb0, fb1;                                                        \
                     memcpy(&fa0, &a0, 4); memcpy(&fa1, &a1, 4); memcpy(&fb0, &b0, 4); memcpy(&fb1, &b1, 4); \
@@ -276,13 +277,13 @@ EQ_TARGET_BF16 static void eq_bf16_pack_pairs_t_native(int K, int N, const float
     }
 #endif
 
-#define EQ_DEFINE_BF16_ROW_SET(NAME, PIDX)                                                           \
-    EQ_DEFINE_BF16_ROWS(NAME##_r1, 1, PIDX) EQ_DEFINE_BF16_ROWS(NAME##_r2, 2, PIDX)                  \
-    EQ_DEFINE_BF16_ROWS(NAME##_r3, 3, PIDX) EQ_DEFINE_BF16_ROWS(NAME##_r4, 4, PIDX)                  \
-    EQ_DEFINE_BF16_ROWS(NAME##_r5, 5, PIDX) EQ_DEFINE_BF16_ROWS(NAME##_r6, 6, PIDX)                  \
-    EQ_DEFINE_BF16_ROWS(NAME##_r7, 7, PIDX) EQ_DEFINE_BF16_ROWS(NAME##_r8, 8, PIDX)                  \
-    EQ_DEFINE_BF16_ROWS(NAME##_r9, 9, PIDX) EQ_DEFINE_BF16_ROWS(NAME##_r10, 10, PIDX)                \
-    EQ_DEFINE_BF16_ROWS(NAME##_r11, 11, PIDX) EQ_DEFINE_BF16_ROWS(NAME##_r12, 12, PIDX)
+#define EQ_DEFINE_BF16_ROW_SET(NAME, AIDX, BIDX)                                                     \
+    EQ_DEFINE_BF16_ROWS(NAME##_r1, 1, AIDX, BIDX) EQ_DEFINE_BF16_ROWS(NAME##_r2, 2, AIDX, BIDX)      \
+    EQ_DEFINE_BF16_ROWS(NAME##_r3, 3, AIDX, BIDX) EQ_DEFINE_BF16_ROWS(NAME##_r4, 4, AIDX, BIDX)      \
+    EQ_DEFINE_BF16_ROWS(NAME##_r5, 5, AIDX, BIDX) EQ_DEFINE_BF16_ROWS(NAME##_r6, 6, AIDX, BIDX)      \
+    EQ_DEFINE_BF16_ROWS(NAME##_r7, 7, AIDX, BIDX) EQ_DEFINE_BF16_ROWS(NAME##_r8, 8, AIDX, BIDX)      \
+    EQ_DEFINE_BF16_ROWS(NAME##_r9, 9, AIDX, BIDX) EQ_DEFINE_BF16_ROWS(NAME##_r10, 10, AIDX, BIDX)    \
+    EQ_DEFINE_BF16_ROWS(NAME##_r11, 11, AIDX, BIDX) EQ_DEFINE_BF16_ROWS(NAME##_r12, 12, AIDX, BIDX)
 
 #define EQ_BF16_CALL_ROWS(NAME, rg, ARGS)                                                            \
     switch (rg) {                                                                                    \
@@ -294,8 +295,10 @@ EQ_TARGET_BF16 static void eq_bf16_pack_pairs_t_native(int K, int N, const float
         case 11: NAME##_r11 ARGS; break; default: NAME##_r12 ARGS; break;                            \
     }
 
-EQ_DEFINE_BF16_ROW_SET(eq_bf16_gemm_rows, EQ_BF16_P_ALL)
-EQ_DEFINE_BF16_ROW_SET(eq_bf16_listed_rows, EQ_BF16_P_LISTED)
+EQ_DEFINE_BF16_ROW_SET(eq_bf16_gemm_rows, EQ_BF16_P_ALL, EQ_BF16_P_ALL)
+EQ_DEFINE_BF16_ROW_SET(eq_bf16_listed_rows, EQ_BF16_P_LISTED, EQ_BF16_P_LISTED)
+/* the shifted product: row q of B against A at offset pidx[q] (the patch's pair offsets) */
+EQ_DEFINE_BF16_ROW_SET(eq_bf16_shifted_rows, EQ_BF16_P_LISTED, EQ_BF16_P_ALL)
 
 /* Balanced groups of at most 12 rows (24 accumulators of AVX-512's 32 registers). */
 static inline int eq_bf16_group_rows(int left) {
@@ -328,6 +331,25 @@ EQ_TARGET_BF16 static void eq_bf16_gemm(int R, int N, int KP, const uint32_t *A,
         } else {
             EQ_BF16_CALL_ROWS(eq_bf16_gemm_rows, rg, (N, KP, a, lda, B, ldb, acc, cc, ldc, pidx))
         }
+        r0 += rg;
+    }
+}
+
+/*
+ * The direct convolution in bfloat16: C (R x N) = sum_p A[r + off[p]] B[p, :], the R
+ * rows R consecutive output positions of one row of a map, A the input map as
+ * channel-pair words (eq_bf16_pack_pairs of the (padded) map: word = channels 2c
+ * and 2c + 1 at one position), off (KP entries) the words of a patch's pairs
+ * (channel pair, kernel row, kernel column) from its first one, B the weights'
+ * pair layout over that order.
+ */
+EQ_TARGET_BF16 static void eq_bf16_shifted(int R, int N, int KP, const uint32_t *A, const uint32_t *B,
+                                           float *C, int ldc, const int *off) {
+    int ldb = eq_bf16_columns(N);
+    for (int r0 = 0; r0 < R;) {
+        int rg = eq_bf16_group_rows(R - r0);
+        const int *pidx = off;
+        EQ_BF16_CALL_ROWS(eq_bf16_shifted_rows, rg, (N, KP, A + r0, 1, B, ldb, 0, C + (size_t)r0 * ldc, ldc, pidx))
         r0 += rg;
     }
 }
