@@ -893,8 +893,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", choices=("float32", "float64"), help="floating type (default float32)")
     run.add_argument("--precision", choices=("float32", "bfloat16"),
                      help="the relaxation's matrix products: float32, or bfloat16 copies of the weights and "
-                     "states with float32 sums (AVX512_BF16 for dense layers where the CPU has it; --dtype "
-                     "float32); parameters, states and updates stay float32 (default float32)")
+                     "states with float32 sums (AVX512_BF16 where the CPU has it; --dtype float32); "
+                     "parameters, states and updates stay float32 (default float32)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors; no progress bar")
     run.add_argument("--distributed", action="store_true",
                      help="data-parallel over the MPI ranks of mpiexec -n RANKS (needs mpi4py and an MPI, see "

@@ -75,10 +75,11 @@ class EqPropNetwork:
         The relaxation's matrix products (the drive x W_0, the bottom-up s W
         and top-down s W^T parts): in the network's dtype, or on bfloat16
         copies of the weights and states (rounded to nearest even) with
-        float32 sums, using AVX512_BF16 for dense connections where the CPU
-        has it (conv connections multiply the rounded values with the float32
-        kernels). Everything else stays float32: the parameters, the states,
-        the element-wise steps and the EP update. Needs dtype float32.
+        float32 sums, using AVX512_BF16 where the CPU has it (a conv
+        connection's transposed convolution multiplies the rounded values with
+        the float32 kernels). Everything else stays float32: the parameters,
+        the states, the element-wise steps and the EP update. Needs dtype
+        float32.
     threads : int, optional
         OpenMP threads the core uses: None means every usable core, n > 0
         exactly n, -k all but k - 1 (scikit-learn's convention). Each method
