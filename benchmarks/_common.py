@@ -73,9 +73,9 @@ def image_like(batch: int, n_inputs: int, dtype: str, rng: np.random.Generator) 
     return x.astype(dtype)
 
 
-def make_conv_problem(batch: int, dtype: str, threads: int, seed: int = 0):
+def make_conv_problem(batch: int, dtype: str, threads: int, seed: int = 0, precision: str = "float32"):
     """The conv network (:data:`CONV_LAYERS`), MNIST-like images, one-hot targets and a random flat state."""
-    net = eqprop.EqPropNetwork(CONV_LAYERS, dtype=dtype, seed=seed, threads=threads)
+    net = eqprop.EqPropNetwork(CONV_LAYERS, dtype=dtype, seed=seed, threads=threads, precision=precision)
     rng = np.random.default_rng(seed)
     x = image_like(batch, net.sizes[0], dtype, rng)
     target = np.eye(net.sizes[-1], dtype=dtype)[rng.integers(0, net.sizes[-1], size=batch)]

@@ -18,7 +18,8 @@ x W_0 once and runs STEPS steps).
 convolutional network of benchmarks/compare.py (1x28x28, 32 channels 5x5 max-
 pooled, 64 channels 5x5 max-pooled, 10; ``_common.CONV_LAYERS``): STEPS = 10
 Euler steps of the free phase of a mini-batch of 20 MNIST-like images (81%
-zeros), float32 and float64, 1 and 2 threads (``track_gflops``: float32). Their FLOP count is compare.py's
+zeros), float32 and float64, 1 and 2 threads, float32 and bfloat16 products (``track_gflops``: float32
+parameters). Their FLOP count is compare.py's
 (``_common.product_flops``): the drive P(W_1 * x) once, then per step the
 second convolution and its transpose and the dense layer both ways.
 """
@@ -70,29 +71,30 @@ class RelaxGflops:
 
 
 class ConvRelax:
-    params = (DTYPES, THREADS)
-    param_names = ["dtype", "threads"]
+    params = (DTYPES, THREADS, PRECISIONS)
+    param_names = ["dtype", "threads", "precision"]
 
-    def setup(self, dtype, threads):
-        self.net, self.x, _, self.state = make_conv_problem(CONV_BATCH, dtype, threads)
+    def setup(self, dtype, threads, precision):
+        skip_precision(dtype, precision)
+        self.net, self.x, _, self.state = make_conv_problem(CONV_BATCH, dtype, threads, precision=precision)
         self.engine = self.net.step_engine(CONV_BATCH)
 
-    def time_relax(self, dtype, threads):
+    def time_relax(self, dtype, threads, precision):
         self.net.relax(self.x, steps=STEPS, epsilon=EPSILON, init=self.state, threads=threads)
 
-    def time_relax_in_place(self, dtype, threads):
+    def time_relax_in_place(self, dtype, threads, precision):
         self.engine.free_phase(self.x, self.state, steps=STEPS, epsilon=EPSILON, solver="euler", threads=threads)
 
 
 class ConvRelaxGflops:
-    params = (THREADS,)
-    param_names = ["threads"]
+    params = (THREADS, PRECISIONS)
+    param_names = ["threads", "precision"]
 
-    def setup(self, threads):
-        self.net, self.x, _, self.state = make_conv_problem(CONV_BATCH, "float32", threads)
+    def setup(self, threads, precision):
+        self.net, self.x, _, self.state = make_conv_problem(CONV_BATCH, "float32", threads, precision=precision)
         self.engine = self.net.step_engine(CONV_BATCH)
 
-    def track_gflops(self, threads):
+    def track_gflops(self, threads, precision):
         def call():
             self.engine.free_phase(self.x, self.state, steps=STEPS, epsilon=EPSILON, solver="euler",
                                    threads=threads)

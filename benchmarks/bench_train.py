@@ -17,8 +17,9 @@ the paper's mini-batch of 20 in each precision: the loop around the steps includ
 ``ConvTrainStep`` and ``ConvTrainStepGflops`` time ``train_step`` of the
 convolutional network of benchmarks/compare.py (``_common.CONV_LAYERS``) on a
 mini-batch of 20 MNIST-like images, with the same 20 / 4 schedule, learning
-rates 0.05, float32 and float64, 1 and 2 threads (``track_gflops``: float32, the
-FLOP convention of compare.py; its conv arch runs 40 / 10).
+rates 0.05, float32 and float64, 1 and 2 threads, float32 and bfloat16 products
+(``track_gflops``: float32 parameters, the FLOP convention of compare.py; its conv
+arch runs 40 / 10).
 """
 
 from __future__ import annotations
@@ -110,26 +111,29 @@ CONV_RATES = [0.05, 0.05, 0.05]
 
 
 class ConvTrainStep:
-    params = (DTYPES, THREADS)
-    param_names = ["dtype", "threads"]
+    params = (DTYPES, THREADS, PRECISIONS)
+    param_names = ["dtype", "threads", "precision"]
 
-    def setup(self, dtype, threads):
-        self.net, self.x, self.target, self.state = make_conv_problem(CONV_BATCH, dtype, threads)
+    def setup(self, dtype, threads, precision):
+        skip_precision(dtype, precision)
+        self.net, self.x, self.target, self.state = make_conv_problem(CONV_BATCH, dtype, threads,
+                                                                      precision=precision)
 
-    def time_train_step(self, dtype, threads):
+    def time_train_step(self, dtype, threads, precision):
         self.net.train_step(self.x, self.target, beta=BETA, free_steps=FREE_STEPS,
                             nudged_steps=NUDGED_STEPS, epsilon=EPSILON, learning_rates=CONV_RATES,
                             init=self.state, threads=threads)
 
 
 class ConvTrainStepGflops:
-    params = (THREADS,)
-    param_names = ["threads"]
+    params = (THREADS, PRECISIONS)
+    param_names = ["threads", "precision"]
 
-    def setup(self, threads):
-        self.net, self.x, self.target, self.state = make_conv_problem(CONV_BATCH, "float32", threads)
+    def setup(self, threads, precision):
+        self.net, self.x, self.target, self.state = make_conv_problem(CONV_BATCH, "float32", threads,
+                                                                      precision=precision)
 
-    def track_gflops(self, threads):
+    def track_gflops(self, threads, precision):
         def call():
             self.net.train_step(self.x, self.target, beta=BETA, free_steps=FREE_STEPS,
                                 nudged_steps=NUDGED_STEPS, epsilon=EPSILON, learning_rates=CONV_RATES,
