@@ -393,16 +393,28 @@ cdef void free_derived(Connection* conns, int n) noexcept:
     free(conns)
 
 
+cdef void _native_convolution(const Connection* c, const float* src, uint32_t* pairs, float* conv) noexcept nogil:
+    """conv (hw x c_out, channels last) = W * src in AVX512_BF16: src's channel pairs into ``pairs``, then
+    one shifted pair product per row of the convolution's map (``weights_bf``, ``offsets_bf``)."""
+    cdef int y, n_pairs = eq_bf16_pairs(c.c_in) * c.k * c.k
+    eq_bf16_pack_pairs_native(c.c_in, c.hp * c.wp, src, c.hp * c.wp, pairs)
+    for y in range(c.h_conv):
+        eq_bf16_shifted(c.w_conv, c.c_out, n_pairs, pairs + <size_t> y * c.wp, <const uint32_t*> c.weights_bf,
+                        conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets_bf)
+
+
 cdef void bottom_up(const Connection* c, const floating* below, int rows, floating* out,
                     int* winners, floating* scratch, int isa) noexcept nogil:
     """out (rows x n_out) = the bottom-up input of the layer above; records max-pool winners.
 
     ``scratch`` holds hw (patch + c_out) values (conv; in bfloat16 the padded
-    map below is rounded in place there) or, for a bfloat16 dense connection,
-    rows x n_in (the rounded states); ``winners`` rows x
-    n_out ints (max pooling only). Needs the derived layouts (conv: ``weights_t``
-    and ``offsets``; dense uses ``weights_t`` when the output is narrow and
-    accepts NULL; bfloat16 dense: ``weights_bf``).
+    map below is rounded in place there, and natively its pair map follows it,
+    which ``Chain.conv_scratch`` counts) or, for a bfloat16 dense connection,
+    rows x n_in (the rounded states); ``winners`` rows x n_out ints (max
+    pooling only). Needs the derived layouts (conv: ``weights_t`` and
+    ``offsets``, native bfloat16 ``weights_bf`` and ``offsets_bf``; dense uses
+    ``weights_t`` when the output is narrow and accepts NULL; bfloat16 dense:
+    ``weights_bf``).
 
     A conv connection runs as a direct convolution: for each row of the output
     map, the shifted-product kernel broadcasts the patch values from the
@@ -441,23 +453,21 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
             else:
                 eq_pad_map_f64(isa, src, c.c_in, c.h_in, c.w_in, c.pad, scratch)
             src = scratch
-        if floating is float:
-            if native:  # AVX512_BF16: channel pairs of the map below, then the shifted pair products
-                eq_bf16_pack_pairs_native(c.c_in, c.hp * c.wp, src, c.hp * c.wp, pairs)
-                for y in range(c.h_conv):
-                    eq_bf16_shifted(c.w_conv, c.c_out, eq_bf16_pairs(c.c_in) * c.k * c.k, pairs + <size_t> y * c.wp,
-                                    <const uint32_t*> c.weights_bf, conv + <size_t> y * c.w_conv * c.c_out,
-                                    c.c_out, c.offsets_bf)
-            elif rounded:  # the map below in bfloat16 (in place when padded)
-                eq_bf16_round_f32(1, c.c_in * c.hp * c.wp, src, 0, scratch, 0)
-                src = scratch
-        for y in range(c.h_conv if not native else 0):
+        if native:
             if floating is float:
-                eq_shifted_f32(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
-                               conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)
-            else:
-                eq_shifted_f64(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
-                               conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)
+                _native_convolution(c, src, pairs, conv)
+        else:
+            if floating is float:
+                if rounded:  # the map below in bfloat16 (in place when padded)
+                    eq_bf16_round_f32(1, c.c_in * c.hp * c.wp, src, 0, scratch, 0)
+                    src = scratch
+            for y in range(c.h_conv):
+                if floating is float:
+                    eq_shifted_f32(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
+                                   conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)
+                else:
+                    eq_shifted_f64(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
+                                   conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)
         dst = out + <size_t> r * c.n_out
         if c.pool == POOL_MAX:
             if floating is float:
