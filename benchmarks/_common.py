@@ -1,8 +1,9 @@
 """Shared set-up of the asv benchmarks: the paper's architectures, the conv network, inputs, FLOP counts.
 
-Parameter grid rule used by every module: the 3-hidden-layer network is only
+Parameter grid rules used by every module: the 3-hidden-layer network is only
 benchmarked at batch 20 and 256 (``skip_combination``), so the full grid stays
-within a few minutes.
+within a few minutes; ``precision`` "bfloat16" (the relaxation's products on
+bfloat16 copies, float32 sums) runs with dtype float32 only (``skip_precision``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ ARCHS = {
 BATCHES = [20, 100, 256]
 DTYPES = ["float32", "float64"]
 THREADS = [1, 2]
+PRECISIONS = ["float32", "bfloat16"]
 EPSILON = 0.5
 BETA = 1.0
 
@@ -40,10 +42,16 @@ def skip_combination(arch: str, batch: int) -> None:
         raise NotImplementedError("the 3-hidden-layer network is benchmarked at batch 20 and 256 only")
 
 
-def make_problem(arch: str, batch: int, dtype: str, threads: int, seed: int = 0):
+def skip_precision(dtype: str, precision: str) -> None:
+    """Raise NotImplementedError (asv's "skip") for bfloat16 with a float64 network (not a valid network)."""
+    if precision == "bfloat16" and dtype != "float32":
+        raise NotImplementedError("precision bfloat16 needs dtype float32")
+
+
+def make_problem(arch: str, batch: int, dtype: str, threads: int, seed: int = 0, precision: str = "float32"):
     """A network, a batch of inputs in [0, 1], one-hot targets and a non-trivial state."""
     sizes = ARCHS[arch]
-    net = eqprop.EqPropNetwork(sizes, dtype=dtype, seed=seed, threads=threads)
+    net = eqprop.EqPropNetwork(sizes, dtype=dtype, seed=seed, threads=threads, precision=precision)
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.0, 1.0, size=(batch, sizes[0])).astype(dtype)
     target = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], size=batch)]
@@ -65,9 +73,9 @@ def image_like(batch: int, n_inputs: int, dtype: str, rng: np.random.Generator) 
     return x.astype(dtype)
 
 
-def make_conv_problem(batch: int, dtype: str, threads: int, seed: int = 0):
+def make_conv_problem(batch: int, dtype: str, threads: int, seed: int = 0, precision: str = "float32"):
     """The conv network (:data:`CONV_LAYERS`), MNIST-like images, one-hot targets and a random flat state."""
-    net = eqprop.EqPropNetwork(CONV_LAYERS, dtype=dtype, seed=seed, threads=threads)
+    net = eqprop.EqPropNetwork(CONV_LAYERS, dtype=dtype, seed=seed, threads=threads, precision=precision)
     rng = np.random.default_rng(seed)
     x = image_like(batch, net.sizes[0], dtype, rng)
     target = np.eye(net.sizes[-1], dtype=dtype)[rng.integers(0, net.sizes[-1], size=batch)]

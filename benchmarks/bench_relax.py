@@ -3,59 +3,63 @@
 Each timed call runs a fixed ``STEPS`` = 10 Euler steps (not the paper's 20 to
 500) so one call stays short; examples/s for a full phase follows from
 batch / (time * steps_of_the_phase / STEPS). Parameters: the paper's three
-architectures, batch (20, 100, 256), dtype (float32, float64), threads (1, 2);
-the 3-hidden-layer network only at batch 20 and 256.
+architectures, batch (20, 100, 256), dtype (float32, float64), threads (1, 2),
+precision (float32, bfloat16: the products on bfloat16 copies, dtype float32
+only); the 3-hidden-layer network only at batch 20 and 256.
 
 ``time_relax`` goes through the public ``EqPropNetwork.relax`` (validation,
 copy of ``init``); ``time_relax_in_place`` calls the step engine (validated once, as the Trainer does): the internal
 path a training loop uses, so the two differ by the Python-side overhead.
-``track_gflops`` reports the achieved GFLOP/s of the internal path (float32;
-one call computes the input's drive x W_0 once and runs STEPS steps).
+``track_gflops`` reports the achieved GFLOP/s of the internal path (float32
+parameters, float32 or bfloat16 products; one call computes the input's drive
+x W_0 once and runs STEPS steps).
 
 ``ConvRelax`` and ``ConvRelaxGflops`` are the same measurements for the
 convolutional network of benchmarks/compare.py (1x28x28, 32 channels 5x5 max-
 pooled, 64 channels 5x5 max-pooled, 10; ``_common.CONV_LAYERS``): STEPS = 10
 Euler steps of the free phase of a mini-batch of 20 MNIST-like images (81%
-zeros), float32 and float64, 1 and 2 threads (``track_gflops``: float32). Their FLOP count is compare.py's
+zeros), float32 and float64, 1 and 2 threads, float32 and bfloat16 products (``track_gflops``: float32
+parameters). Their FLOP count is compare.py's
 (``_common.product_flops``): the drive P(W_1 * x) once, then per step the
 second convolution and its transpose and the dense layer both ways.
 """
 
 from __future__ import annotations
 
-from ._common import (ARCHS, BATCHES, CONV_BATCH, CONV_LAYERS, DTYPES, EPSILON, THREADS, best_seconds,
-                      drive_flops, make_conv_problem, make_problem, relax_flops, skip_combination)
+from ._common import (ARCHS, BATCHES, CONV_BATCH, CONV_LAYERS, DTYPES, EPSILON, PRECISIONS, THREADS, best_seconds,
+                      drive_flops, make_conv_problem, make_problem, relax_flops, skip_combination, skip_precision)
 
 STEPS = 10
 
 
 class Relax:
-    params = (list(ARCHS), BATCHES, DTYPES, THREADS)
-    param_names = ["arch", "batch", "dtype", "threads"]
+    params = (list(ARCHS), BATCHES, DTYPES, THREADS, PRECISIONS)
+    param_names = ["arch", "batch", "dtype", "threads", "precision"]
 
-    def setup(self, arch, batch, dtype, threads):
+    def setup(self, arch, batch, dtype, threads, precision):
         skip_combination(arch, batch)
-        self.net, self.x, _, self.state = make_problem(arch, batch, dtype, threads)
+        skip_precision(dtype, precision)
+        self.net, self.x, _, self.state = make_problem(arch, batch, dtype, threads, precision=precision)
         self.engine = self.net.step_engine(batch)
         self.threads = threads
 
-    def time_relax(self, arch, batch, dtype, threads):
+    def time_relax(self, arch, batch, dtype, threads, precision):
         self.net.relax(self.x, steps=STEPS, epsilon=EPSILON, init=self.state, threads=threads)
 
-    def time_relax_in_place(self, arch, batch, dtype, threads):
+    def time_relax_in_place(self, arch, batch, dtype, threads, precision):
         self.engine.free_phase(self.x, self.state, steps=STEPS, epsilon=EPSILON, solver="euler", threads=threads)
 
 
 class RelaxGflops:
-    params = (list(ARCHS), BATCHES, THREADS)
-    param_names = ["arch", "batch", "threads"]
+    params = (list(ARCHS), BATCHES, THREADS, PRECISIONS)
+    param_names = ["arch", "batch", "threads", "precision"]
 
-    def setup(self, arch, batch, threads):
+    def setup(self, arch, batch, threads, precision):
         skip_combination(arch, batch)
-        self.net, self.x, _, self.state = make_problem(arch, batch, "float32", threads)
+        self.net, self.x, _, self.state = make_problem(arch, batch, "float32", threads, precision=precision)
         self.engine = self.net.step_engine(batch)
 
-    def track_gflops(self, arch, batch, threads):
+    def track_gflops(self, arch, batch, threads, precision):
         def call():
             self.engine.free_phase(self.x, self.state, steps=STEPS, epsilon=EPSILON, solver="euler",
                                    threads=threads)
@@ -67,29 +71,30 @@ class RelaxGflops:
 
 
 class ConvRelax:
-    params = (DTYPES, THREADS)
-    param_names = ["dtype", "threads"]
+    params = (DTYPES, THREADS, PRECISIONS)
+    param_names = ["dtype", "threads", "precision"]
 
-    def setup(self, dtype, threads):
-        self.net, self.x, _, self.state = make_conv_problem(CONV_BATCH, dtype, threads)
+    def setup(self, dtype, threads, precision):
+        skip_precision(dtype, precision)
+        self.net, self.x, _, self.state = make_conv_problem(CONV_BATCH, dtype, threads, precision=precision)
         self.engine = self.net.step_engine(CONV_BATCH)
 
-    def time_relax(self, dtype, threads):
+    def time_relax(self, dtype, threads, precision):
         self.net.relax(self.x, steps=STEPS, epsilon=EPSILON, init=self.state, threads=threads)
 
-    def time_relax_in_place(self, dtype, threads):
+    def time_relax_in_place(self, dtype, threads, precision):
         self.engine.free_phase(self.x, self.state, steps=STEPS, epsilon=EPSILON, solver="euler", threads=threads)
 
 
 class ConvRelaxGflops:
-    params = (THREADS,)
-    param_names = ["threads"]
+    params = (THREADS, PRECISIONS)
+    param_names = ["threads", "precision"]
 
-    def setup(self, threads):
-        self.net, self.x, _, self.state = make_conv_problem(CONV_BATCH, "float32", threads)
+    def setup(self, threads, precision):
+        self.net, self.x, _, self.state = make_conv_problem(CONV_BATCH, "float32", threads, precision=precision)
         self.engine = self.net.step_engine(CONV_BATCH)
 
-    def track_gflops(self, threads):
+    def track_gflops(self, threads, precision):
         def call():
             self.engine.free_phase(self.x, self.state, steps=STEPS, epsilon=EPSILON, solver="euler",
                                    threads=threads)

@@ -4,20 +4,22 @@ Every architecture uses the 1-hidden-layer network's schedule, 20 free / 4
 nudged Euler steps (the paper's 150/6 and 500/8 would make one call of the
 bigger networks last seconds); the relative cost of relaxation and update
 stays visible. Parameters: architecture, batch (20, 100, 256), dtype, threads
-(1, 2); the 3-hidden-layer network only at batch 20 and 256.
+(1, 2), precision (float32, bfloat16: the relaxation's products on bfloat16
+copies; dtype float32 only); the 3-hidden-layer network only at batch 20 and 256.
 
 ``time_train_step`` is the public ``EqPropNetwork.train_step`` from a persistent
-state; ``track_gflops`` its achieved GFLOP/s in float32 (FLOP convention of
-benchmarks/compare.py); ``peakmem_train_step`` the process's peak memory.
+state; ``track_gflops`` its achieved GFLOP/s with float32 parameters, per
+precision (FLOP convention of benchmarks/compare.py); ``peakmem_train_step`` the process's peak memory.
 ``time_train_step_image_inputs`` is the same step on MNIST-like inputs (81% zeros,
 which the core skips), and ``time_trainer_epoch`` a whole ``Trainer`` epoch at
-the paper's mini-batch of 20: the loop around the steps included.
+the paper's mini-batch of 20 in each precision: the loop around the steps included.
 
 ``ConvTrainStep`` and ``ConvTrainStepGflops`` time ``train_step`` of the
 convolutional network of benchmarks/compare.py (``_common.CONV_LAYERS``) on a
 mini-batch of 20 MNIST-like images, with the same 20 / 4 schedule, learning
-rates 0.05, float32 and float64, 1 and 2 threads (``track_gflops``: float32, the
-FLOP convention of compare.py; its conv arch runs 40 / 10).
+rates 0.05, float32 and float64, 1 and 2 threads, float32 and bfloat16 products
+(``track_gflops``: float32 parameters, the FLOP convention of compare.py; its conv
+arch runs 40 / 10).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import numpy as np
 
 import eqprop
 
-from ._common import (ARCHS, BATCHES, BETA, CONV_BATCH, CONV_LAYERS, DTYPES, EPSILON, THREADS, best_seconds,
-                      image_like, make_conv_problem, make_problem, skip_combination, train_flops)
+from ._common import (ARCHS, BATCHES, BETA, CONV_BATCH, CONV_LAYERS, DTYPES, EPSILON, PRECISIONS, THREADS,
+                      best_seconds, image_like, make_conv_problem, make_problem, skip_combination, skip_precision,
+                      train_flops)
 
 FREE_STEPS = 20
 NUDGED_STEPS = 4
@@ -38,30 +41,32 @@ def _rates(arch):
 
 
 class TrainStep:
-    params = (list(ARCHS), BATCHES, DTYPES, THREADS)
-    param_names = ["arch", "batch", "dtype", "threads"]
+    params = (list(ARCHS), BATCHES, DTYPES, THREADS, PRECISIONS)
+    param_names = ["arch", "batch", "dtype", "threads", "precision"]
 
-    def setup(self, arch, batch, dtype, threads):
+    def setup(self, arch, batch, dtype, threads, precision):
         skip_combination(arch, batch)
-        self.net, self.x, self.target, self.state = make_problem(arch, batch, dtype, threads)
+        skip_precision(dtype, precision)
+        self.net, self.x, self.target, self.state = make_problem(arch, batch, dtype, threads, precision=precision)
         self.rates = _rates(arch)
 
-    def time_train_step(self, arch, batch, dtype, threads):
+    def time_train_step(self, arch, batch, dtype, threads, precision):
         self.net.train_step(self.x, self.target, beta=BETA, free_steps=FREE_STEPS,
                             nudged_steps=NUDGED_STEPS, epsilon=EPSILON, learning_rates=self.rates,
                             init=self.state, threads=threads)
 
 
 class TrainStepGflops:
-    params = (list(ARCHS), BATCHES, THREADS)
-    param_names = ["arch", "batch", "threads"]
+    params = (list(ARCHS), BATCHES, THREADS, PRECISIONS)
+    param_names = ["arch", "batch", "threads", "precision"]
 
-    def setup(self, arch, batch, threads):
+    def setup(self, arch, batch, threads, precision):
         skip_combination(arch, batch)
-        self.net, self.x, self.target, self.state = make_problem(arch, batch, "float32", threads)
+        self.net, self.x, self.target, self.state = make_problem(arch, batch, "float32", threads,
+                                                                 precision=precision)
         self.rates = _rates(arch)
 
-    def track_gflops(self, arch, batch, threads):
+    def track_gflops(self, arch, batch, threads, precision):
         def call():
             self.net.train_step(self.x, self.target, beta=BETA, free_steps=FREE_STEPS,
                                 nudged_steps=NUDGED_STEPS, epsilon=EPSILON, learning_rates=self.rates,
@@ -106,26 +111,29 @@ CONV_RATES = [0.05, 0.05, 0.05]
 
 
 class ConvTrainStep:
-    params = (DTYPES, THREADS)
-    param_names = ["dtype", "threads"]
+    params = (DTYPES, THREADS, PRECISIONS)
+    param_names = ["dtype", "threads", "precision"]
 
-    def setup(self, dtype, threads):
-        self.net, self.x, self.target, self.state = make_conv_problem(CONV_BATCH, dtype, threads)
+    def setup(self, dtype, threads, precision):
+        skip_precision(dtype, precision)
+        self.net, self.x, self.target, self.state = make_conv_problem(CONV_BATCH, dtype, threads,
+                                                                      precision=precision)
 
-    def time_train_step(self, dtype, threads):
+    def time_train_step(self, dtype, threads, precision):
         self.net.train_step(self.x, self.target, beta=BETA, free_steps=FREE_STEPS,
                             nudged_steps=NUDGED_STEPS, epsilon=EPSILON, learning_rates=CONV_RATES,
                             init=self.state, threads=threads)
 
 
 class ConvTrainStepGflops:
-    params = (THREADS,)
-    param_names = ["threads"]
+    params = (THREADS, PRECISIONS)
+    param_names = ["threads", "precision"]
 
-    def setup(self, threads):
-        self.net, self.x, self.target, self.state = make_conv_problem(CONV_BATCH, "float32", threads)
+    def setup(self, threads, precision):
+        self.net, self.x, self.target, self.state = make_conv_problem(CONV_BATCH, "float32", threads,
+                                                                      precision=precision)
 
-    def track_gflops(self, threads):
+    def track_gflops(self, threads, precision):
         def call():
             self.net.train_step(self.x, self.target, beta=BETA, free_steps=FREE_STEPS,
                                 nudged_steps=NUDGED_STEPS, epsilon=EPSILON, learning_rates=CONV_RATES,
@@ -140,20 +148,20 @@ class ConvTrainStepGflops:
 class TrainerEpoch:
     """One epoch of ``Trainer.fit`` over 2,000 MNIST-like examples, 784-500-10, batch 20."""
 
-    params = (THREADS,)
-    param_names = ["threads"]
+    params = (THREADS, PRECISIONS)
+    param_names = ["threads", "precision"]
     number = 1
     repeat = (3, 10, 20.0)
 
-    def setup(self, threads):
+    def setup(self, threads, precision):
         rng = np.random.default_rng(0)
         self.x = image_like(2000, 784, "float32", rng)
         self.labels = rng.integers(0, 10, size=2000)
         self.trainer = eqprop.Trainer(
-            eqprop.EqPropNetwork([784, 500, 10], seed=0, threads=threads), beta=BETA,
+            eqprop.EqPropNetwork([784, 500, 10], seed=0, threads=threads, precision=precision), beta=BETA,
             free_steps=FREE_STEPS, nudged_steps=NUDGED_STEPS, epsilon=EPSILON,
             learning_rates=[0.1, 0.05], batch_size=20, threads=threads, seed=0)
         self.trainer.fit(self.x, self.labels, epochs=1, progress=False)  # particles allocated
 
-    def time_trainer_epoch(self, threads):
+    def time_trainer_epoch(self, threads, precision):
         self.trainer.fit(self.x, self.labels, epochs=1, progress=False)

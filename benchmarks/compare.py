@@ -6,6 +6,7 @@ Run from the repository root (eqprop installed, PyTorch optional)::
     python benchmarks/compare.py --quick               # a smoke run (about two minutes)
     python benchmarks/compare.py --archs 3h --batch-sizes 20 --threads 1,2
     python benchmarks/compare.py --archs conv --batch-sizes 20 --threads 1,2   # the conv network
+    python benchmarks/compare.py --archs 2h,3h --precisions float32,bfloat16   # eqprop in both precisions
     python benchmarks/compare.py --markdown docs/performance.md
     python benchmarks/compare.py --time-to-error --markdown docs/time-to-error.md
 
@@ -27,6 +28,10 @@ Implementations: ``eqprop`` (the public ``EqPropNetwork.train_step``),
 ``eqprop-internal`` (the validated-once internals a training loop uses:
 ``StepEngine.free_phase`` + ``StepEngine.update``), ``torch`` and ``numpy``
 (``benchmarks/peers``: the same algorithm written the usual way).
+``--precisions float32,bfloat16`` runs the eqprop implementations in each
+precision (``EqPropNetwork(precision=...)``: bfloat16 relaxation products with
+float32 sums), side by side with a "vs float32" column; the
+peers run in float32. Every precision is charged the same useful FLOP.
 
 Useful work (FLOP per training example, multiply-add = 2 FLOP; elementwise
 work, biases and clipping not counted), the same convention for every
@@ -223,15 +228,15 @@ def one_hot(labels: np.ndarray, n_classes: int, dtype) -> np.ndarray:
 StepFn = Callable[[np.ndarray, np.ndarray, list], list]
 
 
-def make_step(impl: str, weights, biases, preset: Preset, threads: int, dtype) -> StepFn:
-    """A function (x, target, init) -> free state that runs one training step of ``impl``."""
+def make_step(impl: str, weights, biases, preset: Preset, threads: int, dtype, precision: str = "float32") -> StepFn:
+    """A function (x, target, init) -> free state that runs one training step of ``impl`` (eqprop: in ``precision``)."""
     hyper = dict(beta=preset.beta, free_steps=preset.free_steps, nudged_steps=preset.nudged_steps,
                  epsilon=EPSILON, learning_rates=list(preset.learning_rates))
     if impl in ("eqprop", "eqprop-internal"):
         import eqprop
         from eqprop.algorithms import Contrast
 
-        net = eqprop.EqPropNetwork(preset.layers, dtype=dtype, threads=threads)
+        net = eqprop.EqPropNetwork(preset.layers, dtype=dtype, threads=threads, precision=precision)
         net.set_params(weights, biases)
         if impl == "eqprop":
             return lambda x, t, init: net.train_step(x, t, init=init, threads=threads, **hyper)
@@ -272,6 +277,7 @@ class Measurement:
     batches: int
     seconds: float
     flops_per_example: int
+    precision: str = "float32"
 
     @property
     def examples_per_second(self) -> float:
@@ -431,8 +437,8 @@ def machine_info() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------- output
-HEADER = ("arch", "batch", "threads", "impl", "batches", "examples/s", "s/epoch", "vs torch", "vs torch-usual",
-          "GFLOP/s", "% of peak", "% of native peak")
+HEADER = ("arch", "batch", "threads", "impl", "precision", "batches", "examples/s", "s/epoch", "vs float32",
+          "vs torch", "vs torch-usual", "GFLOP/s", "% of peak", "% of native peak")
 
 
 def table_rows(results: list[Measurement], peaks: dict[int, float],
@@ -441,13 +447,17 @@ def table_rows(results: list[Measurement], peaks: dict[int, float],
         return {(m.arch, m.batch, m.threads): m.examples_per_second for m in results if m.impl == impl}
 
     torch_rate, usual_rate = rates("torch"), rates("torch-usual")
+    float32_rate = {(m.arch, m.batch, m.threads, m.impl): m.examples_per_second
+                    for m in results if m.precision == "float32"}
     rows = []
     for m in results:
         key = (m.arch, m.batch, m.threads)
         reference, usual = torch_rate.get(key), usual_rate.get(key)
+        same_in_float32 = float32_rate.get((*key, m.impl)) if m.precision != "float32" else None
         rows.append((
-            m.arch, str(m.batch), str(m.threads), m.impl, str(m.batches),
+            m.arch, str(m.batch), str(m.threads), m.impl, m.precision, str(m.batches),
             f"{m.examples_per_second:,.0f}", f"{m.seconds_per_epoch:,.1f}",
+            f"{m.examples_per_second / same_in_float32:.2f}x" if same_in_float32 else "-",
             f"{m.examples_per_second / reference:.2f}x" if reference else "-",
             f"{m.examples_per_second / usual:.2f}x" if usual else "-",
             f"{m.gflops:.1f}", f"{100 * m.gflops / peaks[m.threads]:.0f}%" if peaks.get(m.threads) else "-",
@@ -535,6 +545,12 @@ def _arch(name: str) -> str:
     raise argparse.ArgumentTypeError(f"unknown architecture {name!r}; choose from {', '.join(PRESETS)}")
 
 
+def _precision(name: str) -> str:
+    if name not in ("float32", "bfloat16"):
+        raise argparse.ArgumentTypeError(f"unknown precision {name!r}; choose from float32, bfloat16")
+    return name
+
+
 def _impl(name: str) -> str:
     if name not in IMPLEMENTATIONS:
         raise argparse.ArgumentTypeError(f"unknown implementation {name!r}; choose from {', '.join(IMPLEMENTATIONS)}")
@@ -564,6 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop a measurement after this long, once a batch is done (default 20; 3 with --quick)")
     parser.add_argument("--quick", action="store_true", help="fewer batches and a shorter peak measurement")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--precisions", type=_csv(_precision), default=["float32"],
+                        help="precisions of the eqprop implementations' relaxation products, e.g. "
+                             "float32,bfloat16 (default float32; bfloat16 needs --dtype float32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-native-peak", action="store_true",
                         help=f"skip the peak measured with {' and '.join(NATIVE_UNSET)} unset (in a child process)")
@@ -607,6 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(t < 1 for t in args.threads) or any(b < 1 for b in args.batch_sizes):
         raise SystemExit("--threads and --batch-sizes must be positive")
     dtype = np.dtype(args.dtype)
+    if "bfloat16" in args.precisions and dtype != np.float32:
+        raise SystemExit("--precisions bfloat16 needs --dtype float32")
     if args.gemm_peak_only:
         return _print_gemm_peak_only(args)
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__), *sys.argv[1:]])
@@ -660,9 +681,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         flops = flops_per_example(preset.layers, preset.free_steps, preset.nudged_steps)
         for batch in args.batch_sizes:
             for threads in args.threads:
-                for impl in args.peers:
+                for impl, precision in [(impl, precision) for impl in args.peers
+                                        for precision in (args.precisions if impl.startswith("eqprop") else ["float32"])]:
                     try:
-                        step = make_step(impl, reference.weights, reference.biases, preset, threads, dtype)
+                        step = make_step(impl, reference.weights, reference.biases, preset, threads, dtype, precision)
                     except (RuntimeError, AttributeError) as exc:
                         print(f"skipping {impl}: {exc}", flush=True)
                         continue
@@ -670,9 +692,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     particles = [np.zeros((x.shape[0], n), dtype=dtype) for n in reference.layer_sizes]
                     done, seconds = measure(step, x, targets, particles, batch, args.warmup, cap,
                                             args.min_seconds, args.seconds)
-                    m = Measurement(preset.label, batch, threads, impl, done, seconds, flops)
+                    m = Measurement(preset.label, batch, threads, impl, done, seconds, flops, precision)
                     results.append(m)
-                    print(f"{m.arch} batch {batch} threads {threads} {impl}: {m.examples_per_second:,.0f} examples/s, "
+                    print(f"{m.arch} batch {batch} threads {threads} {impl} {precision}: "
+                          f"{m.examples_per_second:,.0f} examples/s, "
                           f"{m.gflops:.1f} GFLOP/s ({done} batches in {seconds:.2f} s)", flush=True)
 
     rows = table_rows(results, peaks, native_peaks)
@@ -709,7 +732,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "most EP scripts write it, recomputing x W_0 at every step (same results, more work)."
             + (CONV_IMPL_TEXT if "conv" in args.archs else "") + "\n\n"
             "s/epoch is for 50,000 examples; \"vs torch\" and \"vs torch-usual\" are speed-ups over those "
-            "PyTorch peers at the same batch and threads (all charged the same useful FLOP).\n\n" + format_markdown(HEADER, rows) + "\n"
+            "PyTorch peers at the same batch and threads (all charged the same useful FLOP); \"vs float32\" "
+            "that of a bfloat16 row over the same implementation in float32 (precision: the relaxation's "
+            "products; parameters, states and updates are float32 in both).\n\n" + format_markdown(HEADER, rows) + "\n"
         )
         _write_markdown(args.markdown, command, date, info, source, body)
     return 0

@@ -22,9 +22,43 @@ def _activations(x, state, linear_output=False):
     return layers
 
 
-def net_inputs(weights, biases, x, state, linear_output=False):
-    """h_k = rho(s_{k-1}) W_{k-1} + rho(s_{k+1}) W_k^T + b_k for every non-input layer."""
+def bf16_round(a):
+    """``a`` rounded to the nearest bfloat16, ties to even, as float32 (float64 input: via float32).
+
+    From the definition: a bfloat16 is a float32 whose low 16 bits are zero (sign,
+    8 exponent bits, 7 mantissa bits). A finite x lies between two of them, ``low``
+    (x's bits with the low 16 cleared: toward zero) and ``high`` (the next one away
+    from zero; past the largest bfloat16, 2^128, which reads as infinity). x
+    becomes the nearer one (the distances are exact in float64); a tie goes to the
+    one whose last mantissa bit is 0. Infinities stay, NaN stays NaN.
+    """
+    x = np.asarray(a, dtype=np.float32)
+    bits = x.view(np.uint32)
+    low_bits = bits & np.uint32(0xFFFF0000)
+    high_bits = low_bits + np.uint32(0x10000)
+    with np.errstate(invalid="ignore"):
+        low = low_bits.view(np.float32).astype(np.float64)
+        high = high_bits.view(np.float32).astype(np.float64)
+        high = np.where(np.isfinite(high), high, np.sign(low) * 2.0**128)
+        exact = x.astype(np.float64)
+        to_low, to_high = np.abs(exact - low), np.abs(high - exact)
+    low_is_even = (low_bits >> np.uint32(16)) & np.uint32(1) == 0
+    pick_high = (to_high < to_low) | ((to_high == to_low) & ~low_is_even)
+    out = np.where(pick_high, high_bits, low_bits).view(np.float32)
+    out = np.where(np.isfinite(x), out, x)  # inf stays inf, NaN stays NaN
+    return out.astype(np.float32)
+
+
+def net_inputs(weights, biases, x, state, linear_output=False, operands=None):
+    """h_k = rho(s_{k-1}) W_{k-1} + rho(s_{k+1}) W_k^T + b_k for every non-input layer.
+
+    ``operands``, if given (``bf16_round``), is applied to both operands of every
+    product, which are then multiplied and summed in float64.
+    """
     layers = _activations(x, state, linear_output)
+    if operands is not None:
+        layers = [operands(a).astype(np.float64) for a in layers]
+        weights = [operands(w).astype(np.float64) for w in weights]
     h = []
     for k in range(len(state)):
         value = layers[k] @ weights[k] + biases[k]
@@ -34,8 +68,11 @@ def net_inputs(weights, biases, x, state, linear_output=False):
     return h
 
 
-def _dynamics(inputs, init, steps, epsilon, beta, target, solver, linear_output, clamp):
-    """Euler or alternating sweeps given ``inputs(state)`` -> the net input of every layer."""
+def _dynamics(inputs, init, steps, epsilon, beta, target, solver, linear_output, clamp, store=None):
+    """Euler or alternating sweeps given ``inputs(state)`` -> the net input of every layer.
+
+    ``store``, if given, is applied to every new layer state (``np.float32``: states kept in float32).
+    """
     n = len(init)
     state = [np.array(s, dtype=float) if (linear_output and k == n - 1) else rho(np.array(s))
              for k, s in enumerate(init)]
@@ -44,7 +81,8 @@ def _dynamics(inputs, init, steps, epsilon, beta, target, solver, linear_output,
     moving = n - 1 if clamp is not None else n
 
     def bound(k, value):
-        return value if (linear_output and k == n - 1) else rho(value)
+        value = value if (linear_output and k == n - 1) else rho(value)
+        return value if store is None else store(value)
 
     for _ in range(steps):
         if solver == "euler":
@@ -70,10 +108,14 @@ def _dynamics(inputs, init, steps, epsilon, beta, target, solver, linear_output,
 
 
 def relax(weights, biases, x, init, steps, epsilon, beta=0.0, target=None, solver="euler",
-          linear_output=False, clamp=None):
-    """The dynamics of eqprop.EqPropNetwork.relax; ``clamp`` holds the output at those values."""
-    return _dynamics(lambda state: net_inputs(weights, biases, x, state, linear_output), init, steps, epsilon,
-                     beta, target, solver, linear_output, clamp)
+          linear_output=False, clamp=None, operands=None, store=None):
+    """The dynamics of eqprop.EqPropNetwork.relax; ``clamp`` holds the output at those values.
+
+    ``operands=bf16_round, store=np.float32``: precision="bfloat16" (products of
+    bfloat16 operands, float32 states).
+    """
+    return _dynamics(lambda state: net_inputs(weights, biases, x, state, linear_output, operands), init, steps,
+                     epsilon, beta, target, solver, linear_output, clamp, store)
 
 
 def energy(weights, biases, x, state, linear_output=False):
@@ -258,12 +300,21 @@ def _maps(x, state, shapes, linear_output=False):
     return [a.reshape(batch, *shape) for a, shape in zip(_activations(x, state, linear_output), shapes)]
 
 
-def chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_output=False):
-    """h_j = dPhi/ds_j for every non-input layer, flat."""
+def chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_output=False, operands=None):
+    """h_j = dPhi/ds_j for every non-input layer, flat.
+
+    ``operands`` (``bf16_round``), if given, is applied to every map and weight
+    array before the products, which then run in float64. Max pooling picks its
+    winners from that convolution too.
+    """
     shapes = chain_shapes(input_shape, layers)
     maps = _maps(x, state, shapes, linear_output)
+    if operands is not None:
+        maps = [operands(m).astype(np.float64) for m in maps]
+        weights = [operands(w).astype(np.float64) for w in weights]
     batch = x.shape[0]
-    h = [np.zeros((batch, int(np.prod(s))), dtype=x.dtype) for s in shapes[1:]]
+    dtype = x.dtype if operands is None else np.float64
+    h = [np.zeros((batch, int(np.prod(s))), dtype=dtype) for s in shapes[1:]]
     for j, layer in enumerate(layers):
         below, above = maps[j], maps[j + 1]
         w, b = weights[j], biases[j]
@@ -281,9 +332,11 @@ def chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_outp
 
 
 def chain_relax(input_shape, layers, weights, biases, x, init, steps, epsilon, beta=0.0, target=None,
-                solver="euler", linear_output=False, clamp=None):
-    return _dynamics(lambda state: chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_output),
-                     init, steps, epsilon, beta, target, solver, linear_output, clamp)
+                solver="euler", linear_output=False, clamp=None, operands=None, store=None):
+    """``relax`` for a chain; ``operands=bf16_round, store=np.float32``: precision="bfloat16"."""
+    return _dynamics(lambda state: chain_net_inputs(input_shape, layers, weights, biases, x, state, linear_output,
+                                                    operands),
+                     init, steps, epsilon, beta, target, solver, linear_output, clamp, store)
 
 
 def chain_phi(input_shape, layers, weights, biases, x, state):

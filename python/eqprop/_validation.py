@@ -108,6 +108,18 @@ def check_init_gains(gains: object, n_connections: int) -> tuple[float, ...]:
     return checked
 
 
+PRECISIONS = ("float32", "bfloat16")
+
+
+def check_precision(precision: object, dtype: np.dtype) -> str:
+    """The precision of the relaxation's products: 'float32' (the dtype's own) or 'bfloat16' (float32 networks)."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"precision must be 'float32' or 'bfloat16'; got {precision!r}")
+    if precision == "bfloat16" and np.dtype(dtype) != np.float32:
+        raise ValueError(f"precision='bfloat16' needs dtype float32; got dtype {np.dtype(dtype).name}")
+    return precision
+
+
 def check_output(output: object) -> str:
     if output not in ("clipped", "linear"):
         raise ValueError(f"output must be 'clipped' or 'linear'; got {output!r}")

@@ -158,6 +158,11 @@ class Checkpoint:
         return str(self.meta["network"].get("cost", "squared-error"))
 
     @property
+    def precision(self) -> str:
+        """The relaxation's precision ('float32' when the checkpoint predates bfloat16)."""
+        return str(self.meta["network"].get("precision", "float32"))
+
+    @property
     def layers(self) -> list:
         """The network's layers (``EqPropNetwork``'s first argument); dense checkpoints may hold sizes only."""
         from eqprop.layers import layers_from_json
@@ -170,7 +175,7 @@ class Checkpoint:
         from eqprop.network import EqPropNetwork
 
         net = EqPropNetwork(self.layers, dtype=self.dtype, output=self.meta["network"].get("output", "clipped"),
-                            cost=self.cost, threads=threads)
+                            cost=self.cost, precision=self.precision, threads=threads)
         net.set_params(self.weights, self.biases)
         return net
 
@@ -384,6 +389,8 @@ def _check_network_meta(meta: dict, path: Path) -> None:
         raise fail(f"network output {network.get('output')!r} is not 'clipped' or 'linear'")
     if network.get("cost", "squared-error") not in ("squared-error", "cross-entropy"):
         raise fail(f"network cost {network.get('cost')!r} is not 'squared-error' or 'cross-entropy'")
+    if network.get("precision", "float32") not in ("float32", "bfloat16"):
+        raise fail(f"network precision {network.get('precision')!r} is not 'float32' or 'bfloat16'")
 
 
 def check_training_meta(checkpoint: Checkpoint) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from eqprop._validation import check_precision
 from eqprop.algorithms import ALGORITHMS
 from eqprop.layers import format_layers, layers_from_json, layers_to_json, resolve_layers
 
@@ -60,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "solver": "euler",
     "eval_steps": None,
     "dtype": "float32",
+    "precision": "float32",
 }
 #: Training examples of each dataset (before --train-size), for the memory estimate.
 TRAIN_SIZES = {"digits": 1197, "mnist": 50_000, "fashion-mnist": 50_000}
@@ -68,7 +70,7 @@ RESUME_FLAGS = ("epochs", "threads", "data_dir", "quiet", "distributed")
 HYPERPARAMETER_FLAGS = (
     "preset", "dataset", "layers", "beta", "free_steps", "nudged_steps", "epsilon", "lr",
     "batch_size", "seed", "solver", "symmetric", "persistent", "random_sign", "train_size",
-    "dtype", "eval_steps", "out", "init_gain", "algorithm", "coupling", "output", "cost",
+    "dtype", "precision", "eval_steps", "out", "init_gain", "algorithm", "coupling", "output", "cost",
     "optimizer", "momentum", "betas", "eps", "weight_decay", "bias_lr",
     "schedule", "schedule_epochs", "schedule_floor", "schedule_gamma", "schedule_step_size",
 )
@@ -230,6 +232,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         "epochs": args.epochs, "random_sign": args.random_sign, "persistent": args.persistent,
         "symmetric": args.symmetric, "solver": args.solver, "eval_steps": args.eval_steps,
         "dtype": args.dtype, "threads": args.threads, "seed": args.seed, "train_size": args.train_size,
+        "precision": args.precision,
         "init_gains": list(args.init_gain) if args.init_gain else None,
         "algorithm": args.algorithm, "coupling": args.coupling, "output": args.output, "cost": args.cost,
         "optimizer": args.optimizer, "momentum": args.momentum, "betas": args.betas, "eps": args.eps,
@@ -265,6 +268,10 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
                          f"cross-entropy the output is the softmax readout: use an EP algorithm")
         if len(settings["layers"]) < 3:
             parser.error("--cost cross-entropy needs a hidden layer: the last connection is the readout")
+    try:
+        check_precision(settings["precision"], settings["dtype"])
+    except ValueError as exc:
+        parser.error(f"--precision: {exc}")
     try:
         settings.update(_optimizer_settings(settings))
     except (TypeError, ValueError) as exc:
@@ -520,7 +527,8 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
     else:
         net = eqprop.EqPropNetwork(layers, dtype=settings["dtype"], seed=settings["seed"],
                                    init_gains=settings.get("init_gains"), output=settings.get("output", "clipped"),
-                                   cost=settings.get("cost", "squared-error"), threads=settings["threads"])
+                                   cost=settings.get("cost", "squared-error"),
+                                   precision=settings.get("precision", "float32"), threads=settings["threads"])
         trainer = eqprop.Trainer(
             net, beta=settings["beta"], free_steps=settings["free_steps"], nudged_steps=settings["nudged_steps"],
             epsilon=settings["epsilon"], learning_rates=settings["learning_rates"],
@@ -747,6 +755,9 @@ def _cmd_info(args: argparse.Namespace, parser: argparse.ArgumentParser | None =
     print(f"max threads: {info['max_threads']}")
     print(f"built with -march=native: {'yes' if info['native'] else 'no'}")
     print(f"relaxation kernel: {info['kernel']['path']} ({info['kernel']['isa']})")
+    bf16 = info["bfloat16"]
+    print(f"bfloat16 products: {'AVX512_BF16 instructions' if bf16['kernel'] == 'avx512bf16' else 'fallback'} "
+          f"(the CPU {'has' if bf16['cpu'] else 'lacks'} AVX512_BF16)")
     print(f"sparse input products: for inputs with at most {info['sparse_input_density']:.0%} non-zero entries")
     print(f"connections: dense; conv (direct convolution, {info['kernel']['isa']}; 2x2 max / average / no pooling)")
     for blas in info["blas"]:
@@ -898,6 +909,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=_positive_int, metavar="N",
                      help="OpenMP threads (default: all cores); results repeat exactly for the same seed and N")
     run.add_argument("--dtype", choices=("float32", "float64"), help="floating type (default float32)")
+    run.add_argument("--precision", choices=("float32", "bfloat16"),
+                     help="the relaxation's matrix products: float32, or bfloat16 copies of the weights and "
+                     "states with float32 sums (AVX512_BF16 where the CPU has it; --dtype float32); "
+                     "parameters, states and updates stay float32 (default float32)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors; no progress bar")
     run.add_argument("--distributed", action="store_true",
                      help="data-parallel over the MPI ranks of mpiexec -n RANKS (needs mpi4py and an MPI, see "

@@ -95,6 +95,15 @@ class EqPropNetwork:
         "coupled": there is no relaxing output to clamp). Needs a hidden
         layer and ``output="clipped"``; conv hidden layers are allowed (the
         readout is dense).
+    precision : {"float32", "bfloat16"}, default "float32"
+        The relaxation's matrix products (the drive x W_0, the bottom-up s W
+        and top-down s W^T parts): in the network's dtype, or on bfloat16
+        copies of the weights and states (rounded to nearest even) with
+        float32 sums, using AVX512_BF16 where the CPU has it (a conv
+        connection's transposed convolution multiplies the rounded values with
+        the float32 kernels). Everything else stays float32: the parameters,
+        the states, the element-wise steps and the EP update. Needs dtype
+        float32.
     threads : int, optional
         OpenMP threads the core uses: None means every usable core, n > 0
         exactly n, -k all but k - 1 (scikit-learn's convention). Each method
@@ -133,6 +142,7 @@ class EqPropNetwork:
         init_gains: float | Sequence[float] | None = None,
         output: str = "clipped",
         cost: str = "squared-error",
+        precision: str = "float32",
         threads: int | None = None,
     ) -> None:
         self.input_shape, self.connections = resolve_layers(layers)
@@ -152,6 +162,7 @@ class EqPropNetwork:
             if self.connections[-1].kind != "dense":
                 raise ValueError("cost='cross-entropy' needs a dense last layer: the readout is dense")
         self.dtype = check.check_dtype(dtype)
+        self.precision = check.check_precision(precision, self.dtype)
         self.threads = check.check_threads(threads)
         gains = check.check_init_gains(init_gains, len(self.connections))
         rng = np.random.default_rng(seed)
@@ -190,7 +201,8 @@ class EqPropNetwork:
     def __repr__(self) -> str:
         output = ", output='linear'" if self.output == "linear" else ""
         cost = ", cost='cross-entropy'" if self.readout else ""
-        return f"EqPropNetwork({self.architecture}, dtype={self.dtype.name}{output}{cost})"
+        precision = ", precision='bfloat16'" if self.precision == "bfloat16" else ""
+        return f"EqPropNetwork({self.architecture}, dtype={self.dtype.name}{output}{cost}{precision})"
 
     def zero_state(self, batch: int) -> State:
         """The all-zeros flat state of ``batch`` examples (where relaxation starts by default)."""
@@ -205,12 +217,14 @@ class EqPropNetwork:
         chain = self._chain
         if chain is not None:
             weights, biases = chain.arrays
-            if all(a is b for a, b in zip(weights, self.weights)) and all(a is b for a, b in zip(biases, self.biases)):
+            if (all(a is b for a, b in zip(weights, self.weights)) and all(a is b for a, b in zip(biases, self.biases))
+                    and chain.bfloat16 == (self.precision == "bfloat16")):
                 return chain
         self._checked_parameter_arrays()
         geometry = np.array([c.geometry_row() for c in self.connections], dtype=np.int32)
         self._chain = eqcore.Chain(geometry, list(self.weights), list(self.biases),
-                                   linear_output=self.output == "linear", readout=self.readout)
+                                   linear_output=self.output == "linear", readout=self.readout,
+                                   precision=self.precision)
         return self._chain
 
     def __getstate__(self) -> dict:
@@ -644,6 +658,7 @@ class EqPropNetwork:
             "dtype": self.dtype.name,
             "output": self.output,
             "cost": self.cost_function,
+            "precision": self.precision,
             "weights": [w.copy() for w in self.weights],
             "biases": [b.copy() for b in self.biases],
         }

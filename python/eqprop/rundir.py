@@ -303,6 +303,7 @@ _OPTIONAL = {
     "coupling": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
     "output": (lambda v: v in ("clipped", "linear"), "clipped or linear"),
     "cost": (lambda v: v in ("squared-error", "cross-entropy"), "squared-error or cross-entropy"),
+    "precision": (lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
     "init_gains": (lambda v: v is None or (isinstance(v, list) and all(
         isinstance(g, (int, float)) and not isinstance(g, bool) and g > 0 for g in v)),
         "null or a list of positive numbers"),
@@ -429,6 +430,11 @@ def check_resume_consistency(config: Mapping[str, Any], checkpoint: Any, metrics
         raise RunDirectoryError(
             f"{where} are of different runs: config.json says cost {config.get('cost', 'squared-error')}, "
             f"the checkpoint holds a {checkpoint.cost} network"
+        )
+    if config.get("precision", "float32") != checkpoint.precision:
+        raise RunDirectoryError(
+            f"{where} are of different runs: config.json says precision {config.get('precision', 'float32')}, "
+            f"the checkpoint {checkpoint.precision}"
         )
     from eqprop.optim import DEFAULTS
 

@@ -99,6 +99,9 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
     dtype : {"float32", "float64"}, default "float32"
         Floating type of the network, as in :class:`eqprop.EqPropNetwork`
         (``X`` is converted once). :meth:`predict_proba` returns float64 either way.
+    precision : {"float32", "bfloat16"}, default "float32"
+        The relaxation's matrix products, as in :class:`eqprop.EqPropNetwork`
+        (bfloat16 needs dtype float32).
     threads : int, optional
         OpenMP threads of the core; None means all cores. Use ``threads=1``
         inside ``GridSearchCV(n_jobs=...)`` / ``cross_val_score(n_jobs=...)`` so
@@ -180,6 +183,7 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
         eval_steps: int | None = None,
         scale_inputs: bool = True,
         dtype: str = "float32",
+        precision: str = "float32",
         threads: int | None = None,
         init_gains: float | Sequence[float] | None = None,
         cost: str = "squared-error",
@@ -204,6 +208,7 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
         self.eval_steps = eval_steps
         self.scale_inputs = scale_inputs
         self.dtype = dtype
+        self.precision = precision
         self.threads = threads
         self.random_state = random_state
 
@@ -294,7 +299,7 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
             self.input_scale_ = np.ones(X.shape[1])
         net_seed, trainer_seed = self._seeds()
         network = EqPropNetwork(list(sizes), dtype=self.dtype, seed=net_seed, init_gains=self.init_gains,
-                                cost=self.cost, threads=self.threads)
+                                cost=self.cost, precision=self.precision, threads=self.threads)
         self.trainer_ = Trainer(
             network, beta=self.beta, free_steps=self.free_steps, nudged_steps=self.nudged_steps,
             epsilon=self.epsilon, learning_rates=self._rates(len(sizes) - 1), batch_size=self.batch_size,

@@ -1045,7 +1045,8 @@ class Trainer:
         meta = {
             "eqprop_version": eqprop.__version__,
             "network": {"sizes": list(self.net.sizes), "layers": layers_to_json(self.net.layers),
-                        "dtype": self.net.dtype.name, "output": self.net.output, "cost": self.net.cost_function},
+                        "dtype": self.net.dtype.name, "output": self.net.output, "cost": self.net.cost_function,
+                        "precision": self.net.precision},
             "config": self.config(),
             "epoch": self.epoch,
             "rng_state": self.rng.bit_generator.state,
@@ -1086,8 +1087,9 @@ class Trainer:
                              f"network has cost={self.net.cost_function!r}")
         saved_config = {**OPTIM_DEFAULTS, **checkpoint.config}  # format 1: plain SGD, constant rates
         differing = sorted(
-            key for key, value in saved_config.items()
-            if key not in ("threads", "seed") and self.config().get(key) != value
+            [key for key, value in saved_config.items()
+             if key not in ("threads", "seed") and self.config().get(key) != value]
+            + (["precision"] if checkpoint.precision != self.net.precision else [])
         )
         if differing:
             warnings.warn(

@@ -7,7 +7,7 @@ C-contiguous arrays of one floating dtype with consistent shapes. Use
 
 from __future__ import annotations
 
-from eqcore._gemm import gemm_path, set_gemm_path, set_sparse_threshold, sparse_threshold
+from eqcore._gemm import cpu_has_bf16, gemm_path, set_gemm_path, set_sparse_threshold, sparse_threshold
 from eqcore._engine import KIND_CODES, N_GEOMETRY_FIELDS, POOL_CODES, Chain
 from eqcore._openmp import (
     effective_threads,
@@ -45,6 +45,7 @@ __all__ = [
     "SOLVER_FIXED_POINT",
     "apply_ep_update",
     "build_info",
+    "cpu_has_bf16",
     "gemm_path",
     "set_gemm_path",
     "set_parallel_threshold",
@@ -68,7 +69,10 @@ def build_info() -> dict:
     dict
         ``openmp`` (bool), ``max_threads`` (int), ``native`` (bool, built with
         ``-march=native``), ``kernel`` (the relaxation's matrix product and
-        the instruction set it runs with), ``sparse_input_density`` (inputs
+        the instruction set it runs with, ``gemm_path()``), ``bfloat16``
+        (``cpu``: whether the CPU has AVX512_BF16; ``kernel``: what
+        precision="bfloat16" runs, ``"avx512bf16"`` or ``"fallback"``),
+        ``sparse_input_density`` (inputs
         with at most this fraction of non-zeros take the sparse product) and ``blas``: a list of the BLAS libraries loaded in
         this process as threadpoolctl reports them (the one ``eqcore`` calls is
         SciPy's, through ``scipy.linalg.cython_blas``).
@@ -91,6 +95,7 @@ def build_info() -> dict:
         "max_threads": max_threads(),
         "native": native_build(),
         "kernel": gemm_path(),
+        "bfloat16": {"cpu": cpu_has_bf16(), "kernel": gemm_path()["bf16"]},
         "sparse_input_density": sparse_threshold(),
         "blas": blas,
     }

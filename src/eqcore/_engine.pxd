@@ -34,6 +34,11 @@ cdef struct Connection:
     void* weights_taps         # per call, conv: W as (c_out, k, k, c_in), for the transposed convolution
     int* offsets               # per call, conv: (patch,) offsets of a patch's values in the padded map below
     void* bias_full            # per call: the bias at every unit of the layer above (n_out,)
+    int bf16                   # per call: the bfloat16 products' mode (_gemm.BF16_*), 0 for float32
+    void* weights_bf           # per call, bf16 dense: W for the bottom-up product (native: pair layout);
+                               # native conv: W's pair layout over (channel pair, kernel row, column)
+    int* offsets_bf            # per call, native conv: (pairs,) a patch's pair offsets in the pair map below
+    void* weights_t_bf         # per call, bf16 dense above the input: W^T for the top-down product
 
 cdef class Chain:
     cdef Connection* conns
@@ -45,8 +50,9 @@ cdef class Chain:
     cdef bint has_max_pool
     cdef readonly bint linear_output  # the output layer is not clipped
     cdef readonly bint readout        # the last connection is a softmax readout outside the energy
+    cdef readonly bint bfloat16       # the relaxation's products read bfloat16 copies
 
-cdef Connection* derived_connections(Chain chain, bint transposes) except NULL
+cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=*, bint drive=*) except NULL
 cdef void free_derived(Connection* conns, int n) noexcept
 
 cdef void bottom_up(const Connection* c, const floating* below, int rows, floating* out,

@@ -18,6 +18,13 @@ for a block of rows (examples); the relaxation (_relax.pyx) and the update
 (_update.pyx) loop over the chain and never look inside a connection.
 States live in [0, 1], where rho is the identity, so rho is not applied.
 
+With ``precision="bfloat16"``, the relaxation's products read bfloat16 copies
+of the weights (made per call by ``derived_connections``) and of the states
+(rounded per product into the thread's scratch), and sum in float32
+(bf16_kernels.h); the update reads the float32 weights. Dense connections and
+the direct convolution use AVX512_BF16 where the CPU has it; the transposed
+convolutions always multiply the rounded values with the float32 kernels.
+
 Adding a connection kind: a new KIND_ value in _engine.pxd, its geometry check
 in Chain, its branch in bottom_up / top_down / unpool (and in the update's
 weight gradient, _update.pyx), and a reference test (docs/architecture.md).
@@ -25,11 +32,14 @@ weight gradient, _update.pyx), and a reference test (docs/architecture.md).
 
 cimport numpy as cnp
 from cython cimport floating
+from libc.stdint cimport uint32_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
-from eqcore._gemm cimport small_gemm, small_gemm_with_transpose
+from eqcore._gemm cimport BF16_FALLBACK, BF16_NATIVE, bf16_gemm, small_gemm, small_gemm_with_transpose
 from eqcore._kernels cimport (
+    eq_bf16_bits, eq_bf16_columns, eq_bf16_pack_pairs_native, eq_bf16_pack_pairs_t_native, eq_bf16_pairs,
+    eq_bf16_round_f32, eq_bf16_shifted,
     eq_max_transposed_f32, eq_max_transposed_f64, eq_pad_map_f32, eq_pad_map_f64,
     eq_pool_avg_cl_f32, eq_pool_avg_cl_f64, eq_pool_max_cl_f32, eq_pool_max_cl_f64,
     eq_shifted_f32, eq_shifted_f64, eq_transpose_f32, eq_transpose_f64, eq_unpool_avg_cl_f32,
@@ -69,13 +79,17 @@ cdef class Chain:
         relaxing layer s_L, and in the nudged phase its top-down part carries
         beta (d - p sum(d)) instead of a state (the cross-entropy's nudge,
         _relax.pyx).
+    precision : {"float32", "bfloat16"}, default "float32"
+        The relaxation's matrix products: in the parameters' dtype, or reading
+        bfloat16 copies of the weights and the states with float32 sums
+        (float32 parameters only).
 
     Only the structure that protects memory is checked here; ``eqprop.layers``
     validates architectures with messages for users.
     """
 
     def __cinit__(self, const int[:, ::1] geometry, list weights, list biases, bint linear_output=False,
-                  bint readout=False):
+                  bint readout=False, str precision="float32"):
         cdef int n = geometry.shape[0], j
         cdef Connection* c
         self.conns = NULL
@@ -87,6 +101,11 @@ cdef class Chain:
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"parameters must be float32 or float64; got {dtype}")
         self.itemsize = dtype.itemsize
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be 'float32' or 'bfloat16'; got {precision!r}")
+        self.bfloat16 = precision == "bfloat16"
+        if self.bfloat16 and dtype != np.float32:
+            raise TypeError("precision 'bfloat16' needs float32 parameters")
         self.conns = <Connection*> calloc(n, sizeof(Connection))
         if self.conns == NULL:
             raise MemoryError()
@@ -136,7 +155,9 @@ cdef class Chain:
                 c.flops = 2.0 * c.c_out * c.patch * c.hw
                 # im2col and the conv output (the update); it covers the padded map (at
                 # most hw patch values) and the channels-last maps of bottom_up / top_down
-                self.conv_scratch = max(self.conv_scratch, <size_t> c.hw * (c.patch + c.c_out))
+                # bfloat16 (native) adds the map below as channel-pair words
+                self.conv_scratch = max(self.conv_scratch, <size_t> c.hw * (c.patch + c.c_out) + (
+                    <size_t> eq_bf16_pairs(c.c_in) * eq_bf16_columns(c.hp * c.wp) if self.bfloat16 else 0))
                 self.has_max_pool = self.has_max_pool or c.pool == POOL_MAX
             else:
                 raise ValueError(f"connection {j}: unknown kind {c.kind}")
@@ -211,7 +232,64 @@ cdef void _kernel_taps(const floating* w, int c_out, int c_in, int taps, floatin
         _transpose(w + <size_t> co * c_in * taps, c_in, taps, out + <size_t> co * c_in * taps)
 
 
-cdef Connection* derived_connections(Chain chain, bint transposes) except NULL:
+cdef void* _bf16_copy(const float* w, int n_in, int n_out, int mode, bint transposed) except NULL:
+    """W (n_in x n_out) or W^T as the bfloat16 operand of ``_gemm.bf16_gemm`` in ``mode``.
+
+    Native: the pair layout of W (pairs along n_in) or of W^T (pairs along
+    n_out). Fallback: W or W^T rounded to bfloat16, as float32.
+    """
+    cdef void* out
+    cdef float* t
+    if mode == BF16_NATIVE:
+        if transposed:
+            out = _checked_malloc(<size_t> eq_bf16_pairs(n_out) * eq_bf16_columns(n_in) * sizeof(uint32_t))
+            with nogil:
+                eq_bf16_pack_pairs_t_native(n_in, n_out, w, n_out, <uint32_t*> out)
+        else:
+            out = _checked_malloc(<size_t> eq_bf16_pairs(n_in) * eq_bf16_columns(n_out) * sizeof(uint32_t))
+            with nogil:
+                eq_bf16_pack_pairs_native(n_in, n_out, w, n_out, <uint32_t*> out)
+        return out
+    t = <float*> _checked_malloc(<size_t> n_in * n_out * sizeof(float))
+    with nogil:
+        if transposed:
+            _transpose(w, n_in, n_out, t)
+            eq_bf16_round_f32(n_out, n_in, t, n_in, t, n_in)
+        else:
+            eq_bf16_round_f32(n_in, n_out, w, n_out, t, n_out)
+    return t
+
+
+cdef void _conv_pairs(Connection* c) noexcept nogil:
+    """The native direct convolution's operands: W's pair layout and the pair offsets.
+
+    Pair p = (cp k + a) k + b holds input channels 2 cp and 2 cp + 1 at kernel
+    position (a, b) (a zero partner past c_in): weights_bf[p][co] =
+    bf16(W[co, 2cp, a, b]) | bf16(W[co, 2cp + 1, a, b]) << 16, columns padded to
+    16; offsets_bf[p] = its word in the pair map below (rows of
+    eq_bf16_columns(hp wp) words, one per channel pair), from a patch's first.
+    """
+    cdef int taps = c.k * c.k, np = eq_bf16_columns(c.c_out), stride = eq_bf16_columns(c.hp * c.wp)
+    cdef int cp, t, co, lo, p
+    cdef const float* w = <const float*> c.weights
+    cdef uint32_t* out = <uint32_t*> c.weights_bf
+    cdef uint32_t high
+    for cp in range(eq_bf16_pairs(c.c_in)):
+        for t in range(taps):
+            p = cp * taps + t
+            c.offsets_bf[p] = cp * stride + (t // c.k) * c.wp + t % c.k
+            lo = 2 * cp * taps + t  # (channel 2 cp, tap t) in a row of W's (c_in, k, k)
+            for co in range(np):
+                if co >= c.c_out:
+                    out[<size_t> p * np + co] = 0
+                    continue
+                high = 0
+                if 2 * cp + 1 < c.c_in:
+                    high = <uint32_t> eq_bf16_bits(w[<size_t> co * c.patch + lo + taps]) << 16
+                out[<size_t> p * np + co] = eq_bf16_bits(w[<size_t> co * c.patch + lo]) | high
+
+
+cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, bint drive=True) except NULL:
     """A per-call copy of the chain with the weight layouts the products read, and full biases.
 
     Conv connections get W as (patch, c_out) and the patch offsets (bottom-up
@@ -219,6 +297,15 @@ cdef Connection* derived_connections(Chain chain, bint transposes) except NULL:
     top-down layouts: dense W^T, conv W as (c_out, k, k, c_in). The copies are
     made at the start of every call, so that they always match the parameters
     as the caller left them. Free with ``free_derived``.
+
+    ``bf16`` (a ``_gemm.BF16_*`` mode, for a bfloat16 chain): the dense
+    connections get bfloat16 copies instead, W for the bottom-up product and
+    (with ``transposes``, above the input) W^T for the top-down one; without
+    ``drive`` the first connection gets none (its product, the drive, is
+    already computed). Conv connections keep their layouts, rounded to
+    bfloat16 (the transposed convolutions, and the direct one in the
+    fallback, run on the float32 kernels); native, they also get the pair
+    layout and offsets of the AVX512_BF16 direct convolution.
     """
     cdef int n = chain.n_connections, j
     cdef size_t item = chain.itemsize
@@ -232,11 +319,22 @@ cdef Connection* derived_connections(Chain chain, bint transposes) except NULL:
         conns[j].weights_taps = NULL
         conns[j].offsets = NULL
         conns[j].bias_full = NULL
+        conns[j].bf16 = 0
+        conns[j].weights_bf = NULL
+        conns[j].weights_t_bf = NULL
+        conns[j].offsets_bf = NULL
     try:
         for j in range(n):
             c = &conns[j]
             if c.kind == KIND_DENSE:
                 c.bias_full = c.biases
+                if bf16:
+                    c.bf16 = bf16
+                    if j > 0 or drive:
+                        c.weights_bf = _bf16_copy(<const float*> c.weights, c.n_in, c.n_out, bf16, False)
+                    if transposes and j > 0:
+                        c.weights_t_bf = _bf16_copy(<const float*> c.weights, c.n_in, c.n_out, bf16, True)
+                    continue
                 if transposes and j > 0:  # the clamped input gets no top-down input
                     c.weights_t = _checked_malloc(<size_t> c.n_in * c.n_out * item)
                     with nogil:
@@ -250,6 +348,12 @@ cdef Connection* derived_connections(Chain chain, bint transposes) except NULL:
             c.offsets = <int*> _checked_malloc(<size_t> c.patch * sizeof(int))
             if transposes and j > 0:
                 c.weights_taps = _checked_malloc(<size_t> c.c_out * c.patch * item)
+            if bf16 == BF16_NATIVE:
+                c.weights_bf = _checked_malloc(<size_t> eq_bf16_pairs(c.c_in) * c.k * c.k
+                                               * eq_bf16_columns(c.c_out) * sizeof(uint32_t))
+                c.offsets_bf = <int*> _checked_malloc(<size_t> eq_bf16_pairs(c.c_in) * c.k * c.k * sizeof(int))
+                with nogil:
+                    _conv_pairs(c)
             with nogil:
                 _patch_offsets(c, c.offsets)
                 if item == 4:
@@ -257,6 +361,13 @@ cdef Connection* derived_connections(Chain chain, bint transposes) except NULL:
                     _transpose(<const float*> c.weights, c.c_out, c.patch, <float*> c.weights_t)
                     if c.weights_taps != NULL:
                         _kernel_taps(<const float*> c.weights, c.c_out, c.c_in, c.k * c.k, <float*> c.weights_taps)
+                    if bf16:
+                        c.bf16 = bf16
+                        eq_bf16_round_f32(1, c.c_out * c.patch, <const float*> c.weights_t, 0,
+                                          <float*> c.weights_t, 0)
+                        if c.weights_taps != NULL:
+                            eq_bf16_round_f32(1, c.c_out * c.patch, <const float*> c.weights_taps, 0,
+                                              <float*> c.weights_taps, 0)
                 else:
                     _broadcast_bias(<const double*> c.biases, c.c_out, c.h_out * c.w_out, <double*> c.bias_full)
                     _transpose(<const double*> c.weights, c.c_out, c.patch, <double*> c.weights_t)
@@ -283,19 +394,36 @@ cdef void free_derived(Connection* conns, int n) noexcept:
         free(conns[j].weights_t)
         free(conns[j].weights_taps)
         free(conns[j].offsets)
+        free(conns[j].weights_bf)
+        free(conns[j].weights_t_bf)
+        free(conns[j].offsets_bf)
         if conns[j].bias_full != conns[j].biases:
             free(conns[j].bias_full)
     free(conns)
+
+
+cdef void _native_convolution(const Connection* c, const float* src, uint32_t* pairs, float* conv) noexcept nogil:
+    """conv (hw x c_out, channels last) = W * src in AVX512_BF16: src's channel pairs into ``pairs``, then
+    one shifted pair product per row of the convolution's map (``weights_bf``, ``offsets_bf``)."""
+    cdef int y, n_pairs = eq_bf16_pairs(c.c_in) * c.k * c.k
+    eq_bf16_pack_pairs_native(c.c_in, c.hp * c.wp, src, c.hp * c.wp, pairs)
+    for y in range(c.h_conv):
+        eq_bf16_shifted(c.w_conv, c.c_out, n_pairs, pairs + <size_t> y * c.wp, <const uint32_t*> c.weights_bf,
+                        conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets_bf)
 
 
 cdef void bottom_up(const Connection* c, const floating* below, int rows, floating* out,
                     int* winners, floating* scratch, int isa) noexcept nogil:
     """out (rows x n_out) = the bottom-up input of the layer above; records max-pool winners.
 
-    ``scratch`` holds hw (patch + c_out) values (conv only); ``winners`` rows x
-    n_out ints (max pooling only). Needs the derived layouts (conv: ``weights_t``
-    and ``offsets``; dense uses ``weights_t`` when the output is narrow and
-    accepts NULL).
+    ``scratch`` holds hw (patch + c_out) values (conv; in bfloat16 the padded
+    map below is rounded in place there, and natively its pair map follows it,
+    which ``Chain.conv_scratch`` counts) or, for a bfloat16 dense connection,
+    rows x n_in (the rounded states); ``winners`` rows x n_out ints (max
+    pooling only). Needs the derived layouts (conv: ``weights_t`` and
+    ``offsets``, native bfloat16 ``weights_bf`` and ``offsets_bf``; dense uses
+    ``weights_t`` when the output is narrow and accepts NULL; bfloat16 dense:
+    ``weights_bf``).
 
     A conv connection runs as a direct convolution: for each row of the output
     map, the shifted-product kernel broadcasts the patch values from the
@@ -307,11 +435,25 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
     cdef floating* conv
     cdef floating* dst
     cdef int r, y
+    cdef bint rounded = False, native = False
+    cdef uint32_t* pairs = NULL
     if c.kind == KIND_DENSE:
+        if floating is float:
+            if c.bf16:
+                bf16_gemm(c.bf16, rows, c.n_out, c.n_in, below, c.n_in, c.weights_bf,
+                          <const float*> c.weights_t_bf if c.bf16 == BF16_FALLBACK else NULL,
+                          False, out, c.n_out, scratch, NULL, False, isa)
+                return
         small_gemm_with_transpose(rows, c.n_out, c.n_in, below, c.n_in, <const floating*> c.weights,
                                   c.n_out, wt, False, out, c.n_out, isa)
         return
-    conv = scratch + (<size_t> c.c_in * c.hp * c.wp if c.pad else 0)
+    if floating is float:
+        rounded = c.bf16 != 0
+        native = c.bf16 == BF16_NATIVE and c.weights_bf != NULL
+    conv = scratch + (<size_t> c.c_in * c.hp * c.wp if c.pad or rounded else 0)
+    if native:  # the pair map below after the padded map, then the convolution
+        pairs = <uint32_t*> conv
+        conv = conv + <size_t> eq_bf16_pairs(c.c_in) * eq_bf16_columns(c.hp * c.wp)
     for r in range(rows):
         src = below + <size_t> r * c.n_in
         if c.pad:
@@ -320,13 +462,21 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
             else:
                 eq_pad_map_f64(isa, src, c.c_in, c.h_in, c.w_in, c.pad, scratch)
             src = scratch
-        for y in range(c.h_conv):
+        if native:
             if floating is float:
-                eq_shifted_f32(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
-                               conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)
-            else:
-                eq_shifted_f64(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
-                               conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)
+                _native_convolution(c, src, pairs, conv)
+        else:
+            if floating is float:
+                if rounded:  # the map below in bfloat16 (in place when padded)
+                    eq_bf16_round_f32(1, c.c_in * c.hp * c.wp, src, 0, scratch, 0)
+                    src = scratch
+            for y in range(c.h_conv):
+                if floating is float:
+                    eq_shifted_f32(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
+                                   conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)
+                else:
+                    eq_shifted_f64(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
+                                   conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)
         dst = out + <size_t> r * c.n_out
         if c.pool == POOL_MAX:
             if floating is float:
@@ -366,7 +516,9 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
                    floating* out, floating* scratch, int isa) noexcept nogil:
     """out (rows x n_in) += the top-down input the layer above sends to the layer below.
 
-    Needs the derived layouts (dense ``weights_t``, conv ``weights_taps``) and,
+    Needs the derived layouts (dense ``weights_t``, or ``weights_t_bf`` with
+    rows x n_out floats of ``scratch`` in bfloat16; conv ``weights_taps``,
+    rounded in bfloat16, where the state above is rounded too) and,
     for max pooling, the winners that ``bottom_up`` recorded for the current
     state below. A conv connection accumulates into a channels-last map of the
     layer below: with max pooling straight from the pooled state (each
@@ -379,12 +531,21 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
     cdef const floating* above_row
     cdef int r, a, b, y, yi, x_lo, x_hi, positions = c.h_in * c.w_in
     if c.kind == KIND_DENSE:
+        if floating is float:
+            if c.bf16:
+                bf16_gemm(c.bf16, rows, c.n_in, c.n_out, above, c.n_out, c.weights_t_bf, NULL, True,
+                          out, c.n_in, scratch, NULL, False, isa)
+                return
         small_gemm(rows, c.n_in, c.n_out, above, c.n_out, <const floating*> c.weights_t, c.n_in,
                    True, out, c.n_in, isa)
         return
     for r in range(rows):
         above_row = above + <size_t> r * c.n_out
         memset(out_cl, 0, <size_t> c.n_in * sizeof(floating))
+        if floating is float:
+            if c.bf16 and c.pool == POOL_MAX:  # the pooled state in bfloat16, in g's (unused) room
+                eq_bf16_round_f32(1, c.n_out, above_row, 0, g, 0)
+                above_row = g
         if c.pool == POOL_MAX:
             if floating is float:
                 eq_max_transposed_f32(isa, above_row, winners + <size_t> r * c.n_out, taps, c.c_out,
@@ -402,6 +563,9 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
                 eq_transpose_f32(isa, above_row, c.c_out, c.hw, 0, g)
             else:
                 eq_transpose_f64(isa, above_row, c.c_out, c.hw, 0, g)
+            if floating is float:
+                if c.bf16:  # the un-pooled state above in bfloat16 (avg: a quarter, exact)
+                    eq_bf16_round_f32(1, c.hw * c.c_out, g, 0, g, 0)
             for a in range(c.k):
                 for b in range(c.k):
                     x_lo = max(0, c.pad - b)

@@ -4,6 +4,19 @@ from cython cimport floating
 
 cdef int current_isa() noexcept nogil
 
+# How the bfloat16 products run (precision="bfloat16"; bf16_kernels.h), read once
+# per call like the instruction set.
+cdef enum:
+    BF16_OFF = 0       # float32 products
+    BF16_FALLBACK = 1  # operands rounded to bfloat16, widened back; the float32 kernels
+    BF16_NATIVE = 2    # AVX512_BF16 on the pair layout
+
+cdef int current_bf16() noexcept nogil
+
+cdef void bf16_gemm(int mode, int rows, int n, int k, const float* a, int lda, const void* b,
+                    const float* bt, bint accumulate, float* c, int ldc, float* scratch,
+                    int* idx, bint sparse_input, int isa) noexcept nogil
+
 cdef void small_gemm(int rows, int n, int k, const floating* a, int lda,
                      const floating* b, int ldb, bint accumulate,
                      floating* c, int ldc, int isa) noexcept nogil

@@ -10,12 +10,19 @@ NumPy reference, and lets benchmarks compare them.
 Products whose left operand is the clamped input go through ``input_gemm``,
 which skips the input's zeros when there are enough of them
 (``set_sparse_threshold``).
+
+``bf16_gemm`` is the bfloat16 product (precision="bfloat16"): AVX512_BF16 where
+the CPU has it and the instruction set is AVX-512, else the fallback (operands
+rounded to bfloat16 and widened back, then the float32 products above);
+``set_gemm_path(..., bf16="fallback")`` forces the fallback.
 """
 
 from cython cimport floating
+from libc.stdint cimport uint32_t
 
 from eqcore._blas cimport gemm_rm
 from eqcore._kernels cimport (
+    eq_bf16_gemm, eq_bf16_pack_rows_native, eq_bf16_pairs, eq_bf16_round_f32, eq_has_bf16,
     eq_best_isa, eq_count_nonzero_f32, eq_count_nonzero_f64, eq_dot_f32, eq_dot_f64,
     eq_gemm_f32, eq_gemm_f64, eq_listed_f32, eq_listed_f64, eq_sparse_f32, eq_sparse_f64,
 )
@@ -35,6 +42,56 @@ cdef int _isa = eq_best_isa()
 
 cdef int current_isa() noexcept nogil:
     return _isa
+
+
+# AVX512_BF16: read from the CPU once; used unless set_gemm_path(..., bf16="fallback")
+# or an instruction set below AVX-512 was chosen.
+cdef bint _cpu_bf16 = eq_has_bf16()
+cdef bint _bf16_native_allowed = True
+
+
+cdef int current_bf16() noexcept nogil:
+    """The bfloat16 products' mode for this call: BF16_NATIVE or BF16_FALLBACK."""
+    if _bf16_native_allowed and _cpu_bf16 and _isa == 2:
+        return BF16_NATIVE
+    return BF16_FALLBACK
+
+
+cdef void bf16_gemm(int mode, int rows, int n, int k, const float* a, int lda, const void* b,
+                    const float* bt, bint accumulate, float* c, int ldc, float* scratch,
+                    int* idx, bint sparse_input, int isa) noexcept nogil:
+    """C (rows x n) [+]= bf16(A) (rows x k) @ B, B given as its bfloat16 copy; float32 sums.
+
+    ``mode`` BF16_NATIVE: ``b`` is B's pair layout (bf16_kernels.h) and
+    ``scratch`` holds rows x ceil(k / 2) words (A's packed bfloat16 rows).
+    BF16_FALLBACK: ``b`` is B rounded to bfloat16 as float32 (k x n), ``bt``
+    its transpose (n x k, for a narrow n as in ``small_gemm_with_transpose``)
+    or NULL, and ``scratch`` holds rows x k floats (A rounded). With
+    ``sparse_input``, A is the clamped input: its zeros are skipped as by
+    ``input_gemm`` (``idx``: scratch for k ints). ``scratch`` and ``idx`` are
+    owned by the calling thread.
+    """
+    cdef int pairs
+    cdef bint listed
+    if rows <= 0 or n <= 0:
+        return
+    if mode == BF16_NATIVE:
+        pairs = eq_bf16_pairs(k)
+        eq_bf16_pack_rows_native(rows, k, a, lda, <uint32_t*> scratch, pairs)
+        listed = (sparse_input and _max_sparse_density > 0
+                  and eq_count_nonzero_f32(rows, k, a, lda) <= _max_sparse_density * rows * k)
+        eq_bf16_gemm(rows, n, pairs, <const uint32_t*> scratch, pairs, <const uint32_t*> b,
+                     accumulate, c, ldc, idx if listed else NULL)
+        return
+    eq_bf16_round_f32(rows, k, a, lda, scratch, k)
+    if sparse_input:
+        input_gemm(rows, n, k, <const float*> scratch, k, <const float*> b, n, accumulate, c, ldc,
+                   idx, <float*> NULL, True, isa)
+    elif bt != NULL:
+        small_gemm_with_transpose(rows, n, k, <const float*> scratch, k, <const float*> b, n, bt,
+                                  accumulate, c, ldc, isa)
+    else:
+        small_gemm(rows, n, k, <const float*> scratch, k, <const float*> b, n, accumulate, c, ldc, isa)
 
 
 cdef void small_gemm(int rows, int n, int k, const floating* a, int lda,
@@ -138,26 +195,48 @@ def sparse_threshold() -> float:
     return _max_sparse_density
 
 
-def set_gemm_path(str path, str isa="best") -> None:
+def set_gemm_path(str path, str isa="best", str bf16="best") -> None:
     """Choose the relaxation's matrix product: ``"skinny"`` (default) or ``"blas"``.
 
     ``isa`` caps the instruction set of every kernel (products, convolutions,
     element-wise steps): ``"best"`` (what the CPU has), ``"avx512"``, ``"avx2"``
     or ``"portable"``; a level above the CPU's falls back to the best it has.
-    Not thread-safe: call it while no relaxation runs.
+    ``bf16`` chooses the bfloat16 products (precision="bfloat16"): ``"best"``
+    (or ``"native"``) uses AVX512_BF16 where the CPU has it and ``isa`` allows
+    AVX-512; ``"fallback"`` always rounds the operands and runs the float32
+    products of ``path`` and ``isa``. Not thread-safe: call it while no
+    relaxation runs.
     """
-    global _use_blas, _isa
+    global _use_blas, _isa, _bf16_native_allowed
     if path not in ("skinny", "blas"):
         raise ValueError(f"path must be 'skinny' or 'blas'; got {path!r}")
     levels = {"best": -1, "portable": 0, "avx2": 1, "avx512": 2}
     if isa not in levels:
         raise ValueError(f"isa must be one of {sorted(levels)}; got {isa!r}")
+    if bf16 not in ("best", "native", "fallback"):
+        raise ValueError(f"bf16 must be 'best', 'native' or 'fallback'; got {bf16!r}")
     _use_blas = path == "blas"
     best = eq_best_isa()
     _isa = best if levels[isa] < 0 else min(levels[isa], best)
+    _bf16_native_allowed = bf16 != "fallback"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has the AVX512_BF16 instructions."""
+    return bool(_cpu_bf16)
 
 
 def gemm_path() -> dict:
-    """The product in use: ``{"path": "skinny" | "blas", "isa": "avx512" | "avx2" | "portable"}``."""
-    return {"path": "blas" if _use_blas else "skinny", "isa": _ISA_NAMES[_isa]}
+    """The products in use.
+
+    Returns
+    -------
+    dict
+        ``path`` (``"skinny"`` or ``"blas"``), ``isa`` (``"avx512"``,
+        ``"avx2"`` or ``"portable"``) and ``bf16``: how precision="bfloat16"
+        multiplies, ``"avx512bf16"`` (the native instructions) or
+        ``"fallback"`` (rounded operands, the float32 products).
+    """
+    return {"path": "blas" if _use_blas else "skinny", "isa": _ISA_NAMES[_isa],
+            "bf16": "avx512bf16" if current_bf16() == BF16_NATIVE else "fallback"}
 

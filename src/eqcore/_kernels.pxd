@@ -1,8 +1,29 @@
 # Every C kernel of the core, declared once. Each takes the instruction set as
 # its first argument (0 portable, 1 AVX2+FMA, 2 AVX-512; simd.h).
 
+from libc.stdint cimport uint16_t, uint32_t
+
 cdef extern from "simd.h" nogil:
     int eq_best_isa()
+    int eq_has_bf16()
+
+cdef extern from "bf16_kernels.h" nogil:
+    # no instruction-set argument: the native product is AVX512_BF16 or nothing
+    int eq_bf16_columns(int n)
+    int eq_bf16_pairs(int k)
+    uint16_t eq_bf16_bits(float x)
+    void eq_bf16_round_f32(int rows, int n, const float* src, int lds, float* dst, int ldd)
+    void eq_bf16_pack_rows(int rows, int k, const float* src, int lds, uint32_t* dst, int ldd)
+    void eq_bf16_pack_pairs(int K, int N, const float* B, int ldb, uint32_t* out)
+    void eq_bf16_pack_pairs_t(int K, int N, const float* B, int ldb, uint32_t* out)
+    # the native path's packings (AVX512_BF16 conversions; call only when it is selected)
+    void eq_bf16_pack_rows_native(int rows, int k, const float* src, int lds, uint32_t* dst, int ldd)
+    void eq_bf16_pack_pairs_native(int K, int N, const float* B, int ldb, uint32_t* out)
+    void eq_bf16_pack_pairs_t_native(int K, int N, const float* B, int ldb, uint32_t* out)
+    void eq_bf16_gemm(int R, int N, int KP, const uint32_t* A, int lda, const uint32_t* B,
+                      int acc, float* C, int ldc, int* pidx)
+    void eq_bf16_shifted(int R, int N, int KP, const uint32_t* A, const uint32_t* B, float* C, int ldc,
+                         const int* off)
 
 cdef extern from "dense_kernels.h" nogil:
     void eq_gemm_f32(int isa, int R, int N, int K, const float* A, int lda, const float* B,

@@ -44,6 +44,11 @@ The bottom-up input of the first layer (the drive, x W_0 or P(W_0 * x)) is the
 same at every step and in both phases: it is computed once and kept in a
 caller-owned buffer; where x is mostly zeros (images) the dense drive skips
 them (_gemm.input_gemm).
+
+A bfloat16 chain (``Chain(..., precision="bfloat16")``) runs every product,
+the drive included, on bfloat16 copies of the weights and of the states with
+float32 sums (_gemm.bf16_gemm); the states, the net inputs and the element-wise
+steps stay float32.
 """
 
 from cython cimport floating
@@ -56,7 +61,7 @@ from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections,
     free_derived, top_down,
 )
-from eqcore._gemm cimport current_isa, input_gemm
+from eqcore._gemm cimport BF16_OFF, bf16_gemm, current_bf16, current_isa, input_gemm
 from eqcore._kernels cimport eq_euler_f32, eq_euler_f64, eq_exact_f32, eq_exact_f64
 from eqcore._openmp cimport useful_threads
 
@@ -84,10 +89,11 @@ cdef inline void _exact_update(floating* s, const floating* h, const floating* b
 
 
 cdef void _readout(const Connection* c, const floating* below, const floating* target, int rows,
-                   floating beta, floating* z, floating* p, int isa) noexcept nogil:
+                   floating beta, floating* z, floating* p, floating* scratch, int isa) noexcept nogil:
     """z = the readout's logits below W + b, turned in place into p = softmax(z).
 
-    With ``p``, p is also copied there. With ``target``, z then holds
+    ``scratch`` is the relaxation's per-thread scratch (a bfloat16 product rounds
+    the rows of ``below`` there). With ``p``, p is also copied there. With ``target``, z then holds
     beta (d - p sum(d)) = -beta dC/dz, the readout's message to the layer below.
     """
     cdef int r, k, n = c.n_out
@@ -95,7 +101,7 @@ cdef void _readout(const Connection* c, const floating* below, const floating* t
     cdef const floating* d
     cdef floating* zr
     cdef floating largest, total, d_sum
-    bottom_up(c, below, rows, z, NULL, NULL, isa)
+    bottom_up(c, below, rows, z, NULL, scratch, isa)
     for r in range(rows):
         zr = z + <size_t> r * n
         largest = zr[0] + b[0]
@@ -128,6 +134,11 @@ cdef void _compute_drive(const Connection* conns, const floating* x, int rows,
                          int* input_index, int isa) noexcept nogil:
     cdef const Connection* c = &conns[0]
     if c.kind == KIND_DENSE:
+        if floating is float:
+            if c.bf16:  # conv_scratch holds rows x n_in floats here (relax_batch)
+                bf16_gemm(c.bf16, rows, c.n_out, c.n_in, x, c.n_in, c.weights_bf, NULL, False, drive,
+                          c.n_out, conv_scratch, input_index, True, isa)
+                return
         input_gemm(rows, c.n_out, c.n_in, x, c.n_in, <const floating*> c.weights, c.n_out,
                    False, drive, c.n_out, input_index, NULL, True, isa)
     else:
@@ -179,7 +190,7 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                 bottom_up(&conns[n_layers - 1], s[n_layers - 2], rows, h[n_layers - 1],
                           winners[n_layers - 1], conv_scratch, isa)
             if nudge_readout:  # -beta dC/dz at the previous s_L, sent down by the readout
-                _readout(&conns[last], s[last - 1], target, rows, beta, h[last], NULL, isa)
+                _readout(&conns[last], s[last - 1], target, rows, beta, h[last], NULL, conv_scratch, isa)
             for j in range(n_layers - 1):
                 if readout and j == last - 1:
                     if nudge_readout:
@@ -197,7 +208,7 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                     _bottom_up_input(conns, j, s, drive, rows, h[j], winners, conv_scratch, isa)
                     if readout and j == last - 1:
                         if nudge_readout:  # -beta dC/dz at the current s_L
-                            _readout(&conns[last], s[j], target, rows, beta, h[last], NULL, isa)
+                            _readout(&conns[last], s[j], target, rows, beta, h[last], NULL, conv_scratch, isa)
                             top_down(&conns[last], h[last], NULL, rows, h[j], conv_scratch, isa)
                     elif j + 1 < n_layers:
                         if conns[j + 1].kind == KIND_CONV and conns[j + 1].pool == POOL_MAX:
@@ -215,7 +226,7 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                         _exact_update(s[j], h[j], <const floating*> conns[j].bias_full, layer_target,
                                       rows, conns[j].n_out, beta, not (linear_output and j == n_layers - 1), isa)
     if readout:  # the readout's slot: p at the final s_L
-        _readout(&conns[last], s[last - 1], NULL, rows, 0, h[last], s[last], isa)
+        _readout(&conns[last], s[last - 1], NULL, rows, 0, h[last], s[last], conv_scratch, isa)
 
 
 def relax_batch(Chain chain, const floating[:, ::1] x, list state,
@@ -241,6 +252,7 @@ def relax_batch(Chain chain, const floating[:, ::1] x, list state,
     cdef int n_layers = chain.n_connections
     cdef int batch = x.shape[0]
     cdef int isa = current_isa()
+    cdef int bf16 = current_bf16() if chain.bfloat16 else BF16_OFF
     cdef int j, c, n_chunks, chunk_rows, r0, rows
     cdef floating[:, ::1] s_view
     cdef Connection* conns = NULL
@@ -302,11 +314,12 @@ def relax_batch(Chain chain, const floating[:, ::1] x, list state,
         elif drive_ready:
             raise ValueError("drive_ready needs a drive buffer")
 
-        conns = derived_connections(chain, True)
+        conns = derived_connections(chain, True, bf16, not drive_ready)
 
         # per chunk: a net-input buffer per layer, the drive if the caller gave no
-        # buffer, one example's conv scratch; ints: max-pool winners per layer and
-        # the sparse drive's column indices
+        # buffer, one example's conv scratch (bfloat16: the rows' rounded states,
+        # for the widest layer); ints: max-pool winners per layer and the sparse
+        # drive's column indices
         h_per_chunk = 0
         winners_per_chunk = 0
         for j in range(n_layers):
@@ -314,6 +327,8 @@ def relax_batch(Chain chain, const floating[:, ::1] x, list state,
             if conns[j].kind == KIND_CONV and conns[j].pool == POOL_MAX:
                 winners_per_chunk += <size_t> chunk_rows * conns[j].n_out
         conv_per_chunk = chain.conv_scratch
+        if bf16 != BF16_OFF:
+            conv_per_chunk = max(conv_per_chunk, <size_t> chunk_rows * max(chain.layer_sizes))
         floats_per_chunk = h_per_chunk + conv_per_chunk + (0 if drive_ptr != NULL else <size_t> chunk_rows * conns[0].n_out)
         scratch = <floating*> malloc(max(<size_t> n_chunks * floats_per_chunk, 1) * sizeof(floating))
         int_scratch = <int*> malloc(max(<size_t> n_chunks * winners_per_chunk, 1) * sizeof(int))

@@ -3,7 +3,9 @@
  * detection and one dispatch macro. No state: the instruction set is an
  * argument of every kernel (0 portable, 1 AVX2+FMA, 2 AVX-512), chosen once
  * per call by the Python-facing entry point (eqcore._gemm.current_isa), so
- * that every extension module runs the same instruction set.
+ * that every extension module runs the same instruction set. The bfloat16
+ * products (bf16_kernels.h) add one choice on top: AVX512_BF16 or the fallback
+ * (eqcore._gemm.current_bf16).
  *
  * Each kernel is written once as a macro over its element type and vector
  * width, instantiated per instruction set with EQ_TARGET, and reached through
@@ -48,6 +50,17 @@ static int eq_best_isa(void) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return EQ_ISA_AVX2;
 #endif
     return EQ_ISA_PORTABLE;
+}
+
+/* Whether this CPU has the AVX512_BF16 instructions (and the AVX-512 they extend). */
+static int eq_has_bf16(void) {
+#if EQ_X86_DISPATCH
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512f")
+           && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+#else
+    return 0;
+#endif
 }
 
 /*

@@ -41,6 +41,7 @@ SETTING_KINDS: dict[str, str] = {
     "eval_steps": "int",
     "seed": "int",
     "dtype": "str",
+    "precision": "str",
     "optimizer": "str",
     "momentum": "float",
     "betas": "floats",        # [beta1, beta2]
