@@ -20,7 +20,10 @@ table of docs/results.md from those JSON lines.
 Variants (each changes one setting of the preset):
 
 * ``paper``: the preset itself (Euler, beta 2 with a random sign, clipped output).
-* ``linear-output``: ``output="linear"``: the output is not clipped (as in the DHN models).
+* ``linear-output``: ``output="linear"`` (not clipped, as in the DHN models) with beta +2 on
+  every mini-batch (``algorithm="positive"``): with a negative beta of size above 1 a linear
+  output's nudged dynamics are unstable (dy = h + beta d - (1 + beta) y grows without bound),
+  and the preset's random sign diverged in the first epoch.
 * ``centered``: ``algorithm="centered"``: symmetric nudging (+beta and -beta).
 * ``beta-4``: beta 4 instead of 2 (random sign kept).
 * ``positive``: beta +2 every mini-batch (no random sign).
@@ -53,6 +56,7 @@ def build(variant: str, seed: int, threads: int) -> tuple[eqprop.EqPropNetwork, 
     trainer_kwargs = preset.trainer_kwargs()
     if variant == "linear-output":
         network_kwargs["output"] = "linear"
+        trainer_kwargs.update(algorithm="positive", random_sign=False)
     elif variant == "cross-entropy":
         network_kwargs["cost"] = "cross-entropy"
     elif variant == "centered":
@@ -100,6 +104,9 @@ def table(paths: list[Path]) -> str:
     for variant, seed in keys:
         mine = sorted((r for r in records if (r["variant"], r["seed"]) == (variant, seed)), key=lambda r: r["epoch"])
         last = mine[-1]
+        if "diverged" in last:
+            lines.append(f"| {variant} | {seed} | diverged in epoch {last['epoch']} | - | - |")
+            continue
         errors = ", ".join(f"{100 * r['val_error']:.1f}%" for r in mine)
         dead = last["dead_units"]
         on_particles = last["dead_units_particles"]
@@ -131,7 +138,14 @@ def main() -> None:
         net, trainer = build(args.variant, seed, args.threads)
         for epoch in range(1, args.epochs + 1):
             start = time.perf_counter()
-            trainer.fit(x_train, y_train, epochs=1, progress=False)
+            try:
+                trainer.fit(x_train, y_train, epochs=1, progress=False)
+            except eqprop.TrainingDiverged as error:
+                record = {"variant": args.variant, "seed": seed, "epoch": epoch, "diverged": str(error)}
+                with open(args.out, "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                print(json.dumps(record), flush=True)
+                break
             seconds = time.perf_counter() - start
             record = {"variant": args.variant, "seed": seed, "epoch": epoch, "train_seconds": round(seconds, 1),
                       "train_error": trainer.history[-1].train_error,
