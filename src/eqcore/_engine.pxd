@@ -46,6 +46,7 @@ cdef class Chain:
     cdef readonly bint linear_output  # the output layer is not clipped
 
 cdef Connection* derived_connections(Chain chain, bint transposes) except NULL
+cdef void refresh_derived(Connection* conns, int n, size_t item) noexcept nogil
 cdef void free_derived(Connection* conns, int n) noexcept
 
 cdef void bottom_up(const Connection* c, const floating* below, int rows, floating* out,

@@ -229,33 +229,48 @@ cdef Connection* derived_connections(Chain chain, bint transposes) except NULL:
                 c.bias_full = c.biases
                 if transposes and j > 0:  # the clamped input gets no top-down input
                     c.weights_t = _checked_malloc(<size_t> c.n_in * c.n_out * item)
-                    with nogil:
-                        if item == 4:
-                            _transpose(<const float*> c.weights, c.n_in, c.n_out, <float*> c.weights_t)
-                        else:
-                            _transpose(<const double*> c.weights, c.n_in, c.n_out, <double*> c.weights_t)
                 continue
             c.bias_full = _checked_malloc(<size_t> c.n_out * item)
             c.weights_t = _checked_malloc(<size_t> c.c_out * c.patch * item)
             c.offsets = <int*> _checked_malloc(<size_t> c.patch * sizeof(int))
             if transposes and j > 0:
                 c.weights_taps = _checked_malloc(<size_t> c.c_out * c.patch * item)
-            with nogil:
-                _patch_offsets(c, c.offsets)
-                if item == 4:
-                    _broadcast_bias(<const float*> c.biases, c.c_out, c.h_out * c.w_out, <float*> c.bias_full)
-                    _transpose(<const float*> c.weights, c.c_out, c.patch, <float*> c.weights_t)
-                    if c.weights_taps != NULL:
-                        _kernel_taps(<const float*> c.weights, c.c_out, c.c_in, c.k * c.k, <float*> c.weights_taps)
-                else:
-                    _broadcast_bias(<const double*> c.biases, c.c_out, c.h_out * c.w_out, <double*> c.bias_full)
-                    _transpose(<const double*> c.weights, c.c_out, c.patch, <double*> c.weights_t)
-                    if c.weights_taps != NULL:
-                        _kernel_taps(<const double*> c.weights, c.c_out, c.c_in, c.k * c.k, <double*> c.weights_taps)
     except MemoryError:
         free_derived(conns, n)
         raise
+    with nogil:
+        refresh_derived(conns, n, item)
     return conns
+
+
+cdef void refresh_derived(Connection* conns, int n, size_t item) noexcept nogil:
+    """Recompute the derived layouts of ``derived_connections`` from the parameters as they are now.
+
+    The compiled epoch loop (_epoch.pyx) allocates them once and refreshes
+    them before every mini-batch, after the previous update.
+    """
+    cdef int j
+    cdef Connection* c
+    for j in range(n):
+        c = &conns[j]
+        if c.kind == KIND_DENSE:
+            if c.weights_t != NULL:
+                if item == 4:
+                    _transpose(<const float*> c.weights, c.n_in, c.n_out, <float*> c.weights_t)
+                else:
+                    _transpose(<const double*> c.weights, c.n_in, c.n_out, <double*> c.weights_t)
+            continue
+        _patch_offsets(c, c.offsets)
+        if item == 4:
+            _broadcast_bias(<const float*> c.biases, c.c_out, c.h_out * c.w_out, <float*> c.bias_full)
+            _transpose(<const float*> c.weights, c.c_out, c.patch, <float*> c.weights_t)
+            if c.weights_taps != NULL:
+                _kernel_taps(<const float*> c.weights, c.c_out, c.c_in, c.k * c.k, <float*> c.weights_taps)
+        else:
+            _broadcast_bias(<const double*> c.biases, c.c_out, c.h_out * c.w_out, <double*> c.bias_full)
+            _transpose(<const double*> c.weights, c.c_out, c.patch, <double*> c.weights_t)
+            if c.weights_taps != NULL:
+                _kernel_taps(<const double*> c.weights, c.c_out, c.c_in, c.k * c.k, <double*> c.weights_taps)
 
 
 cdef void* _checked_malloc(size_t size) except NULL:
