@@ -865,7 +865,7 @@ class Trainer:
                     "same training data, or call trainer.reset_particles() first"
                 )
         if self.persistent and self.particles is None:
-            self.particles = [np.zeros((x.shape[0], n), dtype=self.net.dtype) for n in self.net.layer_sizes]
+            self.particles = _zeroed_particles(x.shape[0], self.net.layer_sizes, self.net.dtype)
         self._data_fingerprint = fingerprint
         if progress is None:
             progress = sys.stderr is not None and sys.stderr.isatty()
@@ -1256,6 +1256,43 @@ class Trainer:
         trainer = _distributed.collectively(comm, load)  # every rank reads it; one failing stops all
         trainer._attach(comm)
         return trainer
+
+
+#: Transparent huge pages on x86-64 and arm64 (2 MiB), and the size from which NumPy
+#: asks the kernel for them (4 MiB).
+_HUGE_PAGE = 1 << 21
+_HUGE_PAGE_ARRAYS = 1 << 22
+
+
+def _zeroed_particles(n: int, widths: Sequence[int], dtype: np.dtype) -> list[np.ndarray]:
+    """Zeroed (n, width) particle arrays, their memory mapped now rather than in epoch 1.
+
+    ``np.zeros`` leaves the pages to be mapped on first touch, and epoch 1
+    touches them in the shuffled order, mini-batch by mini-batch, inside the
+    training loop: at 20,000 examples of 784-500-10 that was 40 MB and about
+    1,400 minor page faults (4 KiB pages at the ends of the array, which the
+    kernel cannot map as huge pages) taken one at a time between the OpenMP
+    regions, while the other threads wait. Here every layer lives in one block
+    aligned to 2 MiB, so the whole of it can be huge pages, and it is written
+    once, sequentially, before training starts.
+    """
+    dtype = np.dtype(dtype)
+    sizes = [n * width * dtype.itemsize for width in widths]
+    total = sum(sizes)
+    if total < _HUGE_PAGE_ARRAYS:
+        arrays = [np.zeros((n, width), dtype=dtype) for width in widths]
+        for array in arrays:
+            array.fill(0)
+        return arrays
+    raw = np.zeros(-(-total // _HUGE_PAGE) * _HUGE_PAGE + _HUGE_PAGE, dtype=np.uint8)
+    offset = -raw.ctypes.data % _HUGE_PAGE
+    block = raw[offset:offset + total]
+    block.fill(0)
+    arrays, start = [], 0
+    for width, size in zip(widths, sizes):
+        arrays.append(block[start:start + size].view(dtype).reshape(n, width))
+        start += size
+    return arrays
 
 
 def _progress_bar(total: int, epoch: int, *, enabled: bool):
