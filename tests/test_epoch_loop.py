@@ -294,3 +294,24 @@ def test_a_nan_in_the_core_call_reports_the_failing_batch():
     arguments["chain"].arrays[1][0][0] = np.nan  # a bias: every free phase fails
     completed, failure, errors, cost = call(arguments)
     assert (completed, failure, errors, cost) == (0, FAILED_FREE_PHASE, 0, 0.0)
+
+
+def test_ctrl_c_stops_the_compiled_loop_between_mini_batches():
+    import _thread
+    import threading
+    import time
+
+    x, labels = make_data(n=20000, seed=4)
+    trainer = make_trainer((N_INPUTS, 128, 128, N_CLASSES), batch_size=1, free_steps=100)  # seconds of work
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    started = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            trainer.fit(x, labels, epochs=1, progress=False)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - started < 20
+    assert trainer.epoch == 0 and len(trainer.history) == 0
+    reached = np.any(trainer.particles[0] != 0, axis=1)
+    assert 0 < reached.sum() < len(x)  # it stopped inside the epoch, at a mini-batch boundary

@@ -24,8 +24,12 @@ Every step calls the functions the Python loop's entry points call, with the
 same arguments, in the same order and with the same row blocks over the
 threads, so both loops give bitwise the same parameters, particles and
 statistics (tests/test_epoch_loop.py). Scratch is allocated once per call.
+Between mini-batches the loop takes the GIL for a moment to run Python's signal
+handlers, so Ctrl-C stops it at the next mini-batch, as it stops the Python
+loop (the epoch is then incomplete in either case).
 """
 
+from cpython.exc cimport PyErr_CheckSignals
 from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
@@ -217,6 +221,9 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
 
         with nogil:
             for b in range(start, stop):
+                if b > start:
+                    with gil:  # Ctrl-C (or any signal handler's exception) stops the loop between batches
+                        PyErr_CheckSignals()
                 r0 = b * batch_size
                 m = min(batch_size, n - r0)
                 # 1. the mini-batch
