@@ -1,7 +1,7 @@
 """Run by tests/test_distributed.py under ``mpiexec -n 2``: data-parallel training runs whose results it checks.
 
 ``python mpi_train.py SPEC.json OUT RANKS``: for every run in the spec (a JSON list of
-``{"name", "layers", "trainer", "n_train", "epochs", "split_at", "inject"}``), each
+``{"name", "layers", "trainer", "n_train", "epochs", "split_at", "inject", "cost"}``), each
 rank trains a float64 network on the first ``n_train`` digits with
 ``Trainer(..., comm=MPI.COMM_WORLD)`` and writes ``OUT/NAME.rankR.npz`` (weights,
 biases, particles, the optimizer's buffers and step count, history, and the
@@ -30,7 +30,8 @@ def run(spec: dict, out: Path, comm) -> None:
     data = load_dataset("digits")
     x, y = data.x_train[: spec["n_train"]], data.y_train[: spec["n_train"]]
     validation = (data.x_val[:101], data.y_val[:101])  # 101: an odd count to split
-    net = eqprop.EqPropNetwork(layers_from_json(spec["layers"]), dtype="float64", seed=0, threads=1)
+    net = eqprop.EqPropNetwork(layers_from_json(spec["layers"]), dtype="float64", seed=0, threads=1,
+                               cost=spec.get("cost", "squared-error"))
     trainer = eqprop.Trainer(net, **spec["trainer"], seed=0, threads=1, comm=comm)
     checkpoints = out / f"{spec['name']}.checkpoint"
     split = spec.get("split_at")

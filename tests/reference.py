@@ -347,6 +347,93 @@ def chain_ep_gradients(input_shape, layers, weights, biases, x, target, beta, fr
 
 
 # ---------------------------------------------------------------------------
+# Cross-entropy through a softmax readout (Laborieux et al. 2021, ``--loss cel
+# --softmax``). The last connection (W_out, b_out) is outside the energy: the
+# logits z = rho(s_L) W_out + b_out of the last relaxing layer s_L, p = softmax(z),
+# C = -sum_c d_c log p_c, and F = E(s_1..s_L) + beta C. The nudge is
+# -beta dC/ds_L = -beta (p sum(d) - d) W_out^T (dC/dz = p sum(d) - d; p - d for
+# a one-hot d). W_out learns dC/dW_out at the free fixed point. A state is the
+# relaxing layers followed by p.
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def readout_probabilities(weights, biases, hidden):
+    """p = softmax(rho(s_L) W_out + b_out)."""
+    return softmax(rho(hidden[-1]) @ weights[-1] + biases[-1])
+
+
+def readout_cost(p, target):
+    return -np.sum(target * np.log(p), axis=1)
+
+
+def readout_relax(weights, biases, x, init, steps, epsilon, beta=0.0, target=None, solver="euler", chain=None):
+    """The relaxing layers under F = E + beta C, then p; ``init`` is the hidden layers (and p, ignored).
+
+    ``chain=(input_shape, layers)`` for conv hidden layers (``layers`` without the readout).
+    """
+    hidden_w, hidden_b = weights[:-1], biases[:-1]
+    w_out = weights[-1]
+
+    def inputs(state):
+        if chain is None:
+            h = net_inputs(hidden_w, hidden_b, x, state)
+        else:
+            h = chain_net_inputs(chain[0], chain[1], hidden_w, hidden_b, x, state)
+        if beta != 0.0:
+            p = readout_probabilities(weights, biases, state)
+            h[-1] = h[-1] - beta * (p * target.sum(axis=1, keepdims=True) - target) @ w_out.T  # -beta dC/ds_L
+        return h
+
+    hidden = _dynamics(inputs, list(init[:len(weights) - 1]), steps, epsilon, 0.0, None, solver, False, None)
+    return hidden + [readout_probabilities(weights, biases, hidden)]
+
+
+def readout_gradients(weights, biases, x, target, algorithm, beta, free_steps, nudged_steps, epsilon,
+                      solver="euler", chain=None):
+    """dJ/dtheta estimates: EP's contrast for the hidden weights, the exact dC/dW_out at s^0 for the readout."""
+    batch = x.shape[0]
+    hidden_w = weights[:-1]
+    if chain is None:
+        zeros = [np.zeros((batch, w.shape[1]), dtype=x.dtype) for w in hidden_w]
+
+        def terms(state):
+            return ep_terms(x, state[:-1])
+    else:
+        shapes = chain_shapes(*chain)
+        zeros = [np.zeros((batch, int(np.prod(s))), dtype=x.dtype) for s in shapes[1:]]
+
+        def terms(state):
+            return chain_phi_gradients(chain[0], chain[1], hidden_w, x, state[:-1])
+
+    def run(init, steps, beta=0.0):
+        return readout_relax(weights, biases, x, init, steps, epsilon, beta, target, solver, chain)
+
+    free = run(zeros, free_steps)
+    if algorithm == "centered":
+        positive, negative, spread = run(free, nudged_steps, beta), run(free, nudged_steps, -beta), 2 * beta
+    else:
+        signed = beta if algorithm == "positive" else -beta
+        positive, negative, spread = run(free, nudged_steps, signed), free, signed
+    pw, pb = terms(positive)
+    nw, nb = terms(negative)
+    grads_w = [-(p - q) / (spread * batch) for p, q in zip(pw, nw)]
+    grads_b = [-(p - q) / (spread * batch) for p, q in zip(pb, nb)]
+    error = free[-1] * target.sum(axis=1, keepdims=True) - target  # dC/dz at the free fixed point
+    grads_w.append(rho(free[-2]).T @ error / batch)
+    grads_b.append(error.sum(axis=0) / batch)
+    return grads_w, grads_b, free
+
+
+def readout_predict(weights, biases, x, steps, epsilon, solver="euler"):
+    zeros = [np.zeros((x.shape[0], w.shape[1]), dtype=x.dtype) for w in weights[:-1]]
+    return readout_relax(weights, biases, x, zeros, steps, epsilon, solver=solver)[-1].argmax(axis=1)
+
+
+# ---------------------------------------------------------------------------
 # Optimizers, written from the algorithms PyTorch documents for torch.optim.SGD
 # (dampening 0) and torch.optim.Adam (amsgrad off, maximize off), in float64
 # whatever the input dtype. ``grads`` holds one gradient per step; ``lr`` is a

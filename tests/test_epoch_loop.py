@@ -169,6 +169,9 @@ def test_in_core_sgd_takes_the_compiled_loop_and_the_rest_the_python_loop(monkey
     make_trainer(optimizer="momentum").fit(x, labels, epochs=1, progress=False)
     make_trainer(algorithm="contrastive").fit(x, labels, epochs=1, progress=False)
     make_trainer(weight_decay=1e-4).fit(x, labels, epochs=1, progress=False)
+    readout = make_trainer()
+    readout.net = eqprop.EqPropNetwork([N_INPUTS, 10, 7, N_CLASSES], dtype="float64", seed=0, cost="cross-entropy")
+    readout.fit(x, labels, epochs=1, progress=False)
     assert calls == []
 
 
@@ -287,6 +290,14 @@ def test_bad_core_calls_raise_before_any_work(change, error, match):
         call(arguments)
     for a, b in zip(before, arguments["chain"].arrays[0]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_readout_chain_is_refused_by_the_core_call():
+    arguments = core_arguments()
+    net = eqprop.EqPropNetwork([6, 5, 3], seed=0, cost="cross-entropy", dtype=np.float64)
+    arguments["chain"] = net.core_chain()
+    with pytest.raises(ValueError, match="readout"):
+        call(arguments)
 
 
 def test_a_nan_in_the_core_call_reports_the_failing_batch():

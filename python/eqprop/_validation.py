@@ -114,6 +114,15 @@ def check_output(output: object) -> str:
     return str(output)
 
 
+COSTS = ("squared-error", "cross-entropy")
+
+
+def check_cost(cost: object) -> str:
+    if cost not in COSTS:
+        raise ValueError(f"cost must be 'squared-error' or 'cross-entropy'; got {cost!r}")
+    return str(cost)
+
+
 def check_epsilon(epsilon: object) -> float:
     """The Euler step size, in (0, 1]."""
     epsilon = check_real(epsilon, "epsilon")

@@ -112,7 +112,7 @@ class Checkpoint:
     Attributes
     ----------
     meta : dict
-        JSON-compatible document: ``network`` (sizes, layers, dtype), ``config`` (the
+        JSON-compatible document: ``network`` (sizes, layers, dtype, output, cost), ``config`` (the
         trainer's hyperparameters), ``epoch``, ``rng_state``, ``history`` (one
         dict per epoch), ``data`` (size and fingerprint of the training set).
     weights, biases : list of ndarray
@@ -153,6 +153,11 @@ class Checkpoint:
         return str(self.meta["network"]["dtype"])
 
     @property
+    def cost(self) -> str:
+        """The network's cost; checkpoints written before the cost option hold squared-error networks."""
+        return str(self.meta["network"].get("cost", "squared-error"))
+
+    @property
     def layers(self) -> list:
         """The network's layers (``EqPropNetwork``'s first argument); dense checkpoints may hold sizes only."""
         from eqprop.layers import layers_from_json
@@ -165,7 +170,7 @@ class Checkpoint:
         from eqprop.network import EqPropNetwork
 
         net = EqPropNetwork(self.layers, dtype=self.dtype, output=self.meta["network"].get("output", "clipped"),
-                            threads=threads)
+                            cost=self.cost, threads=threads)
         net.set_params(self.weights, self.biases)
         return net
 
@@ -377,6 +382,8 @@ def _check_network_meta(meta: dict, path: Path) -> None:
         raise fail(f"network dtype {network.get('dtype')!r} is not 'float32' or 'float64'")
     if network.get("output", "clipped") not in ("clipped", "linear"):
         raise fail(f"network output {network.get('output')!r} is not 'clipped' or 'linear'")
+    if network.get("cost", "squared-error") not in ("squared-error", "cross-entropy"):
+        raise fail(f"network cost {network.get('cost')!r} is not 'squared-error' or 'cross-entropy'")
 
 
 def check_training_meta(checkpoint: Checkpoint) -> None:

@@ -8,6 +8,13 @@ clip(., 0, 1), and
           + sum_k b_k . rho(s_k)
 
 (conv layers: Ernoult et al. 2019, Laborieux et al. 2021; see ``eqprop.layers``).
+
+With ``cost="cross-entropy"`` (Laborieux et al. 2021, ``--loss cel --softmax``)
+the last connection is a softmax readout outside the energy: s_L (the last
+relaxing layer) gives the logits z = rho(s_L) W_out + b_out, p = softmax(z),
+C = -sum d log p, E and Phi stop at s_L, and F = E + beta C nudges s_L by
+-beta dC/ds_L = beta (d - p) W_out^T. W_out and b_out learn from dC/dW_out at
+the free fixed point; the hidden weights by the EP contrast, as always.
 The relaxation and the learning rule run in the compiled core ``eqcore``; this
 module validates arguments, converts arrays once, and owns the parameters.
 """
@@ -71,6 +78,23 @@ class EqPropNetwork:
         paper's model), or linear (unbounded, rho the identity there, as in
         Scellier et al.'s deep Hopfield networks): E keeps 1/2 ||y||^2 and Phi
         uses y itself.
+    cost : {"squared-error", "cross-entropy"}, default "squared-error"
+        The cost C the network learns to minimise at its free fixed point.
+        ``"squared-error"``: C = 1/2 ||y - d||^2 on the output layer, which
+        relaxes (the paper's model). ``"cross-entropy"``: the last connection
+        is a softmax readout outside the energy (Laborieux et al. 2021): the
+        last size is still the number of classes, but those units do not
+        relax; they hold p = softmax(rho(s_L) W_out + b_out) of the last
+        relaxing layer s_L, and C = -sum d log p. The nudge reaches s_L as
+        beta (d - p sum(d)) W_out^T (beta (d - p) W_out^T for one-hot d),
+        added to its net input like any other input and then clipped (rho' is
+        never applied, as with the squared error: a unit at 0 or 1 pushed
+        outwards stays there). The readout learns dW_out = -rho(s_L^0)^T
+        (p^0 - d) / batch at the free fixed point, with any EP algorithm for
+        the hidden weights (not the clamped ones, "contrastive" and
+        "coupled": there is no relaxing output to clamp). Needs a hidden
+        layer and ``output="clipped"``; conv hidden layers are allowed (the
+        readout is dense).
     threads : int, optional
         OpenMP threads the core uses: None means every usable core, n > 0
         exactly n, -k all but k - 1 (scikit-learn's convention). Each method
@@ -89,10 +113,16 @@ class EqPropNetwork:
     sizes : tuple of int
         Flat sizes of every layer, input included (C * H * W for a map).
     layer_shapes : tuple of tuple
-        The state shape of every non-input layer: (n,) or (C, H, W).
+        The state shape of every non-input layer: (n,) or (C, H, W). With the
+        cross-entropy the last is the readout's (n_classes,): its slot of a
+        state holds p.
+    cost_function : str
+        The ``cost`` argument.
     input_shape : tuple of int
         (n,) or (C, H, W).
     """
+
+    cost_function = "squared-error"  # networks pickled before the cost option had only this one
 
     def __init__(
         self,
@@ -102,14 +132,25 @@ class EqPropNetwork:
         seed: int | np.random.Generator | None = None,
         init_gains: float | Sequence[float] | None = None,
         output: str = "clipped",
+        cost: str = "squared-error",
         threads: int | None = None,
     ) -> None:
         self.input_shape, self.connections = resolve_layers(layers)
         self.output = check.check_output(output)
+        self.cost_function = check.check_cost(cost)
         self.layers: list[object] = [self.input_shape if len(self.input_shape) == 3 else self.input_shape[0],
                                      *layers[1:]]
         self.sizes: tuple[int, ...] = (self.connections[0].n_in, *(c.n_out for c in self.connections))
         self.layer_shapes: tuple[tuple[int, ...], ...] = tuple(c.out_shape for c in self.connections)
+        if self.readout:
+            if self.output == "linear":
+                raise ValueError("cost='cross-entropy' puts a softmax readout on the last connection: the output "
+                                 "units do not relax, so output='linear' has no meaning; use output='clipped'")
+            if len(self.connections) < 2:
+                raise ValueError(f"cost='cross-entropy' needs a hidden layer: the last connection is the readout "
+                                 f"and only the layers below it relax; got layers {self.architecture}")
+            if self.connections[-1].kind != "dense":
+                raise ValueError("cost='cross-entropy' needs a dense last layer: the readout is dense")
         self.dtype = check.check_dtype(dtype)
         self.threads = check.check_threads(threads)
         gains = check.check_init_gains(init_gains, len(self.connections))
@@ -129,6 +170,11 @@ class EqPropNetwork:
         return self.sizes[1:]
 
     @property
+    def readout(self) -> bool:
+        """Whether the last connection is the cross-entropy's softmax readout (outside the energy)."""
+        return self.cost_function == "cross-entropy"
+
+    @property
     def is_convolutional(self) -> bool:
         return any(c.kind == "conv" for c in self.connections)
 
@@ -143,7 +189,8 @@ class EqPropNetwork:
 
     def __repr__(self) -> str:
         output = ", output='linear'" if self.output == "linear" else ""
-        return f"EqPropNetwork({self.architecture}, dtype={self.dtype.name}{output})"
+        cost = ", cost='cross-entropy'" if self.readout else ""
+        return f"EqPropNetwork({self.architecture}, dtype={self.dtype.name}{output}{cost})"
 
     def zero_state(self, batch: int) -> State:
         """The all-zeros flat state of ``batch`` examples (where relaxation starts by default)."""
@@ -163,7 +210,7 @@ class EqPropNetwork:
         self._checked_parameter_arrays()
         geometry = np.array([c.geometry_row() for c in self.connections], dtype=np.int32)
         self._chain = eqcore.Chain(geometry, list(self.weights), list(self.biases),
-                                   linear_output=self.output == "linear")
+                                   linear_output=self.output == "linear", readout=self.readout)
         return self._chain
 
     def __getstate__(self) -> dict:
@@ -233,6 +280,9 @@ class EqPropNetwork:
                                 self.sizes[-1], self.dtype)
         if target.shape[0] != batch:
             raise ValueError(f"target has {target.shape[0]} rows; x has {batch}")
+        if self.readout and target.size and target.min() < 0:
+            raise ValueError("with cost='cross-entropy' the target is a distribution over the classes "
+                             f"(one-hot, or non-negative weights); it holds {target.min():g}")
         return target
 
     def _state(self, state: object, name: str, batch: int) -> State:
@@ -262,6 +312,7 @@ class EqPropNetwork:
                 raise ValueError("algorithm='random-sign' draws a sign per mini-batch (use Trainer); "
                                  "here choose 'positive' or 'negative'")
         if algorithm is not None and not uses_beta(algorithm):
+            self._check_clamp(algorithm)
             return contrast_of(algorithm, 0.0, check_coupling(coupling))
         if beta is None:
             raise ValueError("beta is required: the EP estimate divides by it")
@@ -275,6 +326,13 @@ class EqPropNetwork:
         if chosen.mode == "centered" or chosen.beta < 0:
             check.check_beta(-abs(beta), solver)
         return chosen
+
+    def _check_clamp(self, algorithm: str) -> None:
+        """The clamped algorithms need a relaxing output layer (not the cross-entropy's readout)."""
+        if self.readout:
+            raise ValueError(f"algorithm={algorithm!r} clamps the output layer, but with cost='cross-entropy' the "
+                             f"output is the softmax readout, which does not relax; use an EP algorithm "
+                             f"('positive', 'negative', 'random-sign' or 'centered')")
 
     def _threads(self, threads: object) -> int:
         threads = check.check_threads(threads)
@@ -333,7 +391,9 @@ class EqPropNetwork:
         -------
         list of ndarray
             One array per non-input layer, (batch, n_k) for dense layers and
-            (batch, C, H, W) for conv layers; the last is the output y.
+            (batch, C, H, W) for conv layers; the last is the output y (with
+            the cross-entropy: the readout's p = softmax(z) at the final s_L;
+            ``init``'s last array is then not read).
         """
         steps = check.check_int(steps, "steps")
         epsilon = check.check_epsilon(epsilon)
@@ -358,7 +418,9 @@ class EqPropNetwork:
     def energy(self, x: object, state: Sequence[np.ndarray]) -> np.ndarray:
         """The Hopfield energy E(s) = 1/2 ||s||^2 - Phi(x, s) of each example, shape (batch,).
 
-        Computed in NumPy (a diagnostic, never on the training path).
+        Computed in NumPy (a diagnostic, never on the training path). With the
+        cross-entropy, E stops at the last relaxing layer (the readout is
+        outside the energy; the state's last array is ignored).
         """
         x = self._inputs(x)
         flat = self._state(state, "state", x.shape[0])
@@ -367,8 +429,9 @@ class EqPropNetwork:
         layers = [x] + [rho(s) for s in flat]
         if self.output == "linear":
             layers[-1] = flat[-1]
-        energy = sum(0.5 * np.einsum("bi,bi->b", s, s) for s in flat)
-        for k, (connection, w, b) in enumerate(zip(self.connections, self.weights, self.biases)):
+        relaxing = len(self.connections) - 1 if self.readout else len(self.connections)
+        energy = sum(0.5 * np.einsum("bi,bi->b", s, s) for s in flat[:relaxing])
+        for k, (connection, w, b) in enumerate(zip(self.connections[:relaxing], self.weights, self.biases)):
             above = layers[k + 1]
             if connection.kind == "dense":
                 energy = energy - np.einsum("bi,ij,bj->b", layers[k], w, above)
@@ -382,13 +445,22 @@ class EqPropNetwork:
         return energy
 
     def cost(self, state: Sequence[np.ndarray], target: object) -> np.ndarray:
-        """C = 1/2 ||y - d||^2 of each example, shape (batch,)."""
+        """C of each example, shape (batch,): 1/2 ||y - d||^2, or -sum d log p with the cross-entropy.
+
+        With the cross-entropy ``state[-1]`` is the readout's p (as :meth:`relax`
+        returns it); a p that underflowed to 0 counts as the dtype's smallest
+        normal number (at most 87.3 per unit of d in float32, 708.4 in float64).
+        """
         output = check.as_batch(self._flat(state[-1], "state[-1]", self.layer_shapes[-1]), "state[-1]",
                                 self.sizes[-1], self.dtype)
         target = check.as_batch(self._flat(target, "target", self.layer_shapes[-1]), "target",
                                 self.sizes[-1], self.dtype)
         if target.shape[0] != output.shape[0]:
             raise ValueError(f"target has {target.shape[0]} rows; the state has {output.shape[0]}")
+        if self.readout:
+            tiny = np.finfo(self.dtype).tiny
+            log_p = np.log(np.maximum(output.astype(np.float64), tiny))
+            return -np.sum(np.where(target != 0, target * log_p, 0.0), axis=1)
         return 0.5 * np.sum((output - target) ** 2, axis=1)
 
     def predict(
@@ -400,7 +472,7 @@ class EqPropNetwork:
         solver: str = "euler",
         threads: int | None = None,
     ) -> np.ndarray:
-        """Class indices: the argmax of the output at the free fixed point (from zeros)."""
+        """Class indices: the argmax of the output (or the readout's p) at the free fixed point (from zeros)."""
         output = self.relax(x, steps=steps, epsilon=epsilon, solver=solver, threads=threads)[-1]
         return np.argmax(output.reshape(output.shape[0], self.sizes[-1]), axis=1)
 
@@ -425,6 +497,9 @@ class EqPropNetwork:
         i.e. dW_k = -(rho(s_k^b)^T rho(s_{k+1}^b) - rho(s_k^0)^T rho(s_{k+1}^0)) / (beta * batch).
         Symmetric (Laborieux et al. 2021): the same with s^{+beta} and s^{-beta}
         over 2 beta, which cancels the O(beta) bias. ``w -= lr * dW`` descends J.
+        With the cross-entropy the readout's entries are its exact gradient at
+        the free fixed point, rho(s_L^0)^T (p^0 - d) / batch (the readout is
+        outside the energy, so s^0 does not depend on it).
 
         ``algorithm`` picks another estimator of the family (:mod:`eqprop.algorithms`):
         "positive", "negative", "centered" (= ``symmetric=True``), "contrastive"
@@ -568,6 +643,7 @@ class EqPropNetwork:
             "layers": layers_to_json(self.layers),
             "dtype": self.dtype.name,
             "output": self.output,
+            "cost": self.cost_function,
             "weights": [w.copy() for w in self.weights],
             "biases": [b.copy() for b in self.biases],
         }

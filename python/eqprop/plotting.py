@@ -97,7 +97,7 @@ def plot_learning_curves(run_dir: str | os.PathLike, output: str | os.PathLike |
     errors.legend()
     costs.plot(epochs, metrics["mean_cost"], marker="o", markersize=3, color="tab:green")
     costs.set_xlabel("epoch")
-    costs.set_ylabel("mean cost 1/2 ||y - d||^2 (training)")
+    costs.set_ylabel("mean cost C (training; config.json: cost)")
     costs.set_yscale("log")
     costs.grid(True, which="both", alpha=0.3)
     figure.suptitle(f"eqprop: {run_dir.name}")

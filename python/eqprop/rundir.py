@@ -302,6 +302,7 @@ _OPTIONAL = {
     "algorithm": (lambda v: v is None or v in ALGORITHMS, "null or one of " + ", ".join(ALGORITHMS)),
     "coupling": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
     "output": (lambda v: v in ("clipped", "linear"), "clipped or linear"),
+    "cost": (lambda v: v in ("squared-error", "cross-entropy"), "squared-error or cross-entropy"),
     "init_gains": (lambda v: v is None or (isinstance(v, list) and all(
         isinstance(g, (int, float)) and not isinstance(g, bool) and g > 0 for g in v)),
         "null or a list of positive numbers"),
@@ -423,6 +424,11 @@ def check_resume_consistency(config: Mapping[str, Any], checkpoint: Any, metrics
     if config["dtype"] != checkpoint.dtype:
         raise RunDirectoryError(
             f"{where} are of different runs: config.json says dtype {config['dtype']}, the checkpoint {checkpoint.dtype}"
+        )
+    if config.get("cost", "squared-error") != checkpoint.cost:
+        raise RunDirectoryError(
+            f"{where} are of different runs: config.json says cost {config.get('cost', 'squared-error')}, "
+            f"the checkpoint holds a {checkpoint.cost} network"
         )
     from eqprop.optim import DEFAULTS
 

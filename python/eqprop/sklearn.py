@@ -108,6 +108,10 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
         Multipliers of the Glorot limit of the initial weights, one per weight
         matrix, as in :class:`eqprop.EqPropNetwork` (conv chains relax fast
         with gains below 1 above the first layer).
+    cost : {"squared-error", "cross-entropy"}, default "squared-error"
+        The cost, as in :class:`eqprop.EqPropNetwork`: the squared error on a
+        relaxing output layer, or the cross-entropy of a softmax readout on
+        the last hidden layer (needs a hidden layer and an EP algorithm).
     random_state : int, RandomState instance or None, default None
         Seeds the weight initialisation and the trainer's RNG (shuffling, sign
         of beta).
@@ -138,7 +142,8 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
     *normalised outputs*, not calibrated probabilities: training minimises the
     squared error to one-hot targets, not a log-loss. Wrap the estimator in
     ``sklearn.calibration.CalibratedClassifierCV`` when calibrated
-    probabilities matter. :meth:`predict` is the argmax of the same array.
+    probabilities matter. With ``cost="cross-entropy"`` they are the
+    readout's softmax, the model trained on the log-loss. :meth:`predict` is the argmax of the same array.
 
     **Conv networks.** ``EqPropClassifier((Conv2d(8, 3, pool="max"), 10),
     input_shape=(1, 8, 8), solver="alternating", symmetric=True, beta=0.5)``
@@ -177,8 +182,10 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
         dtype: str = "float32",
         threads: int | None = None,
         init_gains: float | Sequence[float] | None = None,
+        cost: str = "squared-error",
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
+        self.cost = cost
         self.hidden_layer_sizes = hidden_layer_sizes
         self.input_shape = input_shape
         self.algorithm = algorithm
@@ -287,7 +294,7 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
             self.input_scale_ = np.ones(X.shape[1])
         net_seed, trainer_seed = self._seeds()
         network = EqPropNetwork(list(sizes), dtype=self.dtype, seed=net_seed, init_gains=self.init_gains,
-                                threads=self.threads)
+                                cost=self.cost, threads=self.threads)
         self.trainer_ = Trainer(
             network, beta=self.beta, free_steps=self.free_steps, nudged_steps=self.nudged_steps,
             epsilon=self.epsilon, learning_rates=self._rates(len(sizes) - 1), batch_size=self.batch_size,

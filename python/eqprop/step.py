@@ -9,6 +9,11 @@ first layer's bottom-up input, computed once per mini-batch by the free phase
 and reused by the nudged phases, since x and the weights do not change in
 between) and takes arrays that are already validated: C-contiguous, of the
 network's dtype, flat (batch, n) states.
+
+With the cross-entropy's softmax readout (``net.readout``) the last connection
+learns from the free phase's cost gradient instead of the contrast:
+:meth:`accumulate` then needs the free state and the target, and its scale
+(:meth:`update_scales`) is not divided by the spread.
 """
 
 from __future__ import annotations
@@ -114,18 +119,44 @@ class StepEngine:
             return positive, negative, 2.0 * contrast.beta
         return positive, free, contrast.beta
 
+    def update_scales(self, numerators: np.ndarray, spread: float, batch: int) -> np.ndarray:
+        """The per-connection scales of :meth:`accumulate`: numerators_k / (spread * batch).
+
+        ``numerators`` holds the learning rates (the update) or -1 (the
+        gradient estimate). A readout's scale is numerators_L / batch: it
+        applies the free phase's cost gradient, which no spread divides.
+        """
+        scales = np.asarray(numerators, dtype=np.float64) / (spread * batch)
+        if self.net.readout:
+            scales[-1] = float(numerators[-1]) / batch
+        return scales
+
     def accumulate(
         self, x: np.ndarray, positive: State, negative: State, scales: np.ndarray, threads: int,
-        out: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
+        out: tuple[list[np.ndarray], list[np.ndarray]] | None = None, *, free: State | None = None,
+        target: np.ndarray | None = None,
     ) -> bool:
         """theta += scales_k (dPhi/dtheta(positive) - dPhi/dtheta(negative)), batch-summed.
 
         Into the network's parameters, or into ``out = (weights, biases)``.
-        Returns whether the updated biases are all finite.
+        With a readout, ``free`` (the free fixed point, its last array p^0) and
+        ``target`` are required: the readout gets
+        scales_L rho(s_L^0)^T (d - p^0 sum(d)), whatever ``positive[-1]`` and
+        ``negative[-1]`` hold. Returns whether the updated biases are all finite.
         """
         out_weights, out_biases = out if out is not None else (None, None)
+        readout_input = None
+        if self.net.readout:
+            if free is None or target is None:
+                raise ValueError("a network with a readout (cost='cross-entropy') updates it from the free "
+                                 "state and the target: pass free= and target=")
+            # the readout's operands (eqcore._update): d and p^0 sum(d), below them s_L^0
+            weight = target.sum(axis=1, keepdims=True, dtype=target.dtype)  # 1 for a one-hot d
+            positive = [*positive[:-1], target]
+            negative = [*negative[:-1], np.ascontiguousarray(free[-1] * weight)]
+            readout_input = free[-2]
         return eqcore.apply_ep_update(self.net.core_chain(), x, positive, negative, scales, threads,
-                                      out_weights, out_biases)
+                                      out_weights, out_biases, readout_input)
 
     def update(
         self, x: np.ndarray, free: State, target: np.ndarray, *, contrast: Contrast, nudged_steps: int,
@@ -141,7 +172,8 @@ class StepEngine:
             x, free, target, contrast=contrast, nudged_steps=nudged_steps, epsilon=epsilon,
             solver=solver, threads=threads,
         )
-        return self.accumulate(x, positive, negative, rates / (spread * x.shape[0]), threads)
+        return self.accumulate(x, positive, negative, self.update_scales(rates, spread, x.shape[0]), threads,
+                               free=free, target=target)
 
     def optimizer_update(
         self, x: np.ndarray, free: State, target: np.ndarray, *, contrast: Contrast, nudged_steps: int,
@@ -160,8 +192,8 @@ class StepEngine:
             solver=solver, threads=threads,
         )
         step.zero_grads()
-        scales = np.full(len(self.net.weights), -1.0 / (spread * x.shape[0]))
-        if not self.accumulate(x, positive, negative, scales, threads, out=step.grads):
+        scales = self.update_scales(np.full(len(self.net.weights), -1.0), spread, x.shape[0])
+        if not self.accumulate(x, positive, negative, scales, threads, out=step.grads, free=free, target=target):
             return False
         return step.apply(rates, threads)
 
@@ -176,8 +208,8 @@ class StepEngine:
             x, free, target, contrast=contrast, nudged_steps=nudged_steps, epsilon=epsilon,
             solver=solver, threads=threads,
         )
-        scales = np.full(len(net.weights), -1.0 / (spread * x.shape[0]))
-        self.accumulate(x, positive, negative, scales, threads, out=grads)
+        scales = self.update_scales(np.full(len(net.weights), -1.0), spread, x.shape[0])
+        self.accumulate(x, positive, negative, scales, threads, out=grads, free=free, target=target)
         return grads
 
     def train_batches(

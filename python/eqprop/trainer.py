@@ -18,10 +18,11 @@ trainer's own ``numpy.random.Generator``. For every mini-batch the trainer
 
 The relaxations and the update run in the compiled core; the loop does no
 Python work per example. With the in-core SGD update on one process (any
-schedule, a one-sided or centered contrast) the whole sequence of mini-batches
-of an epoch runs in one compiled call (``StepEngine.train_batches``), with no
-Python work per mini-batch either; other optimizers, the clamped algorithms
-and ``comm`` take the Python loop over the same kernels. Both give bitwise the
+schedule, a one-sided or centered contrast, the squared-error cost) the whole
+sequence of mini-batches of an epoch runs in one compiled call
+(``StepEngine.train_batches``), with no Python work per mini-batch either;
+other optimizers, the clamped algorithms, the cross-entropy readout and
+``comm`` take the Python loop over the same kernels. Both give bitwise the
 same results.
 
 Divergence: the states are clipped to [0, 1], so large learning rates saturate
@@ -129,7 +130,8 @@ class EpochRecord:
         Validation error after the epoch (free relaxation from zeros), or None
         when ``fit`` had no validation set.
     mean_cost : float
-        Mean of C = 1/2 ||y - d||^2 over the free-phase outputs of the epoch.
+        Mean of the network's cost C over the free-phase outputs of the epoch:
+        1/2 ||y - d||^2, or the cross-entropy -log p_label (``cost="cross-entropy"``).
     wall_time : float
         Seconds for the epoch: training plus validation (checkpointing excluded).
     examples_per_second : float
@@ -194,7 +196,7 @@ class History(Sequence):
 
 
 class Evaluation(NamedTuple):
-    """Error rate (fraction misclassified) and mean cost C = 1/2 ||y - d||^2."""
+    """Error rate (fraction misclassified) and mean cost C (1/2 ||y - d||^2, or the cross-entropy)."""
 
     error: float
     mean_cost: float
@@ -222,7 +224,10 @@ class Trainer:
     Parameters
     ----------
     net : EqPropNetwork
-        The network; its parameters are updated in place.
+        The network; its parameters are updated in place. Either cost: with
+        ``cost="cross-entropy"`` the readout learns the free phase's cost
+        gradient with its layer's rate and the scores use its softmax (the
+        clamped algorithms are refused).
     beta : float
         Nudging strength (nonzero). The update is divided by it (eq. 13).
     free_steps, nudged_steps : int
@@ -435,6 +440,8 @@ class Trainer:
             if algorithm in ("contrastive", "coupled") and len(self.net.weights) < 2:
                 raise ValueError(f"algorithm={algorithm!r} clamps the output and relaxes the hidden layers: "
                                  f"the network needs a hidden layer")
+            if algorithm in ("contrastive", "coupled"):
+                self.net._check_clamp(algorithm)
         beta = self.beta
         if uses_beta(algorithm) or beta is not None:
             if beta is None:
@@ -669,6 +676,10 @@ class Trainer:
             output = state[-1]
             expected = labels[start:stop]
             errors += int(np.count_nonzero(output.argmax(axis=1) != expected))
+            if net.readout:  # -log p_label, with p >= the dtype's smallest normal number (EqPropNetwork.cost)
+                chosen = np.maximum(output[np.arange(m), expected].astype(np.float64), np.finfo(net.dtype).tiny)
+                cost -= float(np.log(chosen).sum())
+                continue
             squared = np.einsum("ij,ij->", output, output, dtype=np.float64)
             # ||y - d||^2 = ||y||^2 - 2 y_label + 1 for a one-hot d: no target array needed
             cost += 0.5 * (squared - 2.0 * float(output[np.arange(m), expected].sum(dtype=np.float64)) + m)
@@ -949,7 +960,8 @@ class Trainer:
             rates = rates * factor  # a constant schedule leaves the paper's update untouched
         optimizer_state = self.optimizer_state
         order = self.rng.permutation(n)
-        if replicas is None and optimizer_step is None and self._compiled_epochs and self._contrast(False).mode != "clamped":
+        if (replicas is None and optimizer_step is None and self._compiled_epochs and not self.net.readout
+                and self._contrast(False).mode != "clamped"):
             return self._train_epoch_compiled(x, labels, epoch, threads, progress, checkpoint_dir, buffers, size,
                                               order, rates)
         particles = self.particles if self.persistent else None
@@ -974,7 +986,8 @@ class Trainer:
                                       solver=self.solver, threads=threads)
                     # NaN propagates through the core's clip, so a non-finite weight shows up here;
                     # the particles are only written when the state is finite
-                    finite, batch_errors, batch_cost = summarise_free_phase(state, target, labels, index, particles)
+                    finite, batch_errors, batch_cost = summarise_free_phase(state, target, labels, index, particles,
+                                                                            self.net.readout)
                 if not finite and replicas is None:
                     raise self._diverged(epoch, batch, n_batches, "the free phase", checkpoint_dir)
                 errors += batch_errors
@@ -1004,11 +1017,10 @@ class Trainer:
                         )
                         # scaled by the global mini-batch, so the ranks' sums add up to its mean: the
                         # EP update itself (in-core SGD), or the gradient estimate for the optimizer
-                        if optimizer_step is None:
-                            scales = rates / (spread * m_global)
-                        else:
-                            scales = np.full(len(self.net.weights), -1.0 / (spread * m_global))
-                        engine.accumulate(xb, positive, negative, scales, threads, out=replicas.local)
+                        numerators = rates if optimizer_step is None else np.full(len(self.net.weights), -1.0)
+                        scales = engine.update_scales(numerators, spread, m_global)
+                        engine.accumulate(xb, positive, negative, scales, threads, out=replicas.local,
+                                          free=state, target=target)
                     if not replicas.combine(finite):  # on some rank: every rank stops here
                         raise self._diverged(epoch, batch, n_batches, "the free phase", checkpoint_dir)
                     # every rank takes the same step from the same sum: the replicas and the optimizer
@@ -1131,7 +1143,7 @@ class Trainer:
         meta = {
             "eqprop_version": eqprop.__version__,
             "network": {"sizes": list(self.net.sizes), "layers": layers_to_json(self.net.layers),
-                        "dtype": self.net.dtype.name, "output": self.net.output},
+                        "dtype": self.net.dtype.name, "output": self.net.output, "cost": self.net.cost_function},
             "config": self.config(),
             "epoch": self.epoch,
             "rng_state": self.rng.bit_generator.state,
@@ -1167,6 +1179,9 @@ class Trainer:
                 f"the checkpoint is for a {saved} {checkpoint.dtype} network; "
                 f"this trainer's network is {self.net.architecture} {self.net.dtype.name}"
             )
+        if checkpoint.cost != self.net.cost_function:
+            raise ValueError(f"the checkpoint is for a network with cost={checkpoint.cost!r}; this trainer's "
+                             f"network has cost={self.net.cost_function!r}")
         saved_config = {**OPTIM_DEFAULTS, **checkpoint.config}  # format 1: plain SGD, constant rates
         differing = sorted(
             key for key, value in saved_config.items()

@@ -11,4 +11,5 @@ cdef void scatter_rows(const floating* rows, const int64_t* index, int m, int wi
                        floating* dest) noexcept nogil
 cdef bint all_finite(const floating* values, size_t count) noexcept nogil
 cdef double score_output(const floating* output, const floating* target, int m, int n_out,
-                         const int64_t* labels, const int64_t* index, long* errors) noexcept nogil
+                         const int64_t* labels, const int64_t* index, long* errors,
+                         bint cross_entropy) noexcept nogil

@@ -11,7 +11,8 @@ score and keep the particles with the same code.
 """
 
 from cython cimport floating
-from libc.math cimport isfinite
+from libc.float cimport DBL_MIN, FLT_MIN
+from libc.math cimport isfinite, log
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
@@ -55,20 +56,31 @@ cdef bint all_finite(const floating* values, size_t count) noexcept nogil:
 
 
 cdef double score_output(const floating* output, const floating* target, int m, int n_out,
-                         const int64_t* labels, const int64_t* index, long* errors) noexcept nogil:
-    """sum (y - d)^2 in float64 over the m rows; adds to ``errors`` the rows whose first argmax is not their label."""
+                         const int64_t* labels, const int64_t* index, long* errors,
+                         bint cross_entropy) noexcept nogil:
+    """The cost of the m rows summed in float64; adds to ``errors`` the rows whose first argmax is not their label.
+
+    1/2 sum (y - d)^2, or with ``cross_entropy`` (the output is the readout's
+    p) -sum d log max(p, tiny), tiny the dtype's smallest normal number.
+    """
     cdef Py_ssize_t i, c, best
-    cdef double cost = 0.0, diff
+    cdef double cost = 0.0, diff, p
+    cdef double tiny = FLT_MIN if floating is float else DBL_MIN
     for i in range(m):
         best = 0
         for c in range(n_out):
-            diff = <double> (output[i * n_out + c] - target[i * n_out + c])
-            cost += diff * diff
+            if cross_entropy:
+                if target[i * n_out + c] != 0:
+                    p = max(<double> output[i * n_out + c], tiny)
+                    cost -= target[i * n_out + c] * log(p)
+            else:
+                diff = <double> (output[i * n_out + c] - target[i * n_out + c])
+                cost += diff * diff
             if output[i * n_out + c] > output[i * n_out + best]:
                 best = c
         if best != labels[index[i]]:
             errors[0] += 1
-    return cost
+    return cost if cross_entropy else 0.5 * cost
 
 
 def gather_batch(const floating[:, ::1] x, const int64_t[::1] labels, const int64_t[::1] index,
@@ -110,13 +122,16 @@ def gather_batch(const floating[:, ::1] x, const int64_t[::1] labels, const int6
 
 
 def summarise_free_phase(list state, const floating[:, ::1] target, const int64_t[::1] labels,
-                         const int64_t[::1] index, list particles) -> tuple:
+                         const int64_t[::1] index, list particles, bint cross_entropy=False) -> tuple:
     """Check, score and keep the free fixed point of a mini-batch.
 
     Returns ``(finite, errors, cost)``: whether every state is finite, the
     number of examples whose output's argmax (the first, as NumPy's) is not
-    their label, and 1/2 sum (y - d)^2 summed in float64. When finite and
-    ``particles`` is not None, particles[j][index[i]] = state[j][i].
+    their label, and 1/2 sum (y - d)^2 summed in float64; with
+    ``cross_entropy`` the output is the readout's p and the cost
+    -sum d log max(p, tiny) (tiny the dtype's smallest normal number, so a p
+    that underflowed to 0 costs at most -log tiny, never infinity). When
+    finite and ``particles`` is not None, particles[j][index[i]] = state[j][i].
     """
     cdef Py_ssize_t m = index.shape[0], i, j, c, n_layers = len(state), width
     cdef floating[:, ::1] layer, dest
@@ -139,7 +154,8 @@ def summarise_free_phase(list state, const floating[:, ::1] target, const int64_
     if target.shape[0] != m or target.shape[1] != output.shape[1]:
         raise ValueError("target must have the output's shape")
     with nogil:
-        cost = score_output(&output[0, 0], &target[0, 0], m, output.shape[1], &labels[0], &index[0], &errors)
+        cost = score_output(&output[0, 0], &target[0, 0], m, output.shape[1], &labels[0], &index[0], &errors,
+                            cross_entropy)
     if particles is not None:
         for j in range(n_layers):
             layer = state[j]
@@ -152,4 +168,4 @@ def summarise_free_phase(list state, const floating[:, ::1] target, const int64_
                     raise ValueError(f"index {index[i]} is out of range for the particles")
             with nogil:
                 scatter_rows(&layer[0, 0], &index[0], m, width, &dest[0, 0])
-    return True, errors, 0.5 * cost
+    return True, errors, cost

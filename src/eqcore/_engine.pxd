@@ -44,6 +44,7 @@ cdef class Chain:
     cdef size_t conv_scratch      # floats a thread needs for one example's conv products
     cdef bint has_max_pool
     cdef readonly bint linear_output  # the output layer is not clipped
+    cdef readonly bint readout        # the last connection is a softmax readout outside the energy
 
 cdef Connection* derived_connections(Chain chain, bint transposes) except NULL
 cdef void refresh_derived(Connection* conns, int n, size_t item) noexcept nogil

@@ -63,12 +63,19 @@ cdef class Chain:
     linear_output : bool, default False
         The output layer's state is not clipped to [0, 1] (rho is the identity
         there).
+    readout : bool, default False
+        The last connection (dense) is a softmax readout outside the energy:
+        its "state" holds p = softmax(rho(s_L) W + b), recomputed from the last
+        relaxing layer s_L, and in the nudged phase its top-down part carries
+        beta (d - p sum(d)) instead of a state (the cross-entropy's nudge,
+        _relax.pyx).
 
     Only the structure that protects memory is checked here; ``eqprop.layers``
     validates architectures with messages for users.
     """
 
-    def __cinit__(self, const int[:, ::1] geometry, list weights, list biases, bint linear_output=False):
+    def __cinit__(self, const int[:, ::1] geometry, list weights, list biases, bint linear_output=False,
+                  bint readout=False):
         cdef int n = geometry.shape[0], j
         cdef Connection* c
         self.conns = NULL
@@ -85,6 +92,9 @@ cdef class Chain:
             raise MemoryError()
         self.n_connections = n
         self.linear_output = linear_output
+        self.readout = readout
+        if readout and (n < 2 or geometry[n - 1, 0] != KIND_DENSE or linear_output):
+            raise ValueError("a readout is a dense last connection above a relaxing layer, with no linear output")
         self.conv_scratch = 0
         self.has_max_pool = False
         sizes = []

@@ -141,6 +141,8 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
 
     if chain.itemsize != sizeof(floating):
         raise TypeError("x and the buffers must have the parameters' dtype")
+    if chain.readout:
+        raise ValueError("a chain with a readout (the cross-entropy) trains in the Python loop")
     n_in = chain.layer_sizes[0]
     n_out = chain.layer_sizes[n_layers]
     if x.shape[1] != n_in:
@@ -245,8 +247,8 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                     break
                 # 4. score it and keep it
                 batch_errors_b = 0
-                batch_cost = 0.5 * score_output(S[n_layers - 1], &target_buffer[0, 0], m, n_out, &labels[0],
-                                                &order[r0], &batch_errors_b)
+                batch_cost = score_output(S[n_layers - 1], &target_buffer[0, 0], m, n_out, &labels[0],
+                                          &order[r0], &batch_errors_b, False)
                 if use_particles:
                     for j in range(n_layers):
                         scatter_rows(S[j], &order[r0], m, widths[j], particle_rows[j])
@@ -273,7 +275,7 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                 for j in range(n_layers):
                     scales[j] = rates[j] / (spread * m)
                 if not ep_update(chain, conns, m, &x_buffer[0, 0], P, negative, scales, W, Bp, threads,
-                                 &update_work, isa):
+                                 &update_work, isa, NULL):
                     failure = _FAILED_UPDATE
                     break
     finally:

@@ -24,6 +24,20 @@ connection's kind (_engine.pyx). Three solvers share these net inputs:
   'asynchronous') of Scellier's energy-based-learning code. The same fixed
   points; the output's own factor -beta makes it converge only for |beta| < 1.
 
+A chain with a **readout** (``Chain.readout``, the cross-entropy cost of
+Laborieux et al. 2021) ends in a dense connection outside the energy: the
+logits z = s_L W_out + b_out of the last relaxing layer s_L, p = softmax(z)
+(max-subtracted) and C = -sum d log p. The readout has no dynamics: every
+solver relaxes s_1 .. s_L only, and in the nudged phase the readout's top-down
+part is g W_out^T with g = beta (d - p sum(d)) = -beta dC/dz (beta (d - p) for
+a one-hot d) evaluated at the current s_L, in place of a state above; s_L is
+then updated exactly as a hidden layer (added to h, then clipped: rho' is
+never applied, as for the squared-error nudge of a clipped output, so a unit
+at 0 or 1 pushed outwards stays there). For the alternating solver this makes
+s_L's update a fixed-point iteration rather than its exact conditional
+minimum (C is not quadratic in s_L); the fixed points are the same. After the
+last step the readout's slot of the state is set to p at the final s_L.
+
 The batch is cut into one contiguous block of rows per thread; each thread
 relaxes its rows through every step without synchronising with the others.
 The bottom-up input of the first layer (the drive, x W_0 or P(W_0 * x)) is the
@@ -34,6 +48,7 @@ them (_gemm.input_gemm).
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from libc.math cimport exp, expf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
@@ -68,6 +83,46 @@ cdef inline void _exact_update(floating* s, const floating* h, const floating* b
         eq_exact_f64(isa, s, h, b, target, rows, n, beta, clip)
 
 
+cdef void _readout(const Connection* c, const floating* below, const floating* target, int rows,
+                   floating beta, floating* z, floating* p, int isa) noexcept nogil:
+    """z = the readout's logits below W + b, turned in place into p = softmax(z).
+
+    With ``p``, p is also copied there. With ``target``, z then holds
+    beta (d - p sum(d)) = -beta dC/dz, the readout's message to the layer below.
+    """
+    cdef int r, k, n = c.n_out
+    cdef const floating* b = <const floating*> c.bias_full
+    cdef const floating* d
+    cdef floating* zr
+    cdef floating largest, total, d_sum
+    bottom_up(c, below, rows, z, NULL, NULL, isa)
+    for r in range(rows):
+        zr = z + <size_t> r * n
+        largest = zr[0] + b[0]
+        for k in range(n):
+            zr[k] = zr[k] + b[k]
+            if zr[k] > largest:
+                largest = zr[k]
+        total = 0
+        for k in range(n):  # max-subtracted: every exponent <= 0, the sum >= 1
+            if floating is float:
+                zr[k] = expf(zr[k] - largest)
+            else:
+                zr[k] = exp(zr[k] - largest)
+            total = total + zr[k]
+        for k in range(n):
+            zr[k] = zr[k] / total
+        if p != NULL:
+            memcpy(p + <size_t> r * n, zr, <size_t> n * sizeof(floating))
+        if target != NULL:
+            d = target + <size_t> r * n
+            d_sum = 0
+            for k in range(n):
+                d_sum = d_sum + d[k]
+            for k in range(n):
+                zr[k] = beta * (d[k] - zr[k] * d_sum)
+
+
 cdef void _compute_drive(const Connection* conns, const floating* x, int rows,
                          floating* drive, int** winners, floating* conv_scratch,
                          int* input_index, int isa) noexcept nogil:
@@ -93,14 +148,19 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                       floating** s, floating** h, int** winners, const floating* target,
                       int rows, int steps, floating epsilon, floating beta, int solver,
                       floating* drive, bint compute_drive, floating* conv_scratch,
-                      int* input_index, bint linear_output, bint clamp_output, int isa) noexcept nogil:
+                      int* input_index, bint linear_output, bint clamp_output, bint readout,
+                      int isa) noexcept nogil:
     """Relax ``rows`` examples whose layer states start at the pointers ``s``.
 
     With ``clamp_output`` the output is set to ``target`` and held there while
-    the hidden layers relax (beta is 0 then).
+    the hidden layers relax (beta is 0 then). With ``readout`` the last
+    connection is the softmax readout: s_1 .. s_L relax, the nudge reaches s_L
+    through it (beta != 0), and its slot ends holding p.
     """
     cdef int step, j, parity
-    cdef int relaxing = n_layers - 1 if clamp_output else n_layers  # the layers that move
+    cdef int relaxing = n_layers - 1 if (clamp_output or readout) else n_layers  # the layers that move
+    cdef int last = n_layers - 1
+    cdef bint nudge_readout = readout and beta != 0
     cdef const floating* layer_target
     # with a ready drive, connection 0's winners stay unset: nothing reads them (the
     # clamped input gets no top-down input; the update finds its own winners)
@@ -118,8 +178,14 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                 # the clamped output's top-down input routes by the winners of the current state below
                 bottom_up(&conns[n_layers - 1], s[n_layers - 2], rows, h[n_layers - 1],
                           winners[n_layers - 1], conv_scratch, isa)
+            if nudge_readout:  # -beta dC/dz at the previous s_L, sent down by the readout
+                _readout(&conns[last], s[last - 1], target, rows, beta, h[last], NULL, isa)
             for j in range(n_layers - 1):
-                top_down(&conns[j + 1], s[j + 1], winners[j + 1], rows, h[j], conv_scratch, isa)
+                if readout and j == last - 1:
+                    if nudge_readout:
+                        top_down(&conns[last], h[last], NULL, rows, h[j], conv_scratch, isa)
+                else:
+                    top_down(&conns[j + 1], s[j + 1], winners[j + 1], rows, h[j], conv_scratch, isa)
             for j in range(relaxing):
                 layer_target = target if j == n_layers - 1 else NULL
                 _euler_update(s[j], h[j], <const floating*> conns[j].bias_full, layer_target,
@@ -129,7 +195,11 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
             for parity in range(2):
                 for j in range(parity, relaxing, 2):
                     _bottom_up_input(conns, j, s, drive, rows, h[j], winners, conv_scratch, isa)
-                    if j + 1 < n_layers:
+                    if readout and j == last - 1:
+                        if nudge_readout:  # -beta dC/dz at the current s_L
+                            _readout(&conns[last], s[j], target, rows, beta, h[last], NULL, isa)
+                            top_down(&conns[last], h[last], NULL, rows, h[j], conv_scratch, isa)
+                    elif j + 1 < n_layers:
                         if conns[j + 1].kind == KIND_CONV and conns[j + 1].pool == POOL_MAX:
                             # the winners of the current s_j (h[j + 1] is free scratch here)
                             bottom_up(&conns[j + 1], s[j], rows, h[j + 1], winners[j + 1],
@@ -144,6 +214,8 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                     else:
                         _exact_update(s[j], h[j], <const floating*> conns[j].bias_full, layer_target,
                                       rows, conns[j].n_out, beta, not (linear_output and j == n_layers - 1), isa)
+    if readout:  # the readout's slot: p at the final s_L
+        _readout(&conns[last], s[last - 1], NULL, rows, 0, h[last], s[last], isa)
 
 
 cdef int relax_work_alloc(RelaxWork* work, Chain chain, int max_batch, int threads, bint own_drive) except -1:
@@ -259,7 +331,7 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
                         rows, steps, <floating> epsilon, <floating> beta, solver,
                         chunk_drive, not drive_ready, chunk_scratch,
                         work.input_index + <size_t> c * conns[0].n_in, chain.linear_output,
-                        clamp_output, isa)
+                        clamp_output, chain.readout, isa)
 
 
 def relax_batch(Chain chain, const floating[:, ::1] x, list state,
@@ -270,7 +342,9 @@ def relax_batch(Chain chain, const floating[:, ::1] x, list state,
 
     With ``clamp_output``, ``target`` holds the values the output is clamped
     to, and only the hidden layers relax (``beta`` must be 0). The chain's
-    ``linear_output`` drops the clip of the output layer.
+    ``linear_output`` drops the clip of the output layer; with its
+    ``readout``, ``state[-1]`` receives the readout's p (its initial values
+    are never read) and ``target`` is the cross-entropy's d.
 
     ``drive`` (batch, n_1), if given, holds the first layer's bottom-up input:
     it is filled here unless ``drive_ready`` says it already holds it for this
@@ -302,6 +376,8 @@ def relax_batch(Chain chain, const floating[:, ::1] x, list state,
         raise ValueError(f"unknown solver {solver}")
     if clamp_output and (target is None or beta != 0.0 or n_layers < 2):
         raise ValueError("clamp_output needs a target, beta = 0 and a hidden layer")
+    if chain.readout and (clamp_output or (beta != 0.0 and target is None)):
+        raise ValueError("a readout chain is nudged through its readout (a target, no clamp_output)")
     if batch == 0 or steps <= 0:
         return
     flops = chain.flops_per_example()

@@ -25,4 +25,5 @@ cdef void update_work_free(UpdateWork* work) noexcept
 
 cdef bint ep_update(Chain chain, const Connection* conns, int batch, const floating* x,
                     floating** P, floating** N, const double* scales, floating** W,
-                    floating** Bp, int threads, UpdateWork* work, int isa) noexcept nogil
+                    floating** Bp, int threads, UpdateWork* work, int isa,
+                    const floating* readout_input) noexcept nogil

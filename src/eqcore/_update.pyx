@@ -22,6 +22,14 @@ count. Where x is mostly zeros (images), the product for W_0 skips them
 (sparse_rows.h), and rows of W_0 whose input is zero in the whole batch are
 not touched.
 
+**Readout** (``Chain.readout``, the last connection L, outside the energy):
+it learns from the cost's gradient at the free fixed point, not from a
+contrast. The caller passes ``readout_input`` = s_L^0 (the free last relaxing
+layer), pos[L] = d and neg[L] = p^0 sum(d) (p^0 for a one-hot d), so that
+W_L += scale_L s_L^0^T (d - p^0) = -scale_L dC/dW_L: the clamped input's form
+(A_L = readout_input^T, depth batch) with scale_L = lr / batch (or -1 / batch
+for the gradient).
+
 **Conv** connection j: dPhi/dW_j is the correlation of the state below with
 the un-pooled state above, U(P_j) (max pooling routes by the winners of that
 state's own bottom-up input P(W_j * P_{j-1})). Stacked over examples and
@@ -51,31 +59,32 @@ DEF ROW_BLOCK = 64
 DEF CONV_ROW_BLOCK = 16
 
 
-cdef void _build_left_rows(const Connection* c, int j, int batch, const floating* x,
+cdef void _build_left_rows(const Connection* c, int j, int batch, const floating* single,
                            floating** P, floating** N, int row0, int rows,
                            floating* left) noexcept nogil:
-    """Rows row0 .. row0 + rows of A_j (n_in x depth), depth = batch or 2 batch."""
+    """Rows row0 .. row0 + rows of A_j (n_in x depth): depth batch from ``single`` (x, or the
+    readout's input) if it is not NULL, else 2 batch from P_{j-1} and N_{j-1}."""
     cdef int n_in = c.n_in
-    cdef int depth = batch if j == 0 else 2 * batch
+    cdef int depth = batch if single != NULL else 2 * batch
     cdef Py_ssize_t r, col
     for col in range(row0, row0 + rows):
         for r in range(batch):
-            if j == 0:
-                left[col * depth + r] = x[r * n_in + col]
+            if single != NULL:
+                left[col * depth + r] = single[r * n_in + col]
             else:
                 left[col * depth + r] = P[j - 1][r * n_in + col]
                 left[col * depth + batch + r] = N[j - 1][r * n_in + col]
 
 
-cdef void _build_right(const Connection* c, int j, int batch, floating** P, floating** N,
+cdef void _build_right(const Connection* c, int j, bint single, int batch, floating** P, floating** N,
                        double scale, floating* right) noexcept nogil:
-    """B_j (depth x n_out)."""
+    """B_j (depth x n_out): scale (P_j - N_j) when ``single`` (depth batch), else scale [P_j; -N_j]."""
     cdef int n_out = c.n_out
     cdef Py_ssize_t r, col
     cdef floating s = <floating> scale
     for r in range(batch):
         for col in range(n_out):
-            if j == 0:
+            if single:
                 right[r * n_out + col] = s * (P[j][r * n_out + col] - N[j][r * n_out + col])
             else:
                 right[r * n_out + col] = s * P[j][r * n_out + col]
@@ -142,7 +151,7 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     work.max_winners = 1
     for j in range(n_layers):
         c = &chain.conns[j]
-        depth = 1 if j == 0 else 2  # times the batch
+        depth = 1 if (j == 0 or (chain.readout and j == n_layers - 1)) else 2  # times the batch
         if c.kind == KIND_DENSE:
             operand_size += (<size_t> c.n_in + c.n_out) * depth * batch
             work.n_tasks += (c.n_in + ROW_BLOCK - 1) // ROW_BLOCK
@@ -195,15 +204,19 @@ cdef void update_work_free(UpdateWork* work) noexcept:
 
 cdef bint ep_update(Chain chain, const Connection* conns, int batch, const floating* x,
                     floating** P, floating** N, const double* scales, floating** W,
-                    floating** Bp, int threads, UpdateWork* work, int isa) noexcept nogil:
+                    floating** Bp, int threads, UpdateWork* work, int isa,
+                    const floating* readout_input) noexcept nogil:
     """The body of ``apply_ep_update``: W[j] += ..., Bp[j] += ... in place; returns whether the biases are finite.
 
     P[j], N[j] are the (batch x n_j) states, ``conns`` the chain's derived
     connections (``derived_connections``, with or without transposes), current
-    for the parameters. Arguments are not checked: ``batch`` must not exceed
-    ``work.max_batch`` nor ``threads`` the threads it was allocated for.
+    for the parameters. With the chain's readout, ``readout_input`` is the
+    free (batch x n_L) state below it (else NULL). Arguments are not checked:
+    ``batch`` must not exceed ``work.max_batch`` nor ``threads`` the threads it
+    was allocated for.
     """
     cdef int n_layers = chain.n_connections
+    cdef int readout_layer = n_layers - 1 if chain.readout else -1
     cdef int j, t, layer, row0, depth, e, phase, n_threads, task_rows, n_out
     cdef int n_tasks = work.n_tasks
     cdef size_t left_size = 0, right_size = 0, conv_depth
@@ -227,7 +240,7 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
         return True
     for j in range(n_layers):
         c = &conns[j]
-        depth = batch if j == 0 else 2 * batch
+        depth = batch if (j == 0 or j == readout_layer) else 2 * batch
         left_offset[j] = left_size
         right_offset[j] = right_size
         if c.kind == KIND_DENSE:
@@ -247,8 +260,8 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
         c = &conns[j]
         if c.kind == KIND_DENSE:
             right = operands + left_size + right_offset[j]
-            _build_right(c, j, batch, P, N, scales[j], right)
-            _dense_bias(Bp[j], c.n_out, batch if j == 0 else 2 * batch, right)
+            _build_right(c, j, j == 0 or j == readout_layer, batch, P, N, scales[j], right)
+            _dense_bias(Bp[j], c.n_out, batch if (j == 0 or j == readout_layer) else 2 * batch, right)
             continue
         # conv: G and R, one example (and phase) per iteration, in parallel
         depth = batch if j == 0 else 2 * batch
@@ -271,13 +284,15 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
         row0 = work.task_row[t]
         c = &conns[layer]
         if c.kind == KIND_DENSE:
-            depth = batch if layer == 0 else 2 * batch
+            depth = batch if (layer == 0 or layer == readout_layer) else 2 * batch
             task_rows = min(ROW_BLOCK, c.n_in - row0)
             n_out = c.n_out
             task_left = operands + left_offset[layer] + <size_t> row0 * depth
             task_right = operands + left_size + right_offset[layer]
             task_w = W[layer] + <size_t> row0 * n_out
-            _build_left_rows(c, layer, batch, x, P, N, row0, task_rows, operands + left_offset[layer])
+            _build_left_rows(c, layer, batch,
+                             x if layer == 0 else (readout_input if layer == readout_layer else NULL),
+                             P, N, row0, task_rows, operands + left_offset[layer])
             if layer == 0:  # the left operand is x^T: its zeros can be skipped
                 input_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
                            task_w, n_out, input_index + <size_t> threadid() * batch,
@@ -298,14 +313,17 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
 
 def apply_ep_update(Chain chain, const floating[:, ::1] x, list pos, list neg,
                     const double[::1] scales, int threads=1, list out_weights=None,
-                    list out_biases=None) -> bool:
+                    list out_biases=None, const floating[:, ::1] readout_input=None) -> bool:
     """Accumulate the EP update into the chain's parameters (or ``out_*``) in place.
 
     ``scales[j]`` multiplies connection j's weight and bias updates (its
     learning rate over beta and the batch size). ``out_weights``/``out_biases``,
     if given, receive the update instead (arrays shaped like the parameters,
     used by the gradient estimate); the chain's own weights still define the
-    max-pool winners. Unchecked core entry point; ``eqprop`` validates first.
+    max-pool winners. With the chain's ``readout``, ``readout_input`` (batch,
+    n_L) is the free state of the last relaxing layer and pos[-1], neg[-1]
+    hold d and p^0 sum(d) (see the module's documentation). Unchecked core
+    entry point; ``eqprop`` validates first.
 
     Returns whether every updated bias is finite: the bias update sums the
     states of both phases, so this is a cheap check that neither diverged.
@@ -322,6 +340,7 @@ def apply_ep_update(Chain chain, const floating[:, ::1] x, list pos, list neg,
     cdef floating** N = NULL
     cdef UpdateWork work
     cdef bint finite = True
+    cdef const floating* readout_ptr = NULL
 
     if chain.itemsize != sizeof(floating):
         raise TypeError("x and the states must have the parameters' dtype")
@@ -331,8 +350,14 @@ def apply_ep_update(Chain chain, const floating[:, ::1] x, list pos, list neg,
         raise ValueError("scales must have one entry per non-input layer")
     if x.shape[1] != chain.layer_sizes[0]:
         raise ValueError("x must have one column per input unit")
+    if chain.readout:
+        if (readout_input is None or readout_input.shape[0] != batch
+                or readout_input.shape[1] != chain.layer_sizes[n_layers - 1]):
+            raise ValueError("a readout chain's update needs readout_input, the free (batch, n_L) state")
     if batch == 0:
         return True
+    if chain.readout:
+        readout_ptr = &readout_input[0, 0]
     weights, biases = chain.arrays
     if out_weights is not None or out_biases is not None:
         if out_weights is None or out_biases is None or len(out_weights) != n_layers or len(out_biases) != n_layers:
@@ -363,7 +388,8 @@ def apply_ep_update(Chain chain, const floating[:, ::1] x, list pos, list neg,
         conns = derived_connections(chain, False)
         update_work_alloc(&work, chain, batch, max(threads, 1))
         with nogil:
-            finite = ep_update(chain, conns, batch, &x[0, 0], P, N, &scales[0], W, Bp, threads, &work, isa)
+            finite = ep_update(chain, conns, batch, &x[0, 0], P, N, &scales[0], W, Bp, threads, &work, isa,
+                               readout_ptr)
     finally:
         free_derived(conns, n_layers)
         free(W)

@@ -27,6 +27,7 @@ SETTING_KINDS: dict[str, str] = {
     "algorithm": "str",
     "coupling": "float",
     "output": "str",
+    "cost": "str",
     "free_steps": "int",
     "nudged_steps": "int",
     "epsilon": "float",
