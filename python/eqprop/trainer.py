@@ -18,11 +18,11 @@ trainer's own ``numpy.random.Generator``. For every mini-batch the trainer
 
 The relaxations and the update run in the compiled core; the loop does no
 Python work per example. With the in-core SGD update on one process (any
-schedule, a one-sided or centered contrast, the squared-error cost) the whole
-sequence of mini-batches of an epoch runs in one compiled call
+schedule, a one-sided or centered contrast, either cost) the whole sequence
+of mini-batches of an epoch runs in one compiled call
 (``StepEngine.train_batches``), with no Python work per mini-batch either;
-other optimizers, the clamped algorithms, the cross-entropy readout and
-``comm`` take the Python loop over the same kernels. Both give bitwise the
+other optimizers, the clamped algorithms and ``comm`` take the Python loop
+over the same kernels. Both give bitwise the
 same results.
 
 Divergence: the states are clipped to [0, 1], so large learning rates saturate
@@ -960,8 +960,7 @@ class Trainer:
             rates = rates * factor  # a constant schedule leaves the paper's update untouched
         optimizer_state = self.optimizer_state
         order = self.rng.permutation(n)
-        if (replicas is None and optimizer_step is None and self._compiled_epochs and not self.net.readout
-                and self._contrast(False).mode != "clamped"):
+        if replicas is None and optimizer_step is None and self._compiled_epochs and self._contrast(False).mode != "clamped":
             return self._train_epoch_compiled(x, labels, epoch, threads, progress, checkpoint_dir, buffers, size,
                                               order, rates)
         particles = self.particles if self.persistent else None

@@ -13,12 +13,15 @@ without returning to Python. For every mini-batch b of the shuffled ``order``:
    update left them (_engine.refresh_derived);
 3. the free phase (``relax_chunks``, _relax.pyx); a non-finite state stops
    the loop here (``FAILED_FREE_PHASE``) before anything is written;
-4. errors and cost of the free output, the particles written back;
+4. errors and cost of the free output (squared error, or the cross-entropy of
+   a readout chain), the particles written back;
 5. the nudged phase from a copy of the free state with ``betas[b]`` (the
    signed beta the caller drew for the batch), and with ``centered`` a second
    one with ``-betas[b]``; spread ``betas[b]`` or ``2 betas[b]``;
 6. the in-place EP update with scales rates_k / (spread m) (``ep_update``,
-   _update.pyx); non-finite biases stop the loop (``FAILED_UPDATE``).
+   _update.pyx; a readout learns from the free phase's cost gradient with
+   scale rates_L / m, as ``StepEngine.accumulate`` sets it up); non-finite
+   biases stop the loop (``FAILED_UPDATE``).
 
 Every step calls the functions the Python loop's entry points call, with the
 same arguments, in the same order and with the same row blocks over the
@@ -129,6 +132,8 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
     cdef floating** S = NULL
     cdef floating** P = NULL
     cdef floating** N = NULL
+    cdef floating** UP = NULL
+    cdef floating** UN = NULL
     cdef floating** particle_rows = NULL
     cdef floating** W = NULL
     cdef floating** Bp = NULL
@@ -141,8 +146,6 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
 
     if chain.itemsize != sizeof(floating):
         raise TypeError("x and the buffers must have the parameters' dtype")
-    if chain.readout:
-        raise ValueError("a chain with a readout (the cross-entropy) trains in the Python loop")
     n_in = chain.layer_sizes[0]
     n_out = chain.layer_sizes[n_layers]
     if x.shape[1] != n_in:
@@ -188,8 +191,10 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
         particle_rows = <floating**> malloc(n_layers * sizeof(floating*))
         W = <floating**> malloc(n_layers * sizeof(floating*))
         Bp = <floating**> malloc(n_layers * sizeof(floating*))
+        UP = <floating**> malloc(n_layers * sizeof(floating*))
+        UN = <floating**> malloc(n_layers * sizeof(floating*))
         scales = <double*> malloc(n_layers * sizeof(double))
-        if not (widths and S and P and N and particle_rows and W and Bp and scales):
+        if not (widths and S and P and N and UP and UN and particle_rows and W and Bp and scales):
             raise MemoryError()
         for j in range(n_layers):
             widths[j] = chain.layer_sizes[j + 1]
@@ -217,6 +222,15 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
         for j in range(1, n_layers):
             N[j] = N[j - 1] + <size_t> batch_size * widths[j - 1]
         negative = N if centered else S
+        # the update's operands: the contrasted states, except that a readout learns from the free
+        # phase's cost gradient: d in place of its positive state, p^0 (p^0 sum(d) for a one-hot d)
+        # in place of its negative one, the free s_L below it (StepEngine.accumulate)
+        for j in range(n_layers):
+            UP[j] = P[j]
+            UN[j] = negative[j]
+        if chain.readout:
+            UP[n_layers - 1] = &target_buffer[0, 0]
+            UN[n_layers - 1] = S[n_layers - 1]
         conns = derived_connections(chain, True)
         relax_work_alloc(&relax_work, chain, batch_size, threads, False)
         update_work_alloc(&update_work, chain, batch_size, threads)
@@ -248,7 +262,7 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                 # 4. score it and keep it
                 batch_errors_b = 0
                 batch_cost = score_output(S[n_layers - 1], &target_buffer[0, 0], m, n_out, &labels[0],
-                                          &order[r0], &batch_errors_b, False)
+                                          &order[r0], &batch_errors_b, chain.readout)
                 if use_particles:
                     for j in range(n_layers):
                         scatter_rows(S[j], &order[r0], m, widths[j], particle_rows[j])
@@ -274,8 +288,10 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                 # 6. the update
                 for j in range(n_layers):
                     scales[j] = rates[j] / (spread * m)
-                if not ep_update(chain, conns, m, &x_buffer[0, 0], P, negative, scales, W, Bp, threads,
-                                 &update_work, isa, NULL):
+                if chain.readout:  # the cost gradient: no spread divides it
+                    scales[n_layers - 1] = rates[n_layers - 1] / m
+                if not ep_update(chain, conns, m, &x_buffer[0, 0], UP, UN, scales, W, Bp, threads,
+                                 &update_work, isa, S[n_layers - 2] if chain.readout else NULL):
                     failure = _FAILED_UPDATE
                     break
     finally:
@@ -286,6 +302,8 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
         free(S)
         free(P)
         free(N)
+        free(UP)
+        free(UN)
         free(particle_rows)
         free(W)
         free(Bp)
