@@ -115,8 +115,14 @@ def test_the_cross_entropy_readout(dtype, solver, algorithm):
                cost="cross-entropy", learning_rates=[0.1, 0.05], persistent=False)
 
 
+def test_every_product_path_and_instruction_set(kernel):
+    train_both(dtype="float32", data=make_data(zeros=0.85))
+    train_both(dtype="float64", algorithm="centered")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_conv_chain(dtype):
+def test_conv_chain(dtype, threads, every_thread_runs):
     rng = np.random.default_rng(0)
     x = rng.random((37, 1, 6, 6))
     labels = rng.integers(0, 3, 37)
@@ -125,7 +131,7 @@ def test_conv_chain(dtype):
     for compiled in (True, False):
         trainer = eqprop.Trainer(eqprop.EqPropNetwork(layers, dtype=dtype, seed=1), beta=0.5, free_steps=5,
                                  nudged_steps=3, epsilon=0.5, learning_rates=[0.1, 0.05, 0.05], batch_size=8,
-                                 seed=3, threads=1, algorithm="centered")
+                                 seed=3, threads=threads, algorithm="centered")
         trainer._compiled_epochs = compiled
         trainer.fit(x, labels, epochs=2, progress=False)
         runs.append(trainer)
