@@ -12,7 +12,9 @@ state; ``track_gflops`` its achieved GFLOP/s with float32 parameters, per
 precision (FLOP convention of benchmarks/compare.py); ``peakmem_train_step`` the process's peak memory.
 ``time_train_step_image_inputs`` is the same step on MNIST-like inputs (81% zeros,
 which the core skips), and ``time_trainer_epoch`` a whole ``Trainer`` epoch at
-the paper's mini-batch of 20 in each precision: the loop around the steps included.
+the paper's mini-batch of 20 in each precision: the loop around the steps included (the
+compiled epoch loop, the Trainer's default for plain SGD; ``TrainerEpochPythonLoop`` times the
+Python loop over the same kernels, which the other optimizers take).
 
 ``ConvTrainStep`` and ``ConvTrainStepGflops`` time ``train_step`` of the
 convolutional network of benchmarks/compare.py (``_common.CONV_LAYERS``) on a
@@ -165,3 +167,11 @@ class TrainerEpoch:
 
     def time_trainer_epoch(self, threads, precision):
         self.trainer.fit(self.x, self.labels, epochs=1, progress=False)
+
+
+class TrainerEpochPythonLoop(TrainerEpoch):
+    """``TrainerEpoch`` through the Python loop (one compiled call per phase of every mini-batch)."""
+
+    def setup(self, threads):
+        super().setup(threads)
+        self.trainer._compiled_epochs = False

@@ -119,20 +119,27 @@ def test_default_sgd_stays_in_the_compiled_in_place_update(digits, monkeypatch):
     from eqprop.step import StepEngine
 
     seen = []
-    original = StepEngine.update
 
-    def spy(self, *args, rates, **kwargs):
-        seen.append(rates.copy())
-        return original(self, *args, rates=rates, **kwargs)
+    def spy(name):
+        original = getattr(StepEngine, name)
+
+        def spying(self, *args, rates, **kwargs):
+            seen.append(rates.copy())
+            return original(self, *args, rates=rates, **kwargs)
+        return spying
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the default SGD must use the in-place update")
 
-    monkeypatch.setattr(StepEngine, "update", spy)
+    for name in ("update", "train_batches"):  # the Python loop's, the compiled epoch loop's
+        monkeypatch.setattr(StepEngine, name, spy(name))
     monkeypatch.setattr(StepEngine, "optimizer_update", forbidden)
-    trainer = full_batch_trainer(np.float32, optimizer="sgd", schedule="constant")
-    trainer.fit(digits.x_train[:40], digits.y_train[:40], epochs=2)
-    assert len(seen) == 2 and all(r.tolist() == [0.3, 0.1] for r in seen)
+    for compiled in (True, False):
+        seen.clear()
+        trainer = full_batch_trainer(np.float32, optimizer="sgd", schedule="constant")
+        trainer._compiled_epochs = compiled
+        trainer.fit(digits.x_train[:40], digits.y_train[:40], epochs=2)
+        assert len(seen) == 2 and all(r.tolist() == [0.3, 0.1] for r in seen)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "exponential"])

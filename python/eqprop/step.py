@@ -2,7 +2,9 @@
 
 This is the one place where Python drives the compiled core for training.
 :class:`EqPropNetwork` (``train_step``, ``ep_gradients``), :class:`Trainer`,
-the benchmarks and the tools all go through it. It owns the drive buffer (the
+the benchmarks and the tools all go through it. :meth:`StepEngine.train_batches`
+runs a whole sequence of mini-batches (free phase, nudge, in-place SGD update,
+bookkeeping) in one compiled call: the Trainer's epochs with plain SGD. It owns the drive buffer (the
 first layer's bottom-up input, computed once per mini-batch by the free phase
 and reused by the nudged phases, since x and the weights do not change in
 between) and takes arrays that are already validated: C-contiguous, of the
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import eqcore
+from eqcore._epoch import train_batches
 from eqprop.algorithms import Contrast
 
 if TYPE_CHECKING:
@@ -208,3 +211,35 @@ class StepEngine:
         scales = self.update_scales(np.full(len(net.weights), -1.0), spread, x.shape[0])
         self.accumulate(x, positive, negative, scales, threads, out=grads, free=free, target=target)
         return grads
+
+    def train_batches(
+        self, x: np.ndarray, labels: np.ndarray, order: np.ndarray, *, batch_size: int, start: int, stop: int,
+        x_buffer: np.ndarray, target_buffer: np.ndarray, state_buffer: State, particles: State | None,
+        betas: np.ndarray, centered: bool, rates: np.ndarray, free_steps: int, nudged_steps: int,
+        epsilon: float, solver: str, threads: int, batch_errors: np.ndarray, batch_costs: np.ndarray,
+        errors: int = 0, cost: float = 0.0,
+    ) -> tuple[int, int, int, float]:
+        """Mini-batches ``start .. stop - 1`` of an epoch in one compiled call (``eqcore._epoch``).
+
+        Mini-batch b holds the examples ``order[b * batch_size:(b + 1) *
+        batch_size]``; for each: gather into the buffers, the free phase from
+        ``particles`` (zeros if None), errors and cost into ``batch_errors[b]``
+        and ``batch_costs[b]``, the particles written back, the nudged phase
+        with ``betas[b]`` (and with ``-betas[b]`` when ``centered``), then the
+        in-place update of :meth:`update` with scales rates_k / (spread m):
+        bitwise what :meth:`free_phase`, :meth:`update` and the Trainer's
+        per-batch bookkeeping give.
+
+        Returns
+        -------
+        (completed, failure, errors, cost)
+            Mini-batches completed; ``eqcore._epoch.FAILED_NONE``, or where the
+            next one stopped (``FAILED_FREE_PHASE``: nothing of it kept;
+            ``FAILED_UPDATE``: its particles and update were written); the
+            running totals ``errors`` and ``cost`` with the completed ones added.
+        """
+        return train_batches(
+            self.net.core_chain(), x, labels, order, batch_size, start, stop, x_buffer, target_buffer,
+            state_buffer, self._drive_rows(batch_size), particles, betas, centered, rates, free_steps,
+            nudged_steps, epsilon, SOLVER_CODES[solver], threads, batch_errors, batch_costs, errors, cost,
+        )

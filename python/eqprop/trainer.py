@@ -17,7 +17,13 @@ trainer's own ``numpy.random.Generator``. For every mini-batch the trainer
    epoch e are the base rates times the schedule's factor f(e).
 
 The relaxations and the update run in the compiled core; the loop does no
-Python work per example.
+Python work per example. With the in-core SGD update on one process (any
+schedule, a one-sided or centered contrast, either cost) the whole sequence
+of mini-batches of an epoch runs in one compiled call
+(``StepEngine.train_batches``), with no Python work per mini-batch either;
+other optimizers, the clamped algorithms and ``comm`` take the Python loop
+over the same kernels. Both give bitwise the
+same results.
 
 Divergence: the states are clipped to [0, 1], so large learning rates saturate
 the units rather than blow them up; what can go wrong numerically is a NaN or an
@@ -54,6 +60,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from eqcore._batch import gather_batch, summarise_free_phase
+from eqcore._epoch import FAILED_FREE_PHASE, FAILED_NONE, FAILED_UPDATE
 from eqprop import _validation as check
 from eqprop import distributed as _distributed
 from eqprop._threads import resolve_threads, single_threaded_blas
@@ -86,7 +93,8 @@ Callback = Callable[["Trainer", "EpochRecord"], Any]
 #: threads get enough rows each; examples relax independently, so it does not
 #: change the result.
 EVAL_BATCH_SIZE = 1000
-#: Mini-batches between two updates of the progress bar's live numbers.
+#: Mini-batches between two updates of the progress bar's live numbers (and,
+#: with the bar shown, per call of the compiled epoch loop).
 PROGRESS_EVERY = 50
 
 
@@ -321,6 +329,11 @@ class Trainer:
         A callback may set this to True to end ``fit`` after the current epoch.
     """
 
+    #: Run the epochs of plain SGD on one process in the compiled loop (bitwise the
+    #: same as the Python loop, which tests select by setting this to False on an
+    #: instance; not a hyperparameter).
+    _compiled_epochs: bool = True
+
     def __init__(
         self,
         net: EqPropNetwork,
@@ -520,15 +533,32 @@ class Trainer:
             f"learning_rates={list(self.learning_rates)}, batch_size={self.batch_size}, epoch={self.epoch})"
         )
 
+    def _draws_sign(self) -> bool:
+        """Whether every mini-batch draws the sign of beta (one ``rng.random()``)."""
+        if self.algorithm is None:  # the older switches, with their random stream
+            return bool(self.random_sign)
+        return self._algorithm == "random-sign"
+
+    def _contrast(self, negative: bool) -> Contrast:
+        """The contrast of a mini-batch whose drawn sign is ``negative``."""
+        if self.algorithm is None:
+            return Contrast("centered" if self.symmetric else "one-sided", -self.beta if negative else self.beta)
+        return contrast_of(self._algorithm, self.beta or 0.0, self.coupling, negative)
+
     def _batch_contrast(self) -> Contrast:
         """The contrast of the next mini-batch (draws the sign of beta where the algorithm does)."""
-        if self.algorithm is None:  # the older switches, with their random stream
-            beta = self.beta
-            if self.random_sign and self.rng.random() < 0.5:
-                beta = -beta
-            return Contrast("centered" if self.symmetric else "one-sided", beta)
-        negative = self._algorithm == "random-sign" and self.rng.random() < 0.5
-        return contrast_of(self._algorithm, self.beta or 0.0, self.coupling, negative)
+        return self._contrast(self._draws_sign() and self.rng.random() < 0.5)
+
+    def _epoch_contrasts(self, n_batches: int) -> tuple[str, np.ndarray]:
+        """The contrast mode and the signed beta of each of ``n_batches`` mini-batches.
+
+        Draws from the RNG exactly what ``n_batches`` calls of
+        :meth:`_batch_contrast` draw: ``Generator.random(k)`` yields the values
+        of k calls of ``Generator.random()`` and leaves the same state.
+        """
+        negative = self.rng.random(n_batches) < 0.5 if self._draws_sign() else np.zeros(n_batches, dtype=bool)
+        first, second = self._contrast(False), self._contrast(True)
+        return first.mode, np.where(negative, second.beta, first.beta).astype(np.float64)
 
     # -------------------------------------------------------------- config
     def config(self) -> dict[str, Any]:
@@ -846,7 +876,7 @@ class Trainer:
                     "same training data, or call trainer.reset_particles() first"
                 )
         if self.persistent and self.particles is None:
-            self.particles = [np.zeros((x.shape[0], n), dtype=self.net.dtype) for n in self.net.layer_sizes]
+            self.particles = _zeroed_particles(x.shape[0], self.net.layer_sizes, self.net.dtype)
         self._data_fingerprint = fingerprint
         if progress is None:
             progress = sys.stderr is not None and sys.stderr.isatty()
@@ -930,6 +960,9 @@ class Trainer:
             rates = rates * factor  # a constant schedule leaves the paper's update untouched
         optimizer_state = self.optimizer_state
         order = self.rng.permutation(n)
+        if replicas is None and optimizer_step is None and self._compiled_epochs and self._contrast(False).mode != "clamped":
+            return self._train_epoch_compiled(x, labels, epoch, threads, progress, checkpoint_dir, buffers, size,
+                                              order, rates)
         particles = self.particles if self.persistent else None
         errors = relaxed = 0
         cost = 0.0
@@ -1012,6 +1045,70 @@ class Trainer:
             errors = int(round(errors))
             if particles is not None:
                 replicas.gather_particles(particles, order, size)
+        return errors / n, cost / n
+
+    def _train_epoch_compiled(
+        self,
+        x: np.ndarray,
+        labels: np.ndarray,
+        epoch: int,
+        threads: int,
+        progress: bool,
+        checkpoint_dir: Path | None,
+        buffers: tuple[np.ndarray, np.ndarray, list[np.ndarray], StepEngine, OptimizerStep | None],
+        size: int,
+        order: np.ndarray,
+        rates: np.ndarray,
+    ) -> tuple[float, float]:
+        """:meth:`_train_epoch` for in-core SGD on one process: the mini-batches run in compiled code.
+
+        One call of :meth:`StepEngine.train_batches` per epoch (per
+        ``PROGRESS_EVERY`` mini-batches when the progress bar shows), bitwise
+        the Python loop: the signs of beta are drawn up front from the same
+        generator, which after a divergence is rewound to where the Python
+        loop would have left it.
+        """
+        n = x.shape[0]
+        x_buffer, target_buffer, state_buffer, engine, _ = buffers
+        n_batches = math.ceil(n / size)
+        rng_state = self.rng.bit_generator.state
+        mode, betas = self._epoch_contrasts(n_batches)
+        particles = self.particles if self.persistent else None
+        batch_errors = np.zeros(n_batches, dtype=np.int64)
+        batch_costs = np.zeros(n_batches, dtype=np.float64)
+        errors, cost, done = 0, 0.0, 0
+        bar = _progress_bar(n_batches, epoch, enabled=progress)
+        chunk = PROGRESS_EVERY if bar.enabled else n_batches
+        started = time.perf_counter()
+        try:
+            while done < n_batches:
+                completed, failure, errors, cost = engine.train_batches(
+                    x, labels, order, batch_size=size, start=done, stop=min(done + chunk, n_batches),
+                    x_buffer=x_buffer, target_buffer=target_buffer, state_buffer=state_buffer,
+                    particles=particles, betas=betas, centered=mode == "centered", rates=rates,
+                    free_steps=self.free_steps, nudged_steps=self.nudged_steps, epsilon=self.epsilon,
+                    solver=self.solver, threads=threads, batch_errors=batch_errors, batch_costs=batch_costs,
+                    errors=errors, cost=cost,
+                )
+                # the Python loop counts a step before it checks the update
+                self.optimizer_state.step += completed + (failure == FAILED_UPDATE)
+                done += completed
+                if failure != FAILED_NONE:
+                    # the Python loop draws the sign after the free phase: one more if that passed
+                    self.rng.bit_generator.state = rng_state
+                    drawn = done + (failure == FAILED_UPDATE)
+                    if self._draws_sign() and drawn:
+                        self.rng.random(drawn)
+                    where = "the free phase" if failure == FAILED_FREE_PHASE else "the nudged phase or the update"
+                    raise self._diverged(epoch, done, n_batches, where, checkpoint_dir)
+                bar.update(completed)
+                if bar.enabled:
+                    seen = min(done * size, n)
+                    elapsed = max(time.perf_counter() - started, 1e-12)
+                    bar.set_postfix_str(f"error={errors / max(seen, 1):.2%}, {seen / elapsed:,.0f} ex/s",
+                                        refresh=False)
+        finally:
+            bar.close()
         return errors / n, cost / n
 
     def _diverged(self, epoch: int, batch: int, n_batches: int, where: str, checkpoint_dir: Path | None):
@@ -1175,6 +1272,43 @@ class Trainer:
         trainer = _distributed.collectively(comm, load)  # every rank reads it; one failing stops all
         trainer._attach(comm)
         return trainer
+
+
+#: Transparent huge pages on x86-64 and arm64 (2 MiB), and the size from which NumPy
+#: asks the kernel for them (4 MiB).
+_HUGE_PAGE = 1 << 21
+_HUGE_PAGE_ARRAYS = 1 << 22
+
+
+def _zeroed_particles(n: int, widths: Sequence[int], dtype: np.dtype) -> list[np.ndarray]:
+    """Zeroed (n, width) particle arrays, their memory mapped now rather than in epoch 1.
+
+    ``np.zeros`` leaves the pages to be mapped on first touch, and epoch 1
+    touches them in the shuffled order, mini-batch by mini-batch, inside the
+    training loop: at 20,000 examples of 784-500-10 that was 40 MB and about
+    1,400 minor page faults (4 KiB pages at the ends of the array, which the
+    kernel cannot map as huge pages) taken one at a time between the OpenMP
+    regions, while the other threads wait. Here every layer lives in one block
+    aligned to 2 MiB, so the whole of it can be huge pages, and it is written
+    once, sequentially, before training starts.
+    """
+    dtype = np.dtype(dtype)
+    sizes = [n * width * dtype.itemsize for width in widths]
+    total = sum(sizes)
+    if total < _HUGE_PAGE_ARRAYS:
+        arrays = [np.zeros((n, width), dtype=dtype) for width in widths]
+        for array in arrays:
+            array.fill(0)
+        return arrays
+    raw = np.zeros(-(-total // _HUGE_PAGE) * _HUGE_PAGE + _HUGE_PAGE, dtype=np.uint8)
+    offset = -raw.ctypes.data % _HUGE_PAGE
+    block = raw[offset:offset + total]
+    block.fill(0)
+    arrays, start = [], 0
+    for width, size in zip(widths, sizes):
+        arrays.append(block[start:start + size].view(dtype).reshape(n, width))
+        start += size
+    return arrays
 
 
 def _progress_bar(total: int, epoch: int, *, enabled: bool):

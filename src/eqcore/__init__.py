@@ -27,6 +27,7 @@ from eqcore._optim import (
     optimizer_step,
 )
 from eqcore._relax import SOLVER_ALTERNATING, SOLVER_EULER, SOLVER_FIXED_POINT, relax_batch
+from eqcore._epoch import train_batches
 from eqcore._update import apply_ep_update
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "optimizer_step",
     "parallel_threshold",
     "relax_batch",
+    "train_batches",
 ]
 
 

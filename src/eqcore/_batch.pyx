@@ -4,7 +4,10 @@
 At 784-500-10 and batch 20 a whole training step takes about 200 microseconds;
 the gathers, one-hot targets, error count, cost and particle scatter around it
 cost almost half as much again when written as separate NumPy operations.
-``eqprop.Trainer`` calls these two functions instead; they do the same work.
+``eqprop.Trainer``'s Python loop calls these two functions instead; they do the
+same work. Their bodies are nogil functions over raw rows (declared in
+_batch.pxd) that the compiled epoch loop (_epoch.pyx) calls too, so both loops
+score and keep the particles with the same code.
 """
 
 from cython cimport floating
@@ -12,6 +15,72 @@ from libc.float cimport DBL_MIN, FLT_MIN
 from libc.math cimport isfinite, log
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
+
+
+cdef void gather_examples(const floating* x, int n_in, const int64_t* labels, const int64_t* index,
+                          int m, floating* x_out, floating* target_out, int n_out) noexcept nogil:
+    """x_out[i] = x[index[i]], target_out[i] = one-hot(labels[index[i]]), for i < m (rows of n_in, n_out)."""
+    cdef Py_ssize_t i
+    for i in range(m):
+        memcpy(&x_out[i * n_in], &x[index[i] * n_in], n_in * sizeof(floating))
+        memset(&target_out[i * n_out], 0, n_out * sizeof(floating))
+        target_out[i * n_out + labels[index[i]]] = 1
+
+
+cdef void gather_rows(const floating* source, const int64_t* index, int m, int width,
+                      floating* dest) noexcept nogil:
+    """dest[i] = source[index[i]] (rows of ``width``), or 0 when ``source`` is NULL."""
+    cdef Py_ssize_t i
+    if source == NULL:
+        memset(dest, 0, <size_t> m * width * sizeof(floating))
+        return
+    for i in range(m):
+        memcpy(&dest[i * width], &source[index[i] * width], width * sizeof(floating))
+
+
+cdef void scatter_rows(const floating* rows, const int64_t* index, int m, int width,
+                       floating* dest) noexcept nogil:
+    """dest[index[i]] = rows[i] (rows of ``width``)."""
+    cdef Py_ssize_t i
+    for i in range(m):
+        memcpy(&dest[index[i] * width], &rows[i * width], width * sizeof(floating))
+
+
+cdef bint all_finite(const floating* values, size_t count) noexcept nogil:
+    cdef size_t k
+    cdef bint finite = True
+    for k in range(count):
+        if not isfinite(values[k]):
+            finite = False
+    return finite
+
+
+cdef double score_output(const floating* output, const floating* target, int m, int n_out,
+                         const int64_t* labels, const int64_t* index, long* errors,
+                         bint cross_entropy) noexcept nogil:
+    """The cost of the m rows summed in float64; adds to ``errors`` the rows whose first argmax is not their label.
+
+    1/2 sum (y - d)^2, or with ``cross_entropy`` (the output is the readout's
+    p) -sum d log max(p, tiny), tiny the dtype's smallest normal number.
+    """
+    cdef Py_ssize_t i, c, best
+    cdef double cost = 0.0, diff, p
+    cdef double tiny = FLT_MIN if floating is float else DBL_MIN
+    for i in range(m):
+        best = 0
+        for c in range(n_out):
+            if cross_entropy:
+                if target[i * n_out + c] != 0:
+                    p = max(<double> output[i * n_out + c], tiny)
+                    cost -= target[i * n_out + c] * log(p)
+            else:
+                diff = <double> (output[i * n_out + c] - target[i * n_out + c])
+                cost += diff * diff
+            if output[i * n_out + c] > output[i * n_out + best]:
+                best = c
+        if best != labels[index[i]]:
+            errors[0] += 1
+    return cost if cross_entropy else 0.5 * cost
 
 
 def gather_batch(const floating[:, ::1] x, const int64_t[::1] labels, const int64_t[::1] index,
@@ -34,11 +103,8 @@ def gather_batch(const floating[:, ::1] x, const int64_t[::1] labels, const int6
     for i in range(m):
         if not (0 <= index[i] < x.shape[0] and 0 <= labels[index[i]] < n_out):
             raise ValueError(f"index {index[i]} or its label is out of range")
-    with nogil:
-        for i in range(m):
-            memcpy(&x_out[i, 0], &x[index[i], 0], n_in * sizeof(floating))
-            memset(&target_out[i, 0], 0, n_out * sizeof(floating))
-            target_out[i, labels[index[i]]] = 1
+    with nogil:  # (an empty view's first element is its data pointer: nothing is read)
+        gather_examples(&x[0, 0], n_in, &labels[0], &index[0], m, &x_out[0, 0], &target_out[0, 0], n_out)
     for j in range(n_layers):
         dest = state_out[j]
         width = dest.shape[1]
@@ -46,14 +112,13 @@ def gather_batch(const floating[:, ::1] x, const int64_t[::1] labels, const int6
             raise ValueError("state_out must have one row per index")
         if particles is None:
             with nogil:
-                memset(&dest[0, 0], 0, m * width * sizeof(floating))
+                gather_rows(<const floating*> NULL, &index[0], m, width, &dest[0, 0])
             continue
         source = particles[j]
         if source.shape[0] != x.shape[0] or source.shape[1] != width:
             raise ValueError("particles must have one row per example of x and state_out's widths")
         with nogil:
-            for i in range(m):
-                memcpy(&dest[i, 0], &source[index[i], 0], width * sizeof(floating))
+            gather_rows(&source[0, 0], &index[0], m, width, &dest[0, 0])
 
 
 def summarise_free_phase(list state, const floating[:, ::1] target, const int64_t[::1] labels,
@@ -73,9 +138,7 @@ def summarise_free_phase(list state, const floating[:, ::1] target, const int64_
     cdef const floating[:, ::1] output
     cdef bint finite = True
     cdef long errors = 0
-    cdef double cost = 0.0, diff
-    cdef Py_ssize_t best
-    cdef double tiny = FLT_MIN if floating is float else DBL_MIN, p
+    cdef double cost = 0.0
     for i in range(m):
         if not 0 <= index[i] < labels.shape[0]:
             raise ValueError(f"index {index[i]} is out of range for the labels")
@@ -84,30 +147,15 @@ def summarise_free_phase(list state, const floating[:, ::1] target, const int64_
         if layer.shape[0] != m:
             raise ValueError("state must have one row per index")
         with nogil:
-            for i in range(m):
-                for c in range(layer.shape[1]):
-                    if not isfinite(layer[i, c]):
-                        finite = False
+            finite = all_finite(&layer[0, 0], <size_t> m * layer.shape[1])
         if not finite:
             return False, 0, 0.0
     output = state[n_layers - 1]
     if target.shape[0] != m or target.shape[1] != output.shape[1]:
         raise ValueError("target must have the output's shape")
     with nogil:
-        for i in range(m):
-            best = 0
-            for c in range(output.shape[1]):
-                if cross_entropy:
-                    if target[i, c] != 0:
-                        p = max(<double> output[i, c], tiny)
-                        cost -= target[i, c] * log(p)
-                else:
-                    diff = <double> (output[i, c] - target[i, c])
-                    cost += diff * diff
-                if output[i, c] > output[i, best]:
-                    best = c
-            if best != labels[index[i]]:
-                errors += 1
+        cost = score_output(&output[0, 0], &target[0, 0], m, output.shape[1], &labels[0], &index[0], &errors,
+                            cross_entropy)
     if particles is not None:
         for j in range(n_layers):
             layer = state[j]
@@ -119,6 +167,5 @@ def summarise_free_phase(list state, const floating[:, ::1] target, const int64_
                 if not 0 <= index[i] < dest.shape[0]:
                     raise ValueError(f"index {index[i]} is out of range for the particles")
             with nogil:
-                for i in range(m):
-                    memcpy(&dest[index[i], 0], &layer[i, 0], width * sizeof(floating))
-    return True, errors, cost if cross_entropy else 0.5 * cost
+                scatter_rows(&layer[0, 0], &index[0], m, width, &dest[0, 0])
+    return True, errors, cost

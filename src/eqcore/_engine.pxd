@@ -53,6 +53,7 @@ cdef class Chain:
     cdef readonly bint bfloat16       # the relaxation's products read bfloat16 copies
 
 cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=*, bint drive=*) except NULL
+cdef void refresh_derived(Connection* conns, int n, size_t item) noexcept nogil
 cdef void free_derived(Connection* conns, int n) noexcept
 
 cdef void bottom_up(const Connection* c, const floating* below, int rows, floating* out,

@@ -232,32 +232,32 @@ cdef void _kernel_taps(const floating* w, int c_out, int c_in, int taps, floatin
         _transpose(w + <size_t> co * c_in * taps, c_in, taps, out + <size_t> co * c_in * taps)
 
 
-cdef void* _bf16_copy(const float* w, int n_in, int n_out, int mode, bint transposed) except NULL:
+cdef size_t _bf16_bytes(int n_in, int n_out, int mode, bint transposed) noexcept nogil:
+    """The size of W's (or W^T's) bfloat16 operand in ``mode`` (``_bf16_fill``)."""
+    if mode == BF16_NATIVE:
+        if transposed:
+            return <size_t> eq_bf16_pairs(n_out) * eq_bf16_columns(n_in) * sizeof(uint32_t)
+        return <size_t> eq_bf16_pairs(n_in) * eq_bf16_columns(n_out) * sizeof(uint32_t)
+    return <size_t> n_in * n_out * sizeof(float)
+
+
+cdef void _bf16_fill(const float* w, int n_in, int n_out, int mode, bint transposed, void* out) noexcept nogil:
     """W (n_in x n_out) or W^T as the bfloat16 operand of ``_gemm.bf16_gemm`` in ``mode``.
 
     Native: the pair layout of W (pairs along n_in) or of W^T (pairs along
     n_out). Fallback: W or W^T rounded to bfloat16, as float32.
     """
-    cdef void* out
-    cdef float* t
+    cdef float* t = <float*> out
     if mode == BF16_NATIVE:
         if transposed:
-            out = _checked_malloc(<size_t> eq_bf16_pairs(n_out) * eq_bf16_columns(n_in) * sizeof(uint32_t))
-            with nogil:
-                eq_bf16_pack_pairs_t_native(n_in, n_out, w, n_out, <uint32_t*> out)
+            eq_bf16_pack_pairs_t_native(n_in, n_out, w, n_out, <uint32_t*> out)
         else:
-            out = _checked_malloc(<size_t> eq_bf16_pairs(n_in) * eq_bf16_columns(n_out) * sizeof(uint32_t))
-            with nogil:
-                eq_bf16_pack_pairs_native(n_in, n_out, w, n_out, <uint32_t*> out)
-        return out
-    t = <float*> _checked_malloc(<size_t> n_in * n_out * sizeof(float))
-    with nogil:
-        if transposed:
-            _transpose(w, n_in, n_out, t)
-            eq_bf16_round_f32(n_out, n_in, t, n_in, t, n_in)
-        else:
-            eq_bf16_round_f32(n_in, n_out, w, n_out, t, n_out)
-    return t
+            eq_bf16_pack_pairs_native(n_in, n_out, w, n_out, <uint32_t*> out)
+    elif transposed:
+        _transpose(w, n_in, n_out, t)
+        eq_bf16_round_f32(n_out, n_in, t, n_in, t, n_in)
+    else:
+        eq_bf16_round_f32(n_in, n_out, w, n_out, t, n_out)
 
 
 cdef void _conv_pairs(Connection* c) noexcept nogil:
@@ -290,13 +290,14 @@ cdef void _conv_pairs(Connection* c) noexcept nogil:
 
 
 cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, bint drive=True) except NULL:
-    """A per-call copy of the chain with the weight layouts the products read, and full biases.
+    """A copy of the chain with the weight layouts the products read, and full biases.
 
     Conv connections get W as (patch, c_out) and the patch offsets (bottom-up
     products); with ``transposes``, the connections above the input get the
     top-down layouts: dense W^T, conv W as (c_out, k, k, c_in). The copies are
-    made at the start of every call, so that they always match the parameters
-    as the caller left them. Free with ``free_derived``.
+    made here (``refresh_derived``), so that they match the parameters as the
+    caller left them; a caller that keeps them across updates (the compiled
+    epoch loop) refreshes them. Free with ``free_derived``.
 
     ``bf16`` (a ``_gemm.BF16_*`` mode, for a bfloat16 chain): the dense
     connections get bfloat16 copies instead, W for the bottom-up product and
@@ -319,7 +320,7 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
         conns[j].weights_taps = NULL
         conns[j].offsets = NULL
         conns[j].bias_full = NULL
-        conns[j].bf16 = 0
+        conns[j].bf16 = bf16
         conns[j].weights_bf = NULL
         conns[j].weights_t_bf = NULL
         conns[j].offsets_bf = NULL
@@ -329,19 +330,12 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
             if c.kind == KIND_DENSE:
                 c.bias_full = c.biases
                 if bf16:
-                    c.bf16 = bf16
                     if j > 0 or drive:
-                        c.weights_bf = _bf16_copy(<const float*> c.weights, c.n_in, c.n_out, bf16, False)
+                        c.weights_bf = _checked_malloc(_bf16_bytes(c.n_in, c.n_out, bf16, False))
                     if transposes and j > 0:
-                        c.weights_t_bf = _bf16_copy(<const float*> c.weights, c.n_in, c.n_out, bf16, True)
-                    continue
-                if transposes and j > 0:  # the clamped input gets no top-down input
+                        c.weights_t_bf = _checked_malloc(_bf16_bytes(c.n_in, c.n_out, bf16, True))
+                elif transposes and j > 0:  # the clamped input gets no top-down input
                     c.weights_t = _checked_malloc(<size_t> c.n_in * c.n_out * item)
-                    with nogil:
-                        if item == 4:
-                            _transpose(<const float*> c.weights, c.n_in, c.n_out, <float*> c.weights_t)
-                        else:
-                            _transpose(<const double*> c.weights, c.n_in, c.n_out, <double*> c.weights_t)
                 continue
             c.bias_full = _checked_malloc(<size_t> c.n_out * item)
             c.weights_t = _checked_malloc(<size_t> c.c_out * c.patch * item)
@@ -352,31 +346,53 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
                 c.weights_bf = _checked_malloc(<size_t> eq_bf16_pairs(c.c_in) * c.k * c.k
                                                * eq_bf16_columns(c.c_out) * sizeof(uint32_t))
                 c.offsets_bf = <int*> _checked_malloc(<size_t> eq_bf16_pairs(c.c_in) * c.k * c.k * sizeof(int))
-                with nogil:
-                    _conv_pairs(c)
-            with nogil:
-                _patch_offsets(c, c.offsets)
-                if item == 4:
-                    _broadcast_bias(<const float*> c.biases, c.c_out, c.h_out * c.w_out, <float*> c.bias_full)
-                    _transpose(<const float*> c.weights, c.c_out, c.patch, <float*> c.weights_t)
-                    if c.weights_taps != NULL:
-                        _kernel_taps(<const float*> c.weights, c.c_out, c.c_in, c.k * c.k, <float*> c.weights_taps)
-                    if bf16:
-                        c.bf16 = bf16
-                        eq_bf16_round_f32(1, c.c_out * c.patch, <const float*> c.weights_t, 0,
-                                          <float*> c.weights_t, 0)
-                        if c.weights_taps != NULL:
-                            eq_bf16_round_f32(1, c.c_out * c.patch, <const float*> c.weights_taps, 0,
-                                              <float*> c.weights_taps, 0)
-                else:
-                    _broadcast_bias(<const double*> c.biases, c.c_out, c.h_out * c.w_out, <double*> c.bias_full)
-                    _transpose(<const double*> c.weights, c.c_out, c.patch, <double*> c.weights_t)
-                    if c.weights_taps != NULL:
-                        _kernel_taps(<const double*> c.weights, c.c_out, c.c_in, c.k * c.k, <double*> c.weights_taps)
     except MemoryError:
         free_derived(conns, n)
         raise
+    with nogil:
+        refresh_derived(conns, n, item)
     return conns
+
+
+cdef void refresh_derived(Connection* conns, int n, size_t item) noexcept nogil:
+    """Recompute the derived layouts of ``derived_connections`` from the parameters as they are now.
+
+    The compiled epoch loop (_epoch.pyx) allocates them once and refreshes
+    them before every mini-batch, after the previous update.
+    """
+    cdef int j
+    cdef Connection* c
+    for j in range(n):
+        c = &conns[j]
+        if c.kind == KIND_DENSE:
+            if c.weights_t != NULL:
+                if item == 4:
+                    _transpose(<const float*> c.weights, c.n_in, c.n_out, <float*> c.weights_t)
+                else:
+                    _transpose(<const double*> c.weights, c.n_in, c.n_out, <double*> c.weights_t)
+            if c.weights_bf != NULL:
+                _bf16_fill(<const float*> c.weights, c.n_in, c.n_out, c.bf16, False, c.weights_bf)
+            if c.weights_t_bf != NULL:
+                _bf16_fill(<const float*> c.weights, c.n_in, c.n_out, c.bf16, True, c.weights_t_bf)
+            continue
+        if c.weights_bf != NULL:
+            _conv_pairs(c)
+        _patch_offsets(c, c.offsets)
+        if item == 4:
+            _broadcast_bias(<const float*> c.biases, c.c_out, c.h_out * c.w_out, <float*> c.bias_full)
+            _transpose(<const float*> c.weights, c.c_out, c.patch, <float*> c.weights_t)
+            if c.weights_taps != NULL:
+                _kernel_taps(<const float*> c.weights, c.c_out, c.c_in, c.k * c.k, <float*> c.weights_taps)
+            if c.bf16:
+                eq_bf16_round_f32(1, c.c_out * c.patch, <const float*> c.weights_t, 0, <float*> c.weights_t, 0)
+                if c.weights_taps != NULL:
+                    eq_bf16_round_f32(1, c.c_out * c.patch, <const float*> c.weights_taps, 0,
+                                      <float*> c.weights_taps, 0)
+        else:
+            _broadcast_bias(<const double*> c.biases, c.c_out, c.h_out * c.w_out, <double*> c.bias_full)
+            _transpose(<const double*> c.weights, c.c_out, c.patch, <double*> c.weights_t)
+            if c.weights_taps != NULL:
+                _kernel_taps(<const double*> c.weights, c.c_out, c.c_in, c.k * c.k, <double*> c.weights_taps)
 
 
 cdef void* _checked_malloc(size_t size) except NULL:

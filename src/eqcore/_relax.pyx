@@ -55,7 +55,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport exp, expf
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections,
@@ -229,6 +229,130 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
         _readout(&conns[last], s[last - 1], NULL, rows, 0, h[last], s[last], conv_scratch, isa)
 
 
+cdef inline size_t _conv_per_chunk(Chain chain, const RelaxWork* work, int chunk_rows) noexcept nogil:
+    """A row block's conv scratch: one example's conv work; for bfloat16 also room for the
+    block's states rounded to bfloat16 (of the widest layer)."""
+    return max(<size_t> chain.conv_scratch, <size_t> chunk_rows * work.bf16_width)
+
+
+cdef int relax_work_alloc(RelaxWork* work, Chain chain, int max_batch, int threads, bint own_drive) except -1:
+    """Allocate the scratch of ``relax_chunks`` for batches of up to ``max_batch`` rows.
+
+    A call cuts its batch into n <= min(threads, batch) blocks of
+    ceil(batch / n) rows, at most batch + n - 1 rows in all, so that is what
+    every per-row buffer holds. Free with ``relax_work_free`` (also after a
+    MemoryError).
+    """
+    cdef int n_layers = chain.n_connections, j, chunks = max(1, min(threads, max_batch))
+    cdef size_t rows = <size_t> max(max_batch, 1) + chunks - 1, h_per_row = 0, winners_per_row = 0
+    cdef const Connection* c
+    work.max_batch = max_batch
+    work.max_chunks = chunks
+    work.own_drive = own_drive
+    for j in range(n_layers):
+        c = &chain.conns[j]
+        h_per_row += c.n_out
+        if c.kind == KIND_CONV and c.pool == POOL_MAX:
+            winners_per_row += c.n_out
+    if own_drive:
+        h_per_row += chain.conns[0].n_out
+    work.chunk_s = <void**> malloc(<size_t> chunks * n_layers * sizeof(void*))
+    work.chunk_h = <void**> malloc(<size_t> chunks * n_layers * sizeof(void*))
+    work.chunk_winners = <int**> malloc(<size_t> chunks * n_layers * sizeof(int*))
+    work.bf16_width = max(chain.layer_sizes) if chain.bfloat16 else 0
+    work.scratch = malloc(max(rows * h_per_row + chunks * _conv_per_chunk(chain, work, max(max_batch, 1)), 1)
+                          * chain.itemsize)
+    work.int_scratch = <int*> malloc(max(rows * winners_per_row, 1) * sizeof(int))
+    work.input_index = <int*> malloc(<size_t> chunks * chain.conns[0].n_in * sizeof(int))
+    if not (work.chunk_s and work.chunk_h and work.chunk_winners and work.scratch and work.int_scratch
+            and work.input_index):
+        raise MemoryError()
+    return 0
+
+
+cdef void relax_work_free(RelaxWork* work) noexcept:
+    free(work.chunk_s)
+    free(work.chunk_h)
+    free(work.chunk_winners)
+    free(work.scratch)
+    free(work.int_scratch)
+    free(work.input_index)
+    work.chunk_s = work.chunk_h = NULL
+    work.chunk_winners = NULL
+    work.scratch = NULL
+    work.int_scratch = work.input_index = NULL
+
+
+cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, floating** S,
+                       const floating* target, floating* drive, int batch, int steps,
+                       double flops_per_example, double epsilon, double beta, int solver,
+                       int threads, bint drive_ready, bint clamp_output, RelaxWork* work,
+                       int isa) noexcept nogil:
+    """Relax the states S[j] (batch x n_j, C order) in place: the body of ``relax_batch``.
+
+    ``conns`` are the chain's derived connections (transposes included),
+    current for the parameters; ``drive`` is NULL when ``work`` owns one.
+    Arguments are not checked: ``batch`` must not exceed ``work.max_batch``
+    nor ``threads`` the threads it was allocated for.
+    """
+    cdef int n_layers = chain.n_connections
+    cdef int j, c, n_chunks, chunk_rows, r0, rows
+    cdef size_t h_per_chunk, conv_per_chunk, floats_per_chunk, winners_per_chunk
+    cdef floating* scratch = <floating*> work.scratch
+    cdef floating** chunk_s = <floating**> work.chunk_s
+    cdef floating** chunk_h = <floating**> work.chunk_h
+    cdef int** chunk_winners = work.chunk_winners
+    cdef floating* chunk_scratch
+    cdef int* chunk_ints
+    cdef const floating* chunk_target
+    cdef floating* chunk_drive
+    if batch <= 0 or steps <= 0:
+        return
+    n_chunks = useful_threads(threads, flops_per_example * steps * batch, batch)
+    chunk_rows = (batch + n_chunks - 1) // n_chunks
+    n_chunks = (batch + chunk_rows - 1) // chunk_rows
+
+    # per chunk: a net-input buffer per layer, the drive if the caller gave no
+    # buffer, one example's conv scratch; ints: max-pool winners per layer and
+    # the sparse drive's column indices
+    h_per_chunk = 0
+    winners_per_chunk = 0
+    for j in range(n_layers):
+        h_per_chunk += <size_t> chunk_rows * conns[j].n_out
+        if conns[j].kind == KIND_CONV and conns[j].pool == POOL_MAX:
+            winners_per_chunk += <size_t> chunk_rows * conns[j].n_out
+    conv_per_chunk = _conv_per_chunk(chain, work, chunk_rows)
+    floats_per_chunk = h_per_chunk + conv_per_chunk + (0 if drive != NULL else <size_t> chunk_rows * conns[0].n_out)
+
+    with parallel(num_threads=n_chunks):
+        for c in prange(n_chunks, schedule="static", chunksize=1):
+            r0 = c * chunk_rows
+            rows = min(chunk_rows, batch - r0)
+            chunk_scratch = scratch + <size_t> c * floats_per_chunk
+            chunk_ints = work.int_scratch + <size_t> c * winners_per_chunk
+            for j in range(n_layers):
+                chunk_s[c * n_layers + j] = S[j] + <size_t> r0 * conns[j].n_out
+                chunk_h[c * n_layers + j] = chunk_scratch
+                chunk_scratch = chunk_scratch + <size_t> chunk_rows * conns[j].n_out
+                chunk_winners[c * n_layers + j] = NULL
+                if conns[j].kind == KIND_CONV and conns[j].pool == POOL_MAX:
+                    chunk_winners[c * n_layers + j] = chunk_ints
+                    chunk_ints = chunk_ints + <size_t> chunk_rows * conns[j].n_out
+            chunk_target = NULL
+            if target != NULL:
+                chunk_target = target + <size_t> r0 * conns[n_layers - 1].n_out
+            if drive != NULL:
+                chunk_drive = drive + <size_t> r0 * conns[0].n_out
+            else:
+                chunk_drive = chunk_scratch + conv_per_chunk
+            _relax_rows(conns, n_layers, x + <size_t> r0 * conns[0].n_in, &chunk_s[c * n_layers],
+                        &chunk_h[c * n_layers], &chunk_winners[c * n_layers], chunk_target,
+                        rows, steps, <floating> epsilon, <floating> beta, solver,
+                        chunk_drive, not drive_ready, chunk_scratch,
+                        work.input_index + <size_t> c * conns[0].n_in, chain.linear_output,
+                        clamp_output, chain.readout, isa)
+
+
 def relax_batch(Chain chain, const floating[:, ::1] x, list state,
                 int steps, double epsilon, double beta,
                 const floating[:, ::1] target=None, int solver=0, int threads=1,
@@ -253,23 +377,13 @@ def relax_batch(Chain chain, const floating[:, ::1] x, list state,
     cdef int batch = x.shape[0]
     cdef int isa = current_isa()
     cdef int bf16 = current_bf16() if chain.bfloat16 else BF16_OFF
-    cdef int j, c, n_chunks, chunk_rows, r0, rows
+    cdef int j
     cdef floating[:, ::1] s_view
     cdef Connection* conns = NULL
     cdef floating** S = NULL
-    cdef floating** chunk_s = NULL
-    cdef floating** chunk_h = NULL
-    cdef int** chunk_winners = NULL
-    cdef floating* scratch = NULL
-    cdef int* int_scratch = NULL
-    cdef int* input_index = NULL
+    cdef RelaxWork work
     cdef const floating* target_ptr = NULL
     cdef floating* drive_ptr = NULL
-    cdef size_t h_per_chunk, conv_per_chunk, floats_per_chunk, winners_per_chunk
-    cdef floating* chunk_scratch
-    cdef int* chunk_ints
-    cdef const floating* chunk_target
-    cdef floating* chunk_drive
     cdef double flops
 
     if chain.itemsize != sizeof(floating):
@@ -286,17 +400,11 @@ def relax_batch(Chain chain, const floating[:, ::1] x, list state,
         raise ValueError("a readout chain is nudged through its readout (a target, no clamp_output)")
     if batch == 0 or steps <= 0:
         return
-    flops = chain.flops_per_example() * steps
-    n_chunks = useful_threads(threads, flops * batch, batch)
-    chunk_rows = (batch + n_chunks - 1) // n_chunks
-    n_chunks = (batch + chunk_rows - 1) // chunk_rows
-
+    flops = chain.flops_per_example()
+    memset(&work, 0, sizeof(RelaxWork))
     try:
         S = <floating**> malloc(n_layers * sizeof(floating*))
-        chunk_s = <floating**> malloc(n_chunks * n_layers * sizeof(floating*))
-        chunk_h = <floating**> malloc(n_chunks * n_layers * sizeof(floating*))
-        chunk_winners = <int**> malloc(n_chunks * n_layers * sizeof(int*))
-        if not (S and chunk_s and chunk_h and chunk_winners):
+        if S == NULL:
             raise MemoryError()
         for j in range(n_layers):
             s_view = state[j]
@@ -315,60 +423,11 @@ def relax_batch(Chain chain, const floating[:, ::1] x, list state,
             raise ValueError("drive_ready needs a drive buffer")
 
         conns = derived_connections(chain, True, bf16, not drive_ready)
-
-        # per chunk: a net-input buffer per layer, the drive if the caller gave no
-        # buffer, one example's conv scratch (bfloat16: the rows' rounded states,
-        # for the widest layer); ints: max-pool winners per layer and the sparse
-        # drive's column indices
-        h_per_chunk = 0
-        winners_per_chunk = 0
-        for j in range(n_layers):
-            h_per_chunk += <size_t> chunk_rows * conns[j].n_out
-            if conns[j].kind == KIND_CONV and conns[j].pool == POOL_MAX:
-                winners_per_chunk += <size_t> chunk_rows * conns[j].n_out
-        conv_per_chunk = chain.conv_scratch
-        if bf16 != BF16_OFF:
-            conv_per_chunk = max(conv_per_chunk, <size_t> chunk_rows * max(chain.layer_sizes))
-        floats_per_chunk = h_per_chunk + conv_per_chunk + (0 if drive_ptr != NULL else <size_t> chunk_rows * conns[0].n_out)
-        scratch = <floating*> malloc(max(<size_t> n_chunks * floats_per_chunk, 1) * sizeof(floating))
-        int_scratch = <int*> malloc(max(<size_t> n_chunks * winners_per_chunk, 1) * sizeof(int))
-        input_index = <int*> malloc(<size_t> n_chunks * conns[0].n_in * sizeof(int))
-        if scratch == NULL or int_scratch == NULL or input_index == NULL:
-            raise MemoryError()
-
-        with nogil, parallel(num_threads=n_chunks):
-            for c in prange(n_chunks, schedule="static", chunksize=1):
-                r0 = c * chunk_rows
-                rows = min(chunk_rows, batch - r0)
-                chunk_scratch = scratch + <size_t> c * floats_per_chunk
-                chunk_ints = int_scratch + <size_t> c * winners_per_chunk
-                for j in range(n_layers):
-                    chunk_s[c * n_layers + j] = S[j] + <size_t> r0 * conns[j].n_out
-                    chunk_h[c * n_layers + j] = chunk_scratch
-                    chunk_scratch = chunk_scratch + <size_t> chunk_rows * conns[j].n_out
-                    chunk_winners[c * n_layers + j] = NULL
-                    if conns[j].kind == KIND_CONV and conns[j].pool == POOL_MAX:
-                        chunk_winners[c * n_layers + j] = chunk_ints
-                        chunk_ints = chunk_ints + <size_t> chunk_rows * conns[j].n_out
-                chunk_target = NULL
-                if target_ptr != NULL:
-                    chunk_target = target_ptr + <size_t> r0 * conns[n_layers - 1].n_out
-                if drive_ptr != NULL:
-                    chunk_drive = drive_ptr + <size_t> r0 * conns[0].n_out
-                else:
-                    chunk_drive = chunk_scratch + conv_per_chunk
-                _relax_rows(conns, n_layers, &x[r0, 0], &chunk_s[c * n_layers],
-                            &chunk_h[c * n_layers], &chunk_winners[c * n_layers], chunk_target,
-                            rows, steps, <floating> epsilon, <floating> beta, solver,
-                            chunk_drive, not drive_ready, chunk_scratch,
-                            input_index + <size_t> c * conns[0].n_in, chain.linear_output,
-                            clamp_output, chain.readout, isa)
+        relax_work_alloc(&work, chain, batch, max(threads, 1), drive_ptr == NULL)
+        with nogil:
+            relax_chunks(chain, conns, &x[0, 0], S, target_ptr, drive_ptr, batch, steps, flops, epsilon, beta,
+                         solver, threads, drive_ready, clamp_output, &work, isa)
     finally:
         free_derived(conns, n_layers)
         free(S)
-        free(chunk_s)
-        free(chunk_h)
-        free(chunk_winners)
-        free(scratch)
-        free(int_scratch)
-        free(input_index)
+        relax_work_free(&work)

@@ -43,7 +43,7 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport isfinite
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections, free_derived,
@@ -136,6 +136,181 @@ cdef void _conv_operands(const Connection* c, const floating* below, const float
             rows_out[(offset + p) * c.patch + q] = cols[q * c.hw + p]
 
 
+cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int threads) except -1:
+    """Allocate the scratch of ``ep_update`` for batches of up to ``max_batch`` examples.
+
+    The task list (fixed blocks of weight rows) does not depend on the batch
+    and is built here; the operands grow linearly with it. Free with
+    ``update_work_free`` (also after a MemoryError).
+    """
+    cdef int n_layers = chain.n_connections, j, t, row0, block, depth, n_threads
+    cdef size_t operand_size = 0, batch = <size_t> max(max_batch, 1)
+    cdef const Connection* c
+    work.max_batch = max_batch
+    work.n_tasks = 0
+    work.max_winners = 1
+    for j in range(n_layers):
+        c = &chain.conns[j]
+        depth = 1 if (j == 0 or (chain.readout and j == n_layers - 1)) else 2  # times the batch
+        if c.kind == KIND_DENSE:
+            operand_size += (<size_t> c.n_in + c.n_out) * depth * batch
+            work.n_tasks += (c.n_in + ROW_BLOCK - 1) // ROW_BLOCK
+        else:
+            operand_size += (<size_t> c.c_out + c.patch) * depth * batch * c.hw
+            work.n_tasks += (c.c_out + CONV_ROW_BLOCK - 1) // CONV_ROW_BLOCK
+            work.max_winners = max(work.max_winners, <size_t> c.n_out)
+    n_threads = max(1, min(threads, work.n_tasks))
+    work.max_threads = n_threads
+    # per thread: one row of x^T compacted (sparse product of layer 0), and
+    # one example's conv operands
+    work.per_thread = 2 * chain.conv_scratch
+    work.left_offset = <size_t*> malloc(n_layers * sizeof(size_t))
+    work.right_offset = <size_t*> malloc(n_layers * sizeof(size_t))
+    work.operands = malloc(max(operand_size, 1) * chain.itemsize)
+    work.task_layer = <int*> malloc(work.n_tasks * sizeof(int))
+    work.task_row = <int*> malloc(work.n_tasks * sizeof(int))
+    work.input_value = malloc(<size_t> n_threads * batch * chain.itemsize)
+    work.input_index = <int*> malloc(<size_t> n_threads * batch * sizeof(int))
+    work.conv_scratch = malloc(max(<size_t> n_threads * work.per_thread, 1) * chain.itemsize)
+    work.conv_winners = <int*> malloc(<size_t> n_threads * work.max_winners * sizeof(int))
+    if not (work.left_offset and work.right_offset and work.operands and work.task_layer and work.task_row
+            and work.input_value and work.input_index and work.conv_scratch and work.conv_winners):
+        raise MemoryError()
+    t = 0
+    for j in range(n_layers):
+        block = ROW_BLOCK if chain.conns[j].kind == KIND_DENSE else CONV_ROW_BLOCK
+        for row0 in range(0, chain.conns[j].n_in if chain.conns[j].kind == KIND_DENSE else chain.conns[j].c_out,
+                          block):
+            work.task_layer[t] = j
+            work.task_row[t] = row0
+            t += 1
+    return 0
+
+
+cdef void update_work_free(UpdateWork* work) noexcept:
+    free(work.left_offset)
+    free(work.right_offset)
+    free(work.operands)
+    free(work.task_layer)
+    free(work.task_row)
+    free(work.input_value)
+    free(work.input_index)
+    free(work.conv_scratch)
+    free(work.conv_winners)
+    work.left_offset = work.right_offset = NULL
+    work.operands = work.input_value = work.conv_scratch = NULL
+    work.task_layer = work.task_row = work.input_index = work.conv_winners = NULL
+
+
+cdef bint ep_update(Chain chain, const Connection* conns, int batch, const floating* x,
+                    floating** P, floating** N, const double* scales, floating** W,
+                    floating** Bp, int threads, UpdateWork* work, int isa,
+                    const floating* readout_input) noexcept nogil:
+    """The body of ``apply_ep_update``: W[j] += ..., Bp[j] += ... in place; returns whether the biases are finite.
+
+    P[j], N[j] are the (batch x n_j) states, ``conns`` the chain's derived
+    connections (``derived_connections``, with or without transposes), current
+    for the parameters. With the chain's readout, ``readout_input`` is the
+    free (batch x n_L) state below it (else NULL). Arguments are not checked:
+    ``batch`` must not exceed ``work.max_batch`` nor ``threads`` the threads it
+    was allocated for.
+    """
+    cdef int n_layers = chain.n_connections
+    cdef int readout_layer = n_layers - 1 if chain.readout else -1
+    cdef int j, t, layer, row0, depth, e, phase, n_threads, task_rows, n_out
+    cdef int n_tasks = work.n_tasks
+    cdef size_t left_size = 0, right_size = 0, conv_depth
+    cdef size_t per_thread = work.per_thread, max_winners = work.max_winners
+    cdef size_t* left_offset = work.left_offset
+    cdef size_t* right_offset = work.right_offset
+    cdef floating* operands = <floating*> work.operands
+    cdef floating* input_value = <floating*> work.input_value
+    cdef int* input_index = work.input_index
+    cdef floating* conv_scratch = <floating*> work.conv_scratch
+    cdef int* conv_winners = work.conv_winners
+    cdef floating* task_left
+    cdef floating* task_right
+    cdef floating* task_w
+    cdef floating* right
+    cdef const Connection* c
+    cdef double flops = 0.0
+    cdef bint finite = True
+    cdef Py_ssize_t col
+    if batch <= 0:
+        return True
+    for j in range(n_layers):
+        c = &conns[j]
+        depth = batch if (j == 0 or j == readout_layer) else 2 * batch
+        left_offset[j] = left_size
+        right_offset[j] = right_size
+        if c.kind == KIND_DENSE:
+            # left: A_j (n_in x depth); right: B_j (depth x n_out)
+            left_size += <size_t> c.n_in * depth
+            right_size += <size_t> depth * c.n_out
+            flops += 2.0 * c.n_in * c.n_out * depth
+        else:
+            # left: G (c_out x D); right: R (D x patch), D = depth hw
+            conv_depth = <size_t> depth * c.hw
+            left_size += <size_t> c.c_out * conv_depth
+            right_size += conv_depth * c.patch
+            flops += 2.0 * c.c_out * c.patch * conv_depth
+    n_threads = useful_threads(threads, flops, n_tasks)
+
+    for j in range(n_layers):
+        c = &conns[j]
+        if c.kind == KIND_DENSE:
+            right = operands + left_size + right_offset[j]
+            _build_right(c, j, j == 0 or j == readout_layer, batch, P, N, scales[j], right)
+            _dense_bias(Bp[j], c.n_out, batch if (j == 0 or j == readout_layer) else 2 * batch, right)
+            continue
+        # conv: G and R, one example (and phase) per iteration, in parallel
+        depth = batch if j == 0 else 2 * batch
+        conv_depth = <size_t> depth * c.hw
+        for e in prange(depth, num_threads=n_threads, schedule="static"):
+            phase = e // batch  # 0: pos, 1: neg (j > 0 only)
+            _conv_example(c, j, e - phase * batch, phase, batch, x, P, N, <floating> scales[j],
+                          operands + left_offset[j], operands + left_size + right_offset[j],
+                          conv_depth, <size_t> e * c.hw,
+                          conv_scratch + <size_t> threadid() * per_thread,
+                          conv_winners + <size_t> threadid() * max_winners, isa)
+        _conv_bias(Bp[j], c.c_out, conv_depth, operands + left_offset[j])
+    for j in range(n_layers):
+        for col in range(conns[j].c_out if conns[j].kind == KIND_CONV else conns[j].n_out):
+            if not isfinite(Bp[j][col]):
+                finite = False
+
+    for t in prange(n_tasks, num_threads=n_threads, schedule="dynamic", chunksize=1):
+        layer = work.task_layer[t]
+        row0 = work.task_row[t]
+        c = &conns[layer]
+        if c.kind == KIND_DENSE:
+            depth = batch if (layer == 0 or layer == readout_layer) else 2 * batch
+            task_rows = min(ROW_BLOCK, c.n_in - row0)
+            n_out = c.n_out
+            task_left = operands + left_offset[layer] + <size_t> row0 * depth
+            task_right = operands + left_size + right_offset[layer]
+            task_w = W[layer] + <size_t> row0 * n_out
+            _build_left_rows(c, layer, batch,
+                             x if layer == 0 else (readout_input if layer == readout_layer else NULL),
+                             P, N, row0, task_rows, operands + left_offset[layer])
+            if layer == 0:  # the left operand is x^T: its zeros can be skipped
+                input_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
+                           task_w, n_out, input_index + <size_t> threadid() * batch,
+                           input_value + <size_t> threadid() * batch, False, isa)
+            else:
+                small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
+                           task_w, n_out, isa)
+        else:
+            depth = batch if layer == 0 else 2 * batch
+            conv_depth = <size_t> depth * c.hw
+            task_rows = min(CONV_ROW_BLOCK, c.c_out - row0)
+            small_gemm(task_rows, c.patch, <int> conv_depth,
+                       operands + left_offset[layer] + <size_t> row0 * conv_depth, <int> conv_depth,
+                       operands + left_size + right_offset[layer], c.patch, True,
+                       W[layer] + <size_t> row0 * c.patch, c.patch, isa)
+    return finite
+
+
 def apply_ep_update(Chain chain, const floating[:, ::1] x, list pos, list neg,
                     const double[::1] scales, int threads=1, list out_weights=None,
                     list out_biases=None, const floating[:, ::1] readout_input=None) -> bool:
@@ -156,35 +331,16 @@ def apply_ep_update(Chain chain, const floating[:, ::1] x, list pos, list neg,
     cdef int n_layers = chain.n_connections
     cdef int batch = x.shape[0]
     cdef int isa = current_isa()
-    cdef int j, t, n_tasks, layer, row0, depth, e, phase, n_threads, task_rows, block
-    cdef size_t left_size, right_size, conv_depth, per_thread
-    cdef double flops
+    cdef int j
     cdef floating[:, ::1] p_view, n_view
     cdef Connection* conns = NULL
-    cdef int* task_layer = NULL
-    cdef int* task_row = NULL
-    cdef size_t* left_offset = NULL
-    cdef size_t* right_offset = NULL
     cdef floating** W = NULL
     cdef floating** Bp = NULL
     cdef floating** P = NULL
     cdef floating** N = NULL
-    cdef floating* operands = NULL
-    cdef floating* input_value = NULL
-    cdef int* input_index = NULL
-    cdef floating* conv_scratch = NULL
-    cdef int* conv_winners = NULL
-    cdef floating* task_left
-    cdef floating* task_right
-    cdef floating* task_w
-    cdef floating* right
-    cdef const Connection* c
-    cdef int n_out
+    cdef UpdateWork work
     cdef bint finite = True
-    cdef Py_ssize_t col
-    cdef size_t max_winners = 1
     cdef const floating* readout_ptr = NULL
-    cdef int readout_layer = n_layers - 1 if chain.readout else -1
 
     if chain.itemsize != sizeof(floating):
         raise TypeError("x and the states must have the parameters' dtype")
@@ -212,140 +368,35 @@ def apply_ep_update(Chain chain, const floating[:, ::1] x, list pos, list neg,
                         or not out.flags.c_contiguous or not out.flags.writeable):
                     raise ValueError("out arrays must be writeable C-contiguous arrays shaped like the parameters")
         weights, biases = out_weights, out_biases
+    memset(&work, 0, sizeof(UpdateWork))
     try:
-        conns = derived_connections(chain, False)
-        left_offset = <size_t*> malloc(n_layers * sizeof(size_t))
-        right_offset = <size_t*> malloc(n_layers * sizeof(size_t))
         W = <floating**> malloc(n_layers * sizeof(floating*))
         Bp = <floating**> malloc(n_layers * sizeof(floating*))
         P = <floating**> malloc(n_layers * sizeof(floating*))
         N = <floating**> malloc(n_layers * sizeof(floating*))
-        if not (left_offset and right_offset and W and Bp and P and N):
+        if not (W and Bp and P and N):
             raise MemoryError()
-        n_tasks = 0
-        left_size = 0
-        right_size = 0
-        flops = 0.0
         for j in range(n_layers):
-            c = &conns[j]
             p_view = pos[j]
             n_view = neg[j]
-            if (p_view.shape[0] != batch or p_view.shape[1] != c.n_out
-                    or n_view.shape[0] != batch or n_view.shape[1] != c.n_out):
-                raise ValueError(f"pos[{j}] and neg[{j}] must have shape (batch, {c.n_out})")
+            if (p_view.shape[0] != batch or p_view.shape[1] != chain.layer_sizes[j + 1]
+                    or n_view.shape[0] != batch or n_view.shape[1] != chain.layer_sizes[j + 1]):
+                raise ValueError(f"pos[{j}] and neg[{j}] must have shape (batch, {chain.layer_sizes[j + 1]})")
             P[j] = &p_view[0, 0]
             N[j] = &n_view[0, 0]
-            depth = batch if (j == 0 or j == readout_layer) else 2 * batch
-            left_offset[j] = left_size
-            right_offset[j] = right_size
-            if c.kind == KIND_DENSE:
-                # left: A_j (n_in x depth); right: B_j (depth x n_out)
-                left_size += <size_t> c.n_in * depth
-                right_size += <size_t> depth * c.n_out
-                n_tasks += (c.n_in + ROW_BLOCK - 1) // ROW_BLOCK
-                flops += 2.0 * c.n_in * c.n_out * depth
-            else:
-                # left: G (c_out x D); right: R (D x patch), D = depth hw
-                conv_depth = <size_t> depth * c.hw
-                left_size += <size_t> c.c_out * conv_depth
-                right_size += conv_depth * c.patch
-                n_tasks += (c.c_out + CONV_ROW_BLOCK - 1) // CONV_ROW_BLOCK
-                flops += 2.0 * c.c_out * c.patch * conv_depth
-                max_winners = max(max_winners, <size_t> c.n_out)
         _parameter_pointers(weights, biases, W, Bp, n_layers)
-
-        operands = <floating*> malloc(max(left_size + right_size, 1) * sizeof(floating))
-        task_layer = <int*> malloc(n_tasks * sizeof(int))
-        task_row = <int*> malloc(n_tasks * sizeof(int))
-        if not (operands and task_layer and task_row):
-            raise MemoryError()
-        t = 0
-        for j in range(n_layers):
-            block = ROW_BLOCK if conns[j].kind == KIND_DENSE else CONV_ROW_BLOCK
-            for row0 in range(0, conns[j].n_in if conns[j].kind == KIND_DENSE else conns[j].c_out, block):
-                task_layer[t] = j
-                task_row[t] = row0
-                t += 1
-
-        n_threads = useful_threads(threads, flops, n_tasks)
-        # per thread: one row of x^T compacted (sparse product of layer 0), and
-        # one example's conv operands
-        per_thread = 2 * chain.conv_scratch
-        input_value = <floating*> malloc(<size_t> n_threads * batch * sizeof(floating))
-        input_index = <int*> malloc(<size_t> n_threads * batch * sizeof(int))
-        conv_scratch = <floating*> malloc(max(<size_t> n_threads * per_thread, 1) * sizeof(floating))
-        conv_winners = <int*> malloc(<size_t> n_threads * max_winners * sizeof(int))
-        if not (input_value and input_index and conv_scratch and conv_winners):
-            raise MemoryError()
-
+        conns = derived_connections(chain, False)
+        update_work_alloc(&work, chain, batch, max(threads, 1))
         with nogil:
-            for j in range(n_layers):
-                c = &conns[j]
-                if c.kind == KIND_DENSE:
-                    right = operands + left_size + right_offset[j]
-                    _build_right(c, j, j == 0 or j == readout_layer, batch, P, N, scales[j], right)
-                    _dense_bias(Bp[j], c.n_out, batch if (j == 0 or j == readout_layer) else 2 * batch, right)
-                    continue
-                # conv: G and R, one example (and phase) per iteration, in parallel
-                depth = batch if j == 0 else 2 * batch
-                conv_depth = <size_t> depth * c.hw
-                for e in prange(depth, num_threads=n_threads, schedule="static"):
-                    phase = e // batch  # 0: pos, 1: neg (j > 0 only)
-                    _conv_example(c, j, e - phase * batch, phase, batch, &x[0, 0], P, N, <floating> scales[j],
-                                  operands + left_offset[j], operands + left_size + right_offset[j],
-                                  conv_depth, <size_t> e * c.hw,
-                                  conv_scratch + <size_t> threadid() * per_thread,
-                                  conv_winners + <size_t> threadid() * max_winners, isa)
-                _conv_bias(Bp[j], c.c_out, conv_depth, operands + left_offset[j])
-            for j in range(n_layers):
-                for col in range(conns[j].c_out if conns[j].kind == KIND_CONV else conns[j].n_out):
-                    if not isfinite(Bp[j][col]):
-                        finite = False
-
-        for t in prange(n_tasks, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=1):
-            layer = task_layer[t]
-            row0 = task_row[t]
-            c = &conns[layer]
-            if c.kind == KIND_DENSE:
-                depth = batch if (layer == 0 or layer == readout_layer) else 2 * batch
-                task_rows = min(ROW_BLOCK, c.n_in - row0)
-                n_out = c.n_out
-                task_left = operands + left_offset[layer] + <size_t> row0 * depth
-                task_right = operands + left_size + right_offset[layer]
-                task_w = W[layer] + <size_t> row0 * n_out
-                _build_left_rows(c, layer, batch,
-                                 &x[0, 0] if layer == 0 else (readout_ptr if layer == readout_layer else NULL),
-                                 P, N, row0, task_rows, operands + left_offset[layer])
-                if layer == 0:  # the left operand is x^T: its zeros can be skipped
-                    input_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
-                               task_w, n_out, input_index + <size_t> threadid() * batch,
-                               input_value + <size_t> threadid() * batch, False, isa)
-                else:
-                    small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
-                               task_w, n_out, isa)
-            else:
-                depth = batch if layer == 0 else 2 * batch
-                conv_depth = <size_t> depth * c.hw
-                task_rows = min(CONV_ROW_BLOCK, c.c_out - row0)
-                small_gemm(task_rows, c.patch, <int> conv_depth,
-                           operands + left_offset[layer] + <size_t> row0 * conv_depth, <int> conv_depth,
-                           operands + left_size + right_offset[layer], c.patch, True,
-                           W[layer] + <size_t> row0 * c.patch, c.patch, isa)
+            finite = ep_update(chain, conns, batch, &x[0, 0], P, N, &scales[0], W, Bp, threads, &work, isa,
+                               readout_ptr)
     finally:
         free_derived(conns, n_layers)
-        free(left_offset)
-        free(right_offset)
         free(W)
         free(Bp)
         free(P)
         free(N)
-        free(operands)
-        free(input_value)
-        free(input_index)
-        free(conv_scratch)
-        free(conv_winners)
-        free(task_layer)
-        free(task_row)
+        update_work_free(&work)
     return finite
 
 

@@ -1,0 +1,322 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The compiled epoch loop: a run of mini-batches of plain-SGD EP training in one nogil call.
+
+At 784-500-10 and batch 20 one training step is about 200 microseconds of
+compute, and the Python loop around it (gather, free phase, bookkeeping,
+nudged phase, update: about ten calls) costs a large part of that again.
+``train_batches`` runs the same steps for a whole epoch, or a chunk of it,
+without returning to Python. For every mini-batch b of the shuffled ``order``:
+
+1. gather its x rows, one-hot targets and the examples' particles (or zeros)
+   into the mini-batch buffers (_batch.pyx);
+2. refresh the derived weight layouts from the parameters as the previous
+   update left them (_engine.refresh_derived);
+3. the free phase (``relax_chunks``, _relax.pyx); a non-finite state stops
+   the loop here (``FAILED_FREE_PHASE``) before anything is written;
+4. errors and cost of the free output (squared error, or the cross-entropy of
+   a readout chain), the particles written back;
+5. the nudged phase from a copy of the free state with ``betas[b]`` (the
+   signed beta the caller drew for the batch), and with ``centered`` a second
+   one with ``-betas[b]``; spread ``betas[b]`` or ``2 betas[b]``;
+6. the in-place EP update with scales rates_k / (spread m) (``ep_update``,
+   _update.pyx; a readout learns from the free phase's cost gradient with
+   scale rates_L / m, as ``StepEngine.accumulate`` sets it up); non-finite
+   biases stop the loop (``FAILED_UPDATE``).
+
+Every step calls the functions the Python loop's entry points call, with the
+same arguments, in the same order and with the same row blocks over the
+threads, so both loops give bitwise the same parameters, particles and
+statistics (tests/test_epoch_loop.py). Scratch is allocated once per call.
+Between mini-batches the loop takes the GIL for a moment to run Python's signal
+handlers, so Ctrl-C stops it at the next mini-batch, as it stops the Python
+loop (the epoch is then incomplete in either case).
+"""
+
+from cpython.exc cimport PyErr_CheckSignals
+from cython cimport floating
+from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
+
+from eqcore._batch cimport all_finite, gather_examples, gather_rows, scatter_rows, score_output
+from eqcore._engine cimport Chain, Connection, derived_connections, free_derived, refresh_derived
+from eqcore._gemm cimport BF16_OFF, current_bf16, current_isa
+from eqcore._relax cimport RelaxWork, relax_chunks, relax_work_alloc, relax_work_free
+from eqcore._update cimport UpdateWork, ep_update, update_work_alloc, update_work_free
+
+cdef enum:
+    _FAILED_NONE = 0
+    _FAILED_FREE_PHASE = 1
+    _FAILED_UPDATE = 2
+
+#: ``train_batches`` ran every mini-batch it was given.
+FAILED_NONE = _FAILED_NONE
+#: A free phase produced NaN or infinite values (nothing of that batch was kept).
+FAILED_FREE_PHASE = _FAILED_FREE_PHASE
+#: The nudged phase or the update did (the batch's particles and update were written).
+FAILED_UPDATE = _FAILED_UPDATE
+
+
+def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labels,
+                  const int64_t[::1] order, int batch_size, int start, int stop,
+                  floating[:, ::1] x_buffer, floating[:, ::1] target_buffer, list state_buffer,
+                  floating[:, ::1] drive, list particles, const double[::1] betas, bint centered,
+                  const double[::1] rates, int free_steps, int nudged_steps, double epsilon,
+                  int solver, int threads, int64_t[::1] batch_errors, double[::1] batch_costs,
+                  long errors=0, double cost=0.0):
+    """Train on mini-batches ``start .. stop - 1`` of an epoch in one nogil call.
+
+    Parameters
+    ----------
+    chain : Chain
+        The network; its parameters are updated in place.
+    x : (n, n_in) array
+        The training inputs (clipped to [0, 1]), of the parameters' dtype.
+    labels : (n,) int64 array
+        Class indices.
+    order : (n,) int64 array
+        The epoch's order: mini-batch b holds examples
+        ``order[b * batch_size:(b + 1) * batch_size]`` (the last may be short).
+    batch_size : int
+        Examples per mini-batch.
+    start, stop : int
+        The mini-batches to run, ``0 <= start <= stop <= ceil(n / batch_size)``.
+    x_buffer, target_buffer : arrays of at least ``batch_size`` rows
+        The mini-batch's inputs and one-hot targets (n_in and n_out columns).
+    state_buffer : list of arrays of at least ``batch_size`` rows
+        The free state, one (rows, n_j) array per non-input layer.
+    drive : array of at least ``batch_size`` rows and n_1 columns
+        The first layer's bottom-up input (computed by each free phase).
+    particles : list of (n, n_j) arrays, or None
+        The persistent particles: the free phase starts from them and they
+        receive its fixed point; None starts from zeros.
+    betas : float64 array of at least ``stop`` entries
+        The signed beta of every mini-batch of the epoch (the caller draws the signs).
+    centered : bool
+        Contrast s^{+beta} with s^{-beta} (spread 2 beta) instead of s^beta
+        with the free state (spread beta).
+    rates : (n_connections,) float64 array
+        The epoch's learning rates (the schedule's factor applied).
+    free_steps, nudged_steps, epsilon, solver, threads
+        As for ``relax_batch``.
+    batch_errors, batch_costs : int64 and float64 arrays of at least ``stop`` entries
+        Receive each completed mini-batch's misclassified examples and
+        cost 1/2 sum ||y - d||^2 of its free outputs.
+    errors, cost : optional
+        Running totals to continue (the sums of earlier chunks of the epoch).
+
+    Returns
+    -------
+    (completed, failure, errors, cost) : tuple
+        The mini-batches completed from ``start``; ``FAILED_NONE`` or where
+        mini-batch ``start + completed`` failed (``FAILED_FREE_PHASE``,
+        ``FAILED_UPDATE``); the totals with the completed mini-batches added,
+        the cost summed in order as the Python loop sums it.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Arrays of another dtype, shapes that do not fit, indices or labels out
+        of range: checked before the GIL is released.
+    """
+    cdef int n_layers = chain.n_connections
+    cdef int n = x.shape[0], n_in, n_out, n_batches, j, b, m, r0, failure = 0, isa = current_isa()
+    cdef Py_ssize_t i, example
+    cdef size_t item = chain.itemsize, rows_total = 0
+    cdef double flops, spread, beta
+    cdef long batch_errors_b
+    cdef double batch_cost
+    cdef bint finite, use_particles = particles is not None
+    cdef floating[:, ::1] view
+    cdef int* widths = NULL
+    cdef floating** S = NULL
+    cdef floating** P = NULL
+    cdef floating** N = NULL
+    cdef floating** UP = NULL
+    cdef floating** UN = NULL
+    cdef floating** particle_rows = NULL
+    cdef floating** W = NULL
+    cdef floating** Bp = NULL
+    cdef floating* nudged = NULL
+    cdef double* scales = NULL
+    cdef Connection* conns = NULL
+    cdef Connection* update_conns = NULL
+    cdef RelaxWork relax_work
+    cdef UpdateWork update_work
+    cdef floating** negative
+
+    if chain.itemsize != sizeof(floating):
+        raise TypeError("x and the buffers must have the parameters' dtype")
+    n_in = chain.layer_sizes[0]
+    n_out = chain.layer_sizes[n_layers]
+    if x.shape[1] != n_in:
+        raise ValueError("x must have one column per input unit")
+    if labels.shape[0] != n or order.shape[0] != n:
+        raise ValueError("labels and order must have one entry per row of x")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive; got {batch_size}")
+    n_batches = (n + batch_size - 1) // batch_size
+    if not 0 <= start <= stop <= n_batches:
+        raise ValueError(f"need 0 <= start <= stop <= {n_batches} mini-batches; got {start}, {stop}")
+    if x_buffer.shape[0] < batch_size or x_buffer.shape[1] != n_in:
+        raise ValueError("x_buffer must have batch_size rows and x's width")
+    if target_buffer.shape[0] < batch_size or target_buffer.shape[1] != n_out:
+        raise ValueError("target_buffer must have batch_size rows and one column per output")
+    if drive.shape[0] < batch_size or drive.shape[1] != chain.layer_sizes[1]:
+        raise ValueError("drive must have batch_size rows and one column per unit of layer 1")
+    if betas.shape[0] < stop or batch_errors.shape[0] < stop or batch_costs.shape[0] < stop:
+        raise ValueError("betas, batch_errors and batch_costs need an entry per mini-batch")
+    if rates.shape[0] != n_layers:
+        raise ValueError("rates must have one entry per connection")
+    if solver not in (0, 1, 2):
+        raise ValueError(f"unknown solver {solver}")
+    if threads < 1:
+        raise ValueError(f"threads must be positive; got {threads}")
+    if len(state_buffer) != n_layers or (use_particles and len(particles) != n_layers):
+        raise ValueError("state_buffer and particles must have one array per non-input layer")
+    for i in range(<Py_ssize_t> start * batch_size, min(<Py_ssize_t> stop * batch_size, n)):
+        example = order[i]
+        if not (0 <= example < n and 0 <= labels[example] < n_out):
+            raise ValueError(f"order entry {example} or its label is out of range")
+    if start == stop:
+        return 0, FAILED_NONE, errors, cost
+
+    flops = chain.flops_per_example()
+    memset(&relax_work, 0, sizeof(RelaxWork))
+    memset(&update_work, 0, sizeof(UpdateWork))
+    try:
+        widths = <int*> malloc(n_layers * sizeof(int))
+        S = <floating**> malloc(n_layers * sizeof(floating*))
+        P = <floating**> malloc(n_layers * sizeof(floating*))
+        N = <floating**> malloc(n_layers * sizeof(floating*))
+        particle_rows = <floating**> malloc(n_layers * sizeof(floating*))
+        W = <floating**> malloc(n_layers * sizeof(floating*))
+        Bp = <floating**> malloc(n_layers * sizeof(floating*))
+        UP = <floating**> malloc(n_layers * sizeof(floating*))
+        UN = <floating**> malloc(n_layers * sizeof(floating*))
+        scales = <double*> malloc(n_layers * sizeof(double))
+        if not (widths and S and P and N and UP and UN and particle_rows and W and Bp and scales):
+            raise MemoryError()
+        for j in range(n_layers):
+            widths[j] = chain.layer_sizes[j + 1]
+            rows_total += <size_t> widths[j]
+            view = state_buffer[j]
+            if view.shape[0] < batch_size or view.shape[1] != widths[j]:
+                raise ValueError(f"state_buffer[{j}] must have batch_size rows and {widths[j]} columns")
+            S[j] = &view[0, 0]
+            particle_rows[j] = NULL
+            if use_particles:
+                view = particles[j]
+                if view.shape[0] != n or view.shape[1] != widths[j]:
+                    raise ValueError(f"particles[{j}] must have shape ({n}, {widths[j]})")
+                particle_rows[j] = &view[0, 0]
+            W[j] = <floating*> chain.conns[j].weights
+            Bp[j] = <floating*> chain.conns[j].biases
+        # the nudged states: one copy of the free state, two when centered
+        nudged = <floating*> malloc((2 if centered else 1) * <size_t> batch_size * rows_total * item)
+        if nudged == NULL:
+            raise MemoryError()
+        P[0] = nudged
+        for j in range(1, n_layers):
+            P[j] = P[j - 1] + <size_t> batch_size * widths[j - 1]
+        N[0] = P[n_layers - 1] + <size_t> batch_size * widths[n_layers - 1]
+        for j in range(1, n_layers):
+            N[j] = N[j - 1] + <size_t> batch_size * widths[j - 1]
+        negative = N if centered else S
+        # the update's operands: the contrasted states, except that a readout learns from the free
+        # phase's cost gradient: d in place of its positive state, p^0 (p^0 sum(d) for a one-hot d)
+        # in place of its negative one, the free s_L below it (StepEngine.accumulate)
+        for j in range(n_layers):
+            UP[j] = P[j]
+            UN[j] = negative[j]
+        if chain.readout:
+            UP[n_layers - 1] = &target_buffer[0, 0]
+            UN[n_layers - 1] = S[n_layers - 1]
+        # a bfloat16 chain relaxes on bfloat16 copies, but the update reads the float32 layouts
+        # (conv: the winners of the float32 convolution), as apply_ep_update does
+        conns = derived_connections(chain, True, current_bf16() if chain.bfloat16 else BF16_OFF)
+        update_conns = derived_connections(chain, False) if chain.bfloat16 else conns
+        relax_work_alloc(&relax_work, chain, batch_size, threads, False)
+        update_work_alloc(&update_work, chain, batch_size, threads)
+
+        with nogil:
+            for b in range(start, stop):
+                if b > start:
+                    with gil:  # Ctrl-C (or any signal handler's exception) stops the loop between batches
+                        PyErr_CheckSignals()
+                r0 = b * batch_size
+                m = min(batch_size, n - r0)
+                # 1. the mini-batch
+                gather_examples(&x[0, 0], n_in, &labels[0], &order[r0], m, &x_buffer[0, 0],
+                                &target_buffer[0, 0], n_out)
+                for j in range(n_layers):
+                    gather_rows(particle_rows[j], &order[r0], m, widths[j], S[j])
+                # 2. the weight layouts of the parameters the last update left
+                refresh_derived(conns, n_layers, item)
+                if update_conns != conns:
+                    refresh_derived(update_conns, n_layers, item)
+                # 3. the free phase, which fills the drive
+                relax_chunks(chain, conns, &x_buffer[0, 0], S, NULL, &drive[0, 0], m, free_steps, flops,
+                             epsilon, 0.0, solver, threads, False, False, &relax_work, isa)
+                finite = True
+                for j in range(n_layers):
+                    if finite and not all_finite(S[j], <size_t> m * widths[j]):
+                        finite = False
+                if not finite:
+                    failure = _FAILED_FREE_PHASE
+                    break
+                # 4. score it and keep it
+                batch_errors_b = 0
+                batch_cost = score_output(S[n_layers - 1], &target_buffer[0, 0], m, n_out, &labels[0],
+                                          &order[r0], &batch_errors_b, chain.readout)
+                if use_particles:
+                    for j in range(n_layers):
+                        scatter_rows(S[j], &order[r0], m, widths[j], particle_rows[j])
+                batch_errors[b] = batch_errors_b
+                batch_costs[b] = batch_cost
+                errors += batch_errors_b
+                cost += batch_cost
+                # 5. the nudged phase(s) from copies of the free state, with the free phase's drive
+                beta = betas[b]
+                for j in range(n_layers):
+                    memcpy(P[j], S[j], <size_t> m * widths[j] * item)
+                relax_chunks(chain, conns, &x_buffer[0, 0], P, &target_buffer[0, 0], &drive[0, 0], m,
+                             nudged_steps, flops, epsilon, beta, solver, threads, True, False,
+                             &relax_work, isa)
+                spread = beta
+                if centered:
+                    for j in range(n_layers):
+                        memcpy(N[j], S[j], <size_t> m * widths[j] * item)
+                    relax_chunks(chain, conns, &x_buffer[0, 0], N, &target_buffer[0, 0], &drive[0, 0], m,
+                                 nudged_steps, flops, epsilon, -beta, solver, threads, True, False,
+                                 &relax_work, isa)
+                    spread = 2.0 * beta
+                # 6. the update
+                for j in range(n_layers):
+                    scales[j] = rates[j] / (spread * m)
+                if chain.readout:  # the cost gradient: no spread divides it
+                    scales[n_layers - 1] = rates[n_layers - 1] / m
+                if not ep_update(chain, update_conns, m, &x_buffer[0, 0], UP, UN, scales, W, Bp, threads,
+                                 &update_work, isa, S[n_layers - 2] if chain.readout else NULL):
+                    failure = _FAILED_UPDATE
+                    break
+    finally:
+        if update_conns != conns:
+            free_derived(update_conns, n_layers)  # NULL-safe
+        free_derived(conns, n_layers)
+        relax_work_free(&relax_work)
+        update_work_free(&update_work)
+        free(widths)
+        free(S)
+        free(P)
+        free(N)
+        free(UP)
+        free(UN)
+        free(particle_rows)
+        free(W)
+        free(Bp)
+        free(scales)
+        free(nudged)
+    if failure == _FAILED_NONE:
+        b = stop
+    return b - start, failure, errors, cost

@@ -1,0 +1,29 @@
+# The EP update as the compiled epoch loop (_epoch.pyx) calls it: scratch
+# allocated once by the caller, then any number of nogil calls (_update.pyx).
+from cython cimport floating
+
+from eqcore._engine cimport Chain, Connection
+
+cdef struct UpdateWork:
+    int max_batch            # the largest batch the scratch is sized for
+    int max_threads          # and the most threads a call may use
+    int n_tasks              # blocks of weight rows (they do not depend on the batch)
+    int* task_layer
+    int* task_row
+    size_t* left_offset      # per connection, into the operands (set by each call)
+    size_t* right_offset
+    void* operands           # A_j and B_j (dense), G and R (conv), every connection
+    void* input_value        # per thread: one row of x^T compacted
+    int* input_index
+    void* conv_scratch       # per thread: one example's conv operands
+    int* conv_winners
+    size_t per_thread        # conv_scratch floats per thread
+    size_t max_winners       # conv_winners ints per thread
+
+cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int threads) except -1
+cdef void update_work_free(UpdateWork* work) noexcept
+
+cdef bint ep_update(Chain chain, const Connection* conns, int batch, const floating* x,
+                    floating** P, floating** N, const double* scales, floating** W,
+                    floating** Bp, int threads, UpdateWork* work, int isa,
+                    const floating* readout_input) noexcept nogil

@@ -1,0 +1,360 @@
+"""The compiled epoch loop (eqcore._epoch) against the Trainer's Python loop: bitwise the same run.
+
+Each test trains the same trainer twice, once with the compiled loop (the
+default for in-core SGD on one process) and once with the Python loop
+(``trainer._compiled_epochs = False``), and compares parameters, particles,
+the statistics in the history, the optimizer's step count and the RNG state
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import eqcore
+import eqprop
+from eqcore._epoch import FAILED_FREE_PHASE, FAILED_NONE, FAILED_UPDATE, train_batches
+from eqprop import Conv2d
+from eqprop import trainer as trainer_module
+
+N_EXAMPLES = 83  # not a multiple of the batch size: the last mini-batch is short
+N_INPUTS = 24
+N_CLASSES = 4
+
+
+def make_data(n=N_EXAMPLES, inputs=N_INPUTS, zeros=0.6, seed=0):
+    """Image-like inputs: mostly zeros (zeros=0.8 takes the sparse products), the rest in (0, 1)."""
+    rng = np.random.default_rng(seed)
+    x = np.where(rng.random((n, inputs)) < zeros, 0.0, rng.random((n, inputs)))
+    return x, rng.integers(0, N_CLASSES, n)
+
+
+def make_trainer(layers=(N_INPUTS, 10, 7, N_CLASSES), *, dtype="float64", compiled=True, threads=1, seed=0,
+                 output="clipped", cost="squared-error", precision="float32", **overrides):
+    kwargs = dict(beta=0.5, free_steps=6, nudged_steps=3, epsilon=0.5,
+                  learning_rates=[0.2, 0.1, 0.05][:len(layers) - 1], batch_size=10, seed=seed + 5, threads=threads)
+    kwargs.update(overrides)
+    net = eqprop.EqPropNetwork(list(layers), dtype=dtype, seed=seed, output=output, cost=cost, precision=precision)
+    trainer = eqprop.Trainer(net, **kwargs)
+    trainer._compiled_epochs = compiled
+    return trainer
+
+
+def assert_same_run(compiled, python):
+    net_a, net_b = compiled.net, python.net
+    for a, b in zip((*net_a.weights, *net_a.biases), (*net_b.weights, *net_b.biases)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    if compiled.particles is None or python.particles is None:
+        assert compiled.particles is None and python.particles is None
+    else:
+        for a, b in zip(compiled.particles, python.particles):
+            np.testing.assert_array_equal(a, b)
+    for column in ("epoch", "train_error", "val_error", "mean_cost"):
+        assert compiled.history.column(column) == python.history.column(column), column
+    assert compiled.optimizer_state.step == python.optimizer_state.step
+    assert compiled.rng.bit_generator.state == python.rng.bit_generator.state
+    assert compiled.epoch == python.epoch
+
+
+def train_both(epochs=2, data=None, validation=None, **settings):
+    x, labels = make_data() if data is None else data
+    runs = []
+    for compiled in (True, False):
+        trainer = make_trainer(compiled=compiled, **settings)
+        trainer.fit(x, labels, epochs=epochs, validation=validation, progress=False)
+        runs.append(trainer)
+    assert_same_run(*runs)
+    return runs
+
+
+def test_generator_random_in_bulk_is_the_same_stream_as_one_at_a_time():
+    """What the compiled path relies on to draw an epoch's signs up front."""
+    one, bulk = np.random.default_rng(7), np.random.default_rng(7)
+    one.permutation(50), bulk.permutation(50)
+    singles = [one.random() for _ in range(37)]
+    np.testing.assert_array_equal(bulk.random(37), np.array(singles))
+    assert one.bit_generator.state == bulk.bit_generator.state
+    assert one.random() == bulk.random()
+
+
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "from-zeros"])
+@pytest.mark.parametrize("solver", ["euler", "alternating"])
+@pytest.mark.parametrize("algorithm", ["random-sign", "positive", "centered"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_compiled_epochs_equal_the_python_loop(dtype, algorithm, solver, persistent):
+    train_both(dtype=dtype, algorithm=algorithm, solver=solver, persistent=persistent)
+
+
+@pytest.mark.parametrize("switches", [dict(random_sign=True, symmetric=True), dict(random_sign=False),
+                                      dict(algorithm="negative")],
+                         ids=["legacy-centered-random-sign", "legacy-positive", "negative"])
+def test_every_contrast_of_the_older_switches_and_negative(switches):
+    """The older switches draw a sign also for the centered estimate, which then nudges with -beta first."""
+    train_both(dtype="float32", **switches)
+
+
+def test_fixed_point_solver_schedule_validation_and_sparse_inputs():
+    x, labels = make_data(zeros=0.85, seed=1)
+    validation = make_data(n=30, zeros=0.85, seed=2)
+    train_both(epochs=3, data=(x, labels), validation=validation, solver="fixed-point", schedule="cosine",
+               schedule_epochs=3, dtype="float32")
+
+
+@pytest.mark.parametrize("output", ["clipped", "linear"])
+def test_one_hidden_layer_and_linear_output(output):
+    train_both(layers=(N_INPUTS, 9, N_CLASSES), output=output, learning_rates=[0.1, 0.05])
+
+
+@pytest.mark.parametrize("algorithm", ["random-sign", "centered"])
+@pytest.mark.parametrize("solver", ["euler", "alternating"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_cross_entropy_readout(dtype, solver, algorithm):
+    train_both(dtype=dtype, solver=solver, algorithm=algorithm, cost="cross-entropy")
+    train_both(layers=(N_INPUTS, 9, N_CLASSES), dtype=dtype, solver=solver, algorithm=algorithm,
+               cost="cross-entropy", learning_rates=[0.1, 0.05], persistent=False)
+
+
+def test_every_product_path_and_instruction_set(kernel):
+    train_both(dtype="float32", data=make_data(zeros=0.85))
+    train_both(dtype="float64", algorithm="centered")
+
+
+@pytest.mark.parametrize("mode", ["native", "fallback"])
+def test_bfloat16_chains(mode, every_thread_runs):
+    """bfloat16 relaxations (and the float32 update's own layouts) in the compiled loop: dense, readout, conv."""
+    from eqcore._gemm import set_gemm_path
+
+    if mode == "native" and not eqcore.cpu_has_bf16():
+        pytest.skip("this CPU lacks AVX512_BF16")
+    set_gemm_path("skinny", "best", bf16="best" if mode == "native" else "fallback")
+    try:
+        train_both(dtype="float32", precision="bfloat16", data=make_data(zeros=0.85))
+        train_both(dtype="float32", precision="bfloat16", algorithm="centered", cost="cross-entropy")
+        rng = np.random.default_rng(0)
+        x, labels = rng.random((29, 1, 6, 6)), rng.integers(0, 3, 29)
+        layers = [(1, 6, 6), Conv2d(2, 3, pool="max"), Conv2d(3, 2, padding=1, pool="avg"), 3]
+        runs = []
+        for compiled in (True, False):
+            trainer = eqprop.Trainer(eqprop.EqPropNetwork(layers, seed=1, precision="bfloat16"), beta=0.5,
+                                     free_steps=5, nudged_steps=3, epsilon=0.5, learning_rates=[0.1, 0.05, 0.05],
+                                     batch_size=8, seed=3, threads=2, algorithm="centered")
+            trainer._compiled_epochs = compiled
+            trainer.fit(x, labels, epochs=2, progress=False)
+            runs.append(trainer)
+        assert_same_run(*runs)
+    finally:
+        set_gemm_path("skinny", "best")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_conv_chain(dtype, threads, every_thread_runs):
+    rng = np.random.default_rng(0)
+    x = rng.random((37, 1, 6, 6))
+    labels = rng.integers(0, 3, 37)
+    layers = [(1, 6, 6), Conv2d(2, 3, pool="max"), Conv2d(3, 2, padding=1, pool="avg"), 3]
+    runs = []
+    for compiled in (True, False):
+        trainer = eqprop.Trainer(eqprop.EqPropNetwork(layers, dtype=dtype, seed=1), beta=0.5, free_steps=5,
+                                 nudged_steps=3, epsilon=0.5, learning_rates=[0.1, 0.05, 0.05], batch_size=8,
+                                 seed=3, threads=threads, algorithm="centered")
+        trainer._compiled_epochs = compiled
+        trainer.fit(x, labels, epochs=2, progress=False)
+        runs.append(trainer)
+    assert_same_run(*runs)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threads_batch_size_one_and_a_batch_larger_than_the_data(threads, every_thread_runs):
+    train_both(threads=threads, dtype="float32")
+    train_both(threads=threads, batch_size=1, data=make_data(n=13))
+    train_both(threads=threads, batch_size=50, data=make_data(n=17), epochs=3)
+
+
+def test_the_progress_bar_chunks_give_the_same_run(monkeypatch, capsys):
+    monkeypatch.setattr(trainer_module, "PROGRESS_EVERY", 3)
+    x, labels = make_data()
+    shown = make_trainer()
+    shown.fit(x, labels, epochs=2, progress=True)
+    assert "epoch 2" in capsys.readouterr().err
+    python = make_trainer(compiled=False)
+    python.fit(x, labels, epochs=2, progress=False)
+    assert_same_run(shown, python)
+
+
+def test_resume_continues_exactly(tmp_path):
+    x, labels = make_data()
+    straight = make_trainer(compiled=False)
+    straight.fit(x, labels, epochs=3, progress=False)
+    first = make_trainer()
+    first.fit(x, labels, epochs=2, checkpoint_dir=tmp_path, progress=False)
+    resumed = eqprop.Trainer.resume(tmp_path)
+    assert resumed._compiled_epochs
+    resumed.fit(x, labels, epochs=1, checkpoint_dir=tmp_path, progress=False)
+    assert_same_run(resumed, straight)
+
+
+def test_in_core_sgd_takes_the_compiled_loop_and_the_rest_the_python_loop(monkeypatch):
+    calls = []
+    original = eqprop.step.StepEngine.train_batches
+
+    def counting(self, *args, **kwargs):
+        calls.append(kwargs["stop"] - kwargs["start"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(eqprop.step.StepEngine, "train_batches", counting)
+    x, labels = make_data()
+    make_trainer().fit(x, labels, epochs=2, progress=False)
+    assert calls == [9, 9]  # one call per epoch of 9 mini-batches
+    calls.clear()
+    make_trainer(optimizer="momentum").fit(x, labels, epochs=1, progress=False)
+    make_trainer(algorithm="contrastive").fit(x, labels, epochs=1, progress=False)
+    make_trainer(weight_decay=1e-4).fit(x, labels, epochs=1, progress=False)
+    assert calls == []
+
+
+# ---------------------------------------------------------------- divergence
+def poison_after_first_epoch(row):
+    def callback(trainer, record):
+        if record.epoch == 1:
+            trainer.net.weights[0][row, :] = np.nan
+    return callback
+
+
+def diverge_both(fit_kwargs, data, **settings):
+    results = []
+    for compiled in (True, False):
+        trainer = make_trainer(compiled=compiled, **settings)
+        with pytest.raises(eqprop.TrainingDiverged) as info:
+            trainer.fit(*data, progress=False, **fit_kwargs)
+        results.append((trainer, info.value))
+    (compiled, error_a), (python, error_b) = results
+    assert str(error_a) == str(error_b)
+    assert (error_a.epoch, error_a.batch) == (error_b.epoch, error_b.batch)
+    assert_same_run(compiled, python)
+    return error_a
+
+
+def test_a_nan_weight_diverges_at_the_same_batch_in_the_free_phase():
+    # input 0 is non-zero for one example only; with mostly-zero inputs the sparse drive skips the
+    # NaN row of W_0 for every other example, so the free phase fails at that example's mini-batch
+    x, labels = make_data(zeros=0.9, seed=3)
+    x[:, 0] = 0.0
+    x[40, 0] = 1.0
+    error = diverge_both(dict(epochs=3, callbacks=[poison_after_first_epoch(0)]), (x, labels), dtype="float32")
+    assert error.epoch == 2 and error.batch > 1 and "the free phase" in str(error)
+
+
+def test_an_update_beyond_the_float_range_diverges_the_same_way():
+    """Free phase finite, the output biases pushed past float32's range by the first update of epoch 2."""
+    def edge(trainer, record):
+        trainer.net.biases[0][0] = 1e3  # hidden unit 0 saturates at 1 ...
+        trainer.net.weights[1][0, :] = -3.4e38  # ... and cancels the output biases: h = 0 there
+        trainer.net.biases[1][:] = 3.4e38
+
+    error = diverge_both(dict(epochs=3, callbacks=[edge]), make_data(), layers=(N_INPUTS, 10, N_CLASSES),
+                         dtype="float32", beta=1.0, learning_rates=[1e36, 1e36])
+    assert error.epoch == 2 and "the nudged phase or the update" in str(error)
+
+
+# ---------------------------------------------------------------- bad input
+def core_arguments(dtype=np.float64, n=20, size=8):
+    net = eqprop.EqPropNetwork([6, 5, 3], dtype=dtype, seed=0)
+    rng = np.random.default_rng(0)
+    n_batches = -(-n // size)
+    return dict(
+        chain=net.core_chain(), x=rng.random((n, 6)).astype(dtype), labels=rng.integers(0, 3, n),
+        order=rng.permutation(n), batch_size=size, start=0, stop=n_batches,
+        x_buffer=np.zeros((size, 6), dtype), target_buffer=np.zeros((size, 3), dtype),
+        state_buffer=net.zero_state(size), drive=np.zeros((size, 5), dtype), particles=None,
+        betas=np.full(n_batches, 0.5), centered=False, rates=np.array([0.1, 0.1]), free_steps=4, nudged_steps=2,
+        epsilon=0.5, solver=0, threads=1, batch_errors=np.zeros(n_batches, np.int64),
+        batch_costs=np.zeros(n_batches),
+    )
+
+
+def call(arguments):
+    names = ["chain", "x", "labels", "order", "batch_size", "start", "stop", "x_buffer", "target_buffer",
+             "state_buffer", "drive", "particles", "betas", "centered", "rates", "free_steps", "nudged_steps",
+             "epsilon", "solver", "threads", "batch_errors", "batch_costs"]
+    return train_batches(*(arguments[name] for name in names))
+
+
+def test_the_core_call_runs_and_reports():
+    arguments = core_arguments()
+    completed, failure, errors, cost = call(arguments)
+    assert (completed, failure) == (3, FAILED_NONE)
+    assert errors == arguments["batch_errors"].sum() and 0 < cost
+    assert FAILED_FREE_PHASE != FAILED_UPDATE
+    arguments["start"] = arguments["stop"] = 1
+    assert call(arguments)[:2] == (0, FAILED_NONE)
+
+
+BAD_CORE_CALLS = [
+    (dict(x=np.zeros((20, 6), np.float32), x_buffer=np.zeros((8, 6), np.float32),
+          target_buffer=np.zeros((8, 3), np.float32), drive=np.zeros((8, 5), np.float32)),
+     TypeError, "the parameters' dtype"),
+    (dict(x=np.zeros((20, 6), np.float32)), (TypeError, ValueError), None),
+    (dict(x=np.zeros((20, 7))), ValueError, "one column per input unit"),
+    (dict(labels=np.zeros(19, np.int64)), ValueError, "one entry per row"),
+    (dict(order=np.full(20, 20)), ValueError, "out of range"),
+    (dict(order=np.full(20, -1)), ValueError, "out of range"),
+    (dict(labels=np.full(20, 3)), ValueError, "out of range"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(stop=4), ValueError, "start <= stop"),
+    (dict(start=2, stop=1), ValueError, "start <= stop"),
+    (dict(x_buffer=np.zeros((7, 6))), ValueError, "x_buffer"),
+    (dict(target_buffer=np.zeros((8, 4))), ValueError, "target_buffer"),
+    (dict(drive=np.zeros((8, 4))), ValueError, "drive"),
+    (dict(state_buffer=[np.zeros((8, 5))]), ValueError, "one array per non-input layer"),
+    (dict(state_buffer=[np.zeros((8, 5)), np.zeros((8, 2))]), ValueError, r"state_buffer\[1\]"),
+    (dict(particles=[np.zeros((19, 5)), np.zeros((20, 3))]), ValueError, r"particles\[0\]"),
+    (dict(particles=[np.zeros((20, 5), np.float32), np.zeros((20, 3))]), ValueError, "dtype"),
+    (dict(betas=np.ones(2)), ValueError, "betas"),
+    (dict(batch_costs=np.zeros(2)), ValueError, "batch_costs"),
+    (dict(rates=np.ones(3)), ValueError, "rates"),
+    (dict(solver=3), ValueError, "solver"),
+    (dict(threads=0), ValueError, "threads"),
+    (dict(betas=[0.5, 0.5, 0.5]), TypeError, None),
+]
+
+
+@pytest.mark.parametrize("change, error, match", BAD_CORE_CALLS)
+def test_bad_core_calls_raise_before_any_work(change, error, match):
+    arguments = core_arguments()
+    before = [a.copy() for a in arguments["chain"].arrays[0]]
+    arguments.update(change)
+    with pytest.raises(error, match=match):
+        call(arguments)
+    for a, b in zip(before, arguments["chain"].arrays[0]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_nan_in_the_core_call_reports_the_failing_batch():
+    arguments = core_arguments()
+    arguments["chain"].arrays[1][0][0] = np.nan  # a bias: every free phase fails
+    completed, failure, errors, cost = call(arguments)
+    assert (completed, failure, errors, cost) == (0, FAILED_FREE_PHASE, 0, 0.0)
+
+
+def test_ctrl_c_stops_the_compiled_loop_between_mini_batches():
+    import _thread
+    import threading
+    import time
+
+    x, labels = make_data(n=20000, seed=4)
+    trainer = make_trainer((N_INPUTS, 128, 128, N_CLASSES), batch_size=1, free_steps=100)  # seconds of work
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    started = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            trainer.fit(x, labels, epochs=1, progress=False)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - started < 20
+    assert trainer.epoch == 0 and len(trainer.history) == 0
+    reached = np.any(trainer.particles[0] != 0, axis=1)
+    assert 0 < reached.sum() < len(x)  # it stopped inside the epoch, at a mini-batch boundary
