@@ -29,6 +29,7 @@ import os
 import platform
 import re
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -719,6 +720,10 @@ def _cmd_presets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         rates = ", ".join(f"{r:g}" for r in preset.original_learning_rates)
         print(f"  {preset.name:<12} beta {preset.original_beta:g}, learning rates {rates}")
     print("The conv presets have no original code: their settings were chosen by measurement (docs/results.md).")
+    for preset in PRESETS.values():
+        if preset.measured and not preset.source:
+            print(textwrap.fill(f"Measured here, {preset.name}: {preset.measured} (docs/results.md).", width=100,
+                                break_on_hyphens=False))
     sourced = [preset for preset in PRESETS.values() if preset.source]
     if sourced:
         print(
