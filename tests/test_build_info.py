@@ -111,3 +111,21 @@ def test_sparse_input_threshold_is_reported(capsys):
     finally:
         eqcore.set_sparse_threshold(before)
     assert "sparse input products: for inputs with at most 25% non-zero entries" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("user_env, expected", [
+    ({}, ("ACTIVE", "3000000")),
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, ("PASSIVE", None)),
+    ({"GOMP_SPINCOUNT": "1000"}, (None, "1000")),
+])
+def test_openmp_threads_spin_between_regions_unless_the_user_chose(user_env, expected):
+    """eqcore sets a bounded spin before libgomp loads, and leaves a user's own choice alone."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(user_env)
+    code = ("import os, eqcore; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [str(v) for v in expected]

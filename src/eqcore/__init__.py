@@ -7,6 +7,19 @@ C-contiguous arrays of one floating dtype with consistent shapes. Use
 
 from __future__ import annotations
 
+import os
+
+# A mini-batch of a small network is a few parallel regions of tens of microseconds each.
+# With libgomp's default wait policy the worker threads go to sleep between them, and
+# waking them on a VM costs as much as the work: 784-500-10 on 2 threads trained at 42,000
+# examples/s, against 81,000 when the workers spin for a while first (docs/performance.md,
+# tools/epoch_speed.py). So unless the user chose a policy, the threads spin for up to
+# 3,000,000 iterations (milliseconds) before sleeping. libgomp reads these variables when it
+# is loaded, which is at the first import below, unless another module loaded it first.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
+    os.environ["GOMP_SPINCOUNT"] = "3000000"
+
 from eqcore._gemm import cpu_has_bf16, gemm_path, set_gemm_path, set_sparse_threshold, sparse_threshold
 from eqcore._engine import KIND_CODES, N_GEOMETRY_FIELDS, POOL_CODES, Chain
 from eqcore._openmp import (
