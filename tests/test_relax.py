@@ -166,6 +166,22 @@ def test_weights_written_by_user_are_used(dtype):
     assert not np.allclose(before[0], after[0])
 
 
+@pytest.mark.parametrize("solver", ["euler", "alternating"])
+def test_wide_connections_match_reference_on_two_threads(dtype, solver):
+    """A connection big enough that its transposed copy is made by both threads, in tiles with tails."""
+    sizes = [20, 300, 270, 5]  # W_1 is 300 x 270: 81,000 entries, three column blocks, the last partial
+    net = random_network(sizes, dtype)
+    x, target = batch_inputs(sizes, dtype)
+    free = net.relax(x, steps=9, epsilon=0.5, solver=solver, threads=2)
+    nudged = net.relax(x, steps=4, epsilon=0.5, beta=0.5, target=target, init=free, solver=solver, threads=2)
+    expected_free = reference.relax(net.weights, net.biases, x, net.zero_state(x.shape[0]), 9, 0.5,
+                                    solver=solver)
+    expected = reference.relax(net.weights, net.biases, x, expected_free, 4, 0.5, 0.5, target, solver)
+    assert_states_close(free, expected_free, dtype)
+    assert_states_close(nudged, expected, dtype)
+    assert np.abs(free[0]).max() > 0.1
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_every_row_count_and_column_tail(dtype, threads, every_thread_runs):
     """Row groups of every size (1..12) and column tails of every width go through the kernels."""

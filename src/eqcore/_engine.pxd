@@ -52,8 +52,9 @@ cdef class Chain:
     cdef readonly bint readout        # the last connection is a softmax readout outside the energy
     cdef readonly bint bfloat16       # the relaxation's products read bfloat16 copies
 
-cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=*, bint drive=*) except NULL
-cdef void refresh_derived(Connection* conns, int n, size_t item) noexcept nogil
+cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=*, bint drive=*,
+                                     int threads=*) except NULL
+cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=*) noexcept nogil
 cdef void free_derived(Connection* conns, int n) noexcept
 
 cdef void bottom_up(const Connection* c, const floating* below, int rows, floating* out,

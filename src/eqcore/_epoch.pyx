@@ -252,9 +252,9 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                 for j in range(n_layers):
                     gather_rows(particle_rows[j], &order[r0], m, widths[j], S[j])
                 # 2. the weight layouts of the parameters the last update left
-                refresh_derived(conns, n_layers, item)
+                refresh_derived(conns, n_layers, item, threads)
                 if update_conns != conns:
-                    refresh_derived(update_conns, n_layers, item)
+                    refresh_derived(update_conns, n_layers, item, threads)
                 # 3. the free phase, which fills the drive
                 relax_chunks(chain, conns, &x_buffer[0, 0], S, NULL, &drive[0, 0], m, free_steps, flops,
                              epsilon, 0.0, solver, threads, False, False, &relax_work, isa)

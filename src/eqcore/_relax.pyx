@@ -422,7 +422,7 @@ def relax_batch(Chain chain, const floating[:, ::1] x, list state,
         elif drive_ready:
             raise ValueError("drive_ready needs a drive buffer")
 
-        conns = derived_connections(chain, True, bf16, not drive_ready)
+        conns = derived_connections(chain, True, bf16, not drive_ready, max(threads, 1))
         relax_work_alloc(&work, chain, batch, max(threads, 1), drive_ptr == NULL)
         with nogil:
             relax_chunks(chain, conns, &x[0, 0], S, target_ptr, drive_ptr, batch, steps, flops, epsilon, beta,
