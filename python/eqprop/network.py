@@ -42,6 +42,21 @@ def rho(s: np.ndarray) -> np.ndarray:
     return np.clip(s, 0.0, 1.0)
 
 
+def cache_aligned_copy(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``values`` as a C-contiguous array of ``dtype`` starting on a 64-byte boundary.
+
+    The core streams weight rows with 64-byte vector loads; NumPy only promises
+    16-byte alignment, and a load that straddles two cache lines costs two on
+    some CPUs (docs/performance.md, "On an Intel Xeon").
+    """
+    dtype = np.dtype(dtype)
+    buffer = np.empty(values.size * dtype.itemsize + 64, dtype=np.uint8)
+    start = -buffer.ctypes.data % 64
+    aligned = buffer[start:start + values.size * dtype.itemsize].view(dtype).reshape(values.shape)
+    aligned[...] = values
+    return aligned
+
+
 def _spread(contrast: Contrast) -> float:
     """What the update divides by: beta, 2 beta or the clamp's coupling."""
     if contrast.mode == "clamped":
@@ -170,7 +185,8 @@ class EqPropNetwork:
         for connection, gain in zip(self.connections, gains):
             fan_in, fan_out = connection.fans
             limit = gain * np.sqrt(6.0 / (fan_in + fan_out))  # Glorot & Bengio (2010), as in the paper's code
-            self.weights.append(rng.uniform(-limit, limit, size=connection.weight_shape).astype(self.dtype))
+            values = rng.uniform(-limit, limit, size=connection.weight_shape)
+            self.weights.append(cache_aligned_copy(values, self.dtype))
         self.biases: list[np.ndarray] = [np.zeros(c.bias_shape, dtype=self.dtype) for c in self.connections]
         self._chain: eqcore.Chain | None = None
 

@@ -26,7 +26,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from eqprop.layers import Conv2d
-from eqprop.network import EqPropNetwork
+from eqprop.network import EqPropNetwork, cache_aligned_copy
 from eqprop.trainer import Trainer
 
 try:  # scikit-learn >= 1.6
@@ -223,8 +223,8 @@ class EqPropClassifier(ClassifierMixin, BaseEstimator):
         network = state.get("network_")
         if network is not None:
             # the core updates the parameters in place, so they must be writeable arrays of
-            # their own (joblib may load them as read-only memory maps)
-            network.weights = [np.array(w, order="C") for w in network.weights]
+            # their own (joblib may load them as read-only memory maps), cache-aligned as made
+            network.weights = [cache_aligned_copy(w, w.dtype) for w in network.weights]
             network.biases = [np.array(b, order="C") for b in network.biases]
 
     def _hidden_sizes(self) -> tuple[object, ...]:

@@ -419,9 +419,15 @@ cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=1) 
                 _kernel_taps(<const double*> c.weights, c.c_out, c.c_in, c.k * c.k, <double*> c.weights_taps)
 
 
+cdef extern from "<stdlib.h>" nogil:
+    int posix_memalign(void** memptr, size_t alignment, size_t size)
+
+
 cdef void* _checked_malloc(size_t size) except NULL:
-    cdef void* p = malloc(size if size else 1)
-    if p == NULL:
+    # Cache-line aligned: a 64-byte vector load that straddles two lines costs
+    # two loads on some CPUs (docs/performance.md, "On an Intel Xeon").
+    cdef void* p = NULL
+    if posix_memalign(&p, 64, size if size else 1) != 0:
         raise MemoryError()
     return p
 

@@ -19,9 +19,17 @@
 
 /*
  * Rows r0..r0+RG of C for a compile-time RG: blocks of 2 vectors of columns,
- * then 1 vector, then a half vector, then scalars. ACC = 0 overwrites C, ACC = 1 adds to it.
+ * then 1 vector, then a half and a quarter vector, then scalars. ACC = 0 overwrites C, ACC = 1 adds to it.
  */
-#define EQ_DEFINE_ROWS(NAME, T, VT, V, HVT, HV, RG, ATTR, AIDX, BIDX)                              \
+/*
+ * Rows of B are read EQ_PREFETCH_ROWS ahead: walking down a column block, each
+ * k starts a new cache line ldb floats away, a stride the hardware prefetchers
+ * of some CPUs do not follow (measured with tools/kernel_bench.c, see
+ * docs/performance.md).
+ */
+#define EQ_PREFETCH_ROWS 8
+
+#define EQ_DEFINE_ROWS(NAME, T, VT, V, HVT, HV, QVT, QV, RG, ATTR, AIDX, BIDX)                              \
     ATTR EQ_INLINE void NAME(int N, int K, const T *A, int lda, const T *B, int ldb,  \
                              int acc, T *C, int ldc, const int *kidx) {              \
         int c = 0;                                                                    \
@@ -30,6 +38,11 @@
             for (int r = 0; r < RG; r++) { s0[r] = (VT){0}; s1[r] = (VT){0}; }       \
             for (int k = 0; k < K; k++) {                                             \
                 const T *bp = B + (size_t)BIDX(k) * ldb + c;                          \
+                if (k + EQ_PREFETCH_ROWS < K) {                                       \
+                    const T *ahead = B + (size_t)BIDX(k + EQ_PREFETCH_ROWS) * ldb + c;    \
+                    __builtin_prefetch(ahead);                                        \
+                    __builtin_prefetch(ahead + 2 * V - 1);                            \
+                }                                                                     \
                 VT b0 = *(const VT *)bp, b1 = *(const VT *)(bp + V);                  \
                 for (int r = 0; r < RG; r++) {                                        \
                     T a = A[(size_t)r * lda + AIDX(k)];                                     \
@@ -68,6 +81,19 @@
                 if (acc) *c0 += s0[r]; else *c0 = s0[r];                              \
             }                                                                         \
         }                                                                             \
+        for (; c + QV <= N; c += QV) {                                                \
+            QVT s0[RG];                                                               \
+            for (int r = 0; r < RG; r++) s0[r] = (QVT){0};                            \
+            for (int k = 0; k < K; k++) {                                             \
+                const T *bp = B + (size_t)BIDX(k) * ldb + c;                          \
+                QVT b0 = *(const QVT *)bp;                                            \
+                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + AIDX(k)] * b0;    \
+            }                                                                         \
+            for (int r = 0; r < RG; r++) {                                            \
+                QVT *c0 = (QVT *)(C + (size_t)r * ldc + c);                           \
+                if (acc) *c0 += s0[r]; else *c0 = s0[r];                              \
+            }                                                                         \
+        }                                                                             \
         for (; c < N; c++) {                                                          \
             T s0[RG];                                                                 \
             for (int r = 0; r < RG; r++) s0[r] = 0;                                   \
@@ -92,19 +118,19 @@
 #define EQ_K_ALL(k) (k)
 #define EQ_K_LISTED(k) kidx[k]
 /* NAME_r1 .. NAME_r12: the row kernels for every group size. */
-#define EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, ATTR, AIDX, BIDX)                      \
-    EQ_DEFINE_ROWS(NAME##_r1, T, VT, V, HVT, HV, 1, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r2, T, VT, V, HVT, HV, 2, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r3, T, VT, V, HVT, HV, 3, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r4, T, VT, V, HVT, HV, 4, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r5, T, VT, V, HVT, HV, 5, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r6, T, VT, V, HVT, HV, 6, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r7, T, VT, V, HVT, HV, 7, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r8, T, VT, V, HVT, HV, 8, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r9, T, VT, V, HVT, HV, 9, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r10, T, VT, V, HVT, HV, 10, ATTR, AIDX, BIDX)                       \
-    EQ_DEFINE_ROWS(NAME##_r11, T, VT, V, HVT, HV, 11, ATTR, AIDX, BIDX)                       \
-    EQ_DEFINE_ROWS(NAME##_r12, T, VT, V, HVT, HV, 12, ATTR, AIDX, BIDX)
+#define EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR, AIDX, BIDX)                      \
+    EQ_DEFINE_ROWS(NAME##_r1, T, VT, V, HVT, HV, QVT, QV, 1, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r2, T, VT, V, HVT, HV, QVT, QV, 2, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r3, T, VT, V, HVT, HV, QVT, QV, 3, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r4, T, VT, V, HVT, HV, QVT, QV, 4, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r5, T, VT, V, HVT, HV, QVT, QV, 5, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r6, T, VT, V, HVT, HV, QVT, QV, 6, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r7, T, VT, V, HVT, HV, QVT, QV, 7, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r8, T, VT, V, HVT, HV, QVT, QV, 8, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r9, T, VT, V, HVT, HV, QVT, QV, 9, ATTR, AIDX, BIDX)                         \
+    EQ_DEFINE_ROWS(NAME##_r10, T, VT, V, HVT, HV, QVT, QV, 10, ATTR, AIDX, BIDX)                       \
+    EQ_DEFINE_ROWS(NAME##_r11, T, VT, V, HVT, HV, QVT, QV, 11, ATTR, AIDX, BIDX)                       \
+    EQ_DEFINE_ROWS(NAME##_r12, T, VT, V, HVT, HV, QVT, QV, 12, ATTR, AIDX, BIDX)
 
 /* Call the row kernel NAME_r<rg> (rg in 1..12) with ARGS. */
 #define EQ_CALL_ROWS(NAME, rg, ARGS)                                                  \
@@ -138,8 +164,8 @@ EQ_INLINE int eq_group_rows(int left, int max_group) {
  */
 #define EQ_K_ALL(k) (k)
 #define EQ_K_LISTED(k) kidx[k]
-#define EQ_DEFINE_GEMM(NAME, T, VT, V, HVT, HV, ATTR, LISTED, KIDX)                      \
-    EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, ATTR, KIDX, KIDX)                         \
+#define EQ_DEFINE_GEMM(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR, LISTED, KIDX)                      \
+    EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR, KIDX, KIDX)                         \
     ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *B,       \
                           int ldb, int acc, T *C, int ldc, int max_group, int *kidx) { \
         int r0 = 0;                                                                   \
@@ -169,8 +195,8 @@ EQ_INLINE int eq_group_rows(int left, int max_group) {
  * patch's values from its first one. The patch values are broadcast from the
  * (cached) input map itself, so no unfolded copy is written or read.
  */
-#define EQ_DEFINE_SHIFTED(NAME, T, VT, V, HVT, HV, ATTR)                              \
-    EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, ATTR, EQ_K_LISTED, EQ_K_ALL)           \
+#define EQ_DEFINE_SHIFTED(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR)                              \
+    EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR, EQ_K_LISTED, EQ_K_ALL)           \
     ATTR static void NAME(int R, int N, int K, const T *A, const T *B, int ldb,       \
                           T *C, int ldc, int max_group, const int *off) {             \
         int r0 = 0;                                                                   \
@@ -251,18 +277,18 @@ EQ_DEFINE_DOT(eq_dot_f32_avx512, float, eq_f16, 16, EQ_HSUM_F16, EQ_TARGET_AVX51
 EQ_DEFINE_DOT(eq_dot_f64_avx512, double, eq_d8, 8, EQ_HSUM_D8, EQ_TARGET_AVX512)
 #endif
 
-#define EQ_DEFINE_GEMMS(SUFFIX, ATTR, F, FV, FHV, FH, D, DV, DHV, DH)                      \
-    EQ_DEFINE_GEMM(eq_gemm_any_f32_##SUFFIX, float, F, FV, FHV, FH, ATTR, 0, EQ_K_ALL)     \
-    EQ_DEFINE_GEMM(eq_gemm_any_f64_##SUFFIX, double, D, DV, DHV, DH, ATTR, 0, EQ_K_ALL)    \
-    EQ_DEFINE_GEMM(eq_listed_f32_##SUFFIX, float, F, FV, FHV, FH, ATTR, 1, EQ_K_LISTED) \
-    EQ_DEFINE_GEMM(eq_listed_f64_##SUFFIX, double, D, DV, DHV, DH, ATTR, 1, EQ_K_LISTED) \
-    EQ_DEFINE_SHIFTED(eq_shifted_f32_##SUFFIX, float, F, FV, FHV, FH, ATTR)               \
-    EQ_DEFINE_SHIFTED(eq_shifted_f64_##SUFFIX, double, D, DV, DHV, DH, ATTR)
+#define EQ_DEFINE_GEMMS(SUFFIX, ATTR, F, FV, FHV, FH, FQV, FQ, D, DV, DHV, DH, DQV, DQ)                      \
+    EQ_DEFINE_GEMM(eq_gemm_any_f32_##SUFFIX, float, F, FV, FHV, FH, FQV, FQ, ATTR, 0, EQ_K_ALL)     \
+    EQ_DEFINE_GEMM(eq_gemm_any_f64_##SUFFIX, double, D, DV, DHV, DH, DQV, DQ, ATTR, 0, EQ_K_ALL)    \
+    EQ_DEFINE_GEMM(eq_listed_f32_##SUFFIX, float, F, FV, FHV, FH, FQV, FQ, ATTR, 1, EQ_K_LISTED) \
+    EQ_DEFINE_GEMM(eq_listed_f64_##SUFFIX, double, D, DV, DHV, DH, DQV, DQ, ATTR, 1, EQ_K_LISTED) \
+    EQ_DEFINE_SHIFTED(eq_shifted_f32_##SUFFIX, float, F, FV, FHV, FH, FQV, FQ, ATTR)               \
+    EQ_DEFINE_SHIFTED(eq_shifted_f64_##SUFFIX, double, D, DV, DHV, DH, DQV, DQ, ATTR)
 
-EQ_DEFINE_GEMMS(generic, , eq_f4, 4, eq_f2, 2, eq_d2, 2, eq_d2, 2)
+EQ_DEFINE_GEMMS(generic, , eq_f4, 4, eq_f2, 2, eq_f2, 2, eq_d2, 2, eq_d2, 2, eq_d2, 2)
 #if EQ_X86_DISPATCH
-EQ_DEFINE_GEMMS(avx2, EQ_TARGET_AVX2, eq_f8, 8, eq_f4, 4, eq_d4, 4, eq_d2, 2)
-EQ_DEFINE_GEMMS(avx512, EQ_TARGET_AVX512, eq_f16, 16, eq_f8, 8, eq_d8, 8, eq_d4, 4)
+EQ_DEFINE_GEMMS(avx2, EQ_TARGET_AVX2, eq_f8, 8, eq_f4, 4, eq_f2, 2, eq_d4, 4, eq_d2, 2, eq_d2, 2)
+EQ_DEFINE_GEMMS(avx512, EQ_TARGET_AVX512, eq_f16, 16, eq_f8, 8, eq_f4, 4, eq_d8, 8, eq_d4, 4, eq_d2, 2)
 #endif
 
 /* The accumulator budget differs per instruction set: 12 rows x 2 vectors
