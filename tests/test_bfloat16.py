@@ -1,8 +1,9 @@
 """precision="bfloat16": the relaxation's products on bfloat16 operands, against the NumPy reference.
 
-Every test that relaxes runs on each path of the bfloat16 products: the native
-AVX512_BF16 kernel (skipped on a CPU without it) and the fallback (operands
-rounded, the float32 kernels) on every float32 instruction set and on BLAS.
+Every test that relaxes runs on each path of the bfloat16 products: AMX tiles
+(skipped on a CPU or system without usable AMX-BF16), the native AVX512_BF16
+kernel (skipped on a CPU without it) and the fallback (operands rounded, the
+float32 kernels) on every float32 instruction set and on BLAS.
 A conv connection's direct convolution follows the path too (AVX512_BF16 with
 input channels in pairs, or the fallback); its transposed convolutions multiply
 rounded operands with the float32 kernels on every path.
@@ -35,20 +36,23 @@ import eqprop
 from eqcore._gemm import set_gemm_path
 
 U = 2.0**-24
-PATHS = ["native", "fallback/avx512", "fallback/avx2", "fallback/portable", "fallback/blas"]
+PATHS = ["amx", "native", "fallback/avx512", "fallback/avx2", "fallback/portable", "fallback/blas"]
+KERNEL_NAMES = {"amx": "amx", "native": "avx512bf16", "fallback": "fallback"}
 
 
 @pytest.fixture(params=PATHS)
 def bf16_path(request):
     """Run a test on one path of the bfloat16 products (restored after)."""
     mode, _, isa = request.param.partition("/")
+    if mode == "amx" and not eqcore.cpu_has_amx():
+        pytest.skip("this CPU or system has no usable AMX-BF16")
     if mode == "native" and not eqcore.cpu_has_bf16():
         pytest.skip("this CPU lacks AVX512_BF16")
     if isa == "blas":
         set_gemm_path("blas", "best", bf16="fallback")
     else:
-        set_gemm_path("skinny", isa or "best", bf16="best" if mode == "native" else "fallback")
-    assert eqcore.gemm_path()["bf16"] == ("avx512bf16" if mode == "native" else "fallback")
+        set_gemm_path("skinny", isa or "best", bf16=mode)
+    assert eqcore.gemm_path()["bf16"] == KERNEL_NAMES[mode]
     yield request.param
     set_gemm_path("skinny", "best")
 
@@ -373,6 +377,8 @@ def test_precision_is_validated():
         eqcore.Chain(geometry, [np.zeros((4, 2), np.float32)], [np.zeros(2, np.float32)], precision="half")
     with pytest.raises(ValueError, match="bf16 must be"):
         set_gemm_path("skinny", "best", bf16="maybe")
+    with pytest.raises(ValueError, match="bf16 must be 'best', 'amx', 'native' or 'fallback'"):
+        set_gemm_path("skinny", "best", bf16="tiles")
 
 
 def test_non_finite_values_are_still_detected(bf16_path):
@@ -398,8 +404,9 @@ def test_build_info_and_cli_report_the_bf16_path(capsys):
     from eqprop.cli import main
 
     info = eqcore.build_info()["bfloat16"]
-    assert info["cpu"] == eqcore.cpu_has_bf16()
-    assert info["kernel"] == ("avx512bf16" if info["cpu"] and eqcore.gemm_path()["isa"] == "avx512" else "fallback")
+    assert info["cpu"] == eqcore.cpu_has_bf16() and info["amx"] == eqcore.cpu_has_amx()
+    native = info["cpu"] and eqcore.gemm_path()["isa"] == "avx512"
+    assert info["kernel"] == ("fallback" if not native else "amx" if info["amx"] else "avx512bf16")
     set_gemm_path("skinny", "best", bf16="fallback")
     try:
         assert eqcore.build_info()["bfloat16"]["kernel"] == "fallback"

@@ -1,13 +1,15 @@
 """Examples per second of each epoch of ``Trainer.fit`` in a fresh process (first epoch included).
 
 Usage: ``python tools/epoch_speed.py [--preset mnist-1h] [--examples 20000] [--epochs 3]
-[--threads 2] [--loop compiled|python] [--precision float32|bfloat16]``.
+[--threads 2] [--loop compiled|python] [--precision float32|bfloat16]
+[--bf16 best|amx|native|fallback]``.
 
 Trains the preset's network on the first ``--examples`` MNIST training images and
 prints, per epoch, the Trainer's own examples/s (training only, from its history)
 and the minor page faults taken during the epoch. ``--loop python`` forces the
 Python loop over mini-batches (the one the other optimizers and MPI take) instead
-of the compiled epoch loop. Run it on a quiet machine: a second CPU-bound process
+of the compiled epoch loop. ``--bf16`` picks the bfloat16 products' kernel
+(``eqcore.set_gemm_path``). Run it on a quiet machine: a second CPU-bound process
 halves an OpenMP run's speed.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import resource
 
+import eqcore
 import eqprop
 from eqprop.datasets import load_dataset
 from eqprop.presets import PRESETS
@@ -29,7 +32,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--loop", choices=["compiled", "python"], default="compiled")
     parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--bf16", choices=["best", "amx", "native", "fallback"], default="best")
     args = parser.parse_args()
+    eqcore.set_gemm_path("skinny", "best", bf16=args.bf16)
     preset = PRESETS[args.preset]
     data = load_dataset(preset.dataset)
     x, labels = data.x_train[:args.examples], data.y_train[:args.examples]
@@ -41,7 +46,8 @@ def main() -> None:
 
     def report(trainer: eqprop.Trainer, record) -> None:
         now = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        print(f"{args.preset} {args.precision} {args.loop} loop, {args.threads} threads, epoch {record.epoch}: "
+        kernel = f" ({eqcore.gemm_path()['bf16']})" if args.precision == "bfloat16" else ""
+        print(f"{args.preset} {args.precision}{kernel} {args.loop} loop, {args.threads} threads, epoch {record.epoch}: "
               f"{record.examples_per_second:,.0f} examples/s, {now - faults[0]} minor page faults", flush=True)
         faults[0] = now
 

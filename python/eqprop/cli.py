@@ -761,8 +761,11 @@ def _cmd_info(args: argparse.Namespace, parser: argparse.ArgumentParser | None =
     print(f"built with -march=native: {'yes' if info['native'] else 'no'}")
     print(f"relaxation kernel: {info['kernel']['path']} ({info['kernel']['isa']})")
     bf16 = info["bfloat16"]
-    print(f"bfloat16 products: {'AVX512_BF16 instructions' if bf16['kernel'] == 'avx512bf16' else 'fallback'} "
-          f"(the CPU {'has' if bf16['cpu'] else 'lacks'} AVX512_BF16)")
+    kernels = {"amx": "AMX tiles (dense products) and AVX512_BF16 instructions",
+               "avx512bf16": "AVX512_BF16 instructions", "fallback": "fallback"}
+    print(f"bfloat16 products: {kernels[bf16['kernel']]} "
+          f"(the CPU {'has' if bf16['cpu'] else 'lacks'} AVX512_BF16, "
+          f"{'has' if bf16['amx'] else 'lacks'} usable AMX-BF16)")
     print(f"sparse input products: for inputs with at most {info['sparse_input_density']:.0%} non-zero entries")
     print(f"connections: dense; conv (direct convolution, {info['kernel']['isa']}; 2x2 max / average / no pooling)")
     for blas in info["blas"]:

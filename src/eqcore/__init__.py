@@ -20,7 +20,7 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
     os.environ["GOMP_SPINCOUNT"] = "3000000"
 
-from eqcore._gemm import cpu_has_bf16, gemm_path, set_gemm_path, set_sparse_threshold, sparse_threshold
+from eqcore._gemm import cpu_has_amx, cpu_has_bf16, gemm_path, set_gemm_path, set_sparse_threshold, sparse_threshold
 from eqcore._engine import KIND_CODES, N_GEOMETRY_FIELDS, POOL_CODES, Chain
 from eqcore._openmp import (
     effective_threads,
@@ -59,6 +59,7 @@ __all__ = [
     "SOLVER_FIXED_POINT",
     "apply_ep_update",
     "build_info",
+    "cpu_has_amx",
     "cpu_has_bf16",
     "gemm_path",
     "set_gemm_path",
@@ -85,8 +86,9 @@ def build_info() -> dict:
         ``openmp`` (bool), ``max_threads`` (int), ``native`` (bool, built with
         ``-march=native``), ``kernel`` (the relaxation's matrix product and
         the instruction set it runs with, ``gemm_path()``), ``bfloat16``
-        (``cpu``: whether the CPU has AVX512_BF16; ``kernel``: what
-        precision="bfloat16" runs, ``"avx512bf16"`` or ``"fallback"``),
+        (``cpu``: whether the CPU has AVX512_BF16; ``amx``: whether it has
+        AMX-BF16 tiles this process may use; ``kernel``: what
+        precision="bfloat16" runs, ``"amx"``, ``"avx512bf16"`` or ``"fallback"``),
         ``sparse_input_density`` (inputs
         with at most this fraction of non-zeros take the sparse product) and ``blas``: a list of the BLAS libraries loaded in
         this process as threadpoolctl reports them (the one ``eqcore`` calls is
@@ -110,7 +112,7 @@ def build_info() -> dict:
         "max_threads": max_threads(),
         "native": native_build(),
         "kernel": gemm_path(),
-        "bfloat16": {"cpu": cpu_has_bf16(), "kernel": gemm_path()["bf16"]},
+        "bfloat16": {"cpu": cpu_has_bf16(), "amx": cpu_has_amx(), "kernel": gemm_path()["bf16"]},
         "sparse_input_density": sparse_threshold(),
         "blas": blas,
     }

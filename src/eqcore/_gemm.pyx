@@ -22,7 +22,8 @@ from libc.stdint cimport uint32_t
 
 from eqcore._blas cimport gemm_rm
 from eqcore._kernels cimport (
-    eq_bf16_gemm, eq_bf16_pack_rows_native, eq_bf16_pairs, eq_bf16_round_f32, eq_has_bf16,
+    eq_amx_available, eq_bf16_gemm, eq_bf16_gemm_amx, eq_bf16_pack_rows_native, eq_bf16_pairs,
+    eq_bf16_round_f32, eq_has_bf16,
     eq_best_isa, eq_count_nonzero_f32, eq_count_nonzero_f64, eq_dot_f32, eq_dot_f64,
     eq_gemm_f32, eq_gemm_f64, eq_listed_f32, eq_listed_f64, eq_sparse_f32, eq_sparse_f64,
 )
@@ -48,6 +49,15 @@ cdef int current_isa() noexcept nogil:
 # or an instruction set below AVX-512 was chosen.
 cdef bint _cpu_bf16 = eq_has_bf16()
 cdef bint _bf16_native_allowed = True
+# AMX (Intel's tile unit): with AVX512_BF16 native products, the dense ones run on
+# its tiles where the CPU has AMX-BF16 and the kernel grants this process the tile
+# state (asked once, here), unless set_gemm_path(..., bf16="native").
+cdef bint _cpu_amx = _cpu_bf16 and eq_amx_available()
+cdef bint _amx_allowed = True
+
+
+cdef inline bint _amx_active() noexcept nogil:
+    return _cpu_amx and _amx_allowed
 
 
 cdef int current_bf16() noexcept nogil:
@@ -80,8 +90,12 @@ cdef void bf16_gemm(int mode, int rows, int n, int k, const float* a, int lda, c
         eq_bf16_pack_rows_native(rows, k, a, lda, <uint32_t*> scratch, pairs)
         listed = (sparse_input and _max_sparse_density > 0
                   and eq_count_nonzero_f32(rows, k, a, lda) <= _max_sparse_density * rows * k)
-        eq_bf16_gemm(rows, n, pairs, <const uint32_t*> scratch, pairs, <const uint32_t*> b,
-                     accumulate, c, ldc, idx if listed else NULL)
+        if _amx_active() and not listed:
+            eq_bf16_gemm_amx(rows, n, pairs, <const uint32_t*> scratch, pairs, <const uint32_t*> b,
+                             accumulate, c, ldc)
+        else:
+            eq_bf16_gemm(rows, n, pairs, <const uint32_t*> scratch, pairs, <const uint32_t*> b,
+                         accumulate, c, ldc, idx if listed else NULL)
         return
     eq_bf16_round_f32(rows, k, a, lda, scratch, k)
     if sparse_input:
@@ -202,23 +216,31 @@ def set_gemm_path(str path, str isa="best", str bf16="best") -> None:
     element-wise steps): ``"best"`` (what the CPU has), ``"avx512"``, ``"avx2"``
     or ``"portable"``; a level above the CPU's falls back to the best it has.
     ``bf16`` chooses the bfloat16 products (precision="bfloat16"): ``"best"``
-    (or ``"native"``) uses AVX512_BF16 where the CPU has it and ``isa`` allows
-    AVX-512; ``"fallback"`` always rounds the operands and runs the float32
-    products of ``path`` and ``isa``. Not thread-safe: call it while no
+    uses AMX tiles for the dense products where the CPU has AMX-BF16 (and
+    AVX512_BF16 for the rest), else AVX512_BF16 where the CPU has it, when
+    ``isa`` allows AVX-512; ``"amx"`` is ``"best"``; ``"native"`` keeps to the
+    AVX512_BF16 vector instructions; ``"fallback"`` always rounds the operands
+    and runs the float32 products of ``path`` and ``isa``. Not thread-safe: call it while no
     relaxation runs.
     """
-    global _use_blas, _isa, _bf16_native_allowed
+    global _use_blas, _isa, _bf16_native_allowed, _amx_allowed
     if path not in ("skinny", "blas"):
         raise ValueError(f"path must be 'skinny' or 'blas'; got {path!r}")
     levels = {"best": -1, "portable": 0, "avx2": 1, "avx512": 2}
     if isa not in levels:
         raise ValueError(f"isa must be one of {sorted(levels)}; got {isa!r}")
-    if bf16 not in ("best", "native", "fallback"):
-        raise ValueError(f"bf16 must be 'best', 'native' or 'fallback'; got {bf16!r}")
+    if bf16 not in ("best", "amx", "native", "fallback"):
+        raise ValueError(f"bf16 must be 'best', 'amx', 'native' or 'fallback'; got {bf16!r}")
     _use_blas = path == "blas"
     best = eq_best_isa()
     _isa = best if levels[isa] < 0 else min(levels[isa], best)
     _bf16_native_allowed = bf16 != "fallback"
+    _amx_allowed = bf16 in ("best", "amx")
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX-BF16 tiles and this process may use them (Linux grants it on request)."""
+    return bool(_cpu_amx)
 
 
 def cpu_has_bf16() -> bool:
@@ -234,9 +256,16 @@ def gemm_path() -> dict:
     dict
         ``path`` (``"skinny"`` or ``"blas"``), ``isa`` (``"avx512"``,
         ``"avx2"`` or ``"portable"``) and ``bf16``: how precision="bfloat16"
-        multiplies, ``"avx512bf16"`` (the native instructions) or
+        multiplies, ``"amx"`` (AMX tiles for the dense products, AVX512_BF16
+        for the rest), ``"avx512bf16"`` (the native vector instructions) or
         ``"fallback"`` (rounded operands, the float32 products).
     """
     return {"path": "blas" if _use_blas else "skinny", "isa": _ISA_NAMES[_isa],
-            "bf16": "avx512bf16" if current_bf16() == BF16_NATIVE else "fallback"}
+            "bf16": _bf16_kernel_name()}
+
+
+def _bf16_kernel_name() -> str:
+    if current_bf16() != BF16_NATIVE:
+        return "fallback"
+    return "amx" if _amx_active() else "avx512bf16"
 

@@ -25,6 +25,11 @@ cdef extern from "bf16_kernels.h" nogil:
     void eq_bf16_shifted(int R, int N, int KP, const uint32_t* A, const uint32_t* B, float* C, int ldc,
                          const int* off)
 
+cdef extern from "amx_kernels.h" nogil:
+    int eq_amx_available()
+    void eq_bf16_gemm_amx(int R, int N, int KP, const uint32_t* A, int lda, const uint32_t* B,
+                          int acc, float* C, int ldc)
+
 cdef extern from "dense_kernels.h" nogil:
     void eq_gemm_f32(int isa, int R, int N, int K, const float* A, int lda, const float* B,
                      int ldb, int acc, float* C, int ldc)
