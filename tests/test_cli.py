@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import eqcore
 from eqprop.checkpoint import load_checkpoint
 from eqprop.cli import build_parser, main
 
@@ -96,6 +97,27 @@ def test_resume_through_the_cli_matches_an_uninterrupted_run(tmp_path):
     for a, b in zip(straight.weights + straight.biases, resumed.weights + resumed.biases):
         np.testing.assert_array_equal(a, b)
     assert (tmp_path / "split" / "metrics.csv").read_text().count("\n") == 3  # header + 2 epochs
+
+
+def test_the_run_records_its_kernels_and_a_resume_on_others_says_so(tmp_path, capsys):
+    """config.json names the products a run started with; resuming with others prints a note and goes on."""
+    out = tmp_path / "run"
+    common = ["--preset", "digits", "--train-size", "100", "--seed", "0", "--threads", "1"]
+    assert main(["train", *common, "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["kernels"] == eqcore.gemm_path()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "2"]) == 0
+    assert "started with other products" not in capsys.readouterr().out
+    eqcore.set_gemm_path("blas")
+    try:
+        assert main(["train", "--resume", str(out), "--epochs", "3"]) == 0
+    finally:
+        eqcore.set_gemm_path("skinny")
+    printed = capsys.readouterr().out
+    assert "note: this run started with other products (path skinny -> blas)" in printed
+    assert load_checkpoint(out).epoch == 3
+    assert json.loads((out / "config.json").read_text())["kernels"] == config["kernels"]
 
 
 def test_flags_override_the_preset(tmp_path):

@@ -31,7 +31,9 @@ def main() -> None:
     args = parser.parse_args()
     config = json.loads((args.run / "config.json").read_text())
     checkpoint = load_checkpoint(args.run)
-    net = eqprop.EqPropNetwork(checkpoint.meta["network"]["sizes"], dtype=config["dtype"])
+    stored = checkpoint.meta["network"]
+    net = eqprop.EqPropNetwork(stored["sizes"], dtype=config["dtype"], output=stored.get("output", "clipped"),
+                               precision=stored.get("precision", "float32"))
     net.set_params(checkpoint.weights, checkpoint.biases)
     data = load_dataset(config["dataset"])
     x, labels = (data.x_val, data.y_val) if args.split == "val" else (data.x_test, data.y_test)

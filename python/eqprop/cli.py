@@ -473,6 +473,20 @@ def _interrupted_message(args: argparse.Namespace) -> str:
     return f"interrupted; continue with: eqprop train --resume {run_dir}{epoch}"
 
 
+def _kernel_change_note(recorded: dict | None, current: dict) -> str | None:
+    """A note when a resumed run multiplies with other kernels than it started with.
+
+    The run goes on correctly, but its sums are rounded in another order, so it no
+    longer repeats bitwise what an uninterrupted run on the first machine gives.
+    """
+    if not recorded or recorded == current:
+        return None
+    changed = ", ".join(f"{key} {recorded.get(key)} -> {value}" for key, value in current.items()
+                        if recorded.get(key) != value)
+    return (f"note: this run started with other products ({changed}): it continues correctly, "
+            f"but not bitwise as it would have on the first machine")
+
+
 def _busy_machine_note(threads: int) -> str | None:
     """A hint when other processes already load the cores a multi-threaded run needs.
 
@@ -499,6 +513,7 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
 
     With ``comm`` every rank runs this; rank 0 alone writes and prints.
     """
+    import eqcore
     import eqprop
     from eqprop.checkpoint import atomic_write_json, atomic_write_text
     from eqprop.distributed import collectively
@@ -543,6 +558,11 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
         settings["eval_steps"] = trainer.eval_steps
         settings.update({key: trainer.config()[key] for key in (*OPTIMIZER_FLAGS, *SCHEDULE_FLAGS)})
         settings["eqprop_version"] = eqprop.__version__
+        settings["kernels"] = eqcore.gemm_path()
+    if resume:
+        note = _kernel_change_note(settings.get("kernels"), eqcore.gemm_path())
+        if note:
+            _print(note, quiet=quiet)
     if root:  # only now: every check has passed
         together(lambda: atomic_write_json(run_dir / CONFIG_NAME, settings))
     else:
