@@ -38,6 +38,8 @@ cdef struct Connection:
     void* weights_bf           # per call, bf16 dense: W for the bottom-up product (native: pair layout);
                                # native conv: W's pair layout over (channel pair, kernel row, column)
     int* offsets_bf            # per call, native conv: (pairs,) a patch's pair offsets in the pair map below
+                               # (AMX: (taps,) each tap's first word in the channels-last pair map)
+    int conv_amx               # per call, native conv: the direct convolution runs on AMX tiles
     void* weights_t_bf         # per call, bf16 dense above the input: W^T for the top-down product
 
 cdef class Chain:

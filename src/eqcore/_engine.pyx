@@ -37,10 +37,12 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 
-from eqcore._gemm cimport BF16_FALLBACK, BF16_NATIVE, bf16_gemm, small_gemm, small_gemm_with_transpose
+from eqcore._gemm cimport (
+    BF16_FALLBACK, BF16_NATIVE, amx_active, bf16_gemm, small_gemm, small_gemm_with_transpose,
+)
 from eqcore._kernels cimport (
     eq_bf16_bits, eq_bf16_columns, eq_bf16_pack_pairs_native, eq_bf16_pack_pairs_t_native, eq_bf16_pairs,
-    eq_bf16_round_f32, eq_bf16_shifted,
+    eq_bf16_conv_amx, eq_bf16_round_f32, eq_bf16_shifted,
     eq_max_transposed_f32, eq_max_transposed_f64, eq_pad_map_f32, eq_pad_map_f64,
     eq_pool_avg_cl_f32, eq_pool_avg_cl_f64, eq_pool_max_cl_f32, eq_pool_max_cl_f64,
     eq_shifted_f32, eq_shifted_f64, eq_transpose_f32, eq_transpose_f64, eq_unpool_avg_cl_f32,
@@ -291,16 +293,23 @@ cdef void _conv_pairs(Connection* c) noexcept nogil:
     bf16(W[co, 2cp, a, b]) | bf16(W[co, 2cp + 1, a, b]) << 16, columns padded to
     16; offsets_bf[p] = its word in the pair map below (rows of
     eq_bf16_columns(hp wp) words, one per channel pair), from a patch's first.
+    On AMX (``conv_amx``) the pairs go in the order p = t cpairs + cp instead,
+    and offsets_bf[t] is tap t's first word in the map with channel pairs last.
     """
     cdef int taps = c.k * c.k, np = eq_bf16_columns(c.c_out), stride = eq_bf16_columns(c.hp * c.wp)
     cdef int cp, t, co, lo, p
     cdef const float* w = <const float*> c.weights
     cdef uint32_t* out = <uint32_t*> c.weights_bf
     cdef uint32_t high
-    for cp in range(eq_bf16_pairs(c.c_in)):
+    cdef int cpairs = eq_bf16_pairs(c.c_in)
+    for cp in range(cpairs):
         for t in range(taps):
-            p = cp * taps + t
-            c.offsets_bf[p] = cp * stride + (t // c.k) * c.wp + t % c.k
+            if c.conv_amx:  # AMX: pairs in the order (tap, channel pair), one offset per tap
+                p = t * cpairs + cp
+                c.offsets_bf[t] = ((t // c.k) * c.wp + t % c.k) * cpairs
+            else:
+                p = cp * taps + t
+                c.offsets_bf[p] = cp * stride + (t // c.k) * c.wp + t % c.k
             lo = 2 * cp * taps + t  # (channel 2 cp, tap t) in a row of W's (c_in, k, k)
             for co in range(np):
                 if co >= c.c_out:
@@ -348,6 +357,7 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
         conns[j].weights_bf = NULL
         conns[j].weights_t_bf = NULL
         conns[j].offsets_bf = NULL
+        conns[j].conv_amx = False
     try:
         for j in range(n):
             c = &conns[j]
@@ -370,6 +380,7 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
                 c.weights_bf = _checked_malloc(<size_t> eq_bf16_pairs(c.c_in) * c.k * c.k
                                                * eq_bf16_columns(c.c_out) * sizeof(uint32_t))
                 c.offsets_bf = <int*> _checked_malloc(<size_t> eq_bf16_pairs(c.c_in) * c.k * c.k * sizeof(int))
+                c.conv_amx = amx_active()
     except MemoryError:
         free_derived(conns, n)
         raise
@@ -448,10 +459,29 @@ cdef void free_derived(Connection* conns, int n) noexcept:
     free(conns)
 
 
+cdef void _pack_channel_pairs_last(const float* src, int channels, int positions, uint32_t* out) noexcept nogil:
+    """out[pos cpairs + cp] = bf16(src[2 cp, pos]) | bf16(src[2 cp + 1, pos]) << 16 (a zero partner past channels)."""
+    cdef int cpairs = eq_bf16_pairs(channels), pos, cp
+    cdef uint32_t high
+    for pos in range(positions):
+        for cp in range(cpairs):
+            high = 0
+            if 2 * cp + 1 < channels:
+                high = <uint32_t> eq_bf16_bits(src[<size_t> (2 * cp + 1) * positions + pos]) << 16
+            out[<size_t> pos * cpairs + cp] = eq_bf16_bits(src[<size_t> 2 * cp * positions + pos]) | high
+
+
 cdef void _native_convolution(const Connection* c, const float* src, uint32_t* pairs, float* conv) noexcept nogil:
     """conv (hw x c_out, channels last) = W * src in AVX512_BF16: src's channel pairs into ``pairs``, then
     one shifted pair product per row of the convolution's map (``weights_bf``, ``offsets_bf``)."""
-    cdef int y, n_pairs = eq_bf16_pairs(c.c_in) * c.k * c.k
+    cdef int y, cpairs = eq_bf16_pairs(c.c_in), n_pairs = eq_bf16_pairs(c.c_in) * c.k * c.k
+    if c.conv_amx:
+        _pack_channel_pairs_last(src, c.c_in, c.hp * c.wp, pairs)
+        for y in range(c.h_conv):
+            eq_bf16_conv_amx(c.w_conv, c.c_out, c.k * c.k, cpairs, pairs + <size_t> y * c.wp * cpairs,
+                             c.offsets_bf, <const uint32_t*> c.weights_bf,
+                             conv + <size_t> y * c.w_conv * c.c_out, c.c_out)
+        return
     eq_bf16_pack_pairs_native(c.c_in, c.hp * c.wp, src, c.hp * c.wp, pairs)
     for y in range(c.h_conv):
         eq_bf16_shifted(c.w_conv, c.c_out, n_pairs, pairs + <size_t> y * c.wp, <const uint32_t*> c.weights_bf,

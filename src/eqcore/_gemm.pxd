@@ -12,6 +12,7 @@ cdef enum:
     BF16_NATIVE = 2    # AVX512_BF16 on the pair layout
 
 cdef int current_bf16() noexcept nogil
+cdef bint amx_active() noexcept nogil
 
 cdef void bf16_gemm(int mode, int rows, int n, int k, const float* a, int lda, const void* b,
                     const float* bt, bint accumulate, float* c, int ldc, float* scratch,

@@ -56,7 +56,8 @@ cdef bint _cpu_amx = _cpu_bf16 and eq_amx_available()
 cdef bint _amx_allowed = True
 
 
-cdef inline bint _amx_active() noexcept nogil:
+cdef bint amx_active() noexcept nogil:
+    """Whether the native bfloat16 products run on AMX tiles (read per call, like current_bf16)."""
     return _cpu_amx and _amx_allowed
 
 
@@ -90,7 +91,7 @@ cdef void bf16_gemm(int mode, int rows, int n, int k, const float* a, int lda, c
         eq_bf16_pack_rows_native(rows, k, a, lda, <uint32_t*> scratch, pairs)
         listed = (sparse_input and _max_sparse_density > 0
                   and eq_count_nonzero_f32(rows, k, a, lda) <= _max_sparse_density * rows * k)
-        if _amx_active() and not listed:
+        if amx_active() and not listed:
             eq_bf16_gemm_amx(rows, n, pairs, <const uint32_t*> scratch, pairs, <const uint32_t*> b,
                              accumulate, c, ldc)
         else:
@@ -267,5 +268,5 @@ def gemm_path() -> dict:
 def _bf16_kernel_name() -> str:
     if current_bf16() != BF16_NATIVE:
         return "fallback"
-    return "amx" if _amx_active() else "avx512bf16"
+    return "amx" if amx_active() else "avx512bf16"
 

@@ -29,6 +29,8 @@ cdef extern from "amx_kernels.h" nogil:
     int eq_amx_available()
     void eq_bf16_gemm_amx(int R, int N, int KP, const uint32_t* A, int lda, const uint32_t* B,
                           int acc, float* C, int ldc)
+    void eq_bf16_conv_amx(int R, int N, int taps, int cpairs, const uint32_t* A, const int* tap_offsets,
+                          const uint32_t* B, float* C, int ldc)
 
 cdef extern from "dense_kernels.h" nogil:
     void eq_gemm_f32(int isa, int R, int N, int K, const float* A, int lda, const float* B,

@@ -20,7 +20,8 @@
  * Linux gives a process the AMX state only on request (arch_prctl
  * ARCH_REQ_XCOMP_PERM); eq_amx_available asks once and says whether it was
  * granted. Elsewhere (other systems, compilers without AMX) it returns 0 and
- * the AVX512_BF16 kernels run.
+ * the AVX512_BF16 kernels run. The direct convolution (eq_bf16_conv_amx) reads
+ * the input map with channel pairs last, its own layout (_engine.pyx).
  */
 #ifndef EQCORE_AMX_KERNELS_H
 #define EQCORE_AMX_KERNELS_H
@@ -150,6 +151,64 @@ EQ_TARGET_AMX static void eq_bf16_gemm_amx(int R, int N, int KP, const uint32_t 
     }
 }
 
+/*
+ * The direct convolution on tiles, for one row of output positions: C (R x N) =
+ * sum over taps t and channel pairs cp of A[(r + tap) pairs + cp] B[t cpairs + cp, :].
+ * A is the (padded) input map with channel pairs last (cpairs words per
+ * position), so the pairs of one tap are contiguous and the rows of an A tile
+ * (consecutive output positions) are cpairs words apart; tap_offsets[t] is the
+ * tap's first word from a patch's first. B is the weights' pair layout in the
+ * order (tap, channel pair), N padded to whole tiles. C is overwritten.
+ */
+EQ_TARGET_AMX static void eq_amx_conv_blocks(int rows, int blocks, int taps, int cpairs, const uint32_t *A,
+                                             const int *tap_offsets, const uint32_t *B, int ldb,
+                                             float *const c[3], int ldc_bytes) {
+    int lda_bytes = 4 * cpairs, ldb_bytes = 4 * ldb, full = cpairs / 16 * 16, acc = 0;
+    EQ_AMX_LOAD_C(0, 0) EQ_AMX_LOAD_C(1, 1) EQ_AMX_LOAD_C(2, 2)
+    for (int t = 0; t < taps; t++) {
+        const uint32_t *at = A + tap_offsets[t], *bt = B + (size_t)t * cpairs * ldb;
+        for (int p = 0; p < full; p += 16) {
+            const uint32_t *bp = bt + (size_t)p * ldb;
+            _tile_loadd(3, at + p, lda_bytes);
+            EQ_AMX_PRODUCT(0, 0, 4, bp)
+            EQ_AMX_PRODUCT(1, 1, 5, bp)
+            EQ_AMX_PRODUCT(2, 2, 4, bp)
+        }
+        if (full < cpairs) {
+            const uint32_t *bp = bt + (size_t)full * ldb;
+            _tile_loadd(6, at + full, lda_bytes);
+            EQ_AMX_TAIL_PRODUCT(0, 0, bp)
+            EQ_AMX_TAIL_PRODUCT(1, 1, bp)
+            EQ_AMX_TAIL_PRODUCT(2, 2, bp)
+        }
+    }
+    EQ_AMX_STORE_C(0, 0) EQ_AMX_STORE_C(1, 1) EQ_AMX_STORE_C(2, 2)
+}
+
+EQ_TARGET_AMX static void eq_bf16_conv_amx(int R, int N, int taps, int cpairs, const uint32_t *A,
+                                           const int *tap_offsets, const uint32_t *B, float *C, int ldc) {
+    int ldb = (N + 15) / 16 * 16, whole = N / 16 * 16;
+    float buffer[16 * 16] __attribute__((aligned(64)));
+    for (int r0 = 0; r0 < R; r0 += 16) {
+        int rows = R - r0 < 16 ? R - r0 : 16;
+        const uint32_t *a = A + (size_t)r0 * cpairs;
+        float *cr = C + (size_t)r0 * ldc;
+        eq_amx_configure(rows, cpairs % 16);
+        for (int n0 = 0; n0 < whole; n0 += 48) {
+            int blocks = (whole - n0) / 16 < 3 ? (whole - n0) / 16 : 3;
+            float *c[3] = {cr + n0, cr + n0 + 16, cr + n0 + 32};
+            eq_amx_conv_blocks(rows, blocks, taps, cpairs, a, tap_offsets, B + n0, ldb, c, 4 * ldc);
+        }
+        if (whole < N) {
+            float *c[3] = {buffer, NULL, NULL};
+            eq_amx_conv_blocks(rows, 1, taps, cpairs, a, tap_offsets, B + whole, ldb, c, 64);
+            for (int r = 0; r < rows; r++)
+                memcpy(cr + (size_t)r * ldc + whole, buffer + 16 * r, sizeof(float) * (N - whole));
+        }
+        _tile_release();
+    }
+}
+
 #else /* no AMX in this build */
 
 static int eq_amx_available(void) { return 0; }
@@ -157,6 +216,11 @@ static int eq_amx_available(void) { return 0; }
 static void eq_bf16_gemm_amx(int R, int N, int KP, const uint32_t *A, int lda, const uint32_t *B, int acc,
                              float *C, int ldc) {
     (void)R; (void)N; (void)KP; (void)A; (void)lda; (void)B; (void)acc; (void)C; (void)ldc;
+}
+
+static void eq_bf16_conv_amx(int R, int N, int taps, int cpairs, const uint32_t *A, const int *tap_offsets,
+                             const uint32_t *B, float *C, int ldc) {
+    (void)R; (void)N; (void)taps; (void)cpairs; (void)A; (void)tap_offsets; (void)B; (void)C; (void)ldc;
 }
 
 #endif
