@@ -781,7 +781,7 @@ def _cmd_info(args: argparse.Namespace, parser: argparse.ArgumentParser | None =
     print(f"built with -march=native: {'yes' if info['native'] else 'no'}")
     print(f"relaxation kernel: {info['kernel']['path']} ({info['kernel']['isa']})")
     bf16 = info["bfloat16"]
-    kernels = {"amx": "AMX tiles (dense products) and AVX512_BF16 instructions",
+    kernels = {"amx": "AMX tiles (dense products, direct convolutions) and AVX512_BF16 instructions",
                "avx512bf16": "AVX512_BF16 instructions", "fallback": "fallback"}
     print(f"bfloat16 products: {kernels[bf16['kernel']]} "
           f"(the CPU {'has' if bf16['cpu'] else 'lacks'} AVX512_BF16, "

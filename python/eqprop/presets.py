@@ -53,7 +53,7 @@ settings of ``papers/fast-drn/dhn.py`` in rain-neuromorphics/energy-based-learni
 (Scellier 2024, "A fast algorithm to simulate nonlinear resistive networks",
 appendix E: DHN-1H 1.79 % and DHN-2H 1.65 % MNIST test error after 100 epochs).
 With ``mnist-dhn-1h`` this library measured 1.80 % and 1.84 % test error (seeds
-0 and 1, the networks best on validation; 1.97 % and 1.93 % after 100 epochs); ``mnist-dhn-2h`` (in bfloat16): 1.90 % test error in bfloat16 (seed 0; best of 100 epochs on validation; the last: 1.85 %) (docs/results.md). What each setting of
+0 and 1, the networks best on validation; 1.97 % and 1.93 % after 100 epochs); ``mnist-dhn-2h``: 1.90 % test error in bfloat16 (seed 0; best of 100 epochs on validation; the last: 1.85 %) (docs/results.md). What each setting of
 that code is here (``tests/test_presets.py`` checks one training step of the
 code, rewritten in NumPy and, when its repository is at hand, run itself,
 against one step of ``Trainer`` with these presets):
