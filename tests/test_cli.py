@@ -364,6 +364,14 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and "mnist-1h" in result.stdout
 
 
+def test_python_dash_m_eqprop_runs_the_command_line_and_reports_a_mistake_in_one_line():
+    result = subprocess.run([sys.executable, "-m", "eqprop", "presets"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "mnist-1h" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "eqprop", "train", "--preset", "no-such-preset"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no-such-preset" in bad.stderr
+
+
 @pytest.mark.parametrize("load, expect_note", [(3.0, True), (0.1, False)])
 def test_train_notes_a_busy_machine_when_running_threads(tmp_path, capsys, monkeypatch, load, expect_note):
     import os

@@ -33,7 +33,7 @@ import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -250,7 +250,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     missing = [flag for flag, key in (("--dataset", "dataset"), ("--layers", "layers"), ("--lr", "learning_rates"))
                if key not in settings]
     if missing:
-        parser.error(f"give --preset NAME, or at least {', '.join(missing)} (see eqprop train --help)")
+        parser.error(f"give --preset NAME, or at least {', '.join(missing)}")
     if len(settings["learning_rates"]) != len(settings["layers"]) - 1:
         parser.error(
             f"--lr needs one rate per weight matrix: {len(settings['layers']) - 1} for --layers "
@@ -822,15 +822,20 @@ train/val/test error). Values given as "preset" come from --preset; without one,
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reads ``-1e308`` as a number, not as an unknown option.
+    """argparse that reads ``-1e308`` as a number and reports a mistake in one line.
 
     argparse only recognises ``-5`` and ``-.5`` as negative numbers; an
-    exponent made ``--beta -1e308`` fail with "expected one argument".
+    exponent made ``--beta -1e308`` fail with "expected one argument". Its
+    error message comes after the whole usage block (20 lines for ``train``),
+    which buries it; here it is one line that points to ``--help``.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,7 +40,8 @@ cdef struct Connection:
     int* offsets_bf            # per call, native conv: (pairs,) a patch's pair offsets in the pair map below
                                # (AMX: (taps,) each tap's first word in the channels-last pair map)
     int conv_amx               # per call, native conv: the direct convolution runs on AMX tiles
-    void* weights_t_bf         # per call, bf16 dense above the input: W^T for the top-down product
+    void* weights_t_bf         # per call, bf16 dense above the input: W^T for the top-down product;
+                               # AMX conv with max pooling: weights_taps' pair layout (c_out x k k c_in)
 
 cdef class Chain:
     cdef Connection* conns

@@ -22,8 +22,10 @@ With ``precision="bfloat16"``, the relaxation's products read bfloat16 copies
 of the weights (made per call by ``derived_connections``) and of the states
 (rounded per product into the thread's scratch), and sum in float32
 (bf16_kernels.h); the update reads the float32 weights. Dense connections and
-the direct convolution use AVX512_BF16 where the CPU has it; the transposed
-convolutions always multiply the rounded values with the float32 kernels.
+the direct convolution use AVX512_BF16 where the CPU has it (AMX tiles where it
+has those too, amx_kernels.h); on AMX the max-pooled transposed convolution is
+a tile product as well, and the other transposed convolutions multiply the
+rounded values with the float32 kernels.
 
 Adding a connection kind: a new KIND_ value in _engine.pxd, its geometry check
 in Chain, its branch in bottom_up / top_down / unpool (and in the update's
@@ -34,7 +36,7 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memmove, memset
 from cython.parallel cimport prange
 
 from eqcore._gemm cimport (
@@ -42,7 +44,7 @@ from eqcore._gemm cimport (
 )
 from eqcore._kernels cimport (
     eq_bf16_bits, eq_bf16_columns, eq_bf16_pack_pairs_native, eq_bf16_pack_pairs_t_native, eq_bf16_pairs,
-    eq_bf16_conv_amx, eq_bf16_round_f32, eq_bf16_shifted,
+    eq_bf16_conv_amx, eq_bf16_max_transposed_amx, eq_bf16_round_f32, eq_bf16_shifted,
     eq_max_transposed_f32, eq_max_transposed_f64, eq_pad_map_f32, eq_pad_map_f64,
     eq_pool_avg_cl_f32, eq_pool_avg_cl_f64, eq_pool_max_cl_f32, eq_pool_max_cl_f64,
     eq_shifted_f32, eq_shifted_f64, eq_transpose_f32, eq_transpose_f64, eq_unpool_avg_cl_f32,
@@ -156,11 +158,7 @@ cdef class Chain:
                 c.hw = c.h_conv * c.w_conv
                 shape, bias_shape = (c.c_out, c.c_in, c.k, c.k), (c.c_out,)
                 c.flops = 2.0 * c.c_out * c.patch * c.hw
-                # im2col and the conv output (the update); it covers the padded map (at
-                # most hw patch values) and the channels-last maps of bottom_up / top_down
-                # bfloat16 (native) adds the map below as channel-pair words
-                self.conv_scratch = max(self.conv_scratch, <size_t> c.hw * (c.patch + c.c_out) + (
-                    <size_t> eq_bf16_pairs(c.c_in) * eq_bf16_columns(c.hp * c.wp) if self.bfloat16 else 0))
+                self.conv_scratch = max(self.conv_scratch, _conv_scratch(c, self.bfloat16))
                 self.has_max_pool = self.has_max_pool or c.pool == POOL_MAX
             else:
                 raise ValueError(f"connection {j}: unknown kind {c.kind}")
@@ -239,6 +237,25 @@ cdef void _broadcast_bias(const floating* b, int channels, int positions, floati
     for ch in range(channels):
         for p in range(positions):
             out[ch * positions + p] = b[ch]
+
+
+cdef size_t _conv_scratch(const Connection* c, bint bfloat16) noexcept:
+    """Floats of scratch one example's work on conv connection ``c`` needs.
+
+    im2col and the conv output (the update); that covers the padded map (at
+    most hw patch values) and the channels-last maps of bottom_up / top_down.
+    bfloat16 adds the map below as channel-pair words, the wrapped positions
+    of a whole-map AMX convolution (``_native_convolution``) and, for max
+    pooling, the AMX transposed convolution's operands (``eq_bf16_max_transposed_amx``).
+    """
+    cdef size_t floats = <size_t> c.hw * (c.patch + c.c_out)
+    cdef size_t windows = <size_t> 4 * c.h_out * c.w_out
+    if not bfloat16:
+        return floats
+    floats += <size_t> eq_bf16_pairs(c.c_in) * eq_bf16_columns(c.hp * c.wp) + <size_t> c.h_conv * (c.k - 1) * c.c_out
+    if c.pool == POOL_MAX:
+        floats = max(floats, c.n_in + windows * (eq_bf16_pairs(c.c_out) + <size_t> c.k * c.k * c.c_in))
+    return floats
 
 
 cdef void _patch_offsets(const Connection* c, int* offsets) noexcept nogil:
@@ -339,7 +356,9 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
     already computed). Conv connections keep their layouts, rounded to
     bfloat16 (the transposed convolutions, and the direct one in the
     fallback, run on the float32 kernels); native, they also get the pair
-    layout and offsets of the AVX512_BF16 direct convolution.
+    layout and offsets of the AVX512_BF16 direct convolution, and on AMX a
+    max-pooled one above the input gets its taps' pair layout
+    (``weights_t_bf``) for the AMX transposed convolution.
     """
     cdef int n = chain.n_connections, j
     cdef size_t item = chain.itemsize
@@ -381,6 +400,9 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
                                                * eq_bf16_columns(c.c_out) * sizeof(uint32_t))
                 c.offsets_bf = <int*> _checked_malloc(<size_t> eq_bf16_pairs(c.c_in) * c.k * c.k * sizeof(int))
                 c.conv_amx = amx_active()
+                if c.conv_amx and c.weights_taps != NULL and c.pool == POOL_MAX:
+                    c.weights_t_bf = _checked_malloc(<size_t> eq_bf16_pairs(c.c_out)
+                                                     * eq_bf16_columns(c.patch) * sizeof(uint32_t))
     except MemoryError:
         free_derived(conns, n)
         raise
@@ -423,6 +445,9 @@ cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=1) 
                 if c.weights_taps != NULL:
                     eq_bf16_round_f32(1, c.c_out * c.patch, <const float*> c.weights_taps, 0,
                                       <float*> c.weights_taps, 0)
+                if c.weights_t_bf != NULL:  # taps (c_out x k k c_in) in the pair layout
+                    eq_bf16_pack_pairs_native(c.c_out, c.patch, <const float*> c.weights_taps, c.patch,
+                                              <uint32_t*> c.weights_t_bf)
         else:
             _broadcast_bias(<const double*> c.biases, c.c_out, c.h_out * c.w_out, <double*> c.bias_full)
             _transpose(<const double*> c.weights, c.c_out, c.patch, <double*> c.weights_t)
@@ -473,14 +498,18 @@ cdef void _pack_channel_pairs_last(const float* src, int channels, int positions
 
 cdef void _native_convolution(const Connection* c, const float* src, uint32_t* pairs, float* conv) noexcept nogil:
     """conv (hw x c_out, channels last) = W * src in AVX512_BF16: src's channel pairs into ``pairs``, then
-    one shifted pair product per row of the convolution's map (``weights_bf``, ``offsets_bf``)."""
+    one shifted pair product per row of the convolution's map (``weights_bf``, ``offsets_bf``); on AMX,
+    one product for the whole map (``conv`` holds h_conv wp x c_out floats)."""
     cdef int y, cpairs = eq_bf16_pairs(c.c_in), n_pairs = eq_bf16_pairs(c.c_in) * c.k * c.k
+    cdef size_t row = <size_t> c.w_conv * c.c_out
     if c.conv_amx:
+        # the whole map in one product, its rows wp positions apart (full tiles of 16 rows, one
+        # tile configuration); a row's last k - 1 positions wrap to the next row, and are dropped
         _pack_channel_pairs_last(src, c.c_in, c.hp * c.wp, pairs)
-        for y in range(c.h_conv):
-            eq_bf16_conv_amx(c.w_conv, c.c_out, c.k * c.k, cpairs, pairs + <size_t> y * c.wp * cpairs,
-                             c.offsets_bf, <const uint32_t*> c.weights_bf,
-                             conv + <size_t> y * c.w_conv * c.c_out, c.c_out)
+        eq_bf16_conv_amx((c.h_conv - 1) * c.wp + c.w_conv, c.c_out, c.k * c.k, cpairs, pairs,
+                         c.offsets_bf, <const uint32_t*> c.weights_bf, conv, c.c_out)
+        for y in range(1, c.h_conv):
+            memmove(conv + y * row, conv + <size_t> y * c.wp * c.c_out, row * sizeof(float))
         return
     eq_bf16_pack_pairs_native(c.c_in, c.hp * c.wp, src, c.hp * c.wp, pairs)
     for y in range(c.h_conv):
@@ -619,6 +648,12 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
         above_row = above + <size_t> r * c.n_out
         memset(out_cl, 0, <size_t> c.n_in * sizeof(floating))
         if floating is float:
+            if c.weights_t_bf != NULL:
+                eq_bf16_max_transposed_amx(above_row, winners + <size_t> r * c.n_out,
+                                           <const uint32_t*> c.weights_t_bf, c.c_out, c.h_out, c.w_out,
+                                           c.w_conv, c.c_in, c.h_in, c.w_in, c.k, c.pad, g, out_cl)
+                eq_transpose_f32(isa, out_cl, positions, c.c_in, 1, out + <size_t> r * c.n_in)
+                continue
             if c.bf16 and c.pool == POOL_MAX:  # the pooled state in bfloat16, in g's (unused) room
                 eq_bf16_round_f32(1, c.n_out, above_row, 0, g, 0)
                 above_row = g

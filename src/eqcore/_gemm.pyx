@@ -49,8 +49,8 @@ cdef int current_isa() noexcept nogil:
 # or an instruction set below AVX-512 was chosen.
 cdef bint _cpu_bf16 = eq_has_bf16()
 cdef bint _bf16_native_allowed = True
-# AMX (Intel's tile unit): with AVX512_BF16 native products, the dense ones run on
-# its tiles where the CPU has AMX-BF16 and the kernel grants this process the tile
+# AMX (Intel's tile unit): with AVX512_BF16 native products, the dense ones, the direct
+# convolutions and the max-pooled transposed convolutions run on its tiles where the CPU has AMX-BF16 and the kernel grants this process the tile
 # state (asked once, here), unless set_gemm_path(..., bf16="native").
 cdef bint _cpu_amx = _cpu_bf16 and eq_amx_available()
 cdef bint _amx_allowed = True
@@ -217,7 +217,8 @@ def set_gemm_path(str path, str isa="best", str bf16="best") -> None:
     element-wise steps): ``"best"`` (what the CPU has), ``"avx512"``, ``"avx2"``
     or ``"portable"``; a level above the CPU's falls back to the best it has.
     ``bf16`` chooses the bfloat16 products (precision="bfloat16"): ``"best"``
-    uses AMX tiles for the dense products where the CPU has AMX-BF16 (and
+    uses AMX tiles for the dense products, the direct convolutions and the
+    max-pooled transposed convolutions where the CPU has AMX-BF16 (and
     AVX512_BF16 for the rest), else AVX512_BF16 where the CPU has it, when
     ``isa`` allows AVX-512; ``"amx"`` is ``"best"``; ``"native"`` keeps to the
     AVX512_BF16 vector instructions; ``"fallback"`` always rounds the operands

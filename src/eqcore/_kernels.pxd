@@ -31,6 +31,9 @@ cdef extern from "amx_kernels.h" nogil:
                           int acc, float* C, int ldc)
     void eq_bf16_conv_amx(int R, int N, int taps, int cpairs, const uint32_t* A, const int* tap_offsets,
                           const uint32_t* B, float* C, int ldc)
+    void eq_bf16_max_transposed_amx(const float* above, const int* win, const uint32_t* taps_bf, int c_out,
+                                    int ho, int wo, int wc, int c_in, int h_in, int w_in, int k, int pad,
+                                    float* work, float* out_cl)
 
 cdef extern from "dense_kernels.h" nogil:
     void eq_gemm_f32(int isa, int R, int N, int K, const float* A, int lda, const float* B,
