@@ -87,6 +87,32 @@ def test_presets_and_info(capsys):
     assert "OpenMP" in capsys.readouterr().out
 
 
+def test_validation_size_moves_the_split_and_zero_trains_on_every_image(tmp_path, capsys):
+    common = ["train", "--preset", "digits", "--epochs", "2", "--seed", "0", "--threads", "1", "--quiet"]
+    assert main([*common, "--validation-size", "100", "--out", str(tmp_path / "v100")]) == 0
+    config = json.loads((tmp_path / "v100" / "config.json").read_text())
+    assert config["validation_size"] == 100
+    summary = json.loads((tmp_path / "v100" / "summary.json").read_text())
+    assert summary["best_epoch"] in (1, 2) and (tmp_path / "v100" / "best.json").exists()
+    assert main(["evaluate", str(tmp_path / "v100"), "--split", "val"]) == 0
+    assert "/100 misclassified" in capsys.readouterr().out
+
+    assert main([*common, "--validation-size", "0", "--out", str(tmp_path / "all")]) == 0
+    summary = json.loads((tmp_path / "all" / "summary.json").read_text())
+    assert summary["val_error"] is None and summary["best_epoch"] is None and summary["test_error"] is not None
+    assert not (tmp_path / "all" / "best.json").exists()
+    assert main(["evaluate", str(tmp_path / "all"), "--split", "train"]) == 0
+    assert "/1497 misclassified" in capsys.readouterr().out
+    assert main(["evaluate", str(tmp_path / "all"), "--split", "val"]) == 1
+    assert "no validation set" in capsys.readouterr().err
+    # a resume keeps the split, and continues the run exactly
+    assert main([*common[:4], "1", *common[5:], "--validation-size", "0", "--out", str(tmp_path / "split")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "split"), "--epochs", "2", "--quiet"]) == 0
+    straight, resumed = load_checkpoint(tmp_path / "all"), load_checkpoint(tmp_path / "split")
+    for a, b in zip(straight.weights + straight.biases, resumed.weights + resumed.biases):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_resume_through_the_cli_matches_an_uninterrupted_run(tmp_path):
     common = ["train", "--preset", "digits", "--train-size", "200", "--seed", "1", "--threads", "1", "--quiet"]
     assert main([*common, "--epochs", "2", "--out", str(tmp_path / "straight")]) == 0
@@ -161,7 +187,7 @@ def test_help_texts(capsys):
     text = capsys.readouterr().out
     flags = ["--preset", "--dataset", "--layers", "--beta", "--free-steps", "--nudged-steps", "--epsilon", "--lr",
              "--batch-size", "--epochs", "--threads", "--seed", "--data-dir", "--out", "--resume", "--quiet",
-             "--solver", "--symmetric", "--no-persistent", "--no-random-sign", "--train-size", "--dtype",
+             "--solver", "--symmetric", "--no-persistent", "--no-random-sign", "--train-size", "--validation-size", "--dtype",
              "--optimizer", "--momentum", "--betas", "--eps", "--weight-decay", "--bias-lr", "--schedule",
              "--schedule-epochs", "--schedule-floor", "--schedule-gamma", "--schedule-step-size", "--init-gain"]
     for flag in flags:
@@ -221,6 +247,8 @@ BAD_FLAGS = [
     (["train", "--preset", "digits", "--schedule", "step", "--schedule-step-size", "0"], "positive integer"),
     (["train", "--resume", "{tmp}", "--optimizer", "adam"], "--optimizer cannot be changed"),
     (["train", "--resume", "{tmp}", "--schedule", "cosine"], "--schedule cannot be changed"),
+    (["train", "--preset", "digits", "--validation-size", "1497"], "--validation-size must be below 1497"),
+    (["train", "--preset", "digits", "--validation-size", "-1"], "non-negative"),
     (["evaluate"], "required: DIR"),
     (["evaluate", "{tmp}", "--split", "holdout"], "invalid choice"),
     ([], "required: COMMAND"),

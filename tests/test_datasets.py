@@ -145,6 +145,25 @@ def test_digits_split_and_scaling():
     assert set(np.unique(data.y_val)) == set(range(10))
 
 
+def test_with_validation_size_recuts_training_and_validation_only():
+    data = load_dataset("digits")
+    train_val = np.concatenate([data.x_train, data.x_val])
+    for size in (0, 1, 300, 1000):
+        cut = data.with_validation_size(size)
+        assert (len(cut.x_train), len(cut.x_val), len(cut.y_train), len(cut.y_val)) == (1497 - size, size,
+                                                                                       1497 - size, size)
+        np.testing.assert_array_equal(np.concatenate([cut.x_train, cut.x_val]), train_val)
+        np.testing.assert_array_equal(cut.x_test, data.x_test)
+        assert cut.x_train.flags.c_contiguous and cut.x_train.dtype == np.float32
+    np.testing.assert_array_equal(data.with_validation_size(300).x_val, data.x_val)  # the standard split
+    with pytest.raises(ValueError, match="validation_size must be in 0 .. 1496"):
+        data.with_validation_size(1497)
+    with pytest.raises(ValueError, match="validation_size must be in"):
+        data.with_validation_size(-1)
+    with pytest.raises(TypeError, match="validation_size must be an integer"):
+        data.with_validation_size(0.5)
+
+
 def test_digits_is_deterministic_and_needs_no_files(tmp_path):
     first = load_dataset("digits", data_dir=tmp_path / "ignored", download=False)
     second = load_dataset("digits")

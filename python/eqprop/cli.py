@@ -66,12 +66,14 @@ DEFAULTS: dict[str, Any] = {
 }
 #: Training examples of each dataset (before --train-size), for the memory estimate.
 TRAIN_SIZES = {"digits": 1197, "mnist": 50_000, "fashion-mnist": 50_000}
+#: Its standard validation set (``eqprop.datasets``), which --validation-size replaces.
+VALIDATION_SIZES = {"digits": 300, "mnist": 10_000, "fashion-mnist": 10_000}
 #: Flags that may accompany --resume (they do not change what is computed).
 RESUME_FLAGS = ("epochs", "threads", "data_dir", "quiet", "distributed")
 HYPERPARAMETER_FLAGS = (
     "preset", "dataset", "layers", "beta", "free_steps", "nudged_steps", "epsilon", "lr",
     "batch_size", "seed", "solver", "symmetric", "persistent", "random_sign", "train_size",
-    "dtype", "precision", "eval_steps", "out", "init_gain", "algorithm", "coupling", "output", "cost",
+    "validation_size", "dtype", "precision", "eval_steps", "out", "init_gain", "algorithm", "coupling", "output", "cost",
     "optimizer", "momentum", "betas", "eps", "weight_decay", "bias_lr",
     "schedule", "schedule_epochs", "schedule_floor", "schedule_gamma", "schedule_step_size",
 )
@@ -183,10 +185,12 @@ def _load_config(run_dir: Path) -> dict[str, Any]:
 
 
 def _load_data(config: dict[str, Any], data_dir: str | None, quiet: bool):
-    """The run's dataset, with the training set cut to ``train_size`` examples."""
+    """The run's dataset, split by ``validation_size``, its training set cut to ``train_size`` examples."""
     from eqprop.datasets import load_dataset
 
     dataset = load_dataset(config["dataset"], data_dir=data_dir, quiet=quiet)
+    if config.get("validation_size") is not None:
+        dataset = dataset.with_validation_size(config["validation_size"])
     x_train, y_train = dataset.x_train, dataset.y_train
     if config.get("train_size") is not None:
         x_train, y_train = x_train[: config["train_size"]], y_train[: config["train_size"]]
@@ -233,7 +237,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         "epochs": args.epochs, "random_sign": args.random_sign, "persistent": args.persistent,
         "symmetric": args.symmetric, "solver": args.solver, "eval_steps": args.eval_steps,
         "dtype": args.dtype, "threads": args.threads, "seed": args.seed, "train_size": args.train_size,
-        "precision": args.precision,
+        "validation_size": args.validation_size, "precision": args.precision,
         "init_gains": list(args.init_gain) if args.init_gain else None,
         "algorithm": args.algorithm, "coupling": args.coupling, "output": args.output, "cost": args.cost,
         "optimizer": args.optimizer, "momentum": args.momentum, "betas": args.betas, "eps": args.eps,
@@ -246,6 +250,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         settings.setdefault(key, value)
     settings.setdefault("threads", None)
     settings.setdefault("train_size", None)
+    settings.setdefault("validation_size", None)
     settings.setdefault("cost", "squared-error")  # no preset sets it
     missing = [flag for flag, key in (("--dataset", "dataset"), ("--layers", "layers"), ("--lr", "learning_rates"))
                if key not in settings]
@@ -256,6 +261,10 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
             f"--lr needs one rate per weight matrix: {len(settings['layers']) - 1} for --layers "
             f"{format_layers(layers_from_json(settings['layers']))}; got {len(settings['learning_rates'])}"
         )
+    together = TRAIN_SIZES[settings["dataset"]] + VALIDATION_SIZES[settings["dataset"]]
+    if settings["validation_size"] is not None and settings["validation_size"] >= together:
+        parser.error(f"--validation-size must be below {together} ({settings['dataset']} has {together} training "
+                     f"and validation images together); got {settings['validation_size']}")
     gains = settings.get("init_gains")
     if gains is not None and len(gains) not in (1, len(settings["layers"]) - 1):
         parser.error(f"--init-gain needs one gain, or one per weight matrix ({len(settings['layers']) - 1}); "
@@ -436,6 +445,8 @@ def _check_memory(settings: dict[str, Any]) -> None:
     from eqprop._memory import check_training_memory
 
     n_train = TRAIN_SIZES[settings["dataset"]]
+    if settings.get("validation_size") is not None:
+        n_train += VALIDATION_SIZES[settings["dataset"]] - settings["validation_size"]
     if settings.get("train_size") is not None:
         n_train = min(n_train, settings["train_size"])
     check_training_memory(
@@ -609,14 +620,14 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
 
     if remaining > 0:  # Ctrl-C here or anywhere else: main() says what can be done next
         trainer.fit(
-            x_train, y_train, epochs=remaining, validation=(dataset.x_val, dataset.y_val),
+            x_train, y_train, epochs=remaining, validation=(dataset.x_val, dataset.y_val) if len(dataset.y_val) else None,
             checkpoint_dir=run_dir, callbacks=[after_epoch], progress=False if quiet else None,
         )
 
     started = time.perf_counter()
     results = {split: trainer.evaluate(x, y) for split, (x, y) in {
         "train": (x_train, y_train), "val": (dataset.x_val, dataset.y_val), "test": (dataset.x_test, dataset.y_test),
-    }.items()}
+    }.items() if len(y)}
     best = _read_best(run_dir) if root else None
     best_summary = {"best_epoch": None, "best_val_error": None, "best_test_error": None}
     if best is not None:  # the model selected on validation, evaluated once on the test set
@@ -629,8 +640,8 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
     history = trainer.history
     summary = {
         "epochs": trainer.epoch,
-        **{f"{split}_error": result.error for split, result in results.items()},
-        **{f"{split}_cost": result.mean_cost for split, result in results.items()},
+        **{f"{split}_error": results[split].error if split in results else None for split in ("train", "val", "test")},
+        **{f"{split}_cost": results[split].mean_cost if split in results else None for split in ("train", "val", "test")},
         "last_epoch_train_error": history[-1].train_error if len(history) else None,
         "eval_steps": trainer.eval_steps,
         "training_seconds": sum(record.wall_time for record in history),
@@ -690,6 +701,8 @@ def _cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     dataset, x_train, y_train = _load_data(config, args.data_dir or config.get("data_dir"), quiet=True)
     x, y = {"train": (x_train, y_train), "val": (dataset.x_val, dataset.y_val),
             "test": (dataset.x_test, dataset.y_test)}[args.split]
+    if not len(y):
+        raise ValueError(f"{run_dir} trained with --validation-size 0: it has no validation set")
     result = trainer.evaluate(x, y)
     print(
         f"{args.split} error {_format_error(result.error)} ({round(result.error * len(y))}/{len(y)} misclassified), "
@@ -865,6 +878,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "1x28x28,c32k5mp,c64k5mp,10 (preset; required without --preset)")
     what.add_argument("--train-size", type=_positive_int, metavar="N",
                       help="train on the first N training examples only (default: all; handy for quick runs)")
+    what.add_argument("--validation-size", type=_non_negative_int, metavar="N",
+                      help="hold out the last N training images for validation (default: 10,000 for MNIST and "
+                           "Fashion-MNIST, 300 for digits); 0 trains on every training image, with no validation "
+                           "and no best checkpoint: a final fit with settings chosen on a validation run")
     what.add_argument("--data-dir", metavar="DIR",
                       help="folder with the IDX files (or mnist/ and fashion-mnist/ subfolders); "
                       "default: $EQPROP_DATA, then ~/.cache/eqprop, then a download")

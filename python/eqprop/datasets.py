@@ -41,7 +41,7 @@ import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +203,33 @@ class Dataset:
     def n_features(self) -> int:
         """Number of input features (pixels) per example."""
         return int(self.x_train.shape[1])
+
+    def with_validation_size(self, validation_size: int) -> "Dataset":
+        """The same data with the last ``validation_size`` training images as the validation set.
+
+        The training and validation images are joined in their order (the
+        training file's order for MNIST and Fashion-MNIST) and cut again, so
+        ``validation_size=0`` trains on every training image and has an empty
+        validation set: the protocol of a final fit, once the epochs and the
+        hyperparameters have been chosen on a validation run. The test set is
+        unchanged.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``validation_size`` is not an integer in ``0 .. n - 1``, n the
+            number of training and validation images together.
+        """
+        if isinstance(validation_size, bool) or not isinstance(validation_size, (int, np.integer)):
+            raise TypeError(f"validation_size must be an integer; got {type(validation_size).__name__}")
+        total = len(self.x_train) + len(self.x_val)
+        if not 0 <= validation_size < total:
+            raise ValueError(f"validation_size must be in 0 .. {total - 1} ({self.name} has {total} training "
+                             f"and validation images together); got {validation_size}")
+        x_all = np.concatenate([self.x_train, self.x_val])
+        y_all = np.concatenate([self.y_train, self.y_val])
+        cut = total - int(validation_size)
+        return replace(self, x_train=x_all[:cut], y_train=y_all[:cut], x_val=x_all[cut:], y_val=y_all[cut:])
 
     def __repr__(self) -> str:
         return (

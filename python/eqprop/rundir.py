@@ -285,6 +285,8 @@ def _numbers(v: object, low: float, *, length: int | None = None) -> bool:
 
 _OPTIONAL = {
     "data_dir": (lambda v: v is None or isinstance(v, str), "null or a folder"),
+    # missing in runs made before --validation-size: the dataset's standard split
+    "validation_size": (lambda v: v is None or (_is_int(v) and v >= 0), "null or a non-negative integer"),
     "data_folder": (lambda v: v is None or isinstance(v, str), "null or a folder"),
     # the optimizer and the schedule (eqprop.optim); missing in runs made before them: plain SGD, constant
     "optimizer": (lambda v: v in ("sgd", "momentum", "nesterov", "adam"), "one of sgd, momentum, nesterov, adam"),
