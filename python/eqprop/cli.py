@@ -68,12 +68,15 @@ DEFAULTS: dict[str, Any] = {
 TRAIN_SIZES = {"digits": 1197, "mnist": 50_000, "fashion-mnist": 50_000}
 #: Its standard validation set (``eqprop.datasets``), which --validation-size replaces.
 VALIDATION_SIZES = {"digits": 300, "mnist": 10_000, "fashion-mnist": 10_000}
+#: The splits a run is evaluated on (summary.json), in order.
+SPLITS = ("train", "val", "test")
 #: Flags that may accompany --resume (they do not change what is computed).
 RESUME_FLAGS = ("epochs", "threads", "data_dir", "quiet", "distributed")
 HYPERPARAMETER_FLAGS = (
     "preset", "dataset", "layers", "beta", "free_steps", "nudged_steps", "epsilon", "lr",
     "batch_size", "seed", "solver", "symmetric", "persistent", "random_sign", "train_size",
-    "validation_size", "dtype", "precision", "eval_steps", "out", "init_gain", "algorithm", "coupling", "output", "cost",
+    "validation_size", "dtype", "precision", "eval_steps", "out", "init_gain", "algorithm", "coupling", "output",
+    "cost",
     "optimizer", "momentum", "betas", "eps", "weight_decay", "bias_lr",
     "schedule", "schedule_epochs", "schedule_floor", "schedule_gamma", "schedule_step_size",
 )
@@ -620,7 +623,8 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
 
     if remaining > 0:  # Ctrl-C here or anywhere else: main() says what can be done next
         trainer.fit(
-            x_train, y_train, epochs=remaining, validation=(dataset.x_val, dataset.y_val) if len(dataset.y_val) else None,
+            x_train, y_train, epochs=remaining,
+            validation=(dataset.x_val, dataset.y_val) if len(dataset.y_val) else None,
             checkpoint_dir=run_dir, callbacks=[after_epoch], progress=False if quiet else None,
         )
 
@@ -640,8 +644,8 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
     history = trainer.history
     summary = {
         "epochs": trainer.epoch,
-        **{f"{split}_error": results[split].error if split in results else None for split in ("train", "val", "test")},
-        **{f"{split}_cost": results[split].mean_cost if split in results else None for split in ("train", "val", "test")},
+        **{f"{split}_error": results[split].error if split in results else None for split in SPLITS},
+        **{f"{split}_cost": results[split].mean_cost if split in results else None for split in SPLITS},
         "last_epoch_train_error": history[-1].train_error if len(history) else None,
         "eval_steps": trainer.eval_steps,
         "training_seconds": sum(record.wall_time for record in history),
@@ -794,7 +798,8 @@ def _cmd_info(args: argparse.Namespace, parser: argparse.ArgumentParser | None =
     print(f"built with -march=native: {'yes' if info['native'] else 'no'}")
     print(f"relaxation kernel: {info['kernel']['path']} ({info['kernel']['isa']})")
     bf16 = info["bfloat16"]
-    kernels = {"amx": "AMX tiles (dense products, direct convolutions) and AVX512_BF16 instructions",
+    kernels = {"amx": "AMX tiles (dense products, direct and max-pooled transposed convolutions) and AVX512_BF16 "
+                      "instructions",
                "avx512bf16": "AVX512_BF16 instructions", "fallback": "fallback"}
     print(f"bfloat16 products: {kernels[bf16['kernel']]} "
           f"(the CPU {'has' if bf16['cpu'] else 'lacks'} AVX512_BF16, "
