@@ -21,6 +21,7 @@ SETTING_KINDS: dict[str, str] = {
     "dataset": "str",
     "layers": "layers",       # "64-100-10" or [64, 100, 10]
     "train_size": "int",
+    "validation_size": "int",
     "data_dir": "str",
     "beta": "float",
     "init_gain": "floats",    # one gain, or one per weight matrix
