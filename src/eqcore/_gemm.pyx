@@ -50,8 +50,9 @@ cdef int current_isa() noexcept nogil:
 cdef bint _cpu_bf16 = eq_has_bf16()
 cdef bint _bf16_native_allowed = True
 # AMX (Intel's tile unit): with AVX512_BF16 native products, the dense ones, the direct
-# convolutions and the max-pooled transposed convolutions run on its tiles where the CPU has AMX-BF16 and the kernel grants this process the tile
-# state (asked once, here), unless set_gemm_path(..., bf16="native").
+# convolutions and the max-pooled transposed convolutions run on its tiles where the CPU
+# has AMX-BF16 and the kernel grants this process the tile state (asked once, here),
+# unless set_gemm_path(..., bf16="native").
 cdef bint _cpu_amx = _cpu_bf16 and eq_amx_available()
 cdef bint _amx_allowed = True
 
