@@ -363,6 +363,7 @@ OPTIONAL_CONFIG_KEYS = (
     "optimizer", "momentum", "betas", "eps", "weight_decay", "bias_learning_rates",
     "schedule", "schedule_epochs", "schedule_floor", "schedule_gamma", "schedule_step_size",
     "algorithm", "coupling",  # missing in older checkpoints: random_sign and symmetric choose
+    "translate", "image_shape",  # missing in older checkpoints: no augmentation
 )
 
 

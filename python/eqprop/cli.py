@@ -76,7 +76,7 @@ HYPERPARAMETER_FLAGS = (
     "preset", "dataset", "layers", "beta", "free_steps", "nudged_steps", "epsilon", "lr",
     "batch_size", "seed", "solver", "symmetric", "persistent", "random_sign", "train_size",
     "validation_size", "dtype", "precision", "eval_steps", "out", "init_gain", "algorithm", "coupling", "output",
-    "cost",
+    "cost", "translate",
     "optimizer", "momentum", "betas", "eps", "weight_decay", "bias_lr",
     "schedule", "schedule_epochs", "schedule_floor", "schedule_gamma", "schedule_step_size",
 )
@@ -243,6 +243,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         "validation_size": args.validation_size, "precision": args.precision,
         "init_gains": list(args.init_gain) if args.init_gain else None,
         "algorithm": args.algorithm, "coupling": args.coupling, "output": args.output, "cost": args.cost,
+        "translate": args.translate,
         "optimizer": args.optimizer, "momentum": args.momentum, "betas": args.betas, "eps": args.eps,
         "weight_decay": args.weight_decay, "bias_learning_rates": args.bias_lr, "schedule": args.schedule,
         "schedule_epochs": args.schedule_epochs, "schedule_floor": args.schedule_floor,
@@ -255,6 +256,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     settings.setdefault("train_size", None)
     settings.setdefault("validation_size", None)
     settings.setdefault("cost", "squared-error")  # no preset sets it
+    settings.setdefault("translate", 0)
     missing = [flag for flag, key in (("--dataset", "dataset"), ("--layers", "layers"), ("--lr", "learning_rates"))
                if key not in settings]
     if missing:
@@ -549,6 +551,12 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
                 f"--layers {format_layers(layers)} does not fit {dataset.name}: it needs "
                 f"{dataset.n_features} inputs and {dataset.n_classes} outputs"
             )
+        if not resume:  # the images' shape, which translations need (a conv network's input has it)
+            translate = settings.get("translate", 0)
+            settings["image_shape"] = list(dataset.image_shape) if translate else None
+            if translate >= min(dataset.image_shape[1:]):
+                parser.error(f"--translate must be below the images' side ({dataset.image_shape[1]} pixels "
+                             f"for {dataset.name}); got {translate}")
         return dataset, x_train, y_train, layers
 
     dataset, x_train, y_train, layers = together(load)
@@ -566,6 +574,7 @@ def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool
             symmetric=settings["symmetric"], persistent=settings["persistent"], threads=settings["threads"],
             seed=settings["seed"], solver=settings["solver"], eval_steps=settings["eval_steps"], comm=comm,
             algorithm=settings.get("algorithm"), coupling=settings.get("coupling", 0.5),
+            translate=settings["translate"], image_shape=settings["image_shape"],
             **{key: settings.get(key) for key in (*OPTIMIZER_FLAGS, *SCHEDULE_FLAGS)},
         )
         settings["random_sign"], settings["symmetric"] = trainer.random_sign, trainer.symmetric
@@ -930,6 +939,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="always nudge with +beta (default: a random sign per mini-batch, as in the paper)")
     hyper.add_argument("--eval-steps", type=_positive_int, metavar="N",
                        help="free steps from zeros when evaluating (default: --free-steps)")
+    hyper.add_argument("--translate", type=_non_negative_int, metavar="PIXELS",
+                       help="augment the training images: each epoch move every one by a random offset of up to "
+                            "PIXELS per axis, zeros entering the frame (default: 0, no augmentation)")
     optim = train.add_argument_group(
         "optimizer and learning-rate schedule (PyTorch's update equations; default: the paper's plain SGD)")
     optim.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "adam"),

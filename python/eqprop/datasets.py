@@ -204,6 +204,14 @@ class Dataset:
         """Number of input features (pixels) per example."""
         return int(self.x_train.shape[1])
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """The (channels, height, width) of one image; the rows of ``x_*`` are these images in C order."""
+        side = math.isqrt(self.n_features)
+        if side * side != self.n_features:
+            raise ValueError(f"{self.name}: {self.n_features} features are not one square grey-scale image")
+        return (1, side, side)
+
     def with_validation_size(self, validation_size: int) -> "Dataset":
         """The same data with the last ``validation_size`` training images as the validation set.
 

@@ -304,6 +304,10 @@ _OPTIONAL = {
     "algorithm": (lambda v: v is None or v in ALGORITHMS, "null or one of " + ", ".join(ALGORITHMS)),
     "coupling": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
     "output": (lambda v: v in ("clipped", "linear"), "clipped or linear"),
+    # augmentation (eqprop.augment); missing in runs made before it: none
+    "translate": (lambda v: _is_int(v) and 0 <= v < 2**31, "a non-negative integer"),
+    "image_shape": (lambda v: v is None or (isinstance(v, list) and len(v) == 3 and all(
+        _is_int(d) and d > 0 for d in v)), "null or three positive integers"),
     "cost": (lambda v: v in ("squared-error", "cross-entropy"), "squared-error or cross-entropy"),
     "precision": (lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
     "init_gains": (lambda v: v is None or (isinstance(v, list) and all(
@@ -386,7 +390,8 @@ def check_config(config: Mapping[str, Any], path: str | os.PathLike) -> None:
 _TRAINER_KEYS = ("beta", "free_steps", "nudged_steps", "epsilon", "learning_rates", "batch_size",
                  "random_sign", "symmetric", "persistent", "seed", "solver", "eval_steps",
                  "optimizer", "momentum", "betas", "eps", "weight_decay", "bias_learning_rates",
-                 "schedule", "schedule_epochs", "schedule_floor", "schedule_gamma", "schedule_step_size")
+                 "schedule", "schedule_epochs", "schedule_floor", "schedule_gamma", "schedule_step_size",
+                 "translate", "image_shape")
 
 
 def check_resume_consistency(config: Mapping[str, Any], checkpoint: Any, metrics: str | os.PathLike,

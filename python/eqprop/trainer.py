@@ -75,6 +75,7 @@ from eqprop.algorithms import (
     uses_beta,
 )
 from eqprop.algorithms import contrast as contrast_of
+from eqprop.augment import check_image_shape, check_translate, translate_images
 from eqprop.network import EqPropNetwork
 from eqprop.optim import DEFAULTS as OPTIM_DEFAULTS
 from eqprop.optim import (
@@ -298,6 +299,15 @@ class Trainer:
         ``"exponential"`` (required) and ``"step"`` (default 0.1): in (0, 1].
     schedule_step_size : int, optional
         ``"step"`` (required): epochs between two multiplications by gamma.
+    translate : int, default 0
+        Augment the training set by random translations: each epoch every
+        training image moves by an integer offset drawn uniformly from
+        ``-translate .. translate`` pixels per axis, zeros entering the frame
+        (:mod:`eqprop.augment`). The offsets come from the trainer's RNG, so
+        resume stays exact; evaluation never moves images. 0: no augmentation.
+    image_shape : (int, int, int), optional
+        The (C, H, W) the flat inputs are images of, for ``translate``; default:
+        the network's input shape when it is an image (a conv network).
     comm : mpi4py.MPI.Comm, optional
         Train data-parallel over the ranks of this communicator (for example
         ``MPI.COMM_WORLD`` under ``mpiexec``; see :mod:`eqprop.distributed`).
@@ -364,6 +374,8 @@ class Trainer:
         schedule_floor: float | None = None,
         schedule_gamma: float | None = None,
         schedule_step_size: int | None = None,
+        translate: int = 0,
+        image_shape: Sequence[int] | None = None,
         comm: object | None = None,
     ) -> None:
         if not isinstance(net, EqPropNetwork):
@@ -394,6 +406,8 @@ class Trainer:
         self.schedule_floor = schedule_floor
         self.schedule_gamma = schedule_gamma
         self.schedule_step_size = schedule_step_size
+        self.translate = translate
+        self.image_shape = image_shape
         self.optimizer_state: OptimizerState | None = None
         self.comm = None
         self._node_ranks = 1
@@ -460,6 +474,14 @@ class Trainer:
         batch_size = check.check_int(self.batch_size, "batch_size")
         threads = check.check_threads(self.threads)
         eval_steps = check.check_int(self.eval_steps, "eval_steps")
+        translate = check_translate(self.translate)
+        image_shape = self.image_shape
+        if image_shape is None and len(self.net.input_shape) == 3:
+            image_shape = self.net.input_shape
+        image_shape = check_image_shape(image_shape, self.net.sizes[0], translate)
+        if translate and image_shape is None:
+            raise ValueError(f"translate={translate} moves images, but the network's input is flat "
+                             f"({self.net.sizes[0]} features): give image_shape=(C, H, W)")
         if self.comm is not None:
             ranks = self.comm.Get_size()
             if batch_size % ranks:
@@ -472,6 +494,10 @@ class Trainer:
         self.persistent, self.free_steps, self.nudged_steps, self.epsilon = persistent, free_steps, nudged_steps, epsilon
         self.learning_rates = tuple(float(r) for r in rates)
         self.batch_size, self.threads, self.eval_steps = batch_size, threads, eval_steps
+        self.translate = translate
+        if self.image_shape is not None:
+            self.image_shape = image_shape
+        self._image_shape = image_shape
         self._optimizer = resolve_optimizer(
             self.optimizer, momentum=self.momentum, betas=self.betas, eps=self.eps,
             weight_decay=self.weight_decay, bias_learning_rates=self.bias_learning_rates,
@@ -524,6 +550,9 @@ class Trainer:
         self.__dict__.update(state)
         self.__dict__.setdefault("comm", None)  # pickled before trainers had one
         self.__dict__.setdefault("_node_ranks", 1)
+        self.__dict__.setdefault("translate", 0)  # pickled before augmentation
+        self.__dict__.setdefault("image_shape", None)
+        self.__dict__.setdefault("_image_shape", None)
         self._fit_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -579,6 +608,8 @@ class Trainer:
             "seed": self.seed,
             "solver": self.solver,
             "eval_steps": self.eval_steps,
+            "translate": self.translate,
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
             **self._optimizer.config(),
             **self._schedule.config(),
         }
@@ -779,6 +810,7 @@ class Trainer:
 
         self.stop_training = False
         threads = self._n_threads()
+        moved = np.empty_like(x) if self.translate else None  # the epoch's translated training set
         size = min(self.batch_size, x.shape[0])
         rows = size if replicas is None else -(-size // replicas.size)  # the largest share of a mini-batch
         buffers = (
@@ -796,7 +828,7 @@ class Trainer:
                 epoch = self.epoch + 1
                 started = time.perf_counter()
                 train_error, mean_cost = self._train_epoch(
-                    x, labels, epoch, threads, progress, checkpoint_dir, buffers, size, replicas
+                    x, labels, epoch, threads, progress, checkpoint_dir, buffers, size, replicas, moved
                 )
                 trained = time.perf_counter()
                 val_error = None
@@ -940,8 +972,12 @@ class Trainer:
         buffers: tuple[np.ndarray, np.ndarray, list[np.ndarray], StepEngine, OptimizerStep | None],
         size: int,
         replicas: _distributed.Replicas | None = None,
+        moved: np.ndarray | None = None,
     ) -> tuple[float, float]:
         """One pass over the training set; returns (training error, mean cost) of the free phases.
+
+        With ``translate``, ``moved`` receives the epoch's translated copy of
+        ``x`` (offsets drawn after the permutation), which is trained on instead.
 
         ``buffers`` (inputs, one-hot targets, state, the step engine, which
         owns the drive, and the optimizer step, None for the in-core SGD
@@ -960,6 +996,8 @@ class Trainer:
             rates = rates * factor  # a constant schedule leaves the paper's update untouched
         optimizer_state = self.optimizer_state
         order = self.rng.permutation(n)
+        if self.translate:
+            x = translate_images(x, self._image_shape, self.translate, self.rng, out=moved)
         if replicas is None and optimizer_step is None and self._compiled_epochs and self._contrast(False).mode != "clamped":
             return self._train_epoch_compiled(x, labels, epoch, threads, progress, checkpoint_dir, buffers, size,
                                               order, rates)

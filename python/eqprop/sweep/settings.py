@@ -40,6 +40,7 @@ SETTING_KINDS: dict[str, str] = {
     "persistent": "bool",
     "random_sign": "bool",
     "eval_steps": "int",
+    "translate": "int",
     "seed": "int",
     "dtype": "str",
     "precision": "str",
