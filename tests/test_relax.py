@@ -183,6 +183,24 @@ def test_wide_connections_match_reference_on_two_threads(dtype, solver):
     assert np.abs(free[0]).max() > 0.1
 
 
+@pytest.mark.parametrize("hidden", [7, 16, 37, 500])  # K below, at, past one AVX-512 vector, with tails
+@pytest.mark.parametrize("n_out", [1, 3, 10])
+def test_narrow_output_products_match_reference(kernel, dtype, hidden, n_out):
+    """The dot-product kernel of narrow layers (row blocks of 4, 2 and 1; column blocks of 4, 2 and 1; the
+    vector that ends at K) on every instruction set."""
+    sizes = [12, hidden, n_out]
+    net = random_network(sizes, dtype)
+    net.biases[-1][...] = 0.5  # outputs inside (0, 1), where the clip hides no error of the product
+    x, target = batch_inputs(sizes, dtype, batch=13)
+    free = net.relax(x, steps=6, epsilon=0.5, threads=1)
+    nudged = net.relax(x, steps=3, epsilon=0.5, beta=0.5, target=target, init=free, threads=1)
+    expected_free = reference.relax(net.weights, net.biases, x, net.zero_state(13), 6, 0.5)
+    expected = reference.relax(net.weights, net.biases, x, expected_free, 3, 0.5, 0.5, target)
+    assert_states_close(free, expected_free, dtype)
+    assert_states_close(nudged, expected, dtype)
+    assert np.mean((free[-1] > 0) & (free[-1] < 1)) > 0.5
+
+
 def test_weights_start_on_a_cache_line(dtype):
     net = eqprop.EqPropNetwork([784, 500, 500, 10], dtype=dtype, seed=0)
     assert all(w.ctypes.data % 64 == 0 and w.flags.c_contiguous for w in net.weights)

@@ -88,6 +88,34 @@ cdef inline void _exact_update(floating* s, const floating* h, const floating* b
         eq_exact_f64(isa, s, h, b, target, rows, n, beta, clip)
 
 
+def state_update(floating[:, ::1] s, const floating[:, ::1] h, const floating[::1] b, target,
+                 double epsilon, double beta, bint clip, bint exact=False) -> None:
+    """The element-wise part of one relaxation step on ``s`` in place, with the current instruction set.
+
+    Euler ``s <- clip(s + epsilon (h + b - s) [+ epsilon beta (target - s)])``,
+    or with ``exact`` ``clip(h + b)`` / ``clip((h + b + beta target) / (1 + beta))``;
+    ``target`` is None or shaped like ``s``. For the tests: the relaxation calls
+    the same kernels on its own buffers.
+    """
+    cdef const floating[:, ::1] t
+    cdef const floating* tp = NULL
+    if h.shape[0] != s.shape[0] or h.shape[1] != s.shape[1] or b.shape[0] != s.shape[1]:
+        raise ValueError("h must be shaped like s, and b have one value per column")
+    if target is not None:
+        t = target
+        if t.shape[0] != s.shape[0] or t.shape[1] != s.shape[1]:
+            raise ValueError("target must be shaped like s")
+        tp = &t[0, 0]
+    if s.shape[0] == 0 or s.shape[1] == 0:
+        return
+    if exact:
+        _exact_update(&s[0, 0], &h[0, 0], &b[0], tp, s.shape[0], s.shape[1], <floating> beta, clip,
+                      current_isa())
+    else:
+        _euler_update(&s[0, 0], &h[0, 0], &b[0], tp, s.shape[0], s.shape[1], <floating> epsilon,
+                      <floating> beta, clip, current_isa())
+
+
 cdef void _readout(const Connection* c, const floating* below, const floating* target, int rows,
                    floating beta, floating* z, floating* p, floating* scratch, int isa) noexcept nogil:
     """z = the readout's logits below W + b, turned in place into p = softmax(z).

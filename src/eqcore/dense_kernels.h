@@ -211,9 +211,11 @@ EQ_INLINE int eq_group_rows(int left, int max_group) {
 /*
  * C (R x N) [+]= A (R x K) @ B^T for B^T given row-major (N x K): dot products
  * along K. For a narrow N, such as a 10-class output layer, where the
- * column-vector kernels above would leave most lanes idle. Two rows of A
- * against four rows of B^T at a time: eight independent accumulators hide the
- * FMA latency, and six vector loads feed eight FMAs.
+ * column-vector kernels above would leave most lanes idle. RR rows of A
+ * against CC rows of B^T at a time: RR CC independent accumulators hide the
+ * FMA latency (4 x 4 with AVX-512's 32 registers, 2 x 4 otherwise). The last
+ * K % V values are one more vector load ending at K, its first lanes, which
+ * the loop already summed, zeroed by ``tail`` (no scalar loop).
  */
 #define EQ_DOT_BLOCK(T, VT, V, HSUM, RR, CC)                                                \
     {                                                                                 \
@@ -228,6 +230,14 @@ EQ_INLINE int eq_group_rows(int left, int max_group) {
             for (int i = 0; i < (RR); i++)                                            \
                 for (int j = 0; j < (CC); j++) s[i][j] += av[i] * bv[j];              \
         }                                                                             \
+        if (k < K && K >= (V)) {                                                      \
+            VT av[RR], bv[CC];                                                        \
+            for (int i = 0; i < (RR); i++) av[i] = *(const VT *)(A + (size_t)(r + i) * lda + K - (V)); \
+            for (int j = 0; j < (CC); j++) bv[j] = tail * *(const VT *)(BT + (size_t)(c + j) * ldbt + K - (V)); \
+            for (int i = 0; i < (RR); i++)                                            \
+                for (int j = 0; j < (CC); j++) s[i][j] += av[i] * bv[j];              \
+            k = K;                                                                    \
+        }                                                                             \
         for (int i = 0; i < (RR); i++) {                                              \
             const T *a = A + (size_t)(r + i) * lda;                                   \
             T *crow = C + (size_t)(r + i) * ldc;                                      \
@@ -240,21 +250,23 @@ EQ_INLINE int eq_group_rows(int left, int max_group) {
         }                                                                             \
     }
 
-#define EQ_DEFINE_DOT(NAME, T, VT, V, HSUM, ATTR)                                     \
+#define EQ_DOT_ROWS(T, VT, V, HSUM, RR)                                               \
+    for (; r + (RR) <= R; r += (RR)) {                                                \
+        int c = 0;                                                                    \
+        for (; c + 4 <= N; c += 4) EQ_DOT_BLOCK(T, VT, V, HSUM, RR, 4)                 \
+        for (; c + 2 <= N; c += 2) EQ_DOT_BLOCK(T, VT, V, HSUM, RR, 2)                 \
+        for (; c < N; c++) EQ_DOT_BLOCK(T, VT, V, HSUM, RR, 1)                         \
+    }
+
+#define EQ_DEFINE_DOT(NAME, T, VT, V, HSUM, WIDE, ATTR)                               \
     ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *BT,      \
                           int ldbt, int acc, T *C, int ldc) {                          \
+        VT tail;                                                                      \
+        for (int l = 0; l < (V); l++) tail[l] = l >= (V) - K % (V);                   \
         int r = 0;                                                                    \
-        for (; r + 2 <= R; r += 2) {                                                  \
-            int c = 0;                                                                \
-            for (; c + 4 <= N; c += 4) EQ_DOT_BLOCK(T, VT, V, HSUM, 2, 4)                   \
-            for (; c + 2 <= N; c += 2) EQ_DOT_BLOCK(T, VT, V, HSUM, 2, 2)                   \
-            for (; c < N; c++) EQ_DOT_BLOCK(T, VT, V, HSUM, 2, 1)                           \
-        }                                                                             \
-        for (; r < R; r++) {                                                          \
-            int c = 0;                                                                \
-            for (; c + 4 <= N; c += 4) EQ_DOT_BLOCK(T, VT, V, HSUM, 1, 4)                   \
-            for (; c < N; c++) EQ_DOT_BLOCK(T, VT, V, HSUM, 1, 1)                           \
-        }                                                                             \
+        if (WIDE) EQ_DOT_ROWS(T, VT, V, HSUM, 4)                                      \
+        EQ_DOT_ROWS(T, VT, V, HSUM, 2)                                                \
+        EQ_DOT_ROWS(T, VT, V, HSUM, 1)                                                \
     }
 
 /* Horizontal sums: halve the vector until 4 (float) or 2 (double) lanes are left. */
@@ -268,13 +280,13 @@ EQ_INLINE int eq_group_rows(int left, int max_group) {
 #define EQ_HSUM_D4(x) EQ_SUM2(EQ_HALVE(eq_d4, eq_d2, x))
 #define EQ_HSUM_D8(x) EQ_SUM2(EQ_HALVE(eq_d4, eq_d2, EQ_HALVE(eq_d8, eq_d4, x)))
 
-EQ_DEFINE_DOT(eq_dot_f32_generic, float, eq_f4, 4, EQ_HSUM_F4, )
-EQ_DEFINE_DOT(eq_dot_f64_generic, double, eq_d2, 2, EQ_HSUM_D2, )
+EQ_DEFINE_DOT(eq_dot_f32_generic, float, eq_f4, 4, EQ_HSUM_F4, 0, )
+EQ_DEFINE_DOT(eq_dot_f64_generic, double, eq_d2, 2, EQ_HSUM_D2, 0, )
 #if EQ_X86_DISPATCH
-EQ_DEFINE_DOT(eq_dot_f32_avx2, float, eq_f8, 8, EQ_HSUM_F8, EQ_TARGET_AVX2)
-EQ_DEFINE_DOT(eq_dot_f64_avx2, double, eq_d4, 4, EQ_HSUM_D4, EQ_TARGET_AVX2)
-EQ_DEFINE_DOT(eq_dot_f32_avx512, float, eq_f16, 16, EQ_HSUM_F16, EQ_TARGET_AVX512)
-EQ_DEFINE_DOT(eq_dot_f64_avx512, double, eq_d8, 8, EQ_HSUM_D8, EQ_TARGET_AVX512)
+EQ_DEFINE_DOT(eq_dot_f32_avx2, float, eq_f8, 8, EQ_HSUM_F8, 0, EQ_TARGET_AVX2)
+EQ_DEFINE_DOT(eq_dot_f64_avx2, double, eq_d4, 4, EQ_HSUM_D4, 0, EQ_TARGET_AVX2)
+EQ_DEFINE_DOT(eq_dot_f32_avx512, float, eq_f16, 16, EQ_HSUM_F16, 1, EQ_TARGET_AVX512)
+EQ_DEFINE_DOT(eq_dot_f64_avx512, double, eq_d8, 8, EQ_HSUM_D8, 1, EQ_TARGET_AVX512)
 #endif
 
 #define EQ_DEFINE_GEMMS(SUFFIX, ATTR, F, FV, FHV, FH, FQV, FQ, D, DV, DHV, DH, DQV, DQ)                      \

@@ -1,0 +1,52 @@
+"""The element-wise step kernels (Euler and exact updates) on every instruction set, NaN and infinities included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import eqcore
+from eqcore._relax import state_update
+
+
+def clip01(v: np.ndarray) -> np.ndarray:
+    """clip to [0, 1] letting NaN through (the contract: a NaN reaches the divergence check)."""
+    return np.where(v > 1, 1, np.where(v < 0, 0, v))
+
+
+@pytest.fixture(params=["portable", "avx2", "avx512"])
+def isa(request):
+    eqcore.set_gemm_path("skinny", request.param)
+    yield request.param
+    eqcore.set_gemm_path("skinny", "best")
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-14), (np.float32, 1e-6)], ids=["float64", "float32"])
+@pytest.mark.parametrize("width", [1, 10, 16, 37, 500])  # the scalar tail, one vector, vectors and a tail
+@pytest.mark.parametrize("nudged", [False, True])
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("clip", [True, False])
+def test_state_update_matches_the_equations(isa, dtype, rtol, width, nudged, exact, clip):
+    rng = np.random.default_rng(width)
+    rows = 3
+    s = rng.uniform(0, 1, (rows, width)).astype(dtype)
+    h = rng.uniform(-2, 3, (rows, width)).astype(dtype)
+    b = rng.uniform(-0.5, 0.5, width).astype(dtype)
+    flat = h.reshape(-1)
+    flat[rng.choice(flat.size, size=min(flat.size, 3), replace=False)] = [np.nan, np.inf, -np.inf][:min(flat.size, 3)]
+    t = rng.uniform(0, 1, (rows, width)).astype(dtype) if nudged else None
+    eps, beta = dtype(0.5), dtype(0.3)
+    if exact:
+        v = h + b if t is None else (h + b + beta * t) * (dtype(1) / (dtype(1) + beta))
+    else:
+        v = s + eps * (h + b - s)
+        if t is not None:
+            v = v + eps * beta * (t - s)
+    expected = clip01(v) if clip else v
+    with np.errstate(invalid="ignore", over="ignore"):
+        state_update(s, h, b, t, float(eps), float(beta), clip, exact)
+    np.testing.assert_allclose(s, expected, rtol=rtol, atol=rtol)
+    assert np.array_equal(np.isnan(s), np.isnan(expected))  # NaN exactly where the equations give it
+    if clip:
+        finite = ~np.isnan(s)
+        assert ((s[finite] >= 0) & (s[finite] <= 1)).all()
