@@ -26,7 +26,8 @@ def isa(request):
 @pytest.mark.parametrize("nudged", [False, True])
 @pytest.mark.parametrize("exact", [False, True])
 @pytest.mark.parametrize("clip", [True, False])
-def test_state_update_matches_the_equations(isa, dtype, rtol, width, nudged, exact, clip):
+@pytest.mark.parametrize("with_drive", [False, True])
+def test_state_update_matches_the_equations(isa, dtype, rtol, width, nudged, exact, clip, with_drive):
     rng = np.random.default_rng(width)
     rows = 3
     s = rng.uniform(0, 1, (rows, width)).astype(dtype)
@@ -35,16 +36,21 @@ def test_state_update_matches_the_equations(isa, dtype, rtol, width, nudged, exa
     flat = h.reshape(-1)
     flat[rng.choice(flat.size, size=min(flat.size, 3), replace=False)] = [np.nan, np.inf, -np.inf][:min(flat.size, 3)]
     t = rng.uniform(0, 1, (rows, width)).astype(dtype) if nudged else None
+    drive = rng.uniform(-1, 1, (rows, width)).astype(dtype) if with_drive else None
     eps, beta = dtype(0.5), dtype(0.3)
-    if exact:
-        v = h + b if t is None else (h + b + beta * t) * (dtype(1) / (dtype(1) + beta))
+    if drive is not None:  # the kernel's net input is h + drive
+        net_input = h + drive
     else:
-        v = s + eps * (h + b - s)
+        net_input = h
+    if exact:
+        v = net_input + b if t is None else (net_input + b + beta * t) * (dtype(1) / (dtype(1) + beta))
+    else:
+        v = s + eps * (net_input + b - s)
         if t is not None:
             v = v + eps * beta * (t - s)
     expected = clip01(v) if clip else v
     with np.errstate(invalid="ignore", over="ignore"):
-        state_update(s, h, b, t, float(eps), float(beta), clip, exact)
+        state_update(s, h, b, t, float(eps), float(beta), clip, exact, drive)
     np.testing.assert_allclose(s, expected, rtol=rtol, atol=rtol)
     assert np.array_equal(np.isnan(s), np.isnan(expected))  # NaN exactly where the equations give it
     if clip:

@@ -63,6 +63,6 @@ cdef void free_derived(Connection* conns, int n) noexcept
 cdef void bottom_up(const Connection* c, const floating* below, int rows, floating* out,
                     int* winners, floating* scratch, int isa) noexcept nogil
 cdef void top_down(const Connection* c, const floating* above, const int* winners, int rows,
-                   floating* out, floating* scratch, int isa) noexcept nogil
+                   floating* out, bint accumulate, floating* scratch, int isa) noexcept nogil
 cdef void unpool(const Connection* c, const floating* above, const int* winners,
                  floating* g, int isa) noexcept nogil

@@ -618,8 +618,9 @@ cdef void unpool(const Connection* c, const floating* above, const int* winners,
 
 
 cdef void top_down(const Connection* c, const floating* above, const int* winners, int rows,
-                   floating* out, floating* scratch, int isa) noexcept nogil:
-    """out (rows x n_in) += the top-down input the layer above sends to the layer below.
+                   floating* out, bint accumulate, floating* scratch, int isa) noexcept nogil:
+    """out (rows x n_in) += (or, without ``accumulate``, =) the top-down input the layer above sends
+    to the layer below.
 
     Needs the derived layouts (dense ``weights_t``, or ``weights_t_bf`` with
     rows x n_out floats of ``scratch`` in bfloat16; conv ``weights_taps``,
@@ -638,11 +639,11 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
     if c.kind == KIND_DENSE:
         if floating is float:
             if c.bf16:
-                bf16_gemm(c.bf16, rows, c.n_in, c.n_out, above, c.n_out, c.weights_t_bf, NULL, True,
+                bf16_gemm(c.bf16, rows, c.n_in, c.n_out, above, c.n_out, c.weights_t_bf, NULL, accumulate,
                           out, c.n_in, scratch, NULL, False, isa)
                 return
         small_gemm(rows, c.n_in, c.n_out, above, c.n_out, <const floating*> c.weights_t, c.n_in,
-                   True, out, c.n_in, isa)
+                   accumulate, out, c.n_in, isa)
         return
     for r in range(rows):
         above_row = above + <size_t> r * c.n_out
@@ -652,7 +653,7 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
                 eq_bf16_max_transposed_amx(above_row, winners + <size_t> r * c.n_out,
                                            <const uint32_t*> c.weights_t_bf, c.c_out, c.h_out, c.w_out,
                                            c.w_conv, c.c_in, c.h_in, c.w_in, c.k, c.pad, g, out_cl)
-                eq_transpose_f32(isa, out_cl, positions, c.c_in, 1, out + <size_t> r * c.n_in)
+                eq_transpose_f32(isa, out_cl, positions, c.c_in, accumulate, out + <size_t> r * c.n_in)
                 continue
             if c.bf16 and c.pool == POOL_MAX:  # the pooled state in bfloat16, in g's (unused) room
                 eq_bf16_round_f32(1, c.n_out, above_row, 0, g, 0)
@@ -691,6 +692,6 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
                                    c.c_out, taps + <size_t> (a * c.k + b) * c.c_in, c.k * c.k * c.c_in, True,
                                    out_cl + (<size_t> yi * c.w_in + x_lo + b - c.pad) * c.c_in, c.c_in, isa)
         if floating is float:
-            eq_transpose_f32(isa, out_cl, positions, c.c_in, 1, out + <size_t> r * c.n_in)
+            eq_transpose_f32(isa, out_cl, positions, c.c_in, accumulate, out + <size_t> r * c.n_in)
         else:
-            eq_transpose_f64(isa, out_cl, positions, c.c_in, 1, out + <size_t> r * c.n_in)
+            eq_transpose_f64(isa, out_cl, positions, c.c_in, accumulate, out + <size_t> r * c.n_in)

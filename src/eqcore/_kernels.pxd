@@ -62,13 +62,13 @@ cdef extern from "sparse_rows.h" nogil:
     long eq_count_nonzero_f64(int R, int K, const double* A, int lda)
 
 cdef extern from "state_update.h" nogil:
-    void eq_euler_f32(int isa, float* s, const float* h, const float* b, const float* t,
+    void eq_euler_f32(int isa, float* s, const float* h, const float* d, const float* b, const float* t,
                       int rows, int n, float eps, float beta, int clip)
-    void eq_euler_f64(int isa, double* s, const double* h, const double* b, const double* t,
+    void eq_euler_f64(int isa, double* s, const double* h, const double* d, const double* b, const double* t,
                       int rows, int n, double eps, double beta, int clip)
-    void eq_exact_f32(int isa, float* s, const float* h, const float* b, const float* t,
+    void eq_exact_f32(int isa, float* s, const float* h, const float* d, const float* b, const float* t,
                       int rows, int n, float beta, int clip)
-    void eq_exact_f64(int isa, double* s, const double* h, const double* b, const double* t,
+    void eq_exact_f64(int isa, double* s, const double* h, const double* d, const double* b, const double* t,
                       int rows, int n, double beta, int clip)
 
 cdef extern from "conv_kernels.h" nogil:

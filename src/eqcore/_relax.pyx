@@ -70,49 +70,60 @@ SOLVER_ALTERNATING = 1
 SOLVER_FIXED_POINT = 2
 
 
-cdef inline void _euler_update(floating* s, const floating* h, const floating* b,
+cdef inline void _euler_update(floating* s, const floating* h, const floating* d, const floating* b,
                                const floating* target, int rows, int n,
                                floating epsilon, floating beta, bint clip, int isa) noexcept nogil:
+    # the net input is h + d (d NULL: h alone)
     if floating is float:
-        eq_euler_f32(isa, s, h, b, target, rows, n, epsilon, beta, clip)
+        eq_euler_f32(isa, s, h, d, b, target, rows, n, epsilon, beta, clip)
     else:
-        eq_euler_f64(isa, s, h, b, target, rows, n, epsilon, beta, clip)
+        eq_euler_f64(isa, s, h, d, b, target, rows, n, epsilon, beta, clip)
 
 
-cdef inline void _exact_update(floating* s, const floating* h, const floating* b,
+cdef inline void _exact_update(floating* s, const floating* h, const floating* d, const floating* b,
                                const floating* target, int rows, int n,
                                floating beta, bint clip, int isa) noexcept nogil:
     if floating is float:
-        eq_exact_f32(isa, s, h, b, target, rows, n, beta, clip)
+        eq_exact_f32(isa, s, h, d, b, target, rows, n, beta, clip)
     else:
-        eq_exact_f64(isa, s, h, b, target, rows, n, beta, clip)
+        eq_exact_f64(isa, s, h, d, b, target, rows, n, beta, clip)
 
 
 def state_update(floating[:, ::1] s, const floating[:, ::1] h, const floating[::1] b, target,
-                 double epsilon, double beta, bint clip, bint exact=False) -> None:
+                 double epsilon, double beta, bint clip, bint exact=False, drive=None) -> None:
     """The element-wise part of one relaxation step on ``s`` in place, with the current instruction set.
 
     Euler ``s <- clip(s + epsilon (h + b - s) [+ epsilon beta (target - s)])``,
-    or with ``exact`` ``clip(h + b)`` / ``clip((h + b + beta target) / (1 + beta))``;
-    ``target`` is None or shaped like ``s``. For the tests: the relaxation calls
-    the same kernels on its own buffers.
+    or with ``exact`` ``clip(h + b)`` / ``clip((h + b + beta target) / (1 + beta))``,
+    h replaced by h + drive when ``drive`` is given; ``target`` and ``drive`` are
+    None or shaped like ``s``. For the tests: the relaxation calls the same
+    kernels on its own buffers.
     """
     cdef const floating[:, ::1] t
+    cdef const floating[:, ::1] d
     cdef const floating* tp = NULL
+    cdef const floating* dp = NULL
     if h.shape[0] != s.shape[0] or h.shape[1] != s.shape[1] or b.shape[0] != s.shape[1]:
         raise ValueError("h must be shaped like s, and b have one value per column")
     if target is not None:
         t = target
         if t.shape[0] != s.shape[0] or t.shape[1] != s.shape[1]:
             raise ValueError("target must be shaped like s")
-        tp = &t[0, 0]
+        if s.shape[0] and s.shape[1]:
+            tp = &t[0, 0]
+    if drive is not None:
+        d = drive
+        if d.shape[0] != s.shape[0] or d.shape[1] != s.shape[1]:
+            raise ValueError("drive must be shaped like s")
+        if s.shape[0] and s.shape[1]:
+            dp = &d[0, 0]
     if s.shape[0] == 0 or s.shape[1] == 0:
         return
     if exact:
-        _exact_update(&s[0, 0], &h[0, 0], &b[0], tp, s.shape[0], s.shape[1], <floating> beta, clip,
+        _exact_update(&s[0, 0], &h[0, 0], dp, &b[0], tp, s.shape[0], s.shape[1], <floating> beta, clip,
                       current_isa())
     else:
-        _euler_update(&s[0, 0], &h[0, 0], &b[0], tp, s.shape[0], s.shape[1], <floating> epsilon,
+        _euler_update(&s[0, 0], &h[0, 0], dp, &b[0], tp, s.shape[0], s.shape[1], <floating> epsilon,
                       <floating> beta, clip, current_isa())
 
 
@@ -174,12 +185,10 @@ cdef void _compute_drive(const Connection* conns, const floating* x, int rows,
 
 
 cdef inline void _bottom_up_input(const Connection* conns, int j, floating** s,
-                                  const floating* drive, int rows, floating* out,
-                                  int** winners, floating* conv_scratch, int isa) noexcept nogil:
-    """out = the bottom-up part of layer j's net input."""
-    if j == 0:
-        memcpy(out, drive, <size_t> rows * conns[0].n_out * sizeof(floating))
-    else:
+                                  int rows, floating* out, int** winners, floating* conv_scratch,
+                                  int isa) noexcept nogil:
+    """out = the bottom-up part of layer j's net input; nothing for j = 0, whose part is the drive."""
+    if j > 0:
         bottom_up(&conns[j], s[j - 1], rows, out, winners[j], conv_scratch, isa)
 
 
@@ -201,6 +210,12 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
     cdef int last = n_layers - 1
     cdef bint nudge_readout = readout and beta != 0
     cdef const floating* layer_target
+    # the layers' net inputs are h[j], but layer 0's is h[0] + drive when a top-down
+    # input reaches it (it is written into h[0] instead of added: no copy of the
+    # drive per step), else the drive alone
+    cdef bint top_down_0 = n_layers > 1 and not (readout and last == 1 and not nudge_readout)
+    cdef const floating* h0 = h[0] if top_down_0 else drive
+    cdef const floating* d0 = drive if top_down_0 else NULL
     # with a ready drive, connection 0's winners stay unset: nothing reads them (the
     # clamped input gets no top-down input; the update finds its own winners)
     if compute_drive:
@@ -212,7 +227,7 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
             # every layer from the previous state: all bottom-up parts first (they
             # record the max-pool winners the top-down parts route by)
             for j in range(relaxing):
-                _bottom_up_input(conns, j, s, drive, rows, h[j], winners, conv_scratch, isa)
+                _bottom_up_input(conns, j, s, rows, h[j], winners, conv_scratch, isa)
             if clamp_output and conns[n_layers - 1].kind == KIND_CONV and conns[n_layers - 1].pool == POOL_MAX:
                 # the clamped output's top-down input routes by the winners of the current state below
                 bottom_up(&conns[n_layers - 1], s[n_layers - 2], rows, h[n_layers - 1],
@@ -222,36 +237,39 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
             for j in range(n_layers - 1):
                 if readout and j == last - 1:
                     if nudge_readout:
-                        top_down(&conns[last], h[last], NULL, rows, h[j], conv_scratch, isa)
+                        top_down(&conns[last], h[last], NULL, rows, h[j], j > 0, conv_scratch, isa)
                 else:
-                    top_down(&conns[j + 1], s[j + 1], winners[j + 1], rows, h[j], conv_scratch, isa)
+                    top_down(&conns[j + 1], s[j + 1], winners[j + 1], rows, h[j], j > 0, conv_scratch, isa)
             for j in range(relaxing):
                 layer_target = target if j == n_layers - 1 else NULL
-                _euler_update(s[j], h[j], <const floating*> conns[j].bias_full, layer_target,
+                _euler_update(s[j], h0 if j == 0 else h[j], d0 if j == 0 else NULL,
+                              <const floating*> conns[j].bias_full, layer_target,
                               rows, conns[j].n_out, epsilon, beta,
                               not (linear_output and j == n_layers - 1), isa)
         else:
             for parity in range(2):
                 for j in range(parity, relaxing, 2):
-                    _bottom_up_input(conns, j, s, drive, rows, h[j], winners, conv_scratch, isa)
+                    _bottom_up_input(conns, j, s, rows, h[j], winners, conv_scratch, isa)
                     if readout and j == last - 1:
                         if nudge_readout:  # -beta dC/dz at the current s_L
                             _readout(&conns[last], s[j], target, rows, beta, h[last], NULL, conv_scratch, isa)
-                            top_down(&conns[last], h[last], NULL, rows, h[j], conv_scratch, isa)
+                            top_down(&conns[last], h[last], NULL, rows, h[j], j > 0, conv_scratch, isa)
                     elif j + 1 < n_layers:
                         if conns[j + 1].kind == KIND_CONV and conns[j + 1].pool == POOL_MAX:
                             # the winners of the current s_j (h[j + 1] is free scratch here)
                             bottom_up(&conns[j + 1], s[j], rows, h[j + 1], winners[j + 1],
                                       conv_scratch, isa)
-                        top_down(&conns[j + 1], s[j + 1], winners[j + 1], rows, h[j],
+                        top_down(&conns[j + 1], s[j + 1], winners[j + 1], rows, h[j], j > 0,
                                  conv_scratch, isa)
                     layer_target = target if j == n_layers - 1 else NULL
                     if solver == 2 and layer_target != NULL:
                         # the output's fixed-point update h + beta (d - y): an Euler step of size 1
-                        _euler_update(s[j], h[j], <const floating*> conns[j].bias_full, layer_target,
+                        _euler_update(s[j], h0 if j == 0 else h[j], d0 if j == 0 else NULL,
+                                      <const floating*> conns[j].bias_full, layer_target,
                                       rows, conns[j].n_out, 1.0, beta, not linear_output, isa)
                     else:
-                        _exact_update(s[j], h[j], <const floating*> conns[j].bias_full, layer_target,
+                        _exact_update(s[j], h0 if j == 0 else h[j], d0 if j == 0 else NULL,
+                                      <const floating*> conns[j].bias_full, layer_target,
                                       rows, conns[j].n_out, beta, not (linear_output and j == n_layers - 1), isa)
     if readout:  # the readout's slot: p at the final s_L
         _readout(&conns[last], s[last - 1], NULL, rows, 0, h[last], s[last], conv_scratch, isa)

@@ -1,11 +1,13 @@
 /*
  * The element-wise part of a relaxation step, for rows x n states:
  *
- *   euler: s <- clip(s + eps (h + b - s) [+ eps beta (t - s)], 0, 1)
- *   exact: s <- clip(h + b, 0, 1)   or   clip((h + b + beta t) / (1 + beta), 0, 1)
+ *   euler: s <- clip(s + eps (h [+ d] + b - s) [+ eps beta (t - s)], 0, 1)
+ *   exact: s <- clip(h [+ d] + b, 0, 1)   or   clip((h [+ d] + b + beta t) / (1 + beta), 0, 1)
  *
- * (t, the target, only for the output layer in the nudged phase; NULL otherwise;
- * clip = 0 drops the clip, for a linear output layer.)
+ * (d, the first layer's drive, when the top-down input in h leaves it out, which
+ * saves copying it into h every step; t, the target, only for the output layer
+ * in the nudged phase; either NULL otherwise; clip = 0 drops the clip, for a
+ * linear output layer.)
  * Vector loops compiled once per instruction set and chosen at run time like
  * the products (a wheel built for baseline x86-64 would otherwise run them
  * with 128-bit vectors). The clip lets a NaN through, so that it reaches the
@@ -26,43 +28,52 @@
  * in perf). VT: a vector of V lanes; VCLIP: its clip. */
 #define EQ_DEFINE_STATE_UPDATES(SUFFIX, T, VT, V, VCLIP, ATTR)                        \
     ATTR static void eq_euler_##SUFFIX(T *restrict s, const T *restrict h,            \
+                                       const T *restrict d,                           \
                                        const T *restrict b, const T *restrict t,      \
                                        int rows, int n, T eps, T beta, int clip) {    \
         T eb = eps * beta;                                                            \
         for (int r = 0; r < rows; r++) {                                              \
             T *sr = s + (size_t)r * n;                                                \
             const T *hr = h + (size_t)r * n;                                          \
+            const T *dr = d == NULL ? NULL : d + (size_t)r * n;                       \
             const T *tr = t == NULL ? NULL : t + (size_t)r * n;                       \
             int c = 0;                                                                \
             for (; c + (V) <= n; c += (V)) {                                          \
                 VT sv = *(VT *)(sr + c);                                              \
-                VT v = sv + eps * (*(const VT *)(hr + c) + *(const VT *)(b + c) - sv); \
+                VT hv = *(const VT *)(hr + c);                                        \
+                if (dr != NULL) hv += *(const VT *)(dr + c);                          \
+                VT v = sv + eps * (hv + *(const VT *)(b + c) - sv);                   \
                 if (tr != NULL) v += eb * (*(const VT *)(tr + c) - sv);               \
                 *(VT *)(sr + c) = clip ? VCLIP(v) : v;                                \
             }                                                                         \
             for (; c < n; c++) {                                                      \
-                T v = sr[c] + eps * (hr[c] + b[c] - sr[c]);                           \
+                T hc = dr != NULL ? hr[c] + dr[c] : hr[c];                            \
+                T v = sr[c] + eps * (hc + b[c] - sr[c]);                              \
                 if (tr != NULL) v += eb * (tr[c] - sr[c]);                            \
                 sr[c] = EQ_BOUND(v);                                                  \
             }                                                                         \
         }                                                                             \
     }                                                                                 \
     ATTR static void eq_exact_##SUFFIX(T *restrict s, const T *restrict h,            \
+                                       const T *restrict d,                           \
                                        const T *restrict b, const T *restrict t,      \
                                        int rows, int n, T beta, int clip) {           \
         T inv = 1 / (1 + beta);                                                       \
         for (int r = 0; r < rows; r++) {                                              \
             T *sr = s + (size_t)r * n;                                                \
             const T *hr = h + (size_t)r * n;                                          \
+            const T *dr = d == NULL ? NULL : d + (size_t)r * n;                       \
             const T *tr = t == NULL ? NULL : t + (size_t)r * n;                       \
             int c = 0;                                                                \
             for (; c + (V) <= n; c += (V)) {                                          \
                 VT v = *(const VT *)(hr + c) + *(const VT *)(b + c);                  \
+                if (dr != NULL) v += *(const VT *)(dr + c);                           \
                 if (tr != NULL) v = (v + beta * *(const VT *)(tr + c)) * inv;         \
                 *(VT *)(sr + c) = clip ? VCLIP(v) : v;                                \
             }                                                                         \
             for (; c < n; c++) {                                                      \
                 T v = hr[c] + b[c];                                                   \
+                if (dr != NULL) v += dr[c];                                           \
                 if (tr != NULL) v = (v + beta * tr[c]) * inv;                         \
                 sr[c] = EQ_BOUND(v);                                                  \
             }                                                                         \
@@ -85,15 +96,16 @@ EQ_DEFINE_STATE_UPDATES(f64_avx512, double, eq_d8, 8, EQ_VCLIP_D8, EQ_TARGET_AVX
 #endif
 
 #define EQ_DEFINE_STATE_DISPATCH(SUFFIX, T)                                           \
-    static void eq_euler_##SUFFIX(int isa, T *s, const T *h, const T *b, const T *t,  \
-                                  int rows, int n, T eps, T beta, int clip) {         \
-        EQ_DISPATCH(isa, eq_euler_##SUFFIX, (s, h, b, t, rows, n, eps, beta, clip),   \
-                    (s, h, b, t, rows, n, eps, beta, clip))                           \
+    static void eq_euler_##SUFFIX(int isa, T *s, const T *h, const T *d, const T *b,  \
+                                  const T *t, int rows, int n, T eps, T beta,         \
+                                  int clip) {                                         \
+        EQ_DISPATCH(isa, eq_euler_##SUFFIX, (s, h, d, b, t, rows, n, eps, beta, clip), \
+                    (s, h, d, b, t, rows, n, eps, beta, clip))                        \
     }                                                                                 \
-    static void eq_exact_##SUFFIX(int isa, T *s, const T *h, const T *b, const T *t,  \
-                                  int rows, int n, T beta, int clip) {                \
-        EQ_DISPATCH(isa, eq_exact_##SUFFIX, (s, h, b, t, rows, n, beta, clip),        \
-                    (s, h, b, t, rows, n, beta, clip))                                \
+    static void eq_exact_##SUFFIX(int isa, T *s, const T *h, const T *d, const T *b,  \
+                                  const T *t, int rows, int n, T beta, int clip) {    \
+        EQ_DISPATCH(isa, eq_exact_##SUFFIX, (s, h, d, b, t, rows, n, beta, clip),     \
+                    (s, h, d, b, t, rows, n, beta, clip))                             \
     }
 
 EQ_DEFINE_STATE_DISPATCH(f32, float)
