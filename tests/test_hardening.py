@@ -127,6 +127,57 @@ def test_train_step_restores_the_parameters_instead_of_leaving_nan(net32, batch)
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("algorithm", [None, "centered", "contrastive"])
+def test_train_step_without_the_parameter_copy_matches_the_guarded_step(batch, algorithm, monkeypatch):
+    """Bounded parameters skip the backup copy and the scan after the update; the step is the same."""
+    fast, guarded = (eqprop.EqPropNetwork(SIZES, seed=3) for _ in range(2))
+    assert fast._update_is_bounded()
+    kwargs = dict(beta=0.5, learning_rates=(0.1, 0.05), algorithm=algorithm, **STEP)
+    states = [fast.train_step(*batch, **kwargs) for _ in range(3)]
+    monkeypatch.setattr(eqprop.EqPropNetwork, "_update_is_bounded", lambda self: False)
+    expected = [guarded.train_step(*batch, **kwargs) for _ in range(3)]
+    for a, b in zip((*fast.weights, *fast.biases), (*guarded.weights, *guarded.biases), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for got, want in zip(states, expected, strict=True):
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("phase", ["free", "nudged"])
+def test_train_step_stops_before_the_update_on_a_non_finite_state(net32, batch, phase, monkeypatch):
+    from eqprop.step import StepEngine
+
+    before = [a.copy() for a in (*net32.weights, *net32.biases)]
+    name = "free_phase" if phase == "free" else "contrasted_states"
+    original = getattr(StepEngine, name)
+
+    def poisoned(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        state = args[1] if phase == "free" else result[0]
+        state[0][0, 0] = np.nan
+        return result
+
+    monkeypatch.setattr(StepEngine, name, poisoned)
+    assert net32._update_is_bounded()
+    with pytest.raises(FloatingPointError, match="parameters were restored"):
+        net32.train_step(*batch, beta=0.5, learning_rates=(0.1, 0.1), **STEP)
+    for a, b in zip((*net32.weights, *net32.biases), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_only_bounded_dense_clipped_networks_skip_the_copy():
+    assert eqprop.EqPropNetwork(SIZES, seed=0)._update_is_bounded()
+    assert not eqprop.EqPropNetwork(SIZES, seed=0, output="linear")._update_is_bounded()
+    assert not eqprop.EqPropNetwork(SIZES, seed=0, cost="cross-entropy")._update_is_bounded()
+    assert not eqprop.EqPropNetwork([(1, 6, 6), eqprop.Conv2d(2, 3), 3], seed=0)._update_is_bounded()
+    large = eqprop.EqPropNetwork(SIZES, seed=0, dtype="float32")
+    large.weights[0][0, 0] = 1e38  # above a quarter of float32's range
+    assert not large._update_is_bounded()
+    large.weights[0][0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"net.weights\[0\] contains NaN or infinite"):
+        large._update_is_bounded()
+
+
 def test_trainer_refuses_a_tiny_beta_naming_beta():
     with pytest.raises(ValueError, match="beta = 1e-300 is too small for float32"):
         tiny_trainer(beta=1e-300)
