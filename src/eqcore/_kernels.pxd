@@ -72,10 +72,10 @@ cdef extern from "state_update.h" nogil:
                       int rows, int n, double beta, int clip)
 
 cdef extern from "conv_kernels.h" nogil:
-    void eq_im2col_f32(int isa, const float* src, int c, int h, int w, int k, int pad,
-                       int hc, int wc, float* cols, size_t ld)
-    void eq_im2col_f64(int isa, const double* src, int c, int h, int w, int k, int pad,
-                       int hc, int wc, double* cols, size_t ld)
+    void eq_im2row_f32(int isa, const float* src, int c, int h, int w, int k, int pad,
+                       int hc, int wc, float* rows, size_t ld)
+    void eq_im2row_f64(int isa, const double* src, int c, int h, int w, int k, int pad,
+                       int hc, int wc, double* rows, size_t ld)
     void eq_unpool_max_f32(int isa, const float* above, const int* win, int c, int hc, int wc,
                            float* g)
     void eq_unpool_max_f64(int isa, const double* above, const int* win, int c, int hc, int wc,

@@ -50,7 +50,7 @@ from eqcore._engine cimport (
     unpool,
 )
 from eqcore._gemm cimport current_isa, input_gemm, small_gemm
-from eqcore._kernels cimport eq_im2col_f32, eq_im2col_f64
+from eqcore._kernels cimport eq_im2row_f32, eq_im2row_f64
 from eqcore._openmp cimport useful_threads
 
 import numpy as np
@@ -116,11 +116,10 @@ cdef void _conv_operands(const Connection* c, const floating* below, const float
                          size_t offset, floating* scratch, int* winners, int isa) noexcept nogil:
     """One example's block of G (c_out x hw at column offset) and of R (hw rows x patch at row offset).
 
-    ``scratch``: hw (2 patch + 2 c_out) values; ``winners``: n_out ints.
+    ``scratch``: at least hw (patch + 2 c_out) values; ``winners``: n_out ints.
     """
-    cdef floating* cols = scratch + <size_t> c.hw * (c.patch + c.c_out)
-    cdef floating* unpooled = cols + <size_t> c.patch * c.hw
-    cdef Py_ssize_t ch, p, q
+    cdef floating* unpooled = scratch + <size_t> c.hw * (c.patch + c.c_out)
+    cdef Py_ssize_t ch, p
     if c.pool == POOL_MAX:  # the winners of this state's own bottom-up input
         bottom_up(c, below, 1, unpooled, winners, scratch, isa)  # unpooled: scratch for the pooled output
     unpool(c, above, winners, unpooled, isa)
@@ -128,12 +127,11 @@ cdef void _conv_operands(const Connection* c, const floating* below, const float
         for p in range(c.hw):
             g[ch * depth + offset + p] = sign_scale * unpooled[ch * c.hw + p]
     if floating is float:
-        eq_im2col_f32(isa, below, c.c_in, c.h_in, c.w_in, c.k, c.pad, c.h_conv, c.w_conv, cols, c.hw)
+        eq_im2row_f32(isa, below, c.c_in, c.h_in, c.w_in, c.k, c.pad, c.h_conv, c.w_conv,
+                      rows_out + offset * c.patch, c.patch)
     else:
-        eq_im2col_f64(isa, below, c.c_in, c.h_in, c.w_in, c.k, c.pad, c.h_conv, c.w_conv, cols, c.hw)
-    for p in range(c.hw):
-        for q in range(c.patch):
-            rows_out[(offset + p) * c.patch + q] = cols[q * c.hw + p]
+        eq_im2row_f64(isa, below, c.c_in, c.h_in, c.w_in, c.k, c.pad, c.h_conv, c.w_conv,
+                      rows_out + offset * c.patch, c.patch)
 
 
 cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int threads) except -1:

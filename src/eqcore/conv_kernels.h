@@ -7,11 +7,11 @@
  *   transposed  max pooling: eq_max_transposed, from the pooled state;
  *               otherwise per kernel tap, g_cl (rows of hw x c_out) @ W_tap (c_out x c_in)
  *               added into a channels-last map of the layer below
- *   weights     dW (c_out x patch) += G (c_out x D) @ COLS^T (D x patch), D = examples x hw
+ *   weights     dW (c_out x patch) += G (c_out x D) @ ROWS (D x patch), D = examples x hw
  *
  * with patch = c_in k^2, hw = h_conv w_conv, "cl" a channels-last map, and
- * cols the unfolded input (im2col, for the weights only):
- * cols[(ci k + a) k + b, y w_conv + x] = in[ci, y + a - pad, x + b - pad],
+ * rows the unfolded input, one row per output position (im2row, for the weights only):
+ * rows[y w_conv + x, (ci k + a) k + b] = in[ci, y + a - pad, x + b - pad],
  * zero outside the map. Cross-correlation, as torch.nn.functional.conv2d.
  *
  * Pooling is 2x2 with stride 2 over the convolution's map; an odd last row or
@@ -33,28 +33,26 @@
 
 #define EQ_DEFINE_CONV_MOVES(SUFFIX, ATTR, T)                                         \
     /* cols (patch rows, ld apart) of one example's c x h x w map. */                 \
-    ATTR static void eq_im2col_##SUFFIX(const T *in, int c, int h, int w, int k,      \
-                                        int pad, int hc, int wc, T *cols, size_t ld) { \
-        for (int ci = 0; ci < c; ci++)                                                \
-            for (int a = 0; a < k; a++)                                               \
-                for (int b = 0; b < k; b++) {                                         \
-                    T *row = cols + (size_t)((ci * k + a) * k + b) * ld;              \
-                    int x0 = pad - b; /* first output column whose input is inside */ \
-                    int lo = x0 > 0 ? x0 : 0, hi = w + pad - b;                       \
-                    if (hi > wc) hi = wc;                                             \
-                    for (int y = 0; y < hc; y++) {                                    \
+    ATTR static void eq_im2row_##SUFFIX(const T *in, int c, int h, int w, int k,      \
+                                        int pad, int hc, int wc, T *rows, size_t ld) { \
+        for (int y = 0; y < hc; y++)                                                  \
+            for (int x = 0; x < wc; x++) {                                            \
+                T *out = rows + (size_t)(y * wc + x) * ld;                            \
+                int x0 = x - pad; /* the input column of tap b = 0 */                 \
+                for (int ci = 0; ci < c; ci++)                                        \
+                    for (int a = 0; a < k; a++, out += k) {                           \
                         int yi = y + a - pad;                                         \
-                        T *out = row + (size_t)y * wc;                                \
-                        if (yi < 0 || yi >= h || hi <= lo) {                          \
-                            for (int x = 0; x < wc; x++) out[x] = 0;                  \
+                        if (yi < 0 || yi >= h) {                                      \
+                            for (int b = 0; b < k; b++) out[b] = 0;                   \
                             continue;                                                 \
                         }                                                             \
-                        const T *src = in + ((size_t)ci * h + yi) * w + (b - pad);    \
-                        for (int x = 0; x < lo; x++) out[x] = 0;                      \
-                        for (int x = lo; x < hi; x++) out[x] = src[x];                \
-                        for (int x = hi; x < wc; x++) out[x] = 0;                     \
+                        const T *src = in + ((size_t)ci * h + yi) * w;                \
+                        for (int b = 0; b < k; b++) {                                 \
+                            int xi = x0 + b;                                          \
+                            out[b] = xi >= 0 && xi < w ? src[xi] : 0;                 \
+                        }                                                             \
                     }                                                                 \
-                }                                                                     \
+            }                                                                         \
     }                                                                                 \
     /* g (c x hc x wc) = the state above routed to its windows' winners, 0 elsewhere. */ \
     ATTR static void eq_unpool_max_##SUFFIX(const T *above, const int *win, int c,    \
@@ -210,10 +208,10 @@ EQ_FOR_EACH_ISA(EQ_DEFINE_CONV_ISA)
                     (above, win, taps, c_out, ho, wo, wc, c_in, h_in, w_in, k, pad, out_cl), \
                     (above, win, taps, c_out, ho, wo, wc, c_in, h_in, w_in, k, pad, out_cl)) \
     }                                                                                 \
-    static void eq_im2col_##S(int isa, const T *in, int c, int h, int w, int k, int pad, \
-                              int hc, int wc, T *cols, size_t ld) {                   \
-        EQ_DISPATCH(isa, eq_im2col_##S, (in, c, h, w, k, pad, hc, wc, cols, ld),      \
-                    (in, c, h, w, k, pad, hc, wc, cols, ld))                          \
+    static void eq_im2row_##S(int isa, const T *in, int c, int h, int w, int k, int pad, \
+                              int hc, int wc, T *rows, size_t ld) {                   \
+        EQ_DISPATCH(isa, eq_im2row_##S, (in, c, h, w, k, pad, hc, wc, rows, ld),      \
+                    (in, c, h, w, k, pad, hc, wc, rows, ld))                          \
     }                                                                                 \
     static void eq_unpool_max_##S(int isa, const T *above, const int *win, int c, int hc, \
                                   int wc, T *g) {                                     \
