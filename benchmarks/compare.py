@@ -72,7 +72,7 @@ connection's product as 2 C_out C_in k^2 H_conv W_conv for a conv connection
     update      sum_{j>=0} 2 * product_j
                 (two weight correlations per connection: nudged and free)
 
-Pooling, un-pooling, unfolding (im2col) and elementwise work are not counted.
+Pooling, un-pooling, unfolding (im2row) and elementwise work are not counted.
 For the conv network: 2 * 64 * 32 * 25 * 8 * 8 = 6.55 MFLOP for the second
 convolution in one direction, 2 * 1024 * 10 for the dense layer, and
 2 * 32 * 25 * 24 * 24 = 0.92 MFLOP for the drive. ``_common.product_flops``
