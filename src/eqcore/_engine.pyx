@@ -43,7 +43,8 @@ from eqcore._gemm cimport (
     BF16_FALLBACK, BF16_NATIVE, amx_active, bf16_gemm, small_gemm, small_gemm_with_transpose,
 )
 from eqcore._kernels cimport (
-    eq_bf16_bits, eq_bf16_columns, eq_bf16_pack_pairs_native, eq_bf16_pack_pairs_t_native, eq_bf16_pairs,
+    eq_bf16_bits, eq_bf16_columns, eq_bf16_pack_channel_pairs_last_native, eq_bf16_pack_pairs_native,
+    eq_bf16_pack_pairs_t_native, eq_bf16_pairs,
     eq_bf16_conv_amx, eq_bf16_max_transposed_amx, eq_bf16_round_f32, eq_bf16_shifted,
     eq_max_transposed_f32, eq_max_transposed_f64, eq_pad_map_f32, eq_pad_map_f64,
     eq_pool_avg_cl_f32, eq_pool_avg_cl_f64, eq_pool_max_cl_f32, eq_pool_max_cl_f64,
@@ -484,18 +485,6 @@ cdef void free_derived(Connection* conns, int n) noexcept:
     free(conns)
 
 
-cdef void _pack_channel_pairs_last(const float* src, int channels, int positions, uint32_t* out) noexcept nogil:
-    """out[pos cpairs + cp] = bf16(src[2 cp, pos]) | bf16(src[2 cp + 1, pos]) << 16 (a zero partner past channels)."""
-    cdef int cpairs = eq_bf16_pairs(channels), pos, cp
-    cdef uint32_t high
-    for pos in range(positions):
-        for cp in range(cpairs):
-            high = 0
-            if 2 * cp + 1 < channels:
-                high = <uint32_t> eq_bf16_bits(src[<size_t> (2 * cp + 1) * positions + pos]) << 16
-            out[<size_t> pos * cpairs + cp] = eq_bf16_bits(src[<size_t> 2 * cp * positions + pos]) | high
-
-
 cdef void _native_convolution(const Connection* c, const float* src, uint32_t* pairs, float* conv) noexcept nogil:
     """conv (hw x c_out, channels last) = W * src in AVX512_BF16: src's channel pairs into ``pairs``, then
     one shifted pair product per row of the convolution's map (``weights_bf``, ``offsets_bf``); on AMX,
@@ -505,7 +494,7 @@ cdef void _native_convolution(const Connection* c, const float* src, uint32_t* p
     if c.conv_amx:
         # the whole map in one product, its rows wp positions apart (full tiles of 16 rows, one
         # tile configuration); a row's last k - 1 positions wrap to the next row, and are dropped
-        _pack_channel_pairs_last(src, c.c_in, c.hp * c.wp, pairs)
+        eq_bf16_pack_channel_pairs_last_native(src, c.c_in, c.hp * c.wp, pairs)
         eq_bf16_conv_amx((c.h_conv - 1) * c.wp + c.w_conv, c.c_out, c.k * c.k, cpairs, pairs,
                          c.offsets_bf, <const uint32_t*> c.weights_bf, conv, c.c_out)
         for y in range(1, c.h_conv):

@@ -16,10 +16,12 @@ cdef extern from "bf16_kernels.h" nogil:
     void eq_bf16_pack_rows(int rows, int k, const float* src, int lds, uint32_t* dst, int ldd)
     void eq_bf16_pack_pairs(int K, int N, const float* B, int ldb, uint32_t* out)
     void eq_bf16_pack_pairs_t(int K, int N, const float* B, int ldb, uint32_t* out)
+    void eq_bf16_pack_channel_pairs_last(const float* src, int channels, int positions, uint32_t* out)
     # the native path's packings (AVX512_BF16 conversions; call only when it is selected)
     void eq_bf16_pack_rows_native(int rows, int k, const float* src, int lds, uint32_t* dst, int ldd)
     void eq_bf16_pack_pairs_native(int K, int N, const float* B, int ldb, uint32_t* out)
     void eq_bf16_pack_pairs_t_native(int K, int N, const float* B, int ldb, uint32_t* out)
+    void eq_bf16_pack_channel_pairs_last_native(const float* src, int channels, int positions, uint32_t* out)
     void eq_bf16_gemm(int R, int N, int KP, const uint32_t* A, int lda, const uint32_t* B,
                       int acc, float* C, int ldc, int* pidx)
     void eq_bf16_shifted(int R, int N, int KP, const uint32_t* A, const uint32_t* B, float* C, int ldc,

@@ -106,6 +106,17 @@ static void eq_bf16_pack_pairs(int K, int N, const float *B, int ldb, uint32_t *
  * p < eq_bf16_pairs(N): a pair is two neighbours of a row of B. Blocks of 16
  * rows of B keep the reads and the writes in cache.
  */
+/* out[pos cpairs + cp] = (src[2 cp, pos], src[2 cp + 1, pos]) for a (channels x positions) map: its
+ * channel pairs, channels last (a zero partner past the last channel). */
+static void eq_bf16_pack_channel_pairs_last(const float *src, int channels, int positions, uint32_t *out) {
+    int cpairs = eq_bf16_pairs(channels);
+    for (int pos = 0; pos < positions; pos++)
+        for (int cp = 0; cp < cpairs; cp++) {
+            uint32_t high = 2 * cp + 1 < channels ? (uint32_t)eq_bf16_bits(src[(size_t)(2 * cp + 1) * positions + pos]) << 16 : 0;
+            out[(size_t)pos * cpairs + cp] = eq_bf16_bits(src[(size_t)2 * cp * positions + pos]) | high;
+        }
+}
+
 static void eq_bf16_pack_pairs_t(int K, int N, const float *B, int ldb, uint32_t *out) {
     int np = eq_bf16_columns(K), pairs = eq_bf16_pairs(N);
     for (int c0 = 0; c0 < np; c0 += 16) {
@@ -171,6 +182,29 @@ EQ_TARGET_BF16 static void eq_bf16_pack_pairs_native(int K, int N, const float *
     }
 }
 
+/* eq_bf16_pack_channel_pairs_last: 16 positions of a channel pair converted at once, the words
+ * scattered to their positions' rows. */
+EQ_TARGET_BF16 static void eq_bf16_pack_channel_pairs_last_native(const float *src, int channels, int positions,
+                                                                  uint32_t *out) {
+    int cpairs = eq_bf16_pairs(channels);
+    uint16_t order[32]; /* word i of the result = (low channel's i, high channel's i) */
+    for (int i = 0; i < 16; i++) { order[2 * i] = (uint16_t)i; order[2 * i + 1] = (uint16_t)(16 + i); }
+    __m512i interleave = _mm512_loadu_si512((const void *)order);
+    __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                      _mm512_set1_epi32(cpairs));
+    for (int cp = 0; cp < cpairs; cp++) {
+        const float *lo = src + (size_t)(2 * cp) * positions;
+        const float *hi = lo + positions;
+        for (int pos = 0; pos < positions; pos += 16) {
+            __mmask16 m = EQ_BF16_MASK(positions - pos);
+            __m512 high = 2 * cp + 1 < channels ? _mm512_maskz_loadu_ps(m, hi + pos) : _mm512_setzero_ps();
+            __m512bh v = _mm512_cvtne2ps_pbh(high, _mm512_maskz_loadu_ps(m, lo + pos));
+            _mm512_mask_i32scatter_epi32((void *)(out + (size_t)pos * cpairs + cp), m, rows,
+                                         _mm512_permutexvar_epi16(interleave, (__m512i)v), 4);
+        }
+    }
+}
+
 /* eq_bf16_pack_pairs_t: 16 rows of B packed into a block, whose words are then gathered by pair. */
 EQ_TARGET_BF16 static void eq_bf16_pack_pairs_t_native(int K, int N, const float *B, int ldb, uint32_t *out) {
     enum { CHUNK = 64 }; /* pairs per block: 16 x 64 words on the stack */
@@ -196,6 +230,7 @@ EQ_TARGET_BF16 static void eq_bf16_pack_pairs_t_native(int K, int N, const float
 #define eq_bf16_pack_rows_native eq_bf16_pack_rows
 #define eq_bf16_pack_pairs_native eq_bf16_pack_pairs
 #define eq_bf16_pack_pairs_t_native eq_bf16_pack_pairs_t
+#define eq_bf16_pack_channel_pairs_last_native eq_bf16_pack_channel_pairs_last
 #endif
 
 /* The pair a row kernel's q-th step reads: q itself, or pidx[q] (listed pairs, patch offsets). */
