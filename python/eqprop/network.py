@@ -636,11 +636,14 @@ class EqPropNetwork:
         if batch == 0:
             return free
         self._checked_parameter_arrays()
-        diverged = FloatingPointError(
-            f"train_step produced NaN or infinite values (beta = {beta:g}, learning rates "
-            f"{rates.tolist()}, epsilon = {epsilon:g}); the parameters were restored to their values "
-            f"before the step"
-        )
+
+        def diverged() -> FloatingPointError:
+            return FloatingPointError(
+                f"train_step produced NaN or infinite values (beta = {beta:g}, learning rates "
+                f"{rates.tolist()}, epsilon = {epsilon:g}); the parameters were restored to their values "
+                f"before the step"
+            )
+
         engine = StepEngine(self, batch)
         if self._update_is_bounded():
             # finite states in [0, 1] cannot take parameters below a quarter of the range out
@@ -649,13 +652,13 @@ class EqPropNetwork:
             with single_threaded_blas():
                 engine.free_phase(x, free, steps=free_steps, epsilon=epsilon, solver=solver, threads=n_threads)
                 if not _all_finite(free):
-                    raise diverged
+                    raise diverged()
                 positive, negative, spread = engine.contrasted_states(
                     x, free, target, contrast=contrast, nudged_steps=steps, epsilon=epsilon, solver=solver,
                     threads=n_threads,
                 )
                 if not (_all_finite(positive) and _all_finite(negative)):
-                    raise diverged
+                    raise diverged()
                 engine.accumulate(x, positive, negative, engine.update_scales(rates, spread, batch), n_threads)
             return self.shaped(free)
         check.check_parameters(self.weights, self.biases)
@@ -669,7 +672,7 @@ class EqPropNetwork:
         if not _all_finite((*free, *self.weights, *self.biases)):
             for array, before in zip((*self.weights, *self.biases), saved):
                 array[...] = before
-            raise diverged
+            raise diverged()
         return self.shaped(free)
 
     def _update_is_bounded(self) -> bool:

@@ -89,6 +89,20 @@ cdef inline void _exact_update(floating* s, const floating* h, const floating* d
         eq_exact_f64(isa, s, h, d, b, target, rows, n, beta, clip)
 
 
+def _check_like(array, s, str name) -> None:
+    if array is not None and tuple(array.shape) != (s.shape[0], s.shape[1]):
+        raise ValueError(f"{name} must be shaped like s")
+
+
+cdef const floating* _first(object array, floating[:, ::1] like):
+    """The first element of ``array`` (None: NULL), a C-contiguous array of ``like``'s dtype."""
+    cdef const floating[:, ::1] view
+    if array is None:
+        return NULL
+    view = array
+    return &view[0, 0]
+
+
 def state_update(floating[:, ::1] s, const floating[:, ::1] h, const floating[::1] b, target,
                  double epsilon, double beta, bint clip, bint exact=False, drive=None) -> None:
     """The element-wise part of one relaxation step on ``s`` in place, with the current instruction set.
@@ -99,26 +113,16 @@ def state_update(floating[:, ::1] s, const floating[:, ::1] h, const floating[::
     None or shaped like ``s``. For the tests: the relaxation calls the same
     kernels on its own buffers.
     """
-    cdef const floating[:, ::1] t
-    cdef const floating[:, ::1] d
     cdef const floating* tp = NULL
     cdef const floating* dp = NULL
     if h.shape[0] != s.shape[0] or h.shape[1] != s.shape[1] or b.shape[0] != s.shape[1]:
         raise ValueError("h must be shaped like s, and b have one value per column")
-    if target is not None:
-        t = target
-        if t.shape[0] != s.shape[0] or t.shape[1] != s.shape[1]:
-            raise ValueError("target must be shaped like s")
-        if s.shape[0] and s.shape[1]:
-            tp = &t[0, 0]
-    if drive is not None:
-        d = drive
-        if d.shape[0] != s.shape[0] or d.shape[1] != s.shape[1]:
-            raise ValueError("drive must be shaped like s")
-        if s.shape[0] and s.shape[1]:
-            dp = &d[0, 0]
+    _check_like(target, s, "target")
+    _check_like(drive, s, "drive")
     if s.shape[0] == 0 or s.shape[1] == 0:
         return
+    tp = _first(target, s)
+    dp = _first(drive, s)
     if exact:
         _exact_update(&s[0, 0], &h[0, 0], dp, &b[0], tp, s.shape[0], s.shape[1], <floating> beta, clip,
                       current_isa())

@@ -100,12 +100,6 @@ static void eq_bf16_pack_pairs(int K, int N, const float *B, int ldb, uint32_t *
     }
 }
 
-/*
- * B^T in the pair layout, from B (K x N) itself: the product's operand is B^T (N x K),
- * so out[p * eq_bf16_columns(K) + c] = bf16(B[c][2p]) | bf16(B[c][2p + 1]) << 16 for
- * p < eq_bf16_pairs(N): a pair is two neighbours of a row of B. Blocks of 16
- * rows of B keep the reads and the writes in cache.
- */
 /* out[pos cpairs + cp] = (src[2 cp, pos], src[2 cp + 1, pos]) for a (channels x positions) map: its
  * channel pairs, channels last (a zero partner past the last channel). */
 static void eq_bf16_pack_channel_pairs_last(const float *src, int channels, int positions, uint32_t *out) {
@@ -117,6 +111,12 @@ static void eq_bf16_pack_channel_pairs_last(const float *src, int channels, int 
         }
 }
 
+/*
+ * B^T in the pair layout, from B (K x N) itself: the product's operand is B^T (N x K),
+ * so out[p * eq_bf16_columns(K) + c] = bf16(B[c][2p]) | bf16(B[c][2p + 1]) << 16 for
+ * p < eq_bf16_pairs(N): a pair is two neighbours of a row of B. Blocks of 16
+ * rows of B keep the reads and the writes in cache.
+ */
 static void eq_bf16_pack_pairs_t(int K, int N, const float *B, int ldb, uint32_t *out) {
     int np = eq_bf16_columns(K), pairs = eq_bf16_pairs(N);
     for (int c0 = 0; c0 < np; c0 += 16) {

@@ -32,7 +32,7 @@
 #include "simd.h"
 
 #define EQ_DEFINE_CONV_MOVES(SUFFIX, ATTR, T)                                         \
-    /* cols (patch rows, ld apart) of one example's c x h x w map. */                 \
+    /* rows (one per output position, ld apart) of one example's c x h x w map. */    \
     ATTR static void eq_im2row_##SUFFIX(const T *in, int c, int h, int w, int k,      \
                                         int pad, int hc, int wc, T *rows, size_t ld) { \
         for (int y = 0; y < hc; y++)                                                  \

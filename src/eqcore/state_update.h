@@ -24,8 +24,8 @@
 /* The vector loops clip with max(0, min(1, v)) in that operand order: x86's
  * min and max return their second operand when either is NaN, so a NaN passes
  * through as EQ_CLIP01 lets it, in two instructions instead of the compares,
- * mask moves and blends GCC makes of the ternaries (12% of a 784-500-10 epoch
- * in perf). VT: a vector of V lanes; VCLIP: its clip. */
+ * mask moves and blends GCC makes of the ternaries. VT: a vector of V lanes;
+ * VCLIP: its clip. */
 #define EQ_DEFINE_STATE_UPDATES(SUFFIX, T, VT, V, VCLIP, ATTR)                        \
     ATTR static void eq_euler_##SUFFIX(T *restrict s, const T *restrict h,            \
                                        const T *restrict d,                           \
