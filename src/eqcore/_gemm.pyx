@@ -45,6 +45,11 @@ cdef int current_isa() noexcept nogil:
     return _isa
 
 
+cdef bint blas_products() noexcept nogil:
+    """Whether the float products run on BLAS (``set_gemm_path("blas")``)."""
+    return _use_blas
+
+
 # AVX512_BF16: read from the CPU once; used unless set_gemm_path(..., bf16="fallback")
 # or an instruction set below AVX-512 was chosen.
 cdef bint _cpu_bf16 = eq_has_bf16()

@@ -72,6 +72,16 @@ cdef extern from "state_update.h" nogil:
                       int rows, int n, float beta, int clip)
     void eq_exact_f64(int isa, double* s, const double* h, const double* d, const double* b, const double* t,
                       int rows, int n, double beta, int clip)
+    int EQ_TOP_DOWN_MAX_K
+    void eq_euler_td_f32(int isa, float* s, const float* h, const float* d, const float* b, const float* a,
+                         int lda, int K, const float* wt, int rows, int n, float eps, int clip)
+    void eq_euler_td_f64(int isa, double* s, const double* h, const double* d, const double* b,
+                         const double* a, int lda, int K, const double* wt, int rows, int n, double eps,
+                         int clip)
+    void eq_exact_td_f32(int isa, float* s, const float* h, const float* d, const float* b, const float* a,
+                         int lda, int K, const float* wt, int rows, int n, int clip)
+    void eq_exact_td_f64(int isa, double* s, const double* h, const double* d, const double* b,
+                         const double* a, int lda, int K, const double* wt, int rows, int n, int clip)
 
 cdef extern from "conv_kernels.h" nogil:
     void eq_im2row_f32(int isa, const float* src, int c, int h, int w, int k, int pad,

@@ -61,8 +61,11 @@ from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections,
     free_derived, top_down,
 )
-from eqcore._gemm cimport BF16_OFF, bf16_gemm, current_bf16, current_isa, input_gemm
-from eqcore._kernels cimport eq_euler_f32, eq_euler_f64, eq_exact_f32, eq_exact_f64
+from eqcore._gemm cimport BF16_OFF, bf16_gemm, blas_products, current_bf16, current_isa, input_gemm
+from eqcore._kernels cimport (
+    EQ_TOP_DOWN_MAX_K, eq_euler_f32, eq_euler_f64, eq_euler_td_f32, eq_euler_td_f64, eq_exact_f32,
+    eq_exact_f64, eq_exact_td_f32, eq_exact_td_f64,
+)
 from eqcore._openmp cimport useful_threads
 
 SOLVER_EULER = 0
@@ -87,6 +90,25 @@ cdef inline void _exact_update(floating* s, const floating* h, const floating* d
         eq_exact_f32(isa, s, h, d, b, target, rows, n, beta, clip)
     else:
         eq_exact_f64(isa, s, h, d, b, target, rows, n, beta, clip)
+
+
+cdef inline void _euler_td(floating* s, const floating* h, const floating* d, const floating* b,
+                           const floating* above, int k, const floating* wt, int rows, int n,
+                           floating epsilon, int isa) noexcept nogil:
+    # the (clipped, un-nudged) Euler step on h [+ above W^T] + d, h and d optional
+    if floating is float:
+        eq_euler_td_f32(isa, s, h, d, b, above, k, k, wt, rows, n, epsilon, True)
+    else:
+        eq_euler_td_f64(isa, s, h, d, b, above, k, k, wt, rows, n, epsilon, True)
+
+
+cdef inline void _exact_td(floating* s, const floating* h, const floating* d, const floating* b,
+                           const floating* above, int k, const floating* wt, int rows, int n,
+                           int isa) noexcept nogil:
+    if floating is float:
+        eq_exact_td_f32(isa, s, h, d, b, above, k, k, wt, rows, n, True)
+    else:
+        eq_exact_td_f64(isa, s, h, d, b, above, k, k, wt, rows, n, True)
 
 
 def _check_like(array, s, str name) -> None:
@@ -207,6 +229,16 @@ cdef void _top_down_and_update(const Connection* above_c, const floating* above,
     then both run on 4 rows at a time, which stay in L1 between the two.
     """
     cdef int group = rows, r0 = 0, g
+    cdef const floating* h_in = h if accumulate else NULL
+    if (above_c.kind == KIND_DENSE and above_c.n_out <= EQ_TOP_DOWN_MAX_K and not above_c.bf16
+            and not blas_products()):
+        # a narrow layer above: its top-down sum, over its non-zero units only, stays in registers
+        if exact:
+            _exact_td(s, h_in, d, b, above, above_c.n_out, <const floating*> above_c.weights_t, rows, n, isa)
+        else:
+            _euler_td(s, h_in, d, b, above, above_c.n_out, <const floating*> above_c.weights_t, rows, n,
+                      epsilon, isa)
+        return
     if above_c.kind == KIND_DENSE and above_c.n_out <= 64:
         group = 4
     while r0 < rows:

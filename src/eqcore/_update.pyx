@@ -49,7 +49,7 @@ from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections, free_derived,
     unpool,
 )
-from eqcore._gemm cimport current_isa, input_gemm, small_gemm
+from eqcore._gemm cimport current_isa, input_gemm, small_gemm, small_gemm_with_transpose
 from eqcore._kernels cimport eq_im2row_f32, eq_im2row_f64
 from eqcore._openmp cimport useful_threads
 
@@ -78,10 +78,13 @@ cdef void _build_left_rows(const Connection* c, int j, int batch, const floating
 
 cdef void _build_right(const Connection* c, int j, bint single, int batch, floating** P, floating** N,
                        double scale, floating* right) noexcept nogil:
-    """B_j (depth x n_out): scale (P_j - N_j) when ``single`` (depth batch), else scale [P_j; -N_j]."""
+    """B_j (depth x n_out): scale (P_j - N_j) when ``single`` (depth batch), else scale [P_j; -N_j];
+    then its transpose B_j^T (n_out x depth), which the product reads for a narrow n_out."""
     cdef int n_out = c.n_out
+    cdef int depth = batch if single else 2 * batch
     cdef Py_ssize_t r, col
     cdef floating s = <floating> scale
+    cdef floating* right_t = right + <size_t> depth * n_out
     for r in range(batch):
         for col in range(n_out):
             if single:
@@ -89,6 +92,9 @@ cdef void _build_right(const Connection* c, int j, bint single, int batch, float
             else:
                 right[r * n_out + col] = s * P[j][r * n_out + col]
                 right[(batch + r) * n_out + col] = -s * N[j][r * n_out + col]
+    for r in range(depth):
+        for col in range(n_out):
+            right_t[col * depth + r] = right[r * n_out + col]
 
 
 cdef void _dense_bias(floating* b, int n, int depth, const floating* right) noexcept nogil:
@@ -151,7 +157,7 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
         c = &chain.conns[j]
         depth = 1 if (j == 0 or (chain.readout and j == n_layers - 1)) else 2  # times the batch
         if c.kind == KIND_DENSE:
-            operand_size += (<size_t> c.n_in + c.n_out) * depth * batch
+            operand_size += (<size_t> c.n_in + 2 * c.n_out) * depth * batch
             work.n_tasks += (c.n_in + ROW_BLOCK - 1) // ROW_BLOCK
         else:
             operand_size += (<size_t> c.c_out + c.patch) * depth * batch * c.hw
@@ -242,9 +248,9 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
         left_offset[j] = left_size
         right_offset[j] = right_size
         if c.kind == KIND_DENSE:
-            # left: A_j (n_in x depth); right: B_j (depth x n_out)
+            # left: A_j (n_in x depth); right: B_j (depth x n_out), then B_j^T
             left_size += <size_t> c.n_in * depth
-            right_size += <size_t> depth * c.n_out
+            right_size += 2 * <size_t> depth * c.n_out
             flops += 2.0 * c.n_in * c.n_out * depth
         else:
             # left: G (c_out x D); right: R (D x patch), D = depth hw
@@ -296,8 +302,8 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
                            task_w, n_out, input_index + <size_t> threadid() * batch,
                            input_value + <size_t> threadid() * batch, False, isa)
             else:
-                small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
-                           task_w, n_out, isa)
+                small_gemm_with_transpose(task_rows, n_out, depth, task_left, depth, task_right, n_out,
+                                          task_right + <size_t> depth * n_out, True, task_w, n_out, isa)
         else:
             depth = batch if layer == 0 else 2 * batch
             conv_depth = <size_t> depth * c.hw

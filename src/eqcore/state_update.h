@@ -80,9 +80,85 @@
         }                                                                             \
     }
 
+/*
+ * The same steps with the top-down input of a narrow layer above computed in
+ * registers instead of read from h:
+ *
+ *   h' = [h +] a W^T,  then the step above on h' (a: rows x K, lda apart; wt = W^T, K x n)
+ *
+ * (h NULL: no bottom-up part). Only the non-zero entries of each row of a are
+ * visited, in ascending order, each adding a[k] wt[k, :] to a sum started at 0,
+ * so h' is bitwise the listed product's (dense_kernels.h) and the step bitwise
+ * the unfused one. For K <= EQ_TOP_DOWN_MAX_K: a layer of up to 64 units above
+ * (a 10-class output is mostly zeros at its fixed point), whose rows of W^T stay
+ * in L1.
+ */
+#define EQ_TOP_DOWN_MAX_K 64
+#define EQ_TOP_DOWN_SUM(T, VT, c, load)                                               \
+    VT t_ = (VT){0};                                                                  \
+    for (int q = 0; q < nk; q++) t_ += av[q] * load(wt + (size_t)kidx[q] * n + (c));  \
+    VT hv = hr != NULL ? load(hr + (c)) + t_ : t_;                                   \
+    if (dr != NULL) hv += load(dr + (c));
+#define EQ_TOP_DOWN_LIST(T)                                                           \
+    const T *ar = a + (size_t)r * lda;                                                \
+    int kidx[EQ_TOP_DOWN_MAX_K], nk = 0;                                              \
+    T av[EQ_TOP_DOWN_MAX_K];                                                          \
+    for (int k = 0; k < K; k++) { kidx[nk] = k; av[nk] = ar[k]; nk += ar[k] != 0; }
+#define EQ_LOAD_VEC(VT) *(const VT *)
+#define EQ_DEFINE_TOP_DOWN_UPDATES(SUFFIX, T, VT, V, VCLIP, ATTR)                     \
+    ATTR static void eq_euler_td_##SUFFIX(T *restrict s, const T *restrict h,         \
+                                          const T *restrict d, const T *restrict b,   \
+                                          const T *restrict a, int lda, int K,        \
+                                          const T *restrict wt, int rows, int n,      \
+                                          T eps, int clip) {                          \
+        for (int r = 0; r < rows; r++) {                                              \
+            T *sr = s + (size_t)r * n;                                                \
+            const T *hr = h == NULL ? NULL : h + (size_t)r * n;                       \
+            const T *dr = d == NULL ? NULL : d + (size_t)r * n;                       \
+            EQ_TOP_DOWN_LIST(T)                                                       \
+            int c = 0;                                                                \
+            for (; c + (V) <= n; c += (V)) {                                          \
+                EQ_TOP_DOWN_SUM(T, VT, c, EQ_LOAD_VEC(VT))                            \
+                VT sv = *(VT *)(sr + c);                                              \
+                VT v = sv + eps * (hv + *(const VT *)(b + c) - sv);                   \
+                *(VT *)(sr + c) = clip ? VCLIP(v) : v;                                \
+            }                                                                         \
+            for (; c < n; c++) {                                                      \
+                EQ_TOP_DOWN_SUM(T, T, c, *)                                           \
+                T v = sr[c] + eps * (hv + b[c] - sr[c]);                              \
+                sr[c] = EQ_BOUND(v);                                                  \
+            }                                                                         \
+        }                                                                             \
+    }                                                                                 \
+    ATTR static void eq_exact_td_##SUFFIX(T *restrict s, const T *restrict h,         \
+                                          const T *restrict d, const T *restrict b,   \
+                                          const T *restrict a, int lda, int K,        \
+                                          const T *restrict wt, int rows, int n,      \
+                                          int clip) {                                 \
+        for (int r = 0; r < rows; r++) {                                              \
+            T *sr = s + (size_t)r * n;                                                \
+            const T *hr = h == NULL ? NULL : h + (size_t)r * n;                       \
+            const T *dr = d == NULL ? NULL : d + (size_t)r * n;                       \
+            EQ_TOP_DOWN_LIST(T)                                                       \
+            int c = 0;                                                                \
+            for (; c + (V) <= n; c += (V)) {                                          \
+                EQ_TOP_DOWN_SUM(T, VT, c, EQ_LOAD_VEC(VT))                            \
+                VT v = hv + *(const VT *)(b + c);                                     \
+                *(VT *)(sr + c) = clip ? VCLIP(v) : v;                                \
+            }                                                                         \
+            for (; c < n; c++) {                                                      \
+                EQ_TOP_DOWN_SUM(T, T, c, *)                                           \
+                T v = hv + b[c];                                                      \
+                sr[c] = EQ_BOUND(v);                                                  \
+            }                                                                         \
+        }                                                                             \
+    }
+
 /* Portable: the scalar loop (V = 1), which the compiler vectorises as it can. */
 EQ_DEFINE_STATE_UPDATES(f32_generic, float, float, 1, EQ_CLIP01, )
 EQ_DEFINE_STATE_UPDATES(f64_generic, double, double, 1, EQ_CLIP01, )
+EQ_DEFINE_TOP_DOWN_UPDATES(f32_generic, float, float, 1, EQ_CLIP01, )
+EQ_DEFINE_TOP_DOWN_UPDATES(f64_generic, double, double, 1, EQ_CLIP01, )
 #if EQ_X86_DISPATCH
 #include <immintrin.h>
 #define EQ_VCLIP_F8(v) ((eq_f8)_mm256_max_ps(_mm256_setzero_ps(), _mm256_min_ps(_mm256_set1_ps(1.0f), (__m256)(v))))
@@ -93,6 +169,10 @@ EQ_DEFINE_STATE_UPDATES(f32_avx2, float, eq_f8, 8, EQ_VCLIP_F8, EQ_TARGET_AVX2)
 EQ_DEFINE_STATE_UPDATES(f64_avx2, double, eq_d4, 4, EQ_VCLIP_D4, EQ_TARGET_AVX2)
 EQ_DEFINE_STATE_UPDATES(f32_avx512, float, eq_f16, 16, EQ_VCLIP_F16, EQ_TARGET_AVX512)
 EQ_DEFINE_STATE_UPDATES(f64_avx512, double, eq_d8, 8, EQ_VCLIP_D8, EQ_TARGET_AVX512)
+EQ_DEFINE_TOP_DOWN_UPDATES(f32_avx2, float, eq_f8, 8, EQ_VCLIP_F8, EQ_TARGET_AVX2)
+EQ_DEFINE_TOP_DOWN_UPDATES(f64_avx2, double, eq_d4, 4, EQ_VCLIP_D4, EQ_TARGET_AVX2)
+EQ_DEFINE_TOP_DOWN_UPDATES(f32_avx512, float, eq_f16, 16, EQ_VCLIP_F16, EQ_TARGET_AVX512)
+EQ_DEFINE_TOP_DOWN_UPDATES(f64_avx512, double, eq_d8, 8, EQ_VCLIP_D8, EQ_TARGET_AVX512)
 #endif
 
 #define EQ_DEFINE_STATE_DISPATCH(SUFFIX, T)                                           \
@@ -110,5 +190,22 @@ EQ_DEFINE_STATE_UPDATES(f64_avx512, double, eq_d8, 8, EQ_VCLIP_D8, EQ_TARGET_AVX
 
 EQ_DEFINE_STATE_DISPATCH(f32, float)
 EQ_DEFINE_STATE_DISPATCH(f64, double)
+
+#define EQ_DEFINE_TOP_DOWN_DISPATCH(SUFFIX, T)                                        \
+    static void eq_euler_td_##SUFFIX(int isa, T *s, const T *h, const T *d, const T *b, \
+                                     const T *a, int lda, int K, const T *wt,         \
+                                     int rows, int n, T eps, int clip) {              \
+        EQ_DISPATCH(isa, eq_euler_td_##SUFFIX, (s, h, d, b, a, lda, K, wt, rows, n, eps, clip), \
+                    (s, h, d, b, a, lda, K, wt, rows, n, eps, clip))                  \
+    }                                                                                 \
+    static void eq_exact_td_##SUFFIX(int isa, T *s, const T *h, const T *d, const T *b, \
+                                     const T *a, int lda, int K, const T *wt,         \
+                                     int rows, int n, int clip) {                     \
+        EQ_DISPATCH(isa, eq_exact_td_##SUFFIX, (s, h, d, b, a, lda, K, wt, rows, n, clip), \
+                    (s, h, d, b, a, lda, K, wt, rows, n, clip))                       \
+    }
+
+EQ_DEFINE_TOP_DOWN_DISPATCH(f32, float)
+EQ_DEFINE_TOP_DOWN_DISPATCH(f64, double)
 
 #endif
