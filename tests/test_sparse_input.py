@@ -130,3 +130,28 @@ def test_nan_weights_propagate_through_the_sparse_drive(sparse_path):
 def test_threshold_outside_unit_interval_is_rejected(value):
     with pytest.raises(ValueError, match="density"):
         eqcore.set_sparse_threshold(value)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_column_split_drive_matches_reference_and_one_thread(dtype, width, sparse_path):
+    """With a drive buffer (the step engine's) and several threads, the drive's columns are cut
+    over the threads (each reads the columns of W_0 it also updates): the free and nudged
+    states equal the one-thread ones bitwise, and the reference."""
+    sizes = [53, width, 4]
+    net = random_network(sizes, dtype)
+    batch = 13
+    x, target = sparse_batch(sizes[0], sizes[-1], dtype, batch, seed=width)
+    engine = net.step_engine(batch)
+    results = []
+    for threads in (1, 2, 3):
+        free = net.zero_state(batch)
+        engine.free_phase(x, free, steps=4, epsilon=0.5, solver="euler", threads=threads)
+        nudged = engine.nudged(x, free, target, beta=0.5, steps=2, epsilon=0.5, solver="euler", threads=threads)
+        results.append([s.copy() for s in free + nudged])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+    expected_free = reference.relax(net.weights, net.biases, x, net.zero_state(batch), 4, 0.5)
+    expected = reference.relax(net.weights, net.biases, x, expected_free, 2, 0.5, 0.5, target)
+    for got, want in zip(results[0], expected_free + expected):
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype])

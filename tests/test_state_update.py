@@ -56,3 +56,51 @@ def test_state_update_matches_the_equations(isa, dtype, rtol, width, nudged, exa
     if clip:
         finite = ~np.isnan(s)
         assert ((s[finite] >= 0) & (s[finite] <= 1)).all()
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-13), (np.float32, 2e-6)], ids=["float64", "float32"])
+@pytest.mark.parametrize("width", [1, 10, 16, 37, 500])
+@pytest.mark.parametrize("above_units", [1, 10, 64])
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("with_h", [False, True])
+@pytest.mark.parametrize("with_drive", [False, True])
+def test_fused_top_down_step_matches_the_equations(isa, dtype, rtol, width, above_units, exact, with_h,
+                                                   with_drive):
+    """Below a narrow layer the step computes [h +] above W^T itself, over above's non-zero units only."""
+    from eqcore._relax import top_down_state_update
+
+    rng = np.random.default_rng(width * 100 + above_units)
+    rows = 5
+    s = rng.uniform(0, 1, (rows, width)).astype(dtype)
+    above = rng.uniform(0, 1, (rows, above_units)).astype(dtype)
+    above[rng.random(above.shape) < 0.7] = 0  # a clipped output: mostly zeros
+    above[1] = 0  # a row with no active unit above
+    weights_t = rng.normal(0, 1, (above_units, width)).astype(dtype)
+    b = rng.uniform(-0.5, 0.5, width).astype(dtype)
+    h = rng.uniform(-2, 3, (rows, width)).astype(dtype) if with_h else None
+    drive = rng.uniform(-1, 1, (rows, width)).astype(dtype) if with_drive else None
+    if with_h:
+        h[2, 0] = np.nan
+    eps = dtype(0.5)
+    net_input = above.astype(np.float64) @ weights_t.astype(np.float64)
+    if with_h:
+        net_input = h + net_input
+    if with_drive:
+        net_input = net_input + drive
+    v = net_input + b if exact else s + eps * (net_input + b - s)
+    expected = clip01(v)
+    with np.errstate(invalid="ignore"):
+        top_down_state_update(s, h, above, weights_t, b, float(eps), exact, drive)
+    np.testing.assert_allclose(s, expected, rtol=rtol, atol=rtol * above_units)
+    assert np.array_equal(np.isnan(s), np.isnan(expected))
+
+
+def test_fused_top_down_step_rejects_bad_shapes():
+    from eqcore._relax import top_down_state_update
+
+    s = np.zeros((2, 8))
+    b = np.zeros(8)
+    with pytest.raises(ValueError, match="1 to 64 columns"):
+        top_down_state_update(s, None, np.zeros((2, 65)), np.zeros((65, 8)), b, 0.5)
+    with pytest.raises(ValueError, match="weights_t"):
+        top_down_state_update(s, None, np.zeros((2, 3)), np.zeros((4, 8)), b, 0.5)

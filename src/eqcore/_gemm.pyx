@@ -45,6 +45,17 @@ cdef int current_isa() noexcept nogil:
     return _isa
 
 
+cdef int column_start(int n, int parts, int part) noexcept nogil:
+    """The first of the columns [start(part), start(part + 1)) of part ``part`` of ``n`` columns cut
+    into ``parts`` blocks of whole vectors (the last ones may be short or empty).
+
+    The first connection's drive splits W_0's columns this way over the
+    threads, thread p taking part p (_relax.pyx).
+    """
+    cdef int width = ((n + parts - 1) // parts + 15) // 16 * 16
+    return min(n, part * width)
+
+
 cdef bint blas_products() noexcept nogil:
     """Whether the float products run on BLAS (``set_gemm_path("blas")``)."""
     return _use_blas

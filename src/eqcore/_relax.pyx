@@ -61,7 +61,9 @@ from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections,
     free_derived, top_down,
 )
-from eqcore._gemm cimport BF16_OFF, bf16_gemm, blas_products, current_bf16, current_isa, input_gemm
+from eqcore._gemm cimport (
+    BF16_OFF, bf16_gemm, blas_products, column_start, current_bf16, current_isa, input_gemm,
+)
 from eqcore._kernels cimport (
     EQ_TOP_DOWN_MAX_K, eq_euler_f32, eq_euler_f64, eq_euler_td_f32, eq_euler_td_f64, eq_exact_f32,
     eq_exact_f64, eq_exact_td_f32, eq_exact_td_f64,
@@ -151,6 +153,32 @@ def state_update(floating[:, ::1] s, const floating[:, ::1] h, const floating[::
     else:
         _euler_update(&s[0, 0], &h[0, 0], dp, &b[0], tp, s.shape[0], s.shape[1], <floating> epsilon,
                       <floating> beta, clip, current_isa())
+
+
+def top_down_state_update(floating[:, ::1] s, h, const floating[:, ::1] above, const floating[:, ::1] weights_t,
+                          const floating[::1] b, double epsilon, bint exact=False, drive=None) -> None:
+    """The fused step below a narrow layer, on ``s`` in place, with the current instruction set.
+
+    The net input is [h +] above @ weights_t [+ drive] (``h``, ``drive``: None or
+    shaped like ``s``; ``above``: rows x K with K <= 64, ``weights_t``: K x n),
+    then the clipped Euler step of size ``epsilon``, or with ``exact``
+    clip(net input + b). For the tests: the relaxation calls the same kernels.
+    """
+    cdef int rows = s.shape[0], n = s.shape[1], k = above.shape[1]
+    if above.shape[0] != rows or weights_t.shape[0] != k or weights_t.shape[1] != n or b.shape[0] != n:
+        raise ValueError("above must have s's rows, weights_t be (above's columns, s's columns), b one value per column")
+    if not 1 <= k <= EQ_TOP_DOWN_MAX_K:
+        raise ValueError(f"above must have 1 to {EQ_TOP_DOWN_MAX_K} columns; got {k}")
+    _check_like(h, s, "h")
+    _check_like(drive, s, "drive")
+    if rows == 0 or n == 0:
+        return
+    if exact:
+        _exact_td(&s[0, 0], _first(h, s), _first(drive, s), &b[0], &above[0, 0], k, &weights_t[0, 0], rows, n,
+                  current_isa())
+    else:
+        _euler_td(&s[0, 0], _first(h, s), _first(drive, s), &b[0], &above[0, 0], k, &weights_t[0, 0], rows, n,
+                  <floating> epsilon, current_isa())
 
 
 cdef void _readout(const Connection* c, const floating* below, const floating* target, int rows,
@@ -348,6 +376,25 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
         _readout(&conns[last], s[last - 1], NULL, rows, 0, h[last], s[last], conv_scratch, isa)
 
 
+cdef void _column_split_drive(const Connection* conns, const floating* x, int batch, floating* drive,
+                              int parts, int* input_index, int isa) noexcept nogil:
+    """The drive x W_0 of the whole batch, its columns cut into ``parts`` over as many threads.
+
+    Each thread reads only its columns of W_0 (``column_start``), half of it on
+    two cores, instead of all of it, a matrix that the update of the last
+    mini-batch left partly in the other core's cache. The values are those of
+    the row-block drive: every element sums its row's products in the same order.
+    """
+    cdef const Connection* c = &conns[0]
+    cdef int part, c0, c1
+    for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
+        c0 = column_start(c.n_out, parts, part)
+        c1 = column_start(c.n_out, parts, part + 1)
+        if c1 > c0:
+            input_gemm(batch, c1 - c0, c.n_in, x, c.n_in, <const floating*> c.weights + c0, c.n_out,
+                       False, drive + c0, c.n_out, input_index + <size_t> part * c.n_in, NULL, True, isa)
+
+
 cdef inline size_t _conv_per_chunk(Chain chain, const RelaxWork* work, int chunk_rows) noexcept nogil:
     """A row block's conv scratch: one example's conv work; for bfloat16 also room for the
     block's states rounded to bfloat16 (of the widest layer)."""
@@ -442,6 +489,11 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
             winners_per_chunk += <size_t> chunk_rows * conns[j].n_out
     conv_per_chunk = _conv_per_chunk(chain, work, chunk_rows)
     floats_per_chunk = h_per_chunk + conv_per_chunk + (0 if drive != NULL else <size_t> chunk_rows * conns[0].n_out)
+
+    if (n_chunks > 1 and drive != NULL and not drive_ready and conns[0].kind == KIND_DENSE
+            and not conns[0].bf16):
+        _column_split_drive(conns, x, batch, drive, n_chunks, work.input_index, isa)
+        drive_ready = True
 
     with parallel(num_threads=n_chunks):
         for c in prange(n_chunks, schedule="static", chunksize=1):
