@@ -19,6 +19,7 @@ cdef struct UpdateWork:
     int* conv_winners
     size_t per_thread        # conv_scratch floats per thread
     size_t max_winners       # conv_winners ints per thread
+    void* narrow             # per thread: the update of a block of a narrow W, transposed
 
 cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int threads) except -1
 cdef void update_work_free(UpdateWork* work) noexcept

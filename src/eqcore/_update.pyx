@@ -49,7 +49,7 @@ from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections, free_derived,
     unpool,
 )
-from eqcore._gemm cimport current_isa, input_gemm, small_gemm, small_gemm_with_transpose
+from eqcore._gemm cimport blas_products, current_isa, input_gemm, small_gemm, small_gemm_with_transpose
 from eqcore._kernels cimport eq_im2row_f32, eq_im2row_f64
 from eqcore._openmp cimport useful_threads
 
@@ -57,6 +57,10 @@ import numpy as np
 
 DEF ROW_BLOCK = 64
 DEF CONV_ROW_BLOCK = 16
+# Below this many outputs (a 10-class layer) a block of W (rows x n_out) gets its update as
+# B^T @ A^T (n_out x rows, the states below read in place) and transposed into it: as
+# dot products along the batch (K = 2 batch) the horizontal sums cost more than the products.
+DEF NARROW_OUTPUTS = 16
 
 
 cdef void _build_left_rows(const Connection* c, int j, int batch, const floating* single,
@@ -95,6 +99,24 @@ cdef void _build_right(const Connection* c, int j, bint single, int batch, float
     for r in range(depth):
         for col in range(n_out):
             right_t[col * depth + r] = right[r * n_out + col]
+
+
+cdef void _narrow_task(const Connection* c, int batch, int depth, const floating* right_t,
+                       const floating* pos_below, const floating* neg_below, int row0, int rows,
+                       floating* w, floating* t, int isa) noexcept nogil:
+    """Rows row0 .. row0 + rows of a narrow W += A @ B, as t = B^T @ A^T (n_out x rows), then added.
+
+    A^T is the states below read in place: rows row0.. of ``pos_below`` against the
+    first ``batch`` columns of B^T, then, unless NULL, of ``neg_below`` against the rest.
+    """
+    cdef int n_out = c.n_out
+    cdef Py_ssize_t i, o
+    small_gemm(n_out, rows, batch, right_t, depth, pos_below + row0, c.n_in, False, t, rows, isa)
+    if neg_below != NULL:
+        small_gemm(n_out, rows, batch, right_t + batch, depth, neg_below + row0, c.n_in, True, t, rows, isa)
+    for i in range(rows):
+        for o in range(n_out):
+            w[i * n_out + o] += t[o * rows + i]
 
 
 cdef void _dense_bias(floating* b, int n, int depth, const floating* right) noexcept nogil:
@@ -177,8 +199,10 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     work.input_index = <int*> malloc(<size_t> n_threads * batch * sizeof(int))
     work.conv_scratch = malloc(max(<size_t> n_threads * work.per_thread, 1) * chain.itemsize)
     work.conv_winners = <int*> malloc(<size_t> n_threads * work.max_winners * sizeof(int))
+    work.narrow = malloc(<size_t> n_threads * NARROW_OUTPUTS * ROW_BLOCK * chain.itemsize)
     if not (work.left_offset and work.right_offset and work.operands and work.task_layer and work.task_row
-            and work.input_value and work.input_index and work.conv_scratch and work.conv_winners):
+            and work.input_value and work.input_index and work.conv_scratch and work.conv_winners
+            and work.narrow):
         raise MemoryError()
     t = 0
     for j in range(n_layers):
@@ -201,6 +225,8 @@ cdef void update_work_free(UpdateWork* work) noexcept:
     free(work.input_index)
     free(work.conv_scratch)
     free(work.conv_winners)
+    free(work.narrow)
+    work.narrow = NULL
     work.left_offset = work.right_offset = NULL
     work.operands = work.input_value = work.conv_scratch = NULL
     work.task_layer = work.task_row = work.input_index = work.conv_winners = NULL
@@ -294,6 +320,12 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
             task_left = operands + left_offset[layer] + <size_t> row0 * depth
             task_right = operands + left_size + right_offset[layer]
             task_w = W[layer] + <size_t> row0 * n_out
+            if layer > 0 and n_out < NARROW_OUTPUTS and not blas_products():
+                _narrow_task(c, batch, depth, task_right + <size_t> depth * n_out,
+                             readout_input if layer == readout_layer else P[layer - 1],
+                             NULL if layer == readout_layer else N[layer - 1], row0, task_rows, task_w,
+                             <floating*> work.narrow + <size_t> threadid() * NARROW_OUTPUTS * ROW_BLOCK, isa)
+                continue
             _build_left_rows(c, layer, batch,
                              x if layer == 0 else (readout_input if layer == readout_layer else NULL),
                              P, N, row0, task_rows, operands + left_offset[layer])
