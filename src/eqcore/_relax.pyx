@@ -252,9 +252,10 @@ cdef void _top_down_and_update(const Connection* above_c, const floating* above,
                               floating* scratch, int isa) noexcept nogil:
     """h [+]= the top-down input from ``above``, then the (un-nudged, clipped) update of s from h + d.
 
-    Below a narrow dense connection (a 10-class output) the product is cheap
-    and the step is bound by moving the rows of s, h and d through the caches:
-    then both run on 4 rows at a time, which stay in L1 between the two.
+    Below a narrow dense connection (at most 64 units, a 10-class output, mostly
+    zeros at its fixed point) the step sums the top-down input over the non-zero
+    units above itself, in registers (state_update.h); with bfloat16 or BLAS
+    products, product and step run on 4 rows at a time, which stay in L1 between the two.
     """
     cdef int group = rows, r0 = 0, g
     cdef const floating* h_in = h if accumulate else NULL
