@@ -49,7 +49,7 @@ from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections, free_derived,
     unpool,
 )
-from eqcore._gemm cimport blas_products, current_isa, input_gemm, small_gemm, small_gemm_with_transpose
+from eqcore._gemm cimport blas_products, current_isa, input_gemm, small_gemm
 from eqcore._kernels cimport eq_im2row_f32, eq_im2row_f64
 from eqcore._openmp cimport useful_threads
 
@@ -83,7 +83,7 @@ cdef void _build_left_rows(const Connection* c, int j, int batch, const floating
 cdef void _build_right(const Connection* c, int j, bint single, int batch, floating** P, floating** N,
                        double scale, floating* right) noexcept nogil:
     """B_j (depth x n_out): scale (P_j - N_j) when ``single`` (depth batch), else scale [P_j; -N_j];
-    then its transpose B_j^T (n_out x depth), which the product reads for a narrow n_out."""
+    for a narrow n_out then its transpose B_j^T (n_out x depth), which ``_narrow_task`` reads."""
     cdef int n_out = c.n_out
     cdef int depth = batch if single else 2 * batch
     cdef Py_ssize_t r, col
@@ -96,9 +96,10 @@ cdef void _build_right(const Connection* c, int j, bint single, int batch, float
             else:
                 right[r * n_out + col] = s * P[j][r * n_out + col]
                 right[(batch + r) * n_out + col] = -s * N[j][r * n_out + col]
-    for r in range(depth):
-        for col in range(n_out):
-            right_t[col * depth + r] = right[r * n_out + col]
+    if n_out < NARROW_OUTPUTS:
+        for r in range(depth):
+            for col in range(n_out):
+                right_t[col * depth + r] = right[r * n_out + col]
 
 
 cdef void _narrow_task(const Connection* c, int batch, int depth, const floating* right_t,
@@ -334,8 +335,7 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
                            task_w, n_out, input_index + <size_t> threadid() * batch,
                            input_value + <size_t> threadid() * batch, False, isa)
             else:
-                small_gemm_with_transpose(task_rows, n_out, depth, task_left, depth, task_right, n_out,
-                                          task_right + <size_t> depth * n_out, True, task_w, n_out, isa)
+                small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True, task_w, n_out, isa)
         else:
             depth = batch if layer == 0 else 2 * batch
             conv_depth = <size_t> depth * c.hw

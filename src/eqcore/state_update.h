@@ -104,6 +104,12 @@
     int kidx[EQ_TOP_DOWN_MAX_K], nk = 0;                                              \
     T av[EQ_TOP_DOWN_MAX_K];                                                          \
     for (int k = 0; k < K; k++) { kidx[nk] = k; av[nk] = ar[k]; nk += ar[k] != 0; }
+/* Row r's pointers and its list of non-zero units above. */
+#define EQ_TOP_DOWN_ROW(T)                                                            \
+    T *sr = s + (size_t)r * n;                                                        \
+    const T *hr = h == NULL ? NULL : h + (size_t)r * n;                               \
+    const T *dr = d == NULL ? NULL : d + (size_t)r * n;                               \
+    EQ_TOP_DOWN_LIST(T)
 #define EQ_LOAD_VEC(VT) *(const VT *)
 #define EQ_DEFINE_TOP_DOWN_UPDATES(SUFFIX, T, VT, V, VCLIP, ATTR)                     \
     ATTR static void eq_euler_td_##SUFFIX(T *restrict s, const T *restrict h,         \
@@ -112,10 +118,7 @@
                                           const T *restrict wt, int rows, int n,      \
                                           T eps, int clip) {                          \
         for (int r = 0; r < rows; r++) {                                              \
-            T *sr = s + (size_t)r * n;                                                \
-            const T *hr = h == NULL ? NULL : h + (size_t)r * n;                       \
-            const T *dr = d == NULL ? NULL : d + (size_t)r * n;                       \
-            EQ_TOP_DOWN_LIST(T)                                                       \
+            EQ_TOP_DOWN_ROW(T)                                                        \
             int c = 0;                                                                \
             for (; c + (V) <= n; c += (V)) {                                          \
                 EQ_TOP_DOWN_SUM(T, VT, c, EQ_LOAD_VEC(VT))                            \
@@ -136,10 +139,7 @@
                                           const T *restrict wt, int rows, int n,      \
                                           int clip) {                                 \
         for (int r = 0; r < rows; r++) {                                              \
-            T *sr = s + (size_t)r * n;                                                \
-            const T *hr = h == NULL ? NULL : h + (size_t)r * n;                       \
-            const T *dr = d == NULL ? NULL : d + (size_t)r * n;                       \
-            EQ_TOP_DOWN_LIST(T)                                                       \
+            EQ_TOP_DOWN_ROW(T)                                                        \
             int c = 0;                                                                \
             for (; c + (V) <= n; c += (V)) {                                          \
                 EQ_TOP_DOWN_SUM(T, VT, c, EQ_LOAD_VEC(VT))                            \
