@@ -12,7 +12,9 @@ cdef struct UpdateWork:
     int* task_row
     size_t* left_offset      # per connection, into the operands (set by each call)
     size_t* right_offset
-    void* operands           # A_j and B_j (dense), G and R (conv), every connection
+    void* operands           # A_j and B_j (dense), G and R (conv), V (max-pooled conv), every connection
+    int* pool_winners        # the winners of V's values (max-pooled conv), every such connection
+    size_t* winners_offset   # per connection, into pool_winners (set by each call)
     void* input_value        # per thread: one row of x^T compacted
     int* input_index
     void* conv_scratch       # per thread: one example's conv operands

@@ -36,7 +36,12 @@ state's own bottom-up input P(W_j * P_{j-1})). Stacked over examples and
 phases along the depth D: W_j (c_out x patch) += G @ R with
 G = scale_j [U(P_j) | -U(N_j)] (c_out x D) and R the unfolded states below,
 one row per output position (D x patch). Un-pooling keeps sums, so the
-channel biases get the row sums of G.
+channel biases get the row sums of G. With max pooling, G is three quarters
+zeros (and more where states are clipped): the update keeps it pooled instead,
+V = scale_j [P_j | -N_j] (scale_0 (P_0 - N_0) for the clamped input, whose
+winners both phases share) with each value's winner, and adds each non-zero
+value times the patch below its winner to its channel's row of W
+(``eq_max_weight_update``): no unfolded R, and no products with zeros.
 """
 
 from cython cimport floating
@@ -50,13 +55,15 @@ from eqcore._engine cimport (
     unpool,
 )
 from eqcore._gemm cimport blas_products, current_isa, input_gemm, small_gemm
-from eqcore._kernels cimport eq_im2row_f32, eq_im2row_f64
+from eqcore._kernels cimport eq_im2row_f32, eq_im2row_f64, eq_max_weight_update_f32, eq_max_weight_update_f64
 from eqcore._openmp cimport useful_threads
 
 import numpy as np
 
 DEF ROW_BLOCK = 64
 DEF CONV_ROW_BLOCK = 16
+# max pooling: each task unfolds the patches its channels' winners need, so wider blocks unfold fewer twice
+DEF POOLED_ROW_BLOCK = 32
 # Below this many outputs (a 10-class layer) a block of W (rows x n_out) gets its update as
 # B^T @ A^T (n_out x rows, the states below read in place) and transposed into it: as
 # dot products along the batch (K = 2 batch) the horizontal sums cost more than the products.
@@ -140,6 +147,18 @@ cdef void _conv_bias(floating* b, int c_out, size_t depth, const floating* g) no
         b[ch] += total
 
 
+cdef void _pooled_bias(floating* b, int c_out, int windows, int depth, const floating* v) noexcept nogil:
+    # b += the channel sums of V (depth x c_out x windows): un-pooling keeps sums
+    cdef Py_ssize_t ch, e, o
+    cdef floating total
+    for ch in range(c_out):
+        total = 0
+        for e in range(depth):
+            for o in range(windows):
+                total = total + v[(e * c_out + ch) * windows + o]
+        b[ch] += total
+
+
 cdef void _conv_operands(const Connection* c, const floating* below, const floating* above,
                          floating sign_scale, floating* g, floating* rows_out, size_t depth,
                          size_t offset, floating* scratch, int* winners, int isa) noexcept nogil:
@@ -171,7 +190,7 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     ``update_work_free`` (also after a MemoryError).
     """
     cdef int n_layers = chain.n_connections, j, t, row0, block, depth, n_threads
-    cdef size_t operand_size = 0, batch = <size_t> max(max_batch, 1)
+    cdef size_t operand_size = 0, winners_size = 0, batch = <size_t> max(max_batch, 1)
     cdef const Connection* c
     work.max_batch = max_batch
     work.n_tasks = 0
@@ -182,6 +201,11 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
         if c.kind == KIND_DENSE:
             operand_size += (<size_t> c.n_in + 2 * c.n_out) * depth * batch
             work.n_tasks += (c.n_in + ROW_BLOCK - 1) // ROW_BLOCK
+        elif c.pool == POOL_MAX:
+            operand_size += <size_t> c.n_out * depth * batch
+            winners_size += <size_t> c.n_out * depth * batch
+            work.n_tasks += (c.c_out + POOLED_ROW_BLOCK - 1) // POOLED_ROW_BLOCK
+            work.max_winners = max(work.max_winners, <size_t> c.n_out)
         else:
             operand_size += (<size_t> c.c_out + c.patch) * depth * batch * c.hw
             work.n_tasks += (c.c_out + CONV_ROW_BLOCK - 1) // CONV_ROW_BLOCK
@@ -194,6 +218,8 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     work.left_offset = <size_t*> malloc(n_layers * sizeof(size_t))
     work.right_offset = <size_t*> malloc(n_layers * sizeof(size_t))
     work.operands = malloc(max(operand_size, 1) * chain.itemsize)
+    work.pool_winners = <int*> malloc(max(winners_size, 1) * sizeof(int))
+    work.winners_offset = <size_t*> malloc(n_layers * sizeof(size_t))
     work.task_layer = <int*> malloc(work.n_tasks * sizeof(int))
     work.task_row = <int*> malloc(work.n_tasks * sizeof(int))
     work.input_value = malloc(<size_t> n_threads * batch * chain.itemsize)
@@ -203,11 +229,14 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     work.narrow = malloc(<size_t> n_threads * NARROW_OUTPUTS * ROW_BLOCK * chain.itemsize)
     if not (work.left_offset and work.right_offset and work.operands and work.task_layer and work.task_row
             and work.input_value and work.input_index and work.conv_scratch and work.conv_winners
-            and work.narrow):
+            and work.narrow and work.pool_winners and work.winners_offset):
         raise MemoryError()
     t = 0
     for j in range(n_layers):
-        block = ROW_BLOCK if chain.conns[j].kind == KIND_DENSE else CONV_ROW_BLOCK
+        if chain.conns[j].kind == KIND_DENSE:
+            block = ROW_BLOCK
+        else:
+            block = POOLED_ROW_BLOCK if chain.conns[j].pool == POOL_MAX else CONV_ROW_BLOCK
         for row0 in range(0, chain.conns[j].n_in if chain.conns[j].kind == KIND_DENSE else chain.conns[j].c_out,
                           block):
             work.task_layer[t] = j
@@ -227,7 +256,11 @@ cdef void update_work_free(UpdateWork* work) noexcept:
     free(work.conv_scratch)
     free(work.conv_winners)
     free(work.narrow)
+    free(work.pool_winners)
+    free(work.winners_offset)
     work.narrow = NULL
+    work.pool_winners = NULL
+    work.winners_offset = NULL
     work.left_offset = work.right_offset = NULL
     work.operands = work.input_value = work.conv_scratch = NULL
     work.task_layer = work.task_row = work.input_index = work.conv_winners = NULL
@@ -250,7 +283,7 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
     cdef int readout_layer = n_layers - 1 if chain.readout else -1
     cdef int j, t, layer, row0, depth, e, phase, n_threads, task_rows, n_out
     cdef int n_tasks = work.n_tasks
-    cdef size_t left_size = 0, right_size = 0, conv_depth
+    cdef size_t left_size = 0, right_size = 0, winners_size = 0, conv_depth
     cdef size_t per_thread = work.per_thread, max_winners = work.max_winners
     cdef size_t* left_offset = work.left_offset
     cdef size_t* right_offset = work.right_offset
@@ -259,6 +292,8 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
     cdef int* input_index = work.input_index
     cdef floating* conv_scratch = <floating*> work.conv_scratch
     cdef int* conv_winners = work.conv_winners
+    cdef int* pool_winners = work.pool_winners
+    cdef size_t* winners_offset = work.winners_offset
     cdef floating* task_left
     cdef floating* task_right
     cdef floating* task_w
@@ -279,6 +314,12 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
             left_size += <size_t> c.n_in * depth
             right_size += 2 * <size_t> depth * c.n_out
             flops += 2.0 * c.n_in * c.n_out * depth
+        elif c.pool == POOL_MAX:
+            # left: V (depth x n_out); its winners (depth x n_out ints)
+            winners_offset[j] = winners_size
+            left_size += <size_t> depth * c.n_out
+            winners_size += <size_t> depth * c.n_out
+            flops += 2.0 * c.n_out * c.patch * depth  # about a quarter of G @ R's, less the clipped states
         else:
             # left: G (c_out x D); right: R (D x patch), D = depth hw
             conv_depth = <size_t> depth * c.hw
@@ -294,8 +335,17 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
             _build_right(c, j, j == 0 or j == readout_layer, batch, P, N, scales[j], right)
             _dense_bias(Bp[j], c.n_out, batch if (j == 0 or j == readout_layer) else 2 * batch, right)
             continue
-        # conv: G and R, one example (and phase) per iteration, in parallel
+        # conv: G and R (or V and its winners), one example (and phase) per iteration, in parallel
         depth = batch if j == 0 else 2 * batch
+        if c.pool == POOL_MAX:
+            for e in prange(depth, num_threads=n_threads, schedule="static"):
+                phase = e // batch
+                _pooled_example(c, j, e - phase * batch, phase, batch, x, P, N, <floating> scales[j],
+                                operands + left_offset[j] + <size_t> e * c.n_out,
+                                pool_winners + winners_offset[j] + <size_t> e * c.n_out,
+                                conv_scratch + <size_t> threadid() * per_thread, isa)
+            _pooled_bias(Bp[j], c.c_out, c.h_out * c.w_out, depth, operands + left_offset[j])
+            continue
         conv_depth = <size_t> depth * c.hw
         for e in prange(depth, num_threads=n_threads, schedule="static"):
             phase = e // batch  # 0: pos, 1: neg (j > 0 only)
@@ -336,6 +386,13 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
                            input_value + <size_t> threadid() * batch, False, isa)
             else:
                 small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True, task_w, n_out, isa)
+        elif c.pool == POOL_MAX:
+            depth = batch if layer == 0 else 2 * batch
+            task_rows = min(POOLED_ROW_BLOCK, c.c_out - row0)
+            for e in range(depth):
+                _pooled_task(c, layer, e, batch, x, P, N, operands + left_offset[layer] + <size_t> e * c.n_out,
+                             pool_winners + winners_offset[layer] + <size_t> e * c.n_out, row0,
+                             row0 + task_rows, W[layer], conv_scratch + <size_t> threadid() * per_thread, isa)
         else:
             depth = batch if layer == 0 else 2 * batch
             conv_depth = <size_t> depth * c.hw
@@ -469,6 +526,53 @@ cdef void _conv_subtract(const Connection* c, const floating* below, const float
     for ch in range(c.c_out):
         for p in range(c.hw):
             g[ch * depth + offset + p] -= scale * unpooled[ch * c.hw + p]
+
+
+cdef const floating* _below(int j, int e, int batch, const floating* x, floating** P, floating** N,
+                             int n_in) noexcept nogil:
+    """The state below connection j of row e of the depth: x, or P_{j-1} then N_{j-1}."""
+    if j == 0:
+        return x + <size_t> e * n_in
+    if e < batch:
+        return P[j - 1] + <size_t> e * n_in
+    return N[j - 1] + <size_t> (e - batch) * n_in
+
+
+cdef void _pooled_example(const Connection* c, int j, int e, int phase, int batch, const floating* x,
+                          floating** P, floating** N, floating scale, floating* values, int* winners,
+                          floating* scratch, int isa) noexcept nogil:
+    """One example's row of V (n_out values, scaled) and their winners, for a max-pooled connection j.
+
+    j = 0: scale (P_0 - N_0), the winners of x's drive; else +scale P_j with the
+    winners of P_{j-1}'s bottom-up input (phase 0), -scale N_j with N_{j-1}'s (phase 1).
+    ``scratch``: hw (patch + c_out) + n_out values.
+    """
+    cdef const floating* below = _below(j, e + phase * batch, batch, x, P, N, c.n_in)
+    cdef Py_ssize_t i
+    cdef size_t row = <size_t> e * c.n_out
+    bottom_up(c, below, 1, scratch + <size_t> c.hw * (c.patch + c.c_out), winners, scratch, isa)
+    if j == 0:
+        for i in range(c.n_out):
+            values[i] = scale * (P[0][row + i] - N[0][row + i])
+    elif phase == 0:
+        for i in range(c.n_out):
+            values[i] = scale * P[j][row + i]
+    else:
+        for i in range(c.n_out):
+            values[i] = -scale * N[j][row + i]
+
+
+cdef void _pooled_task(const Connection* c, int j, int e, int batch, const floating* x, floating** P,
+                       floating** N, const floating* values, const int* winners, int ch0, int ch1,
+                       floating* w, floating* row, int isa) noexcept nogil:
+    """Rows ch0 .. ch1 - 1 of a max-pooled connection's W += row e of V times the patches below its winners."""
+    cdef const floating* below = _below(j, e, batch, x, P, N, c.n_in)
+    if floating is float:
+        eq_max_weight_update_f32(isa, below, c.c_in, c.h_in, c.w_in, c.k, c.pad, values, winners, c.h_out,
+                                 c.w_out, c.w_conv, ch0, ch1, w, row)
+    else:
+        eq_max_weight_update_f64(isa, below, c.c_in, c.h_in, c.w_in, c.k, c.pad, values, winners, c.h_out,
+                                 c.w_out, c.w_conv, ch0, ch1, w, row)
 
 
 cdef void _parameter_pointers(list weights, list biases, floating** W, floating** Bp, int n) except *:

@@ -7,7 +7,8 @@
  *   transposed  max pooling: eq_max_transposed, from the pooled state;
  *               otherwise per kernel tap, g_cl (rows of hw x c_out) @ W_tap (c_out x c_in)
  *               added into a channels-last map of the layer below
- *   weights     dW (c_out x patch) += G (c_out x D) @ ROWS (D x patch), D = examples x hw
+ *   weights     dW (c_out x patch) += G (c_out x D) @ ROWS (D x patch), D = examples x hw;
+ *               max pooling: eq_max_weight_update, from the pooled values and their winners
  *
  * with patch = c_in k^2, hw = h_conv w_conv, "cl" a channels-last map, and
  * rows the unfolded input, one row per output position (im2row, for the weights only):
@@ -32,27 +33,70 @@
 #include "simd.h"
 
 #define EQ_DEFINE_CONV_MOVES(SUFFIX, ATTR, T)                                         \
+    /* row[(ci k + a) k + b] = in[ci, y + a - pad, x + b - pad] (0 outside the map): the patch of   \
+     * output position (y, x) of one example's c x h x w map. */                     \
+    ATTR static void eq_patch_row_##SUFFIX(const T *in, int c, int h, int w, int k, int pad, int y, \
+                                           int x, T *row) {                           \
+        int x0 = x - pad; /* the input column of tap b = 0 */                         \
+        if (x0 >= 0 && x0 + k <= w && y - pad >= 0 && y - pad + k <= h) {             \
+            /* inside the map (no padding reached): straight copies */                \
+            const T *src = in + (size_t)(y - pad) * w + x0;                           \
+            for (int ci = 0; ci < c; ci++, src += (size_t)h * w)                      \
+                for (int a = 0; a < k; a++, row += k)                                 \
+                    for (int b = 0; b < k; b++) row[b] = src[(size_t)a * w + b];      \
+            return;                                                                   \
+        }                                                                             \
+        for (int ci = 0; ci < c; ci++)                                                \
+            for (int a = 0; a < k; a++, row += k) {                                   \
+                int yi = y + a - pad;                                                 \
+                if (yi < 0 || yi >= h) {                                              \
+                    for (int b = 0; b < k; b++) row[b] = 0;                           \
+                    continue;                                                         \
+                }                                                                     \
+                const T *src = in + ((size_t)ci * h + yi) * w;                        \
+                for (int b = 0; b < k; b++) {                                         \
+                    int xi = x0 + b;                                                  \
+                    row[b] = xi >= 0 && xi < w ? src[xi] : 0;                         \
+                }                                                                     \
+            }                                                                         \
+    }                                                                                 \
     /* rows (one per output position, ld apart) of one example's c x h x w map. */    \
     ATTR static void eq_im2row_##SUFFIX(const T *in, int c, int h, int w, int k,      \
                                         int pad, int hc, int wc, T *rows, size_t ld) { \
         for (int y = 0; y < hc; y++)                                                  \
-            for (int x = 0; x < wc; x++) {                                            \
-                T *out = rows + (size_t)(y * wc + x) * ld;                            \
-                int x0 = x - pad; /* the input column of tap b = 0 */                 \
-                for (int ci = 0; ci < c; ci++)                                        \
-                    for (int a = 0; a < k; a++, out += k) {                           \
-                        int yi = y + a - pad;                                         \
-                        if (yi < 0 || yi >= h) {                                      \
-                            for (int b = 0; b < k; b++) out[b] = 0;                   \
-                            continue;                                                 \
-                        }                                                             \
-                        const T *src = in + ((size_t)ci * h + yi) * w;                \
-                        for (int b = 0; b < k; b++) {                                 \
-                            int xi = x0 + b;                                          \
-                            out[b] = xi >= 0 && xi < w ? src[xi] : 0;                 \
-                        }                                                             \
+            for (int x = 0; x < wc; x++)                                              \
+                eq_patch_row_##SUFFIX(in, c, h, w, k, pad, y, x, rows + (size_t)(y * wc + x) * ld); \
+    }                                                                                 \
+    /*                                                                                \
+     * The weight correlation of one example of a max-pooled connection, for the     \
+     * output channels ch0 .. ch1 - 1: weights (c_out x patch) row ch += v times the  \
+     * patch below the winner of window o, for every non-zero v = values[ch, o]      \
+     * (c_out x ho wo, the state above already scaled). That is W += G @ R for the    \
+     * un-pooled G, whose zeros (three quarters, and the clipped states) cost        \
+     * nothing here. A patch is unfolded into row (patch values) once for all the    \
+     * channels of the block that won at its position.                               \
+     */                                                                               \
+    ATTR static void eq_max_weight_update_##SUFFIX(const T *in, int c, int h, int w, int k, int pad, \
+                                                   const T *values, const int *win, int ho, int wo, \
+                                                   int wc, int ch0, int ch1, T *weights, T *row) { \
+        int windows = ho * wo, patch = c * k * k;                                     \
+        for (int o = 0; o < windows; o++) {                                           \
+            int p0 = 2 * (o / wo) * wc + 2 * (o % wo);                                \
+            for (int q = 0; q < 4; q++) {                                             \
+                int p = p0 + (q / 2) * wc + q % 2, unfolded = 0;                      \
+                for (int ch = ch0; ch < ch1; ch++) {                                  \
+                    size_t i = (size_t)ch * windows + o;                              \
+                    T v = values[i];                                                  \
+                    if (v == 0 || win[i] != p) continue;                              \
+                    if (!unfolded) {                                                  \
+                        eq_patch_row_##SUFFIX(in, c, h, w, k, pad, p / wc, p % wc, row); \
+                        unfolded = 1;                                                 \
                     }                                                                 \
+                    T *wr = weights + (size_t)ch * patch;                             \
+                    for (int t = 0; t < patch; t++) wr[t] += v * row[t];              \
+                }                                                                     \
             }                                                                         \
+        }                                                                             \
     }                                                                                 \
     /* g (c x hc x wc) = the state above routed to its windows' winners, 0 elsewhere. */ \
     ATTR static void eq_unpool_max_##SUFFIX(const T *above, const int *win, int c,    \
@@ -212,6 +256,13 @@ EQ_FOR_EACH_ISA(EQ_DEFINE_CONV_ISA)
                               int hc, int wc, T *rows, size_t ld) {                   \
         EQ_DISPATCH(isa, eq_im2row_##S, (in, c, h, w, k, pad, hc, wc, rows, ld),      \
                     (in, c, h, w, k, pad, hc, wc, rows, ld))                          \
+    }                                                                                 \
+    static void eq_max_weight_update_##S(int isa, const T *in, int c, int h, int w, int k, int pad, \
+                                         const T *values, const int *win, int ho, int wo, int wc, \
+                                         int ch0, int ch1, T *weights, T *row) {      \
+        EQ_DISPATCH(isa, eq_max_weight_update_##S,                                    \
+                    (in, c, h, w, k, pad, values, win, ho, wo, wc, ch0, ch1, weights, row), \
+                    (in, c, h, w, k, pad, values, win, ho, wo, wc, ch0, ch1, weights, row)) \
     }                                                                                 \
     static void eq_unpool_max_##S(int isa, const T *above, const int *win, int c, int hc, \
                                   int wc, T *g) {                                     \
