@@ -355,8 +355,12 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                                                  conns[j].n_out, j > 0, True, 0, conv_scratch, isa)
                             continue
                     elif j + 1 < n_layers:
-                        if conns[j + 1].kind == KIND_CONV and conns[j + 1].pool == POOL_MAX:
-                            # the winners of the current s_j (h[j + 1] is free scratch here)
+                        if (conns[j + 1].kind == KIND_CONV and conns[j + 1].pool == POOL_MAX
+                                and not (j + 1 < relaxing and (step > 0 or parity == 1))):
+                            # the winners of the current s_j (h[j + 1] is free scratch here). When
+                            # layer j + 1 relaxes, its bottom-up input recorded them in the other
+                            # parity, after s_j last moved: only the first sweep's even layers
+                            # (and a layer below a held output) have none yet.
                             bottom_up(&conns[j + 1], s[j], rows, h[j + 1], winners[j + 1],
                                       conv_scratch, isa)
                         _top_down_and_update(&conns[j + 1], s[j + 1], winners[j + 1], rows, s[j], h[j],
