@@ -251,6 +251,8 @@ cdef size_t _conv_scratch(const Connection* c, bint bfloat16) noexcept:
     """
     cdef size_t floats = <size_t> c.hw * (c.patch + c.c_out)
     cdef size_t windows = <size_t> 4 * c.h_out * c.w_out
+    if c.pool == POOL_MAX:  # the map below, a rounded state above, eq_max_transposed's work
+        floats = max(floats, <size_t> c.n_in + 3 * <size_t> c.n_out + c.hw + 1)
     if not bfloat16:
         return floats
     floats += <size_t> eq_bf16_pairs(c.c_in) * eq_bf16_columns(c.hp * c.wp) + <size_t> c.h_conv * (c.k - 1) * c.c_out
@@ -647,13 +649,15 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
             if c.bf16 and c.pool == POOL_MAX:  # the pooled state in bfloat16, in g's (unused) room
                 eq_bf16_round_f32(1, c.n_out, above_row, 0, g, 0)
                 above_row = g
-        if c.pool == POOL_MAX:
+        if c.pool == POOL_MAX:  # its work after the (rounded) state above in g
             if floating is float:
-                eq_max_transposed_f32(isa, above_row, winners + <size_t> r * c.n_out, taps, c.c_out,
-                                      c.h_out, c.w_out, c.w_conv, c.c_in, c.h_in, c.w_in, c.k, c.pad, out_cl)
+                eq_max_transposed_f32(isa, above_row, winners + <size_t> r * c.n_out, taps, c.c_out, c.h_out,
+                                      c.w_out, c.h_conv, c.w_conv, c.c_in, c.h_in, c.w_in, c.k, c.pad,
+                                      g + c.n_out, out_cl)
             else:
-                eq_max_transposed_f64(isa, above_row, winners + <size_t> r * c.n_out, taps, c.c_out,
-                                      c.h_out, c.w_out, c.w_conv, c.c_in, c.h_in, c.w_in, c.k, c.pad, out_cl)
+                eq_max_transposed_f64(isa, above_row, winners + <size_t> r * c.n_out, taps, c.c_out, c.h_out,
+                                      c.w_out, c.h_conv, c.w_conv, c.c_in, c.h_in, c.w_in, c.k, c.pad,
+                                      g + c.n_out, out_cl)
         else:
             if c.pool == POOL_AVG:
                 if floating is float:

@@ -111,8 +111,8 @@ cdef extern from "conv_kernels.h" nogil:
     void eq_unpool_avg_cl_f32(int isa, const float* above, int c, int hc, int wc, float* g)
     void eq_unpool_avg_cl_f64(int isa, const double* above, int c, int hc, int wc, double* g)
     void eq_max_transposed_f32(int isa, const float* above, const int* win, const float* taps,
-                               int c_out, int ho, int wo, int wc, int c_in, int h_in, int w_in,
-                               int k, int pad, float* out_cl)
+                               int c_out, int ho, int wo, int hc, int wc, int c_in, int h_in, int w_in,
+                               int k, int pad, float* work, float* out_cl)
     void eq_max_transposed_f64(int isa, const double* above, const int* win, const double* taps,
-                               int c_out, int ho, int wo, int wc, int c_in, int h_in, int w_in,
-                               int k, int pad, double* out_cl)
+                               int c_out, int ho, int wo, int hc, int wc, int c_in, int h_in, int w_in,
+                               int k, int pad, double* work, double* out_cl)

@@ -189,42 +189,111 @@
                     g[p * c + ch] = q; g[(p + 1) * c + ch] = q;                       \
                     g[(p + wc) * c + ch] = q; g[(p + wc + 1) * c + ch] = q;           \
                 }                                                                     \
-    }                                                                                 \
-    /*                                                                                \
-     * The transposed convolution of a max-unpooled state, from the pooled state     \
-     * itself: each non-zero value above[ch, o] sends above * W[ch, :, a, b] to the  \
-     * positions below its window's winner reaches. out_cl (h_in w_in x c_in) +=;    \
-     * taps (c_out x k x k x c_in) is W with the input channel last. Three quarters  \
-     * of an un-pooled map are zeros, and so are many clipped states: both are       \
-     * skipped (0 * w adds nothing: the weights are finite).                          \
-     */                                                                               \
+    }
+
+/*
+ * The transposed convolution of a max-unpooled state, from the pooled state
+ * itself: out_cl (h_in w_in x c_in, channels last) += at every position below,
+ * the sum over taps (a, b) and over the channels ch whose window's winner is
+ * the convolution's position (y + pad - a, x + pad - b), with value v != 0, of
+ * v * taps[ch, a, b, :] (taps: W as c_out x k x k x c_in). Three quarters of an
+ * un-pooled map are zeros, and so are many clipped states: neither is visited
+ * (0 * w adds nothing: the weights are finite).
+ *
+ * The non-zero values are first listed by their winner's position (a counting
+ * sort: work holds their values, n_out T, then first, hc wc + 1 ints, where
+ * position p's run starts, then their channels, n_out ints). Then, one tap
+ * (a, b) at a time, so that the taps it reads (c_out rows of c_in) stay in L1,
+ * each position p sums its values' products in registers, NV vectors of input
+ * channels at a time with two sets of accumulators taking alternate values
+ * (independent chains of adds), and adds the sum to its position below once.
+ * Scattering each value's k x k x c_in products into out_cl instead (a load and
+ * a store per product) was slower: docs/performance.md, "Conv training on Zen 4".
+ */
+#define EQ_MAX_GATHER_CHUNK(T, VT, V, NV)                                              \
+    for (; c0 + (NV) * (V) <= c_in; c0 += (NV) * (V))                                  \
+        for (int a = 0; a < k; a++)                                                    \
+            for (int b = 0; b < k; b++) {                                              \
+                const T *tap = taps + (size_t)(a * k + b) * c_in + c0;                 \
+                for (int y = 0; y < hc; y++) {                                         \
+                    int yi = y + a - pad;                                              \
+                    if (yi < 0 || yi >= h_in) continue;                                \
+                    for (int x = 0; x < wc; x++) {                                     \
+                        int xi = x + b - pad, i = first[y * wc + x], end = first[y * wc + x + 1]; \
+                        if (xi < 0 || xi >= w_in || i == end) continue;                \
+                        VT s[NV], t[NV];                                               \
+                        for (int u = 0; u < (NV); u++) { s[u] = (VT){0}; t[u] = (VT){0}; } \
+                        for (; i + 1 < end; i += 2) {                                  \
+                            const T *w0 = tap + (size_t)channel[i] * per_channel;      \
+                            const T *w1 = tap + (size_t)channel[i + 1] * per_channel;  \
+                            for (int u = 0; u < (NV); u++) {                           \
+                                s[u] += value[i] * *(const VT *)(w0 + u * (V));        \
+                                t[u] += value[i + 1] * *(const VT *)(w1 + u * (V));    \
+                            }                                                          \
+                        }                                                              \
+                        if (i < end) {                                                 \
+                            const T *w0 = tap + (size_t)channel[i] * per_channel;      \
+                            for (int u = 0; u < (NV); u++) s[u] += value[i] * *(const VT *)(w0 + u * (V)); \
+                        }                                                              \
+                        T *dst = out_cl + ((size_t)yi * w_in + xi) * c_in + c0;        \
+                        for (int u = 0; u < (NV); u++) *(VT *)(dst + u * (V)) += s[u] + t[u]; \
+                    }                                                                  \
+                }                                                                      \
+            }
+
+#define EQ_DEFINE_MAX_TRANSPOSED(SUFFIX, ATTR, T, VT, V)                               \
     ATTR static void eq_max_transposed_##SUFFIX(const T *above, const int *win, const T *taps, \
-                                                int c_out, int ho, int wo, int wc, int c_in, \
-                                                int h_in, int w_in, int k, int pad, T *out_cl) { \
-        for (int ch = 0; ch < c_out; ch++)                                            \
-            for (int o = 0; o < ho * wo; o++) {                                       \
-                T v = above[(size_t)ch * ho * wo + o];                                \
-                if (v == 0) continue;                                                 \
-                int p = win[(size_t)ch * ho * wo + o], y = p / wc, x = p % wc;        \
-                int b_lo = pad - x > 0 ? pad - x : 0;                                 \
-                int b_hi = w_in + pad - x < k ? w_in + pad - x : k;                   \
-                if (b_hi <= b_lo) continue;                                           \
-                for (int a = 0; a < k; a++) {                                         \
-                    int yi = y + a - pad;                                             \
-                    if (yi < 0 || yi >= h_in) continue;                               \
-                    T *dst = out_cl + ((size_t)yi * w_in + x + b_lo - pad) * c_in;    \
-                    const T *w = taps + (((size_t)ch * k + a) * k + b_lo) * c_in;     \
-                    int n = (b_hi - b_lo) * c_in;                                     \
-                    for (int t = 0; t < n; t++) dst[t] += v * w[t];                   \
-                }                                                                     \
-            }                                                                         \
+                                                int c_out, int ho, int wo, int hc, int wc, int c_in, \
+                                                int h_in, int w_in, int k, int pad, T *work, \
+                                                T *out_cl) {                           \
+        int windows = ho * wo, positions = hc * wc, n = 0, c0 = 0;                     \
+        size_t per_channel = (size_t)k * k * c_in;                                     \
+        T *value = work;                                                               \
+        int *first = (int *)(work + (size_t)c_out * windows), *channel = first + positions + 1; \
+        memset(first, 0, sizeof(int) * (positions + 1));                               \
+        for (int i = 0; i < c_out * windows; i++)                                      \
+            if (above[i] != 0) first[win[i] + 1]++;                                    \
+        for (int p = 0; p < positions; p++) first[p + 1] += first[p];                  \
+        for (int ch = 0; ch < c_out; ch++) /* first[p] walks p's run, then is set back */ \
+            for (int o = 0; o < windows; o++) {                                        \
+                size_t i = (size_t)ch * windows + o;                                   \
+                if (above[i] == 0) continue;                                           \
+                int slot = first[win[i]]++;                                            \
+                value[slot] = above[i];                                                \
+                channel[slot] = ch;                                                    \
+                n++;                                                                   \
+            }                                                                          \
+        for (int p = positions; p > 0; p--) first[p] = first[p - 1];                   \
+        first[0] = 0;                                                                  \
+        if (n == 0) return;                                                            \
+        EQ_MAX_GATHER_CHUNK(T, VT, V, 4)                                               \
+        EQ_MAX_GATHER_CHUNK(T, VT, V, 2)                                               \
+        EQ_MAX_GATHER_CHUNK(T, VT, V, 1)                                               \
+        for (; c0 < c_in; c0++) /* the last c_in % V channels, one at a time */        \
+            for (int a = 0; a < k; a++)                                                \
+                for (int b = 0; b < k; b++)                                            \
+                    for (int y = 0; y < hc; y++) {                                     \
+                        int yi = y + a - pad;                                          \
+                        if (yi < 0 || yi >= h_in) continue;                            \
+                        for (int x = 0; x < wc; x++) {                                 \
+                            int xi = x + b - pad;                                      \
+                            if (xi < 0 || xi >= w_in) continue;                        \
+                            const T *tap = taps + (size_t)(a * k + b) * c_in + c0;     \
+                            T sum = 0;                                                 \
+                            for (int i = first[y * wc + x]; i < first[y * wc + x + 1]; i++) \
+                                sum += value[i] * tap[(size_t)channel[i] * per_channel]; \
+                            out_cl[((size_t)yi * w_in + xi) * c_in + c0] += sum;       \
+                        }                                                              \
+                    }                                                                  \
     }
 
 #define EQ_DEFINE_CONV_ISA(SUFFIX, ATTR, FV, FL, DV, DL)                              \
     EQ_DEFINE_CONV_MOVES(f32_##SUFFIX, ATTR, float)                                   \
     EQ_DEFINE_CONV_MOVES(f64_##SUFFIX, ATTR, double)                                  \
     EQ_DEFINE_CONV_CL(f32_##SUFFIX, ATTR, float)                                      \
-    EQ_DEFINE_CONV_CL(f64_##SUFFIX, ATTR, double)
+    EQ_DEFINE_CONV_CL(f64_##SUFFIX, ATTR, double)                                     \
+    EQ_DEFINE_MAX_TRANSPOSED(f32_##SUFFIX, ATTR, float, FV, FL)                       \
+    EQ_DEFINE_MAX_TRANSPOSED(f64_##SUFFIX, ATTR, double, DV, DL)
 EQ_FOR_EACH_ISA(EQ_DEFINE_CONV_ISA)
 
 #define EQ_DEFINE_CONV_DISPATCH(S, T)                                                 \
@@ -246,11 +315,11 @@ EQ_FOR_EACH_ISA(EQ_DEFINE_CONV_ISA)
         EQ_DISPATCH(isa, eq_unpool_avg_cl_##S, (above, c, hc, wc, g), (above, c, hc, wc, g)) \
     }                                                                                 \
     static void eq_max_transposed_##S(int isa, const T *above, const int *win, const T *taps, \
-                                      int c_out, int ho, int wo, int wc, int c_in, int h_in, \
-                                      int w_in, int k, int pad, T *out_cl) {          \
+                                      int c_out, int ho, int wo, int hc, int wc, int c_in, \
+                                      int h_in, int w_in, int k, int pad, T *work, T *out_cl) { \
         EQ_DISPATCH(isa, eq_max_transposed_##S,                                       \
-                    (above, win, taps, c_out, ho, wo, wc, c_in, h_in, w_in, k, pad, out_cl), \
-                    (above, win, taps, c_out, ho, wo, wc, c_in, h_in, w_in, k, pad, out_cl)) \
+                    (above, win, taps, c_out, ho, wo, hc, wc, c_in, h_in, w_in, k, pad, work, out_cl), \
+                    (above, win, taps, c_out, ho, wo, hc, wc, c_in, h_in, w_in, k, pad, work, out_cl)) \
     }                                                                                 \
     static void eq_im2row_##S(int isa, const T *in, int c, int h, int w, int k, int pad, \
                               int hc, int wc, T *rows, size_t ld) {                   \
