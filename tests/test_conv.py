@@ -71,12 +71,15 @@ def test_relax_matches_reference(pool, pad, solver, threads, dtype, kernel, ever
 def test_wide_layers_match_reference(pool, dtype, kernel):
     """Channel counts and map widths that reach every column block and row group of the products.
 
-    59 output channels = 32 + 16 + 8 + 3: the two-vector, one-vector,
-    half-vector and scalar column blocks of every instruction set; a 14-wide
-    map splits into several row groups (at most 12 rows, 6 without AVX-512).
+    123 output channels = 3 x 32 + 16 + 8 + 3: the two-vector, one-vector,
+    half-vector and scalar column blocks of every instruction set, and, as the
+    second layer's input channels, the 4-, 2- and 1-vector blocks and the
+    scalar tail of the max-pooled transposed convolution (64 + 32 + 16 + 11
+    with AVX-512); a 14-wide map splits into several row groups (at most 12
+    rows, 6 without AVX-512). The EP gradient covers the update's kernels.
     """
     input_shape = (3, 16, 16)
-    spec = [("conv", 59, 3, 0, pool), ("conv", 21, 3, 1, pool), ("dense", 7)]
+    spec = [("conv", 123, 3, 0, pool), ("conv", 21, 3, 1, pool), ("dense", 7)]
     net = conv_network(input_shape, spec, dtype, weight_scale=0.5)
     rng = np.random.default_rng(5)
     x = rng.uniform(0, 1, (3, int(np.prod(input_shape)))).astype(dtype)
@@ -87,6 +90,12 @@ def test_wide_layers_match_reference(pool, dtype, kernel):
         expected = reference.chain_relax(input_shape, spec, net.weights, net.biases, x, zeros, 6, 0.5,
                                          0.6, target, solver)
         assert_close_lists(flat(state), expected, dtype)
+    gw, gb = net.ep_gradients(x, target, beta=0.5, free_steps=6, nudged_steps=3, epsilon=0.5, symmetric=True)
+    ew, eb, _ = reference.chain_ep_gradients(input_shape, spec, net.weights, net.biases, x, target, 0.5,
+                                             6, 3, 0.5, True)
+    tolerance = 1e-9 if dtype == np.float64 else 2e-3
+    for g, e in zip(gw + gb, ew + eb):
+        np.testing.assert_allclose(g, e, rtol=tolerance, atol=tolerance)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
