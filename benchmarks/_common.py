@@ -34,6 +34,7 @@ BETA = 1.0
 # to 4x4) -> 10 dense outputs.
 CONV_LAYERS = ((1, 28, 28), eqprop.Conv2d(32, 5, pool="max"), eqprop.Conv2d(64, 5, pool="max"), 10)
 CONV_BATCH = 20
+CONV_PRESET_SWEEPS = 15  # the conv presets' free phase (alternating solver)
 
 
 def skip_combination(arch: str, batch: int) -> None:

@@ -26,8 +26,9 @@ second convolution and its transpose and the dense layer both ways.
 
 from __future__ import annotations
 
-from ._common import (ARCHS, BATCHES, CONV_BATCH, CONV_LAYERS, DTYPES, EPSILON, PRECISIONS, THREADS, best_seconds,
-                      drive_flops, make_conv_problem, make_problem, relax_flops, skip_combination, skip_precision)
+from ._common import (ARCHS, BATCHES, CONV_BATCH, CONV_LAYERS, CONV_PRESET_SWEEPS, DTYPES, EPSILON, PRECISIONS,
+                      THREADS, best_seconds, drive_flops, make_conv_problem, make_problem, relax_flops,
+                      skip_combination, skip_precision)
 
 STEPS = 10
 
@@ -84,6 +85,11 @@ class ConvRelax:
 
     def time_relax_in_place(self, dtype, threads, precision):
         self.engine.free_phase(self.x, self.state, steps=STEPS, epsilon=EPSILON, solver="euler", threads=threads)
+
+    def time_relax_alternating(self, dtype, threads, precision):
+        # the conv presets' free phase: 15 sweeps, max pooling routed by the winners the other parity recorded
+        self.engine.free_phase(self.x, self.state, steps=CONV_PRESET_SWEEPS, epsilon=EPSILON, solver="alternating",
+                               threads=threads)
 
 
 class ConvRelaxGflops:
