@@ -18,9 +18,7 @@ cdef struct UpdateWork:
     void* input_value        # per thread: one row of x^T compacted
     int* input_index
     void* conv_scratch       # per thread: one example's conv operands
-    int* conv_winners
     size_t per_thread        # conv_scratch floats per thread
-    size_t max_winners       # conv_winners ints per thread
     void* narrow             # per thread: the update of a block of a narrow W, transposed
 
 cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int threads) except -1

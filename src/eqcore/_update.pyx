@@ -161,16 +161,15 @@ cdef void _pooled_bias(floating* b, int c_out, int windows, int depth, const flo
 
 cdef void _conv_operands(const Connection* c, const floating* below, const floating* above,
                          floating sign_scale, floating* g, floating* rows_out, size_t depth,
-                         size_t offset, floating* scratch, int* winners, int isa) noexcept nogil:
-    """One example's block of G (c_out x hw at column offset) and of R (hw rows x patch at row offset).
+                         size_t offset, floating* scratch, int isa) noexcept nogil:
+    """One example's block of G (c_out x hw at column offset) and of R (hw rows x patch at row offset),
+    for average or no pooling (max pooling: ``_pooled_example``).
 
-    ``scratch``: at least hw (patch + 2 c_out) values; ``winners``: n_out ints.
+    ``scratch``: at least hw (patch + 2 c_out) values.
     """
     cdef floating* unpooled = scratch + <size_t> c.hw * (c.patch + c.c_out)
     cdef Py_ssize_t ch, p
-    if c.pool == POOL_MAX:  # the winners of this state's own bottom-up input
-        bottom_up(c, below, 1, unpooled, winners, scratch, isa)  # unpooled: scratch for the pooled output
-    unpool(c, above, winners, unpooled, isa)
+    unpool(c, above, NULL, unpooled, isa)
     for ch in range(c.c_out):
         for p in range(c.hw):
             g[ch * depth + offset + p] = sign_scale * unpooled[ch * c.hw + p]
@@ -194,7 +193,6 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     cdef const Connection* c
     work.max_batch = max_batch
     work.n_tasks = 0
-    work.max_winners = 1
     for j in range(n_layers):
         c = &chain.conns[j]
         depth = 1 if (j == 0 or (chain.readout and j == n_layers - 1)) else 2  # times the batch
@@ -205,11 +203,9 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
             operand_size += <size_t> c.n_out * depth * batch
             winners_size += <size_t> c.n_out * depth * batch
             work.n_tasks += (c.c_out + POOLED_ROW_BLOCK - 1) // POOLED_ROW_BLOCK
-            work.max_winners = max(work.max_winners, <size_t> c.n_out)
         else:
             operand_size += (<size_t> c.c_out + c.patch) * depth * batch * c.hw
             work.n_tasks += (c.c_out + CONV_ROW_BLOCK - 1) // CONV_ROW_BLOCK
-            work.max_winners = max(work.max_winners, <size_t> c.n_out)
     n_threads = max(1, min(threads, work.n_tasks))
     work.max_threads = n_threads
     # per thread: one row of x^T compacted (sparse product of layer 0), and
@@ -225,11 +221,10 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     work.input_value = malloc(<size_t> n_threads * batch * chain.itemsize)
     work.input_index = <int*> malloc(<size_t> n_threads * batch * sizeof(int))
     work.conv_scratch = malloc(max(<size_t> n_threads * work.per_thread, 1) * chain.itemsize)
-    work.conv_winners = <int*> malloc(<size_t> n_threads * work.max_winners * sizeof(int))
     work.narrow = malloc(<size_t> n_threads * NARROW_OUTPUTS * ROW_BLOCK * chain.itemsize)
     if not (work.left_offset and work.right_offset and work.operands and work.task_layer and work.task_row
-            and work.input_value and work.input_index and work.conv_scratch and work.conv_winners
-            and work.narrow and work.pool_winners and work.winners_offset):
+            and work.input_value and work.input_index and work.conv_scratch and work.narrow
+            and work.pool_winners and work.winners_offset):
         raise MemoryError()
     t = 0
     for j in range(n_layers):
@@ -254,7 +249,6 @@ cdef void update_work_free(UpdateWork* work) noexcept:
     free(work.input_value)
     free(work.input_index)
     free(work.conv_scratch)
-    free(work.conv_winners)
     free(work.narrow)
     free(work.pool_winners)
     free(work.winners_offset)
@@ -263,7 +257,7 @@ cdef void update_work_free(UpdateWork* work) noexcept:
     work.winners_offset = NULL
     work.left_offset = work.right_offset = NULL
     work.operands = work.input_value = work.conv_scratch = NULL
-    work.task_layer = work.task_row = work.input_index = work.conv_winners = NULL
+    work.task_layer = work.task_row = work.input_index = NULL
 
 
 cdef bint ep_update(Chain chain, const Connection* conns, int batch, const floating* x,
@@ -284,14 +278,13 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
     cdef int j, t, layer, row0, depth, e, phase, n_threads, task_rows, n_out
     cdef int n_tasks = work.n_tasks
     cdef size_t left_size = 0, right_size = 0, winners_size = 0, conv_depth
-    cdef size_t per_thread = work.per_thread, max_winners = work.max_winners
+    cdef size_t per_thread = work.per_thread
     cdef size_t* left_offset = work.left_offset
     cdef size_t* right_offset = work.right_offset
     cdef floating* operands = <floating*> work.operands
     cdef floating* input_value = <floating*> work.input_value
     cdef int* input_index = work.input_index
     cdef floating* conv_scratch = <floating*> work.conv_scratch
-    cdef int* conv_winners = work.conv_winners
     cdef int* pool_winners = work.pool_winners
     cdef size_t* winners_offset = work.winners_offset
     cdef floating* task_left
@@ -352,8 +345,7 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
             _conv_example(c, j, e - phase * batch, phase, batch, x, P, N, <floating> scales[j],
                           operands + left_offset[j], operands + left_size + right_offset[j],
                           conv_depth, <size_t> e * c.hw,
-                          conv_scratch + <size_t> threadid() * per_thread,
-                          conv_winners + <size_t> threadid() * max_winners, isa)
+                          conv_scratch + <size_t> threadid() * per_thread, isa)
         _conv_bias(Bp[j], c.c_out, conv_depth, operands + left_offset[j])
     for j in range(n_layers):
         for col in range(conns[j].c_out if conns[j].kind == KIND_CONV else conns[j].n_out):
@@ -496,33 +488,24 @@ def apply_ep_update(Chain chain, const floating[:, ::1] x, list pos, list neg,
 cdef void _conv_example(const Connection* c, int j, int e, int phase, int batch,
                         const floating* x, floating** P, floating** N, floating scale,
                         floating* g, floating* rows_out, size_t depth, size_t offset,
-                        floating* scratch, int* winners, int isa) noexcept nogil:
-    cdef const floating* below
-    cdef const floating* above
+                        floating* scratch, int isa) noexcept nogil:
+    cdef const floating* below = _below(j, e + phase * batch, batch, x, P, N, c.n_in)
     if j == 0:
-        # the clamped input is the same in both phases, and so are the winners:
-        # G = scale (U(P_0) - U(N_0)) in one block of depth batch
-        below = x + <size_t> e * c.n_in
-        _conv_operands(c, below, P[0] + <size_t> e * c.n_out, scale, g, rows_out, depth, offset,
-                       scratch, winners, isa)
-        _conv_subtract(c, below, N[0] + <size_t> e * c.n_out, scale, g, depth, offset, scratch,
-                       winners, isa)
-        return
-    if phase == 0:
-        _conv_operands(c, P[j - 1] + <size_t> e * c.n_in, P[j] + <size_t> e * c.n_out, scale, g,
-                       rows_out, depth, offset, scratch, winners, isa)
+        # the clamped input is the same in both phases: G = scale (U(P_0) - U(N_0)) in one block of depth batch
+        _conv_operands(c, below, P[0] + <size_t> e * c.n_out, scale, g, rows_out, depth, offset, scratch, isa)
+        _conv_subtract(c, N[0] + <size_t> e * c.n_out, scale, g, depth, offset, scratch, isa)
+    elif phase == 0:
+        _conv_operands(c, below, P[j] + <size_t> e * c.n_out, scale, g, rows_out, depth, offset, scratch, isa)
     else:
-        _conv_operands(c, N[j - 1] + <size_t> e * c.n_in, N[j] + <size_t> e * c.n_out, -scale, g,
-                       rows_out, depth, offset, scratch, winners, isa)
+        _conv_operands(c, below, N[j] + <size_t> e * c.n_out, -scale, g, rows_out, depth, offset, scratch, isa)
 
 
-cdef void _conv_subtract(const Connection* c, const floating* below, const floating* above,
-                         floating scale, floating* g, size_t depth, size_t offset,
-                         floating* scratch, int* winners, int isa) noexcept nogil:
-    """G's block -= scale U(above), with the winners already recorded for ``below``."""
+cdef void _conv_subtract(const Connection* c, const floating* above, floating scale, floating* g,
+                         size_t depth, size_t offset, floating* scratch, int isa) noexcept nogil:
+    """G's block -= scale U(above) (average or no pooling)."""
     cdef floating* unpooled = scratch + <size_t> c.hw * (2 * c.patch + c.c_out)
     cdef Py_ssize_t ch, p
-    unpool(c, above, winners, unpooled, isa)
+    unpool(c, above, NULL, unpooled, isa)
     for ch in range(c.c_out):
         for p in range(c.hw):
             g[ch * depth + offset + p] -= scale * unpooled[ch * c.hw + p]

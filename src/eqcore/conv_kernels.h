@@ -246,7 +246,7 @@
                                                 int c_out, int ho, int wo, int hc, int wc, int c_in, \
                                                 int h_in, int w_in, int k, int pad, T *work, \
                                                 T *out_cl) {                           \
-        int windows = ho * wo, positions = hc * wc, n = 0, c0 = 0;                     \
+        int windows = ho * wo, positions = hc * wc, c0 = 0;                     \
         size_t per_channel = (size_t)k * k * c_in;                                     \
         T *value = work;                                                               \
         int *first = (int *)(work + (size_t)c_out * windows), *channel = first + positions + 1; \
@@ -254,6 +254,7 @@
         for (int i = 0; i < c_out * windows; i++)                                      \
             if (above[i] != 0) first[win[i] + 1]++;                                    \
         for (int p = 0; p < positions; p++) first[p + 1] += first[p];                  \
+        if (first[positions] == 0) return; /* no non-zero value above */               \
         for (int ch = 0; ch < c_out; ch++) /* first[p] walks p's run, then is set back */ \
             for (int o = 0; o < windows; o++) {                                        \
                 size_t i = (size_t)ch * windows + o;                                   \
@@ -261,11 +262,9 @@
                 int slot = first[win[i]]++;                                            \
                 value[slot] = above[i];                                                \
                 channel[slot] = ch;                                                    \
-                n++;                                                                   \
             }                                                                          \
         for (int p = positions; p > 0; p--) first[p] = first[p - 1];                   \
         first[0] = 0;                                                                  \
-        if (n == 0) return;                                                            \
         EQ_MAX_GATHER_CHUNK(T, VT, V, 4)                                               \
         EQ_MAX_GATHER_CHUNK(T, VT, V, 2)                                               \
         EQ_MAX_GATHER_CHUNK(T, VT, V, 1)                                               \
