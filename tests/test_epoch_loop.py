@@ -167,6 +167,29 @@ def test_conv_chain(dtype, threads, every_thread_runs):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("solver", ["euler", "alternating", "fixed-point"])
+@pytest.mark.parametrize("algorithm", ["positive", "centered"])
+def test_max_pooled_chain_hands_its_winners_to_the_update(algorithm, solver, threads, every_thread_runs):
+    """The compiled loop's update takes the max-pool winners the relaxation recorded (or computed at its
+    end); the Python loop's finds them itself: both must be those of the final states, at every depth
+    (the alternating solver records them for odd layers only)."""
+    rng = np.random.default_rng(2)
+    x = rng.random((29, 1, 12, 12))
+    labels = rng.integers(0, 3, 29)
+    layers = [(1, 12, 12), Conv2d(2, 3, padding=1, pool="max"), Conv2d(3, 3, padding=1, pool="max"),
+              Conv2d(4, 2, pool="max"), 3]
+    runs = []
+    for compiled in (True, False):
+        trainer = eqprop.Trainer(eqprop.EqPropNetwork(layers, seed=4), beta=0.5, free_steps=4, nudged_steps=3,
+                                 epsilon=0.5, learning_rates=[0.2, 0.1, 0.1, 0.05], batch_size=8, seed=3,
+                                 threads=threads, algorithm=algorithm, solver=solver)
+        trainer._compiled_epochs = compiled
+        trainer.fit(x, labels, epochs=2, progress=False)
+        runs.append(trainer)
+    assert_same_run(*runs)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 def test_threads_batch_size_one_and_a_batch_larger_than_the_data(threads, every_thread_runs):
     train_both(threads=threads, dtype="float32")
     train_both(threads=threads, batch_size=1, data=make_data(n=13))

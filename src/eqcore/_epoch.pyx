@@ -12,7 +12,9 @@ without returning to Python. For every mini-batch b of the shuffled ``order``:
 2. refresh the derived weight layouts from the parameters as the previous
    update left them (_engine.refresh_derived);
 3. the free phase (``relax_chunks``, _relax.pyx); a non-finite state stops
-   the loop here (``FAILED_FREE_PHASE``) before anything is written;
+   the loop here (``FAILED_FREE_PHASE``) before anything is written; each
+   phase leaves the max-pool winners of its final states where the update
+   reads them (float32 and float64 chains: the update convolves no more);
 4. errors and cost of the free output (squared error, or the cross-entropy of
    a readout chain), the particles written back;
 5. the nudged phase from a copy of the free state with ``betas[b]`` (the
@@ -25,8 +27,9 @@ without returning to Python. For every mini-batch b of the shuffled ``order``:
 
 Every step calls the functions the Python loop's entry points call, with the
 same arguments, in the same order and with the same row blocks over the
-threads, so both loops give bitwise the same parameters, particles and
-statistics (tests/test_epoch_loop.py). Scratch is allocated once per call.
+threads (the max-pool winners aside: the same values, found by the
+relaxation instead of the update), so both loops give bitwise the same
+parameters, particles and statistics (tests/test_epoch_loop.py). Scratch is allocated once per call.
 Between mini-batches the loop takes the GIL for a moment to run Python's signal
 handlers, so Ctrl-C stops it at the next mini-batch, as it stops the Python
 loop (the epoch is then incomplete in either case).
@@ -39,10 +42,12 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 from eqcore._batch cimport all_finite, gather_examples, gather_rows, scatter_rows, score_output
-from eqcore._engine cimport Chain, Connection, derived_connections, free_derived, refresh_derived
+from eqcore._engine cimport (
+    KIND_CONV, POOL_MAX, Chain, Connection, derived_connections, free_derived, refresh_derived,
+)
 from eqcore._gemm cimport BF16_OFF, current_bf16, current_isa
 from eqcore._relax cimport RelaxWork, relax_chunks, relax_work_alloc, relax_work_free
-from eqcore._update cimport UpdateWork, ep_update, update_work_alloc, update_work_free
+from eqcore._update cimport UpdateWork, ep_update, pooled_winners, update_work_alloc, update_work_free
 
 cdef enum:
     _FAILED_NONE = 0
@@ -141,6 +146,10 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
     cdef double* scales = NULL
     cdef Connection* conns = NULL
     cdef Connection* update_conns = NULL
+    cdef bint reuse_winners = not chain.bfloat16
+    cdef int** free_winners = NULL
+    cdef int** pos_winners = NULL
+    cdef int** neg_winners = NULL
     cdef RelaxWork relax_work
     cdef UpdateWork update_work
     cdef floating** negative
@@ -195,7 +204,11 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
         UP = <floating**> malloc(n_layers * sizeof(floating*))
         UN = <floating**> malloc(n_layers * sizeof(floating*))
         scales = <double*> malloc(n_layers * sizeof(double))
-        if not (widths and S and P and N and UP and UN and particle_rows and W and Bp and scales):
+        free_winners = <int**> malloc(n_layers * sizeof(int*))
+        pos_winners = <int**> malloc(n_layers * sizeof(int*))
+        neg_winners = <int**> malloc(n_layers * sizeof(int*))
+        if not (widths and S and P and N and UP and UN and particle_rows and W and Bp and scales
+                and free_winners and pos_winners and neg_winners):
             raise MemoryError()
         for j in range(n_layers):
             widths[j] = chain.layer_sizes[j + 1]
@@ -232,9 +245,11 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
         if chain.readout:
             UP[n_layers - 1] = &target_buffer[0, 0]
             UN[n_layers - 1] = S[n_layers - 1]
-        # a bfloat16 chain relaxes on bfloat16 copies, but the update reads the float32 layouts
-        # (conv: the winners of the float32 convolution), as apply_ep_update does
         conns = derived_connections(chain, True, current_bf16() if chain.bfloat16 else BF16_OFF)
+        # a bfloat16 chain relaxes on bfloat16 copies, but its update finds the max-pool winners with
+        # the float32 convolution, as apply_ep_update does: the rounding of the bfloat16 one switches
+        # near-ties between the two nudged states, noise the contrast divides by beta. Otherwise the
+        # relaxation hands the update the winners it recorded (or computes them at its end).
         update_conns = derived_connections(chain, False) if chain.bfloat16 else conns
         relax_work_alloc(&relax_work, chain, batch_size, threads, False)
         update_work_alloc(&update_work, chain, batch_size, threads)
@@ -255,9 +270,22 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                 refresh_derived(conns, n_layers, item, threads)
                 if update_conns != conns:
                     refresh_derived(update_conns, n_layers, item, threads)
+                # where the phases leave the max-pool winners of the states the update contrasts
+                for j in range(n_layers):
+                    free_winners[j] = pos_winners[j] = neg_winners[j] = NULL
+                    if conns[j].kind == KIND_CONV and conns[j].pool == POOL_MAX and reuse_winners:
+                        if j == 0:  # x's drive, computed by the free phase
+                            free_winners[j] = pooled_winners(conns, n_layers, &update_work, m, j, 0)
+                            continue
+                        pos_winners[j] = pooled_winners(conns, n_layers, &update_work, m, j, 0)
+                        if centered:
+                            neg_winners[j] = pooled_winners(conns, n_layers, &update_work, m, j, 1)
+                        else:
+                            free_winners[j] = pooled_winners(conns, n_layers, &update_work, m, j, 1)
                 # 3. the free phase, which fills the drive
                 relax_chunks(chain, conns, &x_buffer[0, 0], S, NULL, &drive[0, 0], m, free_steps, flops,
-                             epsilon, 0.0, solver, threads, False, False, &relax_work, isa)
+                             epsilon, 0.0, solver, threads, False, False, &relax_work,
+                             free_winners if reuse_winners else NULL, isa)
                 finite = True
                 for j in range(n_layers):
                     if finite and not all_finite(S[j], <size_t> m * widths[j]):
@@ -282,14 +310,14 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                     memcpy(P[j], S[j], <size_t> m * widths[j] * item)
                 relax_chunks(chain, conns, &x_buffer[0, 0], P, &target_buffer[0, 0], &drive[0, 0], m,
                              nudged_steps, flops, epsilon, beta, solver, threads, True, False,
-                             &relax_work, isa)
+                             &relax_work, pos_winners if reuse_winners else NULL, isa)
                 spread = beta
                 if centered:
                     for j in range(n_layers):
                         memcpy(N[j], S[j], <size_t> m * widths[j] * item)
                     relax_chunks(chain, conns, &x_buffer[0, 0], N, &target_buffer[0, 0], &drive[0, 0], m,
                                  nudged_steps, flops, epsilon, -beta, solver, threads, True, False,
-                                 &relax_work, isa)
+                                 &relax_work, neg_winners if reuse_winners else NULL, isa)
                     spread = 2.0 * beta
                 # 6. the update
                 for j in range(n_layers):
@@ -297,7 +325,7 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                 if chain.readout:  # the cost gradient: no spread divides it
                     scales[n_layers - 1] = rates[n_layers - 1] / m
                 if not ep_update(chain, update_conns, m, &x_buffer[0, 0], UP, UN, scales, W, Bp, threads,
-                                 &update_work, isa, S[n_layers - 2] if chain.readout else NULL):
+                                 &update_work, isa, S[n_layers - 2] if chain.readout else NULL, reuse_winners):
                     failure = _FAILED_UPDATE
                     break
     finally:
@@ -317,6 +345,9 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
         free(Bp)
         free(scales)
         free(nudged)
+        free(free_winners)
+        free(pos_winners)
+        free(neg_winners)
     if failure == _FAILED_NONE:
         b = stop
     return b - start, failure, errors, cost

@@ -10,6 +10,7 @@ cdef struct RelaxWork:
     void** chunk_s           # max_chunks * n_layers state pointers
     void** chunk_h           # max_chunks * n_layers net-input pointers
     int** chunk_winners      # max_chunks * n_layers max-pool winner pointers
+    int** chunk_winners_out  # max_chunks * n_layers: where each block's final winners go
     void* scratch            # floats: the net inputs, a drive if the caller has none, conv scratch
     int* int_scratch         # the winners
     int* input_index         # the sparse drive's column indices, n_in per chunk
@@ -23,4 +24,4 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
                        const floating* target, floating* drive, int batch, int steps,
                        double flops_per_example, double epsilon, double beta, int solver,
                        int threads, bint drive_ready, bint clamp_output, RelaxWork* work,
-                       int isa) noexcept nogil
+                       int** winners_out, int isa) noexcept nogil

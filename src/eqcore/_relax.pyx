@@ -289,13 +289,15 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                       int rows, int steps, floating epsilon, floating beta, int solver,
                       floating* drive, bint compute_drive, floating* conv_scratch,
                       int* input_index, bint linear_output, bint clamp_output, bint readout,
-                      int isa) noexcept nogil:
+                      int** winners_out, int isa) noexcept nogil:
     """Relax ``rows`` examples whose layer states start at the pointers ``s``.
 
     With ``clamp_output`` the output is set to ``target`` and held there while
     the hidden layers relax (beta is 0 then). With ``readout`` the last
     connection is the softmax readout: s_1 .. s_L relax, the nudge reaches s_L
-    through it (beta != 0), and its slot ends holding p.
+    through it (beta != 0), and its slot ends holding p. ``winners_out``
+    (NULL, or per connection NULL or these rows' first row) receives the
+    max-pool winners of the final states (``_final_winners``).
     """
     cdef int step, j, parity
     cdef int relaxing = n_layers - 1 if (clamp_output or readout) else n_layers  # the layers that move
@@ -379,6 +381,34 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                                       rows, conns[j].n_out, beta, not (linear_output and j == n_layers - 1), isa)
     if readout:  # the readout's slot: p at the final s_L
         _readout(&conns[last], s[last - 1], NULL, rows, 0, h[last], s[last], conv_scratch, isa)
+    if winners_out != NULL:
+        _final_winners(conns, n_layers, x, s, h, winners, rows, steps, solver, compute_drive, relaxing,
+                       conv_scratch, winners_out, isa)
+
+
+cdef void _final_winners(const Connection* conns, int n_layers, const floating* x, floating** s, floating** h,
+                         int** winners, int rows, int steps, int solver, bint drive_computed, int relaxing,
+                         floating* conv_scratch, int** winners_out, int isa) noexcept nogil:
+    """winners_out[j] = the max-pool winners of connection j's bottom-up input at the final state below.
+
+    The relaxation has them where it recorded them after the state below last
+    moved: the drive's when this call computed it, and with the alternating
+    and fixed-point solvers those of every odd relaxing layer (its parity
+    runs after the even layer below it). The others are computed here; h[j]
+    is free by now and receives the pooled values.
+    """
+    cdef int j
+    cdef bint recorded
+    for j in range(n_layers):
+        if winners_out[j] == NULL or winners[j] == NULL:
+            continue
+        if j == 0:
+            recorded = drive_computed
+        else:
+            recorded = solver != 0 and steps > 0 and j % 2 == 1 and j < relaxing
+        if not recorded:
+            bottom_up(&conns[j], x if j == 0 else s[j - 1], rows, h[j], winners[j], conv_scratch, isa)
+        memcpy(winners_out[j], winners[j], <size_t> rows * conns[j].n_out * sizeof(int))
 
 
 cdef void _column_split_drive(const Connection* conns, const floating* x, int batch, floating* drive,
@@ -430,12 +460,13 @@ cdef int relax_work_alloc(RelaxWork* work, Chain chain, int max_batch, int threa
     work.chunk_s = <void**> malloc(<size_t> chunks * n_layers * sizeof(void*))
     work.chunk_h = <void**> malloc(<size_t> chunks * n_layers * sizeof(void*))
     work.chunk_winners = <int**> malloc(<size_t> chunks * n_layers * sizeof(int*))
+    work.chunk_winners_out = <int**> malloc(<size_t> chunks * n_layers * sizeof(int*))
     work.bf16_width = max(chain.layer_sizes) if chain.bfloat16 else 0
     work.scratch = malloc(max(rows * h_per_row + chunks * _conv_per_chunk(chain, work, max(max_batch, 1)), 1)
                           * chain.itemsize)
     work.int_scratch = <int*> malloc(max(rows * winners_per_row, 1) * sizeof(int))
     work.input_index = <int*> malloc(<size_t> chunks * chain.conns[0].n_in * sizeof(int))
-    if not (work.chunk_s and work.chunk_h and work.chunk_winners and work.scratch and work.int_scratch
+    if not (work.chunk_s and work.chunk_h and work.chunk_winners and work.chunk_winners_out and work.scratch and work.int_scratch
             and work.input_index):
         raise MemoryError()
     return 0
@@ -445,11 +476,12 @@ cdef void relax_work_free(RelaxWork* work) noexcept:
     free(work.chunk_s)
     free(work.chunk_h)
     free(work.chunk_winners)
+    free(work.chunk_winners_out)
     free(work.scratch)
     free(work.int_scratch)
     free(work.input_index)
     work.chunk_s = work.chunk_h = NULL
-    work.chunk_winners = NULL
+    work.chunk_winners = work.chunk_winners_out = NULL
     work.scratch = NULL
     work.int_scratch = work.input_index = NULL
 
@@ -458,11 +490,14 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
                        const floating* target, floating* drive, int batch, int steps,
                        double flops_per_example, double epsilon, double beta, int solver,
                        int threads, bint drive_ready, bint clamp_output, RelaxWork* work,
-                       int isa) noexcept nogil:
+                       int** winners_out, int isa) noexcept nogil:
     """Relax the states S[j] (batch x n_j, C order) in place: the body of ``relax_batch``.
 
     ``conns`` are the chain's derived connections (transposes included),
     current for the parameters; ``drive`` is NULL when ``work`` owns one.
+    ``winners_out`` (NULL, or per connection NULL or a batch x n_out int
+    array) receives the max-pool winners of the final states, as the update
+    needs them (_update.pooled_winners); with it, 0 steps still fill it.
     Arguments are not checked: ``batch`` must not exceed ``work.max_batch``
     nor ``threads`` the threads it was allocated for.
     """
@@ -473,12 +508,14 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
     cdef floating** chunk_s = <floating**> work.chunk_s
     cdef floating** chunk_h = <floating**> work.chunk_h
     cdef int** chunk_winners = work.chunk_winners
+    cdef int** chunk_out
     cdef floating* chunk_scratch
     cdef int* chunk_ints
     cdef const floating* chunk_target
     cdef floating* chunk_drive
-    if batch <= 0 or steps <= 0:
+    if batch <= 0 or (steps <= 0 and winners_out == NULL):
         return
+    steps = max(steps, 0)
     n_chunks = useful_threads(threads, flops_per_example * steps * batch, batch)
     chunk_rows = (batch + n_chunks - 1) // n_chunks
     n_chunks = (batch + chunk_rows - 1) // chunk_rows
@@ -521,12 +558,19 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
                 chunk_drive = drive + <size_t> r0 * conns[0].n_out
             else:
                 chunk_drive = chunk_scratch + conv_per_chunk
+            chunk_out = NULL
+            if winners_out != NULL:
+                chunk_out = &work.chunk_winners_out[c * n_layers]
+                for j in range(n_layers):
+                    chunk_out[j] = NULL
+                    if winners_out[j] != NULL:
+                        chunk_out[j] = winners_out[j] + <size_t> r0 * conns[j].n_out
             _relax_rows(conns, n_layers, x + <size_t> r0 * conns[0].n_in, &chunk_s[c * n_layers],
                         &chunk_h[c * n_layers], &chunk_winners[c * n_layers], chunk_target,
                         rows, steps, <floating> epsilon, <floating> beta, solver,
                         chunk_drive, not drive_ready, chunk_scratch,
                         work.input_index + <size_t> c * conns[0].n_in, chain.linear_output,
-                        clamp_output, chain.readout, isa)
+                        clamp_output, chain.readout, chunk_out, isa)
 
 
 def relax_batch(Chain chain, const floating[:, ::1] x, list state,
@@ -602,7 +646,7 @@ def relax_batch(Chain chain, const floating[:, ::1] x, list state,
         relax_work_alloc(&work, chain, batch, max(threads, 1), drive_ptr == NULL)
         with nogil:
             relax_chunks(chain, conns, &x[0, 0], S, target_ptr, drive_ptr, batch, steps, flops, epsilon, beta,
-                         solver, threads, drive_ready, clamp_output, &work, isa)
+                         solver, threads, drive_ready, clamp_output, &work, NULL, isa)
     finally:
         free_derived(conns, n_layers)
         free(S)

@@ -24,7 +24,9 @@ cdef struct UpdateWork:
 cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int threads) except -1
 cdef void update_work_free(UpdateWork* work) noexcept
 
+cdef int* pooled_winners(const Connection* conns, int n_layers, UpdateWork* work, int batch, int j,
+                         int phase) noexcept nogil
 cdef bint ep_update(Chain chain, const Connection* conns, int batch, const floating* x,
                     floating** P, floating** N, const double* scales, floating** W,
                     floating** Bp, int threads, UpdateWork* work, int isa,
-                    const floating* readout_input) noexcept nogil
+                    const floating* readout_input, bint winners_ready) noexcept nogil

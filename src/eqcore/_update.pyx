@@ -260,24 +260,42 @@ cdef void update_work_free(UpdateWork* work) noexcept:
     work.task_layer = work.task_row = work.input_index = NULL
 
 
+cdef int* pooled_winners(const Connection* conns, int n_layers, UpdateWork* work, int batch, int j,
+                         int phase) noexcept nogil:
+    """Where ``ep_update`` keeps the winners of max-pooled connection j's rows of V: batch x n_out ints.
+
+    Phase 0: those of P_{j-1}'s bottom-up input (for j = 0, of x's drive),
+    phase 1 (j > 0): N_{j-1}'s. A caller that has them (the relaxation
+    records them) writes them here and calls ``ep_update`` with ``winners_ready``.
+    """
+    cdef size_t offset = 0
+    cdef int i
+    for i in range(j):
+        if conns[i].kind == KIND_CONV and conns[i].pool == POOL_MAX:
+            offset += <size_t> (batch if i == 0 else 2 * batch) * conns[i].n_out
+    return work.pool_winners + offset + <size_t> phase * batch * conns[j].n_out
+
+
 cdef bint ep_update(Chain chain, const Connection* conns, int batch, const floating* x,
                     floating** P, floating** N, const double* scales, floating** W,
                     floating** Bp, int threads, UpdateWork* work, int isa,
-                    const floating* readout_input) noexcept nogil:
+                    const floating* readout_input, bint winners_ready) noexcept nogil:
     """The body of ``apply_ep_update``: W[j] += ..., Bp[j] += ... in place; returns whether the biases are finite.
 
     P[j], N[j] are the (batch x n_j) states, ``conns`` the chain's derived
-    connections (``derived_connections``, with or without transposes), current
-    for the parameters. With the chain's readout, ``readout_input`` is the
-    free (batch x n_L) state below it (else NULL). Arguments are not checked:
-    ``batch`` must not exceed ``work.max_batch`` nor ``threads`` the threads it
-    was allocated for.
+    float32 or float64 connections (``derived_connections``, with or without
+    transposes), current for the parameters. With the
+    chain's readout, ``readout_input`` is the free (batch x n_L) state below it
+    (else NULL). With ``winners_ready`` the max-pool winners are already where
+    ``pooled_winners`` says, and no convolution is run. Arguments are not
+    checked: ``batch`` must not exceed ``work.max_batch`` nor ``threads`` the
+    threads it was allocated for.
     """
     cdef int n_layers = chain.n_connections
     cdef int readout_layer = n_layers - 1 if chain.readout else -1
     cdef int j, t, layer, row0, depth, e, phase, n_threads, task_rows, n_out
     cdef int n_tasks = work.n_tasks
-    cdef size_t left_size = 0, right_size = 0, winners_size = 0, conv_depth
+    cdef size_t left_size = 0, right_size = 0, conv_depth
     cdef size_t per_thread = work.per_thread
     cdef size_t* left_offset = work.left_offset
     cdef size_t* right_offset = work.right_offset
@@ -309,9 +327,8 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
             flops += 2.0 * c.n_in * c.n_out * depth
         elif c.pool == POOL_MAX:
             # left: V (depth x n_out); its winners (depth x n_out ints)
-            winners_offset[j] = winners_size
+            winners_offset[j] = pooled_winners(conns, n_layers, work, batch, j, 0) - pool_winners
             left_size += <size_t> depth * c.n_out
-            winners_size += <size_t> depth * c.n_out
             flops += 2.0 * c.n_out * c.patch * depth  # about a quarter of G @ R's, less the clipped states
         else:
             # left: G (c_out x D); right: R (D x patch), D = depth hw
@@ -335,8 +352,8 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
                 phase = e // batch
                 _pooled_example(c, j, e - phase * batch, phase, batch, x, P, N, <floating> scales[j],
                                 operands + left_offset[j] + <size_t> e * c.n_out,
-                                pool_winners + winners_offset[j] + <size_t> e * c.n_out,
-                                conv_scratch + <size_t> threadid() * per_thread, isa)
+                                pool_winners + winners_offset[j] + <size_t> e * c.n_out, winners_ready,
+                                conv_scratch + <size_t> threadid() * per_thread, per_thread // 2, isa)
             _pooled_bias(Bp[j], c.c_out, c.h_out * c.w_out, depth, operands + left_offset[j])
             continue
         conv_depth = <size_t> depth * c.hw
@@ -474,7 +491,7 @@ def apply_ep_update(Chain chain, const floating[:, ::1] x, list pos, list neg,
         update_work_alloc(&work, chain, batch, max(threads, 1))
         with nogil:
             finite = ep_update(chain, conns, batch, &x[0, 0], P, N, &scales[0], W, Bp, threads, &work, isa,
-                               readout_ptr)
+                               readout_ptr, False)
     finally:
         free_derived(conns, n_layers)
         free(W)
@@ -523,17 +540,20 @@ cdef const floating* _below(int j, int e, int batch, const floating* x, floating
 
 cdef void _pooled_example(const Connection* c, int j, int e, int phase, int batch, const floating* x,
                           floating** P, floating** N, floating scale, floating* values, int* winners,
-                          floating* scratch, int isa) noexcept nogil:
-    """One example's row of V (n_out values, scaled) and their winners, for a max-pooled connection j.
+                          bint winners_ready, floating* scratch, size_t half, int isa) noexcept nogil:
+    """One example's row of V (n_out values, scaled) and, unless ``winners_ready``, their winners,
+    for a max-pooled connection j.
 
     j = 0: scale (P_0 - N_0), the winners of x's drive; else +scale P_j with the
     winners of P_{j-1}'s bottom-up input (phase 0), -scale N_j with N_{j-1}'s (phase 1).
-    ``scratch``: hw (patch + c_out) + n_out values.
+    ``scratch``: 2 ``half`` values, ``half`` (the chain's conv scratch) for the
+    convolution and then its pooled output.
     """
     cdef const floating* below = _below(j, e + phase * batch, batch, x, P, N, c.n_in)
     cdef Py_ssize_t i
     cdef size_t row = <size_t> e * c.n_out
-    bottom_up(c, below, 1, scratch + <size_t> c.hw * (c.patch + c.c_out), winners, scratch, isa)
+    if not winners_ready:
+        bottom_up(c, below, 1, scratch + half, winners, scratch, isa)
     if j == 0:
         for i in range(c.n_out):
             values[i] = scale * (P[0][row + i] - N[0][row + i])
