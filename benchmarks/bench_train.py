@@ -172,6 +172,6 @@ class TrainerEpoch:
 class TrainerEpochPythonLoop(TrainerEpoch):
     """``TrainerEpoch`` through the Python loop (one compiled call per phase of every mini-batch)."""
 
-    def setup(self, threads):
-        super().setup(threads)
+    def setup(self, threads, precision):
+        super().setup(threads, precision)
         self.trainer._compiled_epochs = False
