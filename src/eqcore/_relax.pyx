@@ -466,8 +466,8 @@ cdef int relax_work_alloc(RelaxWork* work, Chain chain, int max_batch, int threa
                           * chain.itemsize)
     work.int_scratch = <int*> malloc(max(rows * winners_per_row, 1) * sizeof(int))
     work.input_index = <int*> malloc(<size_t> chunks * chain.conns[0].n_in * sizeof(int))
-    if not (work.chunk_s and work.chunk_h and work.chunk_winners and work.chunk_winners_out and work.scratch and work.int_scratch
-            and work.input_index):
+    if not (work.chunk_s and work.chunk_h and work.chunk_winners and work.chunk_winners_out and work.scratch
+            and work.int_scratch and work.input_index):
         raise MemoryError()
     return 0
 
