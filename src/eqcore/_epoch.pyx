@@ -29,7 +29,8 @@ Every step calls the functions the Python loop's entry points call, with the
 same arguments, in the same order and with the same row blocks over the
 threads (the max-pool winners aside: the same values, found by the
 relaxation instead of the update), so both loops give bitwise the same
-parameters, particles and statistics (tests/test_epoch_loop.py). Scratch is allocated once per call.
+parameters, particles and statistics (tests/test_epoch_loop.py). Scratch is
+allocated once per call.
 Between mini-batches the loop takes the GIL for a moment to run Python's signal
 handlers, so Ctrl-C stops it at the next mini-batch, as it stops the Python
 loop (the epoch is then incomplete in either case).
