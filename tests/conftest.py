@@ -66,6 +66,23 @@ def kernel(request):
     set_gemm_path("skinny", "best")
 
 
+CONV_KERNELS = KERNELS + ["skinny/best/winograd", "skinny/avx2/winograd", "skinny/portable/winograd",
+                          "blas/best/winograd"]
+
+
+@pytest.fixture(params=CONV_KERNELS)
+def conv_kernel(request):
+    """``kernel`` for conv networks: every product path with the direct convolution (the ``auto``
+    choice, which is direct for the small test networks), and with Winograd's forced (restored after)."""
+    from eqcore._gemm import set_gemm_path
+
+    parts = request.param.split("/")
+    path, isa, conv = parts[0], parts[1] if len(parts) > 1 else "best", parts[2] if len(parts) > 2 else "auto"
+    set_gemm_path(path, isa, conv=conv)
+    yield request.param
+    set_gemm_path("skinny", "best")
+
+
 @pytest.fixture
 def every_thread_runs():
     """Start every requested thread even for tiny test problems (restored after)."""

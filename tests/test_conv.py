@@ -2,8 +2,9 @@
 
 The reference (tests/reference.py, ``chain_*``) is written from the equations
 of eqprop.layers: cross-correlation with zero padding, 2x2 max / average
-pooling, their transposes. Every instruction set (``kernel`` fixture) and
-thread counts 1 and 2 are compared in float64 and float32.
+pooling, their transposes. Every instruction set, both bottom-up convolution
+algorithms (direct and Winograd's: the ``conv_kernel`` fixture) and thread
+counts 1 and 2 are compared in float64 and float32.
 """
 
 import numpy as np
@@ -56,7 +57,7 @@ def assert_close_lists(got, expected, dtype):
 @pytest.mark.parametrize("solver", ["euler", "alternating", "fixed-point"])
 @pytest.mark.parametrize("pad", [0, 1])
 @pytest.mark.parametrize("pool", POOLS, ids=POOL_IDS)
-def test_relax_matches_reference(pool, pad, solver, threads, dtype, kernel, every_thread_runs):
+def test_relax_matches_reference(pool, pad, solver, threads, dtype, conv_kernel, every_thread_runs):
     net, input_shape, spec, x, target = problem(pool, pad, dtype)
     zeros = [np.zeros((x.shape[0], n), dtype=dtype) for n in net.layer_sizes]
     for beta, t in ((0.0, None), (0.6, target)):
@@ -68,7 +69,7 @@ def test_relax_matches_reference(pool, pad, solver, threads, dtype, kernel, ever
 
 
 @pytest.mark.parametrize("pool", POOLS, ids=POOL_IDS)
-def test_wide_layers_match_reference(pool, dtype, kernel):
+def test_wide_layers_match_reference(pool, dtype, conv_kernel):
     """Channel counts and map widths that reach every column block and row group of the products.
 
     123 output channels = 3 x 32 + 16 + 8 + 3: the two-vector, one-vector,
@@ -102,7 +103,7 @@ def test_wide_layers_match_reference(pool, dtype, kernel):
 @pytest.mark.parametrize("symmetric", [False, True])
 @pytest.mark.parametrize("pad", [0, 1])
 @pytest.mark.parametrize("pool", POOLS, ids=POOL_IDS)
-def test_ep_gradients_match_reference(pool, pad, symmetric, threads, dtype, kernel, every_thread_runs):
+def test_ep_gradients_match_reference(pool, pad, symmetric, threads, dtype, conv_kernel, every_thread_runs):
     net, input_shape, spec, x, target = problem(pool, pad, dtype)
     gw, gb = net.ep_gradients(x, target, beta=0.5, free_steps=15, nudged_steps=5, epsilon=0.5,
                               symmetric=symmetric, threads=threads)
@@ -117,7 +118,7 @@ def test_ep_gradients_match_reference(pool, pad, symmetric, threads, dtype, kern
 
 
 @pytest.mark.parametrize("pool", POOLS, ids=POOL_IDS)
-def test_train_step_applies_the_reference_update(pool, dtype, kernel):
+def test_train_step_applies_the_reference_update(pool, dtype, conv_kernel):
     net, input_shape, spec, x, target = problem(pool, 1, dtype)
     ew, eb, _ = reference.chain_ep_gradients(input_shape, spec, net.weights, net.biases, x, target, 0.5,
                                              10, 4, 0.5)
@@ -127,6 +128,36 @@ def test_train_step_applies_the_reference_update(pool, dtype, kernel):
     tolerance = 1e-10 if dtype == np.float64 else 2e-4
     for k, (after, old, grad) in enumerate(zip(net.weights + net.biases, before, ew + eb)):
         np.testing.assert_allclose(after, old - rates[k % 3] * grad, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "winograd"])
+def test_all_zero_fields_keep_their_max_pool_ties(algorithm, dtype):
+    """Where a state below is zero over an output's whole receptive field, the output is exactly 0.
+
+    Those ties (common: clipped states) go to each window's first position. The
+    state below starts zero on a block wider than the windows' fields, so the top-down
+    input it gets after one step depends on the winners there; Winograd's transforms
+    would round those zeros into noise and move the winners.
+    """
+    from eqcore._gemm import set_gemm_path
+
+    input_shape = (3, 8, 8)
+    spec = [("conv", 16, 3, 1, None), ("conv", 8, 5, 0, "max"), ("dense", 4)]
+    net = conv_network(input_shape, spec, dtype)
+    rng = np.random.default_rng(11)
+    x = rng.uniform(0, 1, (2, int(np.prod(input_shape)))).astype(dtype)
+    s1 = rng.uniform(0.1, 1, (2, 16, 8, 8))
+    s1[:, :, :6, :6] = 0.0  # the conv map's top-left 2x2 outputs see only zeros
+    init = [s1.reshape(2, -1).astype(dtype), rng.uniform(0.2, 1, (2, 8 * 2 * 2)).astype(dtype),
+            rng.uniform(0, 1, (2, 4)).astype(dtype)]
+    set_gemm_path("skinny", "best", conv=algorithm)
+    try:
+        state = net.relax(x, steps=1, epsilon=0.5, init=init, solver="euler")
+    finally:
+        set_gemm_path("skinny", "best")
+    expected = reference.chain_relax(input_shape, spec, net.weights, net.biases, x, init, 1, 0.5, 0.0, None,
+                                     "euler")
+    assert_close_lists(flat(state), expected, dtype)
 
 
 def test_image_and_flat_inputs_give_identical_results():

@@ -33,8 +33,10 @@ def main() -> None:
     parser.add_argument("--loop", choices=["compiled", "python"], default="compiled")
     parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--bf16", choices=["best", "amx", "native", "fallback"], default="best")
+    parser.add_argument("--conv", choices=["auto", "direct", "winograd"], default="auto",
+                        help="the bottom-up convolutions' algorithm (eqcore.set_gemm_path)")
     args = parser.parse_args()
-    eqcore.set_gemm_path("skinny", "best", bf16=args.bf16)
+    eqcore.set_gemm_path("skinny", "best", bf16=args.bf16, conv=args.conv)
     preset = PRESETS[args.preset]
     data = load_dataset(preset.dataset)
     x, labels = data.x_train[:args.examples], data.y_train[:args.examples]
@@ -47,6 +49,7 @@ def main() -> None:
     def report(trainer: eqprop.Trainer, record) -> None:
         now = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         kernel = f" ({eqcore.gemm_path()['bf16']})" if args.precision == "bfloat16" else ""
+        kernel += f" conv {args.conv}"
         print(f"{args.preset} {args.precision}{kernel} {args.loop} loop, {args.threads} threads, epoch {record.epoch}: "
               f"{record.examples_per_second:,.0f} examples/s, {now - faults[0]} minor page faults", flush=True)
         faults[0] = now

@@ -27,6 +27,11 @@ has those too, amx_kernels.h); on AMX the max-pooled transposed convolution is
 a tile product as well, and the other transposed convolutions multiply the
 rounded values with the float32 kernels.
 
+The bottom-up convolution is direct (one shifted product per row of the map)
+or Winograd's F(m x m, k x k) (winograd.h: transformed tiles, alpha^2 small
+products, and back), chosen per connection by ``_winograd_tile`` when the
+derived layouts are made.
+
 Adding a connection kind: a new KIND_ value in _engine.pxd, its geometry check
 in Chain, its branch in bottom_up / top_down / unpool (and in the update's
 weight gradient, _update.pyx), and a reference test (docs/architecture.md).
@@ -40,7 +45,8 @@ from libc.string cimport memcpy, memmove, memset
 from cython.parallel cimport prange
 
 from eqcore._gemm cimport (
-    BF16_FALLBACK, BF16_NATIVE, amx_active, bf16_gemm, small_gemm, small_gemm_with_transpose,
+    BF16_FALLBACK, BF16_NATIVE, CONV_DIRECT, CONV_WINOGRAD, amx_active, bf16_gemm, conv_algorithm,
+    current_isa, small_gemm, small_gemm_with_transpose,
 )
 from eqcore._kernels cimport (
     eq_bf16_bits, eq_bf16_columns, eq_bf16_pack_channel_pairs_last_native, eq_bf16_pack_pairs_native,
@@ -50,7 +56,8 @@ from eqcore._kernels cimport (
     eq_pool_avg_cl_f32, eq_pool_avg_cl_f64, eq_pool_max_cl_f32, eq_pool_max_cl_f64,
     eq_shifted_f32, eq_shifted_f64, eq_transpose_f32, eq_transpose_f64, eq_unpool_avg_cl_f32,
     eq_unpool_avg_cl_f64, eq_unpool_avg_f32, eq_unpool_avg_f64, eq_unpool_max_f32,
-    eq_unpool_max_f64,
+    eq_unpool_max_f64, eq_wino_input_f32, eq_wino_input_f64, eq_wino_matrices, eq_wino_output_f32,
+    eq_wino_output_f64, eq_wino_scratch, eq_wino_tile, eq_wino_weights_f32, eq_wino_weights_f64,
 )
 
 import numpy as np
@@ -253,6 +260,9 @@ cdef size_t _conv_scratch(const Connection* c, bint bfloat16) noexcept:
     cdef size_t windows = <size_t> 4 * c.h_out * c.w_out
     if c.pool == POOL_MAX:  # the map below, a rounded state above, eq_max_transposed's work
         floats = max(floats, <size_t> c.n_in + 3 * <size_t> c.n_out + c.hw + 1)
+    if eq_wino_tile(c.k):  # the rounded map below (bfloat16), Winograd's work, the conv map
+        floats = max(floats, (<size_t> c.n_in if bfloat16 else 0)
+                     + eq_wino_scratch(c.c_in, c.c_out, c.k, c.h_conv, c.w_conv) + <size_t> c.hw * c.c_out)
     if not bfloat16:
         return floats
     floats += <size_t> eq_bf16_pairs(c.c_in) * eq_bf16_columns(c.hp * c.wp) + <size_t> c.h_conv * (c.k - 1) * c.c_out
@@ -380,6 +390,9 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
         conns[j].weights_t_bf = NULL
         conns[j].offsets_bf = NULL
         conns[j].conv_amx = False
+        conns[j].wino_m = 0
+        conns[j].wino_u = NULL
+        conns[j].wino_mats = NULL
     try:
         for j in range(n):
             c = &conns[j]
@@ -406,12 +419,66 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
                 if c.conv_amx and c.weights_taps != NULL and c.pool == POOL_MAX:
                     c.weights_t_bf = _checked_malloc(<size_t> eq_bf16_pairs(c.c_out)
                                                      * eq_bf16_columns(c.patch) * sizeof(uint32_t))
+            c.wino_m = _winograd_tile(c, bf16)
+            if c.wino_m:
+                _winograd_layouts(c, item)
+                if c.weights_bf != NULL:  # the direct convolution's bfloat16 operands go unused
+                    free(c.weights_bf)
+                    free(c.offsets_bf)
+                    c.weights_bf = NULL
+                    c.offsets_bf = NULL
     except MemoryError:
         free_derived(conns, n)
         raise
     with nogil:
         refresh_derived(conns, n, item, threads)
     return conns
+
+
+# Winograd's "auto" choice: below this many input channels the products are too
+# short for the transforms to pay.
+DEF WINOGRAD_MIN_CHANNELS = 8
+
+
+cdef int _winograd_tile(const Connection* c, int bf16) noexcept:
+    """The tile side m with which conv connection ``c`` runs Winograd's F(m x m, k x k), 0 for direct."""
+    cdef int m = eq_wino_tile(c.k), algorithm = conv_algorithm()
+    if m == 0 or algorithm == CONV_DIRECT or c.conv_amx:
+        return 0
+    if algorithm == CONV_WINOGRAD:
+        return m
+    if bf16 == BF16_NATIVE or c.c_in < WINOGRAD_MIN_CHANNELS:
+        return 0
+    return m
+
+
+cdef void _winograd_layouts(Connection* c, size_t item) except *:
+    """Allocate U and the transforms of F(m x m, k x k) (``c.wino_m`` set); the transforms are filled here,
+    U by ``refresh_derived``."""
+    cdef int m = c.wino_m, alpha = c.wino_m + c.k - 1, i
+    cdef int sizes = m * alpha + alpha * alpha + alpha * c.k
+    cdef double mats[192]  # 3 matrices of at most 8 x 8 (winograd.h: alpha <= 8)
+    c.wino_u = _checked_malloc(<size_t> alpha * alpha * c.c_in * c.c_out * item
+                               + <size_t> alpha * c.k * c.c_out * item)  # U, then its refresh's work
+    c.wino_mats = _checked_malloc(<size_t> sizes * item)
+    eq_wino_matrices(m, c.k, mats, mats + m * alpha + alpha * alpha, mats + m * alpha)
+    for i in range(sizes):
+        if item == 4:
+            (<float*> c.wino_mats)[i] = <float> mats[i]
+        else:
+            (<double*> c.wino_mats)[i] = mats[i]
+
+
+cdef void _refresh_winograd(Connection* c, size_t item) noexcept nogil:
+    """U = G W G^T for every (input, output) channel pair, from ``weights_t`` (as the products read it)."""
+    cdef int alpha = c.wino_m + c.k - 1, isa = current_isa()
+    cdef size_t g_at = <size_t> c.wino_m * alpha + alpha * alpha, work = <size_t> alpha * alpha * c.c_in * c.c_out
+    if item == 4:
+        eq_wino_weights_f32(isa, <const float*> c.weights_t, c.c_in, c.c_out, c.k, alpha,
+                            <const float*> c.wino_mats + g_at, <float*> c.wino_u, <float*> c.wino_u + work)
+    else:
+        eq_wino_weights_f64(isa, <const double*> c.weights_t, c.c_in, c.c_out, c.k, alpha,
+                            <const double*> c.wino_mats + g_at, <double*> c.wino_u, <double*> c.wino_u + work)
 
 
 cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=1) noexcept nogil:
@@ -456,6 +523,8 @@ cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=1) 
             _transpose(<const double*> c.weights, c.c_out, c.patch, <double*> c.weights_t)
             if c.weights_taps != NULL:
                 _kernel_taps(<const double*> c.weights, c.c_out, c.c_in, c.k * c.k, <double*> c.weights_taps)
+        if c.wino_u != NULL:
+            _refresh_winograd(c, item)
 
 
 cdef extern from "<stdlib.h>" nogil:
@@ -482,6 +551,8 @@ cdef void free_derived(Connection* conns, int n) noexcept:
         free(conns[j].weights_bf)
         free(conns[j].weights_t_bf)
         free(conns[j].offsets_bf)
+        free(conns[j].wino_u)
+        free(conns[j].wino_mats)
         if conns[j].bias_full != conns[j].biases:
             free(conns[j].bias_full)
     free(conns)
@@ -508,6 +579,39 @@ cdef void _native_convolution(const Connection* c, const float* src, uint32_t* p
                         conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets_bf)
 
 
+cdef void _winograd_convolution(const Connection* c, const floating* src, floating* work, floating* conv,
+                                int isa) noexcept nogil:
+    """conv (hw x c_out, channels last) = W * src by Winograd's F(m x m, k x k) (winograd.h), for one example.
+
+    ``work`` holds ``eq_wino_scratch`` items: the padded map channels-last,
+    V, M and two byte masks.
+    """
+    cdef int m = c.wino_m, alpha = c.wino_m + c.k - 1, pos
+    cdef int tiles = ((c.h_conv + m - 1) // m) * ((c.w_conv + m - 1) // m)
+    cdef int hx = (c.h_conv + m - 1) // m * m + c.k - 1, wx = (c.w_conv + m - 1) // m * m + c.k - 1
+    cdef int a2 = alpha * alpha
+    cdef const floating* at = <const floating*> c.wino_mats
+    cdef const floating* u = <const floating*> c.wino_u
+    cdef floating* v = work + <size_t> hx * wx * c.c_in
+    cdef floating* mm = v + <size_t> a2 * tiles * c.c_in
+    cdef unsigned char* field = <unsigned char*> (mm + <size_t> a2 * tiles * c.c_out)
+    cdef unsigned char* any_input = field + c.hw
+    if floating is float:
+        eq_wino_input_f32(isa, src, c.c_in, c.h_in, c.w_in, c.pad, c.k, m, at + m * alpha, c.h_conv, c.w_conv,
+                          work, any_input, field, v)
+    else:
+        eq_wino_input_f64(isa, src, c.c_in, c.h_in, c.w_in, c.pad, c.k, m, at + m * alpha, c.h_conv, c.w_conv,
+                          work, any_input, field, v)
+    for pos in range(a2):
+        small_gemm(tiles, c.c_out, c.c_in, v + <size_t> pos * tiles * c.c_in, c.c_in,
+                   u + <size_t> pos * c.c_in * c.c_out, c.c_out, False, mm + <size_t> pos * tiles * c.c_out,
+                   c.c_out, isa)
+    if floating is float:
+        eq_wino_output_f32(isa, mm, c.c_out, c.k, m, at, c.h_conv, c.w_conv, field, conv)
+    else:
+        eq_wino_output_f64(isa, mm, c.c_out, c.k, m, at, c.h_conv, c.w_conv, field, conv)
+
+
 cdef void bottom_up(const Connection* c, const floating* below, int rows, floating* out,
                     int* winners, floating* scratch, int isa) noexcept nogil:
     """out (rows x n_out) = the bottom-up input of the layer above; records max-pool winners.
@@ -524,11 +628,14 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
     A conv connection runs as a direct convolution: for each row of the output
     map, the shifted-product kernel broadcasts the patch values from the
     (padded) input map and accumulates all output channels in registers, into
-    a channels-last map that the pooling reads.
+    a channels-last map that the pooling reads. With ``wino_m`` set it runs
+    Winograd's algorithm instead (``_winograd_convolution``; its work follows
+    the rounded map below in bfloat16), into the same map.
     """
     cdef const floating* wt = <const floating*> c.weights_t
     cdef const floating* src
     cdef floating* conv
+    cdef floating* work = NULL
     cdef floating* dst
     cdef int r, y
     cdef bint rounded = False, native = False
@@ -547,32 +654,42 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
         rounded = c.bf16 != 0
         native = c.bf16 == BF16_NATIVE and c.weights_bf != NULL
     conv = scratch + (<size_t> c.c_in * c.hp * c.wp if c.pad or rounded else 0)
-    if native:  # the pair map below after the padded map, then the convolution
+    if c.wino_m:
+        work = scratch + (<size_t> c.n_in if rounded else 0)
+        conv = work + eq_wino_scratch(c.c_in, c.c_out, c.k, c.h_conv, c.w_conv)
+    elif native:  # the pair map below after the padded map, then the convolution
         pairs = <uint32_t*> conv
         conv = conv + <size_t> eq_bf16_pairs(c.c_in) * eq_bf16_columns(c.hp * c.wp)
     for r in range(rows):
         src = below + <size_t> r * c.n_in
-        if c.pad:
+        if c.wino_m:
             if floating is float:
-                eq_pad_map_f32(isa, src, c.c_in, c.h_in, c.w_in, c.pad, scratch)
-            else:
-                eq_pad_map_f64(isa, src, c.c_in, c.h_in, c.w_in, c.pad, scratch)
-            src = scratch
-        if native:
-            if floating is float:
-                _native_convolution(c, src, pairs, conv)
-        else:
-            if floating is float:
-                if rounded:  # the map below in bfloat16 (in place when padded)
-                    eq_bf16_round_f32(1, c.c_in * c.hp * c.wp, src, 0, scratch, 0)
+                if rounded:  # the map below in bfloat16
+                    eq_bf16_round_f32(1, c.n_in, src, 0, scratch, 0)
                     src = scratch
-            for y in range(c.h_conv):
+            _winograd_convolution(c, src, work, conv, isa)
+        else:
+            if c.pad:
                 if floating is float:
-                    eq_shifted_f32(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
-                                   conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)
+                    eq_pad_map_f32(isa, src, c.c_in, c.h_in, c.w_in, c.pad, scratch)
                 else:
-                    eq_shifted_f64(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
-                                   conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)
+                    eq_pad_map_f64(isa, src, c.c_in, c.h_in, c.w_in, c.pad, scratch)
+                src = scratch
+            if native:
+                if floating is float:
+                    _native_convolution(c, src, pairs, conv)
+            else:
+                if floating is float:
+                    if rounded:  # the map below in bfloat16 (in place when padded)
+                        eq_bf16_round_f32(1, c.c_in * c.hp * c.wp, src, 0, scratch, 0)
+                        src = scratch
+                for y in range(c.h_conv):
+                    if floating is float:
+                        eq_shifted_f32(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
+                                       conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)
+                    else:
+                        eq_shifted_f64(isa, c.w_conv, c.c_out, c.patch, src + <size_t> y * c.wp, wt, c.c_out,
+                                       conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets)
         dst = out + <size_t> r * c.n_out
         if c.pool == POOL_MAX:
             if floating is float:

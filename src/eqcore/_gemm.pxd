@@ -16,6 +16,14 @@ cdef enum:
 cdef int current_bf16() noexcept nogil
 cdef bint amx_active() noexcept nogil
 
+# How the bottom-up convolutions run (set_gemm_path(..., conv=...)), read per call.
+cdef enum:
+    CONV_AUTO = 0      # Winograd where it pays (_engine._winograd_tile), else direct
+    CONV_DIRECT = 1    # the direct convolution (dense_kernels.h, bf16_kernels.h)
+    CONV_WINOGRAD = 2  # Winograd wherever the kernel size allows it (winograd.h)
+
+cdef int conv_algorithm() noexcept nogil
+
 cdef void bf16_gemm(int mode, int rows, int n, int k, const float* a, int lda, const void* b,
                     const float* bt, bint accumulate, float* c, int ldc, float* scratch,
                     int* idx, bint sparse_input, int isa) noexcept nogil

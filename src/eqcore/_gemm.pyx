@@ -73,6 +73,15 @@ cdef bint _cpu_amx = _cpu_bf16 and eq_amx_available()
 cdef bint _amx_allowed = True
 
 
+# The bottom-up convolution's algorithm (set_gemm_path(..., conv=...)).
+cdef int _conv_algorithm = CONV_AUTO
+_CONV_NAMES = {CONV_AUTO: "auto", CONV_DIRECT: "direct", CONV_WINOGRAD: "winograd"}
+
+
+cdef int conv_algorithm() noexcept nogil:
+    return _conv_algorithm
+
+
 cdef bint amx_active() noexcept nogil:
     """Whether the native bfloat16 products run on AMX tiles (read per call, like current_bf16)."""
     return _cpu_amx and _amx_allowed
@@ -227,7 +236,7 @@ def sparse_threshold() -> float:
     return _max_sparse_density
 
 
-def set_gemm_path(str path, str isa="best", str bf16="best") -> None:
+def set_gemm_path(str path, str isa="best", str bf16="best", str conv="auto") -> None:
     """Choose the relaxation's matrix product: ``"skinny"`` (default) or ``"blas"``.
 
     ``isa`` caps the instruction set of every kernel (products, convolutions,
@@ -239,10 +248,15 @@ def set_gemm_path(str path, str isa="best", str bf16="best") -> None:
     AVX512_BF16 for the rest), else AVX512_BF16 where the CPU has it, when
     ``isa`` allows AVX-512; ``"amx"`` is ``"best"``; ``"native"`` keeps to the
     AVX512_BF16 vector instructions; ``"fallback"`` always rounds the operands
-    and runs the float32 products of ``path`` and ``isa``. Not thread-safe: call it while no
-    relaxation runs.
+    and runs the float32 products of ``path`` and ``isa``. ``conv`` chooses the
+    bottom-up convolutions: ``"auto"`` runs Winograd's F(m x m, k x k) where
+    it is faster (kernels of 2 to 7 with at least 8 input channels, in float64,
+    float32 and bfloat16 without AVX512_BF16 products), else the direct
+    convolution; ``"direct"`` and ``"winograd"`` force one (``"winograd"``
+    still leaves kernels of 1 or above 7, and AMX convolutions, direct).
+    Not thread-safe: call it while no relaxation runs.
     """
-    global _use_blas, _isa, _bf16_native_allowed, _amx_allowed
+    global _use_blas, _isa, _bf16_native_allowed, _amx_allowed, _conv_algorithm
     if path not in ("skinny", "blas"):
         raise ValueError(f"path must be 'skinny' or 'blas'; got {path!r}")
     levels = {"best": -1, "portable": 0, "avx2": 1, "avx512": 2}
@@ -250,6 +264,10 @@ def set_gemm_path(str path, str isa="best", str bf16="best") -> None:
         raise ValueError(f"isa must be one of {sorted(levels)}; got {isa!r}")
     if bf16 not in ("best", "amx", "native", "fallback"):
         raise ValueError(f"bf16 must be 'best', 'amx', 'native' or 'fallback'; got {bf16!r}")
+    conv_codes = {name: code for code, name in _CONV_NAMES.items()}
+    if conv not in conv_codes:
+        raise ValueError(f"conv must be 'auto', 'direct' or 'winograd'; got {conv!r}")
+    _conv_algorithm = conv_codes[conv]
     _use_blas = path == "blas"
     best = eq_best_isa()
     _isa = best if levels[isa] < 0 else min(levels[isa], best)
@@ -277,10 +295,11 @@ def gemm_path() -> dict:
         ``"avx2"`` or ``"portable"``) and ``bf16``: how precision="bfloat16"
         multiplies, ``"amx"`` (AMX tiles for the dense products, AVX512_BF16
         for the rest), ``"avx512bf16"`` (the native vector instructions) or
-        ``"fallback"`` (rounded operands, the float32 products).
+        ``"fallback"`` (rounded operands, the float32 products); ``conv``:
+        ``"auto"``, ``"direct"`` or ``"winograd"`` (``set_gemm_path``).
     """
     return {"path": "blas" if _use_blas else "skinny", "isa": _ISA_NAMES[_isa],
-            "bf16": _bf16_kernel_name()}
+            "bf16": _bf16_kernel_name(), "conv": _CONV_NAMES[_conv_algorithm]}
 
 
 def _bf16_kernel_name() -> str:

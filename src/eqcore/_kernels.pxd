@@ -116,3 +116,22 @@ cdef extern from "conv_kernels.h" nogil:
     void eq_max_transposed_f64(int isa, const double* above, const int* win, const double* taps,
                                int c_out, int ho, int wo, int hc, int wc, int c_in, int h_in, int w_in,
                                int k, int pad, double* work, double* out_cl)
+
+cdef extern from "winograd.h" nogil:
+    int eq_wino_tile(int k)
+    void eq_wino_matrices(int m, int k, double* at, double* g, double* bt)
+    size_t eq_wino_scratch(int c_in, int c_out, int k, int hc, int wc)
+    void eq_wino_weights_f32(int isa, const float* wt, int c_in, int c_out, int k, int alpha,
+                             const float* g, float* u, float* tmp)
+    void eq_wino_weights_f64(int isa, const double* wt, int c_in, int c_out, int k, int alpha,
+                             const double* g, double* u, double* tmp)
+    void eq_wino_input_f32(int isa, const float* src, int c, int h, int w, int pad, int k, int m,
+                           const float* bt, int hc, int wc, float* cl, unsigned char* any,
+                           unsigned char* field, float* v)
+    void eq_wino_input_f64(int isa, const double* src, int c, int h, int w, int pad, int k, int m,
+                           const double* bt, int hc, int wc, double* cl, unsigned char* any,
+                           unsigned char* field, double* v)
+    void eq_wino_output_f32(int isa, const float* mm, int c, int k, int m, const float* at, int hc, int wc,
+                            const unsigned char* field, float* conv)
+    void eq_wino_output_f64(int isa, const double* mm, int c, int k, int m, const double* at, int hc,
+                            int wc, const unsigned char* field, double* conv)
