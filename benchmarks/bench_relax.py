@@ -19,12 +19,14 @@ convolutional network of benchmarks/compare.py (1x28x28, 32 channels 5x5 max-
 pooled, 64 channels 5x5 max-pooled, 10; ``_common.CONV_LAYERS``): STEPS = 10
 Euler steps of the free phase of a mini-batch of 20 MNIST-like images (81%
 zeros), float32 and float64, 1 and 2 threads, float32 and bfloat16 products (``track_gflops``: float32
-parameters). Their FLOP count is compare.py's
+parameters); ``ConvRelaxAlgorithms`` forces each bottom-up convolution algorithm. Their FLOP count is compare.py's
 (``_common.product_flops``): the drive P(W_1 * x) once, then per step the
 second convolution and its transpose and the dense layer both ways.
 """
 
 from __future__ import annotations
+
+import eqcore
 
 from ._common import (ARCHS, BATCHES, CONV_BATCH, CONV_LAYERS, CONV_PRESET_SWEEPS, DTYPES, EPSILON, PRECISIONS,
                       THREADS, best_seconds, drive_flops, make_conv_problem, make_problem, relax_flops,
@@ -90,6 +92,26 @@ class ConvRelax:
         # the conv presets' free phase: 15 sweeps, max pooling routed by the winners the other parity recorded
         self.engine.free_phase(self.x, self.state, steps=CONV_PRESET_SWEEPS, epsilon=EPSILON, solver="alternating",
                                threads=threads)
+
+
+class ConvRelaxAlgorithms:
+    """The internal free phase of ``ConvRelax`` (float32) with each bottom-up convolution forced:
+    direct, or Winograd's F(4x4, 5x5) for the second layer (``eqcore.set_gemm_path(conv=...)``;
+    the default ``auto`` takes Winograd there)."""
+
+    params = (["direct", "winograd"], THREADS)
+    param_names = ["conv", "threads"]
+
+    def setup(self, conv, threads):
+        self.net, self.x, _, self.state = make_conv_problem(CONV_BATCH, "float32", threads)
+        self.engine = self.net.step_engine(CONV_BATCH)
+        eqcore.set_gemm_path("skinny", "best", conv=conv)
+
+    def teardown(self, conv, threads):
+        eqcore.set_gemm_path("skinny", "best")
+
+    def time_relax_in_place(self, conv, threads):
+        self.engine.free_phase(self.x, self.state, steps=STEPS, epsilon=EPSILON, solver="euler", threads=threads)
 
 
 class ConvRelaxGflops:

@@ -62,8 +62,10 @@ import numpy as np
 
 DEF ROW_BLOCK = 64
 DEF CONV_ROW_BLOCK = 16
-# max pooling: each task unfolds the patches its channels' winners need, so wider blocks unfold fewer twice
-DEF POOLED_ROW_BLOCK = 32
+# max pooling: a task is a block of input channels (W's columns) for every output channel, and
+# unfolds only its part of each patch; split by output channels instead, the tasks of two
+# threads each unfolded the whole patches (docs/performance.md, "Winograd")
+DEF POOLED_CHANNEL_BLOCK = 16
 # Below this many outputs (a 10-class layer) a block of W (rows x n_out) gets its update as
 # B^T @ A^T (n_out x rows, the states below read in place) and transposed into it: as
 # dot products along the batch (K = 2 batch) the horizontal sums cost more than the products.
@@ -188,7 +190,7 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     and is built here; the operands grow linearly with it. Free with
     ``update_work_free`` (also after a MemoryError).
     """
-    cdef int n_layers = chain.n_connections, j, t, row0, block, depth, n_threads
+    cdef int n_layers = chain.n_connections, j, t, row0, block, rows, depth, n_threads
     cdef size_t operand_size = 0, winners_size = 0, batch = <size_t> max(max_batch, 1)
     cdef const Connection* c
     work.max_batch = max_batch
@@ -202,7 +204,7 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
         elif c.pool == POOL_MAX:
             operand_size += <size_t> c.n_out * depth * batch
             winners_size += <size_t> c.n_out * depth * batch
-            work.n_tasks += (c.c_out + POOLED_ROW_BLOCK - 1) // POOLED_ROW_BLOCK
+            work.n_tasks += (c.c_in + POOLED_CHANNEL_BLOCK - 1) // POOLED_CHANNEL_BLOCK
         else:
             operand_size += (<size_t> c.c_out + c.patch) * depth * batch * c.hw
             work.n_tasks += (c.c_out + CONV_ROW_BLOCK - 1) // CONV_ROW_BLOCK
@@ -229,11 +231,12 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     t = 0
     for j in range(n_layers):
         if chain.conns[j].kind == KIND_DENSE:
-            block = ROW_BLOCK
+            block, rows = ROW_BLOCK, chain.conns[j].n_in
+        elif chain.conns[j].pool == POOL_MAX:  # blocks of input channels
+            block, rows = POOLED_CHANNEL_BLOCK, chain.conns[j].c_in
         else:
-            block = POOLED_ROW_BLOCK if chain.conns[j].pool == POOL_MAX else CONV_ROW_BLOCK
-        for row0 in range(0, chain.conns[j].n_in if chain.conns[j].kind == KIND_DENSE else chain.conns[j].c_out,
-                          block):
+            block, rows = CONV_ROW_BLOCK, chain.conns[j].c_out
+        for row0 in range(0, rows, block):
             work.task_layer[t] = j
             work.task_row[t] = row0
             t += 1
@@ -397,7 +400,7 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
                 small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True, task_w, n_out, isa)
         elif c.pool == POOL_MAX:
             depth = batch if layer == 0 else 2 * batch
-            task_rows = min(POOLED_ROW_BLOCK, c.c_out - row0)
+            task_rows = min(POOLED_CHANNEL_BLOCK, c.c_in - row0)
             for e in range(depth):
                 _pooled_task(c, layer, e, batch, x, P, N, operands + left_offset[layer] + <size_t> e * c.n_out,
                              pool_winners + winners_offset[layer] + <size_t> e * c.n_out, row0,
@@ -566,16 +569,17 @@ cdef void _pooled_example(const Connection* c, int j, int e, int phase, int batc
 
 
 cdef void _pooled_task(const Connection* c, int j, int e, int batch, const floating* x, floating** P,
-                       floating** N, const floating* values, const int* winners, int ch0, int ch1,
+                       floating** N, const floating* values, const int* winners, int ci0, int ci1,
                        floating* w, floating* row, int isa) noexcept nogil:
-    """Rows ch0 .. ch1 - 1 of a max-pooled connection's W += row e of V times the patches below its winners."""
+    """Input channels ci0 .. ci1 - 1 of a max-pooled connection's W += row e of V times the patches below
+    its winners."""
     cdef const floating* below = _below(j, e, batch, x, P, N, c.n_in)
     if floating is float:
-        eq_max_weight_update_f32(isa, below, c.c_in, c.h_in, c.w_in, c.k, c.pad, values, winners, c.h_out,
-                                 c.w_out, c.w_conv, ch0, ch1, w, row)
+        eq_max_weight_update_f32(isa, below, c.c_in, c.h_in, c.w_in, c.k, c.pad, values, winners, c.c_out,
+                                 c.h_out, c.w_out, c.w_conv, ci0, ci1, w, row)
     else:
-        eq_max_weight_update_f64(isa, below, c.c_in, c.h_in, c.w_in, c.k, c.pad, values, winners, c.h_out,
-                                 c.w_out, c.w_conv, ch0, ch1, w, row)
+        eq_max_weight_update_f64(isa, below, c.c_in, c.h_in, c.w_in, c.k, c.pad, values, winners, c.c_out,
+                                 c.h_out, c.w_out, c.w_conv, ci0, ci1, w, row)
 
 
 cdef void _parameter_pointers(list weights, list biases, floating** W, floating** Bp, int n) except *:

@@ -8,7 +8,8 @@
  *               otherwise per kernel tap, g_cl (rows of hw x c_out) @ W_tap (c_out x c_in)
  *               added into a channels-last map of the layer below
  *   weights     dW (c_out x patch) += G (c_out x D) @ ROWS (D x patch), D = examples x hw;
- *               max pooling: eq_max_weight_update, from the pooled values and their winners
+ *               max pooling: eq_max_weight_update, from the pooled values and their winners,
+ *               by blocks of input channels
  *
  * with patch = c_in k^2, hw = h_conv w_conv, "cl" a channels-last map, and
  * rows the unfolded input, one row per output position (im2row, for the weights only):
@@ -69,31 +70,33 @@
     }                                                                                 \
     /*                                                                                \
      * The weight correlation of one example of a max-pooled connection, for the     \
-     * output channels ch0 .. ch1 - 1: weights (c_out x patch) row ch += v times the  \
-     * patch below the winner of window o, for every non-zero v = values[ch, o]      \
-     * (c_out x ho wo, the state above already scaled). That is W += G @ R for the    \
-     * un-pooled G, whose zeros (three quarters, and the clipped states) cost        \
-     * nothing here. A patch is unfolded into row (patch values) once for all the    \
-     * channels of the block that won at its position.                               \
+     * input channels ci0 .. ci1 - 1 (columns ci0 k^2 .. ci1 k^2 - 1 of every row of  \
+     * weights, c_out x patch): row ch += v times the part of the patch below the     \
+     * winner of window o, for every non-zero v = values[ch, o] (c_out x ho wo, the   \
+     * state above already scaled). That is W += G @ R for the un-pooled G, whose     \
+     * zeros (three quarters, and the clipped states) cost nothing here. A patch's   \
+     * part is unfolded into row once for all the channels that won at its position; \
+     * split by input channels, the tasks of several threads unfold disjoint parts. \
      */                                                                               \
     ATTR static void eq_max_weight_update_##SUFFIX(const T *in, int c, int h, int w, int k, int pad, \
-                                                   const T *values, const int *win, int ho, int wo, \
-                                                   int wc, int ch0, int ch1, T *weights, T *row) { \
-        int windows = ho * wo, patch = c * k * k;                                     \
+                                                   const T *values, const int *win, int c_out, int ho, \
+                                                   int wo, int wc, int ci0, int ci1, T *weights, T *row) { \
+        int windows = ho * wo, patch = c * k * k, part = (ci1 - ci0) * k * k;         \
+        const T *in_part = in + (size_t)ci0 * h * w;                                  \
         for (int o = 0; o < windows; o++) {                                           \
             int p0 = 2 * (o / wo) * wc + 2 * (o % wo);                                \
             for (int q = 0; q < 4; q++) {                                             \
                 int p = p0 + (q / 2) * wc + q % 2, unfolded = 0;                      \
-                for (int ch = ch0; ch < ch1; ch++) {                                  \
+                for (int ch = 0; ch < c_out; ch++) {                                  \
                     size_t i = (size_t)ch * windows + o;                              \
                     T v = values[i];                                                  \
                     if (v == 0 || win[i] != p) continue;                              \
                     if (!unfolded) {                                                  \
-                        eq_patch_row_##SUFFIX(in, c, h, w, k, pad, p / wc, p % wc, row); \
+                        eq_patch_row_##SUFFIX(in_part, ci1 - ci0, h, w, k, pad, p / wc, p % wc, row); \
                         unfolded = 1;                                                 \
                     }                                                                 \
-                    T *wr = weights + (size_t)ch * patch;                             \
-                    for (int t = 0; t < patch; t++) wr[t] += v * row[t];              \
+                    T *wr = weights + (size_t)ch * patch + (size_t)ci0 * k * k;       \
+                    for (int t = 0; t < part; t++) wr[t] += v * row[t];               \
                 }                                                                     \
             }                                                                         \
         }                                                                             \
@@ -326,11 +329,11 @@ EQ_FOR_EACH_ISA(EQ_DEFINE_CONV_ISA)
                     (in, c, h, w, k, pad, hc, wc, rows, ld))                          \
     }                                                                                 \
     static void eq_max_weight_update_##S(int isa, const T *in, int c, int h, int w, int k, int pad, \
-                                         const T *values, const int *win, int ho, int wo, int wc, \
-                                         int ch0, int ch1, T *weights, T *row) {      \
+                                         const T *values, const int *win, int c_out, int ho, int wo, \
+                                         int wc, int ci0, int ci1, T *weights, T *row) { \
         EQ_DISPATCH(isa, eq_max_weight_update_##S,                                    \
-                    (in, c, h, w, k, pad, values, win, ho, wo, wc, ch0, ch1, weights, row), \
-                    (in, c, h, w, k, pad, values, win, ho, wo, wc, ch0, ch1, weights, row)) \
+                    (in, c, h, w, k, pad, values, win, c_out, ho, wo, wc, ci0, ci1, weights, row), \
+                    (in, c, h, w, k, pad, values, win, c_out, ho, wo, wc, ci0, ci1, weights, row)) \
     }                                                                                 \
     static void eq_unpool_max_##S(int isa, const T *above, const int *win, int c, int hc, \
                                   int wc, T *g) {                                     \
