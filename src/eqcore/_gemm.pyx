@@ -250,7 +250,7 @@ def set_gemm_path(str path, str isa="best", str bf16="best", str conv="auto") ->
     AVX512_BF16 vector instructions; ``"fallback"`` always rounds the operands
     and runs the float32 products of ``path`` and ``isa``. ``conv`` chooses the
     bottom-up convolutions: ``"auto"`` runs Winograd's F(m x m, k x k) where
-    it is faster (kernels of 2 to 7 with at least 8 input channels, in float64,
+    it is faster (kernels of 2 to 7 with at least 32 input channels, in float64,
     float32 and bfloat16 without AVX512_BF16 products), else the direct
     convolution; ``"direct"`` and ``"winograd"`` force one (``"winograd"``
     still leaves kernels of 1 or above 7, and AMX convolutions, direct).
