@@ -1,14 +1,15 @@
 """Direct against Winograd bottom-up convolutions, per conv shape: what ``conv="auto"`` should choose.
 
-Usage: ``python tools/conv_algorithms.py [--threads 1,2] [--precision float32] [--steps 20]``.
-For each shape (c_in x size x size -> c_out, kernel k, padding p, then 2x2 max
-pooling), relaxes a network whose second connection is that convolution (the
+Usage: ``python tools/conv_algorithms.py [--threads 1,2] [--precision float32] [--steps 20]
+[--pool max|avg|none]``. For each shape (c_in x size x size -> c_out, kernel k, padding p,
+then 2x2 max pooling, or ``--pool``), relaxes a network whose second connection is that convolution (the
 first is a 1x1 convolution from one input channel, so that the layer below
 relaxes too; a dense 10-unit output follows) for ``--steps`` Euler steps on a
 mini-batch of 20 uniform random inputs, and prints the median wall time per
 example and step with each algorithm (``eqcore.set_gemm_path(conv=...)``) and
-their ratio. A relaxation step runs the convolution and its transposed one
-(unchanged by the choice), so the ratio is what a training step gains. Run it
+their ratio. A relaxation step runs the convolution and its transposed one (which
+the choice changes too for average and no pooling; max pooling has its sparse
+kernel), so the ratio is what a training step gains. Run it
 on a quiet machine.
 """
 
@@ -43,13 +44,15 @@ def main() -> None:
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--pool", default="max", choices=["max", "avg", "none"])
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"{'shape':>28}  threads  direct us  winograd us  direct / winograd  (per example and step, "
-          f"{args.precision})")
+          f"{args.precision}, {args.pool} pooling)")
     for c_in, size, c_out, k, pad in SHAPES:
-        net = eqprop.EqPropNetwork([(1, size, size), Conv2d(c_in, 1, pool=None), Conv2d(c_out, k, padding=pad),
-                                    10], precision=args.precision, seed=0)
+        pool = None if args.pool == "none" else args.pool
+        layers = [(1, size, size), Conv2d(c_in, 1, pool=None), Conv2d(c_out, k, padding=pad, pool=pool), 10]
+        net = eqprop.EqPropNetwork(layers, precision=args.precision, seed=0)
         x = rng.uniform(0, 1, (args.batch, size * size)).astype(np.float32)
         for threads in (int(t) for t in args.threads.split(",")):
             times = {}

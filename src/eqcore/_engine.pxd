@@ -42,9 +42,12 @@ cdef struct Connection:
     int conv_amx               # per call, native conv: the direct convolution runs on AMX tiles
     void* weights_t_bf         # per call, bf16 dense above the input: W^T for the top-down product;
                                # AMX conv with max pooling: weights_taps' pair layout (c_out x k k c_in)
-    int wino_m                 # per call, conv: the output tile side of Winograd's F(m x m, k x k), 0: direct
-    void* wino_u               # per call, Winograd: the transformed kernels (alpha^2 x c_in x c_out)
-    void* wino_mats            # per call, Winograd: A^T (m x alpha), B^T (alpha x alpha), G (alpha x k)
+    int wino_m                 # per call, conv: the output tile side of Winograd's F(m x m, k x k) for the
+                               # bottom-up convolution, 0: direct
+    void* wino_u               # per call, Winograd bottom-up: the transformed kernels (alpha^2 x c_in x c_out)
+    void* wino_t_u             # per call, Winograd transposed convolution (average or no pooling): the
+                               # transformed turned kernels (alpha^2 x c_out x c_in); NULL: direct
+    void* wino_mats            # per call, Winograd (either): A^T (m x alpha), B^T (alpha x alpha), G (alpha x k)
 
 cdef class Chain:
     cdef Connection* conns

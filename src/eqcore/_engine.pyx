@@ -29,7 +29,7 @@ rounded values with the float32 kernels.
 
 The bottom-up convolution is direct (one shifted product per row of the map)
 or Winograd's F(m x m, k x k) (winograd.h: transformed tiles, alpha^2 small
-products, and back), chosen per connection by ``_winograd_tile`` when the
+products, and back), chosen per connection by ``_winograd_layouts`` when the
 derived layouts are made.
 
 Adding a connection kind: a new KIND_ value in _engine.pxd, its geometry check
@@ -263,6 +263,9 @@ cdef size_t _conv_scratch(const Connection* c, bint bfloat16) noexcept:
     if eq_wino_tile(c.k):  # the rounded map below (bfloat16), Winograd's work, the conv map
         floats = max(floats, (<size_t> c.n_in if bfloat16 else 0)
                      + eq_wino_scratch(c.c_in, c.c_out, c.k, c.h_conv, c.w_conv) + <size_t> c.hw * c.c_out)
+    if _transposed_winograd_fits(c):  # the map below, the un-pooled state above, Winograd's work
+        floats = max(floats, <size_t> c.n_in + <size_t> c.c_out * c.hw
+                     + eq_wino_scratch(c.c_out, c.c_in, c.k, c.h_in, c.w_in))
     if not bfloat16:
         return floats
     floats += <size_t> eq_bf16_pairs(c.c_in) * eq_bf16_columns(c.hp * c.wp) + <size_t> c.h_conv * (c.k - 1) * c.c_out
@@ -392,6 +395,7 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
         conns[j].conv_amx = False
         conns[j].wino_m = 0
         conns[j].wino_u = NULL
+        conns[j].wino_t_u = NULL
         conns[j].wino_mats = NULL
     try:
         for j in range(n):
@@ -419,9 +423,8 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
                 if c.conv_amx and c.weights_taps != NULL and c.pool == POOL_MAX:
                     c.weights_t_bf = _checked_malloc(<size_t> eq_bf16_pairs(c.c_out)
                                                      * eq_bf16_columns(c.patch) * sizeof(uint32_t))
-            c.wino_m = _winograd_tile(c, bf16)
+            _winograd_layouts(c, bf16, item)
             if c.wino_m:
-                _winograd_layouts(c, item)
                 if c.weights_bf != NULL:  # the direct convolution's bfloat16 operands go unused
                     free(c.weights_bf)
                     free(c.offsets_bf)
@@ -442,26 +445,37 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
 DEF WINOGRAD_MIN_CHANNELS = 32
 
 
-cdef int _winograd_tile(const Connection* c, int bf16) noexcept:
-    """The tile side m with which conv connection ``c`` runs Winograd's F(m x m, k x k), 0 for direct."""
-    cdef int m = eq_wino_tile(c.k), algorithm = conv_algorithm()
-    if m == 0 or algorithm == CONV_DIRECT or c.conv_amx:
-        return 0
-    if algorithm == CONV_WINOGRAD:
-        return m
-    if bf16 == BF16_NATIVE or c.c_in < WINOGRAD_MIN_CHANNELS:
-        return 0
-    return m
+cdef bint _winograd_pays(int kernel, int channels) noexcept:
+    """Whether the convolution algorithm in force takes Winograd for a kernel size and input channel count."""
+    cdef int algorithm = conv_algorithm()
+    if eq_wino_tile(kernel) == 0 or algorithm == CONV_DIRECT:
+        return False
+    return algorithm == CONV_WINOGRAD or channels >= WINOGRAD_MIN_CHANNELS
 
 
-cdef void _winograd_layouts(Connection* c, size_t item) except *:
-    """Allocate U and the transforms of F(m x m, k x k) (``c.wino_m`` set); the transforms are filled here,
-    U by ``refresh_derived``."""
-    cdef int m = c.wino_m, alpha = c.wino_m + c.k - 1, i
+cdef bint _transposed_winograd_fits(const Connection* c) noexcept:
+    """Whether conv connection ``c``'s transposed convolution can run by Winograd's algorithm: a kernel
+    Winograd takes, average or no pooling (max pooling has its sparse kernel), padding below k (the
+    transposed convolution pads the map above by k - 1 - pad)."""
+    return eq_wino_tile(c.k) != 0 and c.pool != POOL_MAX and c.pad <= c.k - 1
+
+
+cdef void _winograd_layouts(Connection* c, int bf16, size_t item) except *:
+    """Choose Winograd or direct for conv connection ``c``'s bottom-up and (with its top-down layouts,
+    ``weights_taps``) transposed convolutions; allocate the transformed kernels (filled by
+    ``refresh_derived``) and fill the transforms of F(m x m, k x k)."""
+    cdef int m = eq_wino_tile(c.k), alpha = eq_wino_tile(c.k) + c.k - 1, i
     cdef int sizes = m * alpha + alpha * alpha + alpha * c.k
+    cdef size_t kernels = <size_t> alpha * alpha * c.c_in * c.c_out * item
     cdef double mats[192]  # 3 matrices of at most 8 x 8 (winograd.h: alpha <= 8)
-    c.wino_u = _checked_malloc(<size_t> alpha * alpha * c.c_in * c.c_out * item
-                               + <size_t> alpha * c.k * c.c_out * item)  # U, then its refresh's work
+    # AVX512_BF16 and AMX keep their direct convolutions: Winograd on rounded operands is no faster there
+    if _winograd_pays(c.k, c.c_in) and not c.conv_amx and (bf16 != BF16_NATIVE or conv_algorithm() == CONV_WINOGRAD):
+        c.wino_m = m
+        c.wino_u = _checked_malloc(kernels + <size_t> alpha * c.k * c.c_out * item)  # U, then its refresh's work
+    if c.weights_taps != NULL and _transposed_winograd_fits(c) and _winograd_pays(c.k, c.c_out):
+        c.wino_t_u = _checked_malloc(kernels + <size_t> alpha * c.k * c.c_in * item)
+    if c.wino_u == NULL and c.wino_t_u == NULL:
+        return
     c.wino_mats = _checked_malloc(<size_t> sizes * item)
     eq_wino_matrices(m, c.k, mats, mats + m * alpha + alpha * alpha, mats + m * alpha)
     for i in range(sizes):
@@ -472,15 +486,29 @@ cdef void _winograd_layouts(Connection* c, size_t item) except *:
 
 
 cdef void _refresh_winograd(Connection* c, size_t item) noexcept nogil:
-    """U = G W G^T for every (input, output) channel pair, from ``weights_t`` (as the products read it)."""
-    cdef int alpha = c.wino_m + c.k - 1, isa = current_isa()
-    cdef size_t g_at = <size_t> c.wino_m * alpha + alpha * alpha, work = <size_t> alpha * alpha * c.c_in * c.c_out
+    """U = G W G^T for every (input, output) channel pair, from ``weights_t`` (as the products read it),
+    and the transposed convolution's from ``weights_taps``, the kernel turned."""
+    cdef int alpha = eq_wino_tile(c.k) + c.k - 1, isa = current_isa()
+    cdef size_t g_at = <size_t> (alpha - c.k + 1) * alpha + alpha * alpha
+    cdef size_t work = <size_t> alpha * alpha * c.c_in * c.c_out
     if item == 4:
-        eq_wino_weights_f32(isa, <const float*> c.weights_t, c.c_in, c.c_out, c.k, alpha,
-                            <const float*> c.wino_mats + g_at, <float*> c.wino_u, <float*> c.wino_u + work)
+        if c.wino_u != NULL:
+            eq_wino_weights_f32(isa, <const float*> c.weights_t, c.c_in, c.c_out, c.k, alpha,
+                                <const float*> c.wino_mats + g_at, False, <float*> c.wino_u,
+                                <float*> c.wino_u + work)
+        if c.wino_t_u != NULL:
+            eq_wino_weights_f32(isa, <const float*> c.weights_taps, c.c_out, c.c_in, c.k, alpha,
+                                <const float*> c.wino_mats + g_at, True, <float*> c.wino_t_u,
+                                <float*> c.wino_t_u + work)
     else:
-        eq_wino_weights_f64(isa, <const double*> c.weights_t, c.c_in, c.c_out, c.k, alpha,
-                            <const double*> c.wino_mats + g_at, <double*> c.wino_u, <double*> c.wino_u + work)
+        if c.wino_u != NULL:
+            eq_wino_weights_f64(isa, <const double*> c.weights_t, c.c_in, c.c_out, c.k, alpha,
+                                <const double*> c.wino_mats + g_at, False, <double*> c.wino_u,
+                                <double*> c.wino_u + work)
+        if c.wino_t_u != NULL:
+            eq_wino_weights_f64(isa, <const double*> c.weights_taps, c.c_out, c.c_in, c.k, alpha,
+                                <const double*> c.wino_mats + g_at, True, <double*> c.wino_t_u,
+                                <double*> c.wino_t_u + work)
 
 
 cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=1) noexcept nogil:
@@ -525,7 +553,7 @@ cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=1) 
             _transpose(<const double*> c.weights, c.c_out, c.patch, <double*> c.weights_t)
             if c.weights_taps != NULL:
                 _kernel_taps(<const double*> c.weights, c.c_out, c.c_in, c.k * c.k, <double*> c.weights_taps)
-        if c.wino_u != NULL:
+        if c.wino_mats != NULL:
             _refresh_winograd(c, item)
 
 
@@ -554,6 +582,7 @@ cdef void free_derived(Connection* conns, int n) noexcept:
         free(conns[j].weights_t_bf)
         free(conns[j].offsets_bf)
         free(conns[j].wino_u)
+        free(conns[j].wino_t_u)
         free(conns[j].wino_mats)
         if conns[j].bias_full != conns[j].biases:
             free(conns[j].bias_full)
@@ -581,37 +610,35 @@ cdef void _native_convolution(const Connection* c, const float* src, uint32_t* p
                         conv + <size_t> y * c.w_conv * c.c_out, c.c_out, c.offsets_bf)
 
 
-cdef void _winograd_convolution(const Connection* c, const floating* src, floating* work, floating* conv,
-                                int isa) noexcept nogil:
-    """conv (hw x c_out, channels last) = W * src by Winograd's F(m x m, k x k) (winograd.h), for one example.
+cdef void _winograd_convolution(const floating* src, int c_in, int h, int w, int pad, int k, int c_out,
+                                int hc, int wc, const floating* u, const floating* mats, floating* work,
+                                floating* conv, int isa) noexcept nogil:
+    """conv (hc wc x c_out, channels last) = the convolution of one example's src (c_in x h x w, padded by
+    ``pad``) by Winograd's F(m x m, k x k) (winograd.h), with U (alpha^2 x c_in x c_out) and the transforms
+    ``mats`` (A^T, then B^T).
 
     ``work`` holds ``eq_wino_scratch`` items: the padded map channels-last,
     V, M and two byte masks.
     """
-    cdef int m = c.wino_m, alpha = c.wino_m + c.k - 1, pos
-    cdef int tiles = ((c.h_conv + m - 1) // m) * ((c.w_conv + m - 1) // m)
-    cdef int hx = (c.h_conv + m - 1) // m * m + c.k - 1, wx = (c.w_conv + m - 1) // m * m + c.k - 1
+    cdef int m = eq_wino_tile(k), alpha = eq_wino_tile(k) + k - 1, pos
+    cdef int tiles = ((hc + m - 1) // m) * ((wc + m - 1) // m)
+    cdef int hx = (hc + m - 1) // m * m + k - 1, wx = (wc + m - 1) // m * m + k - 1
     cdef int a2 = alpha * alpha
-    cdef const floating* at = <const floating*> c.wino_mats
-    cdef const floating* u = <const floating*> c.wino_u
-    cdef floating* v = work + <size_t> hx * wx * c.c_in
-    cdef floating* mm = v + <size_t> a2 * tiles * c.c_in
-    cdef unsigned char* field = <unsigned char*> (mm + <size_t> a2 * tiles * c.c_out)
-    cdef unsigned char* any_input = field + c.hw
+    cdef floating* v = work + <size_t> hx * wx * c_in
+    cdef floating* mm = v + <size_t> a2 * tiles * c_in
+    cdef unsigned char* field = <unsigned char*> (mm + <size_t> a2 * tiles * c_out)
+    cdef unsigned char* any_input = field + <size_t> hc * wc
     if floating is float:
-        eq_wino_input_f32(isa, src, c.c_in, c.h_in, c.w_in, c.pad, c.k, m, at + m * alpha, c.h_conv, c.w_conv,
-                          work, any_input, field, v)
+        eq_wino_input_f32(isa, src, c_in, h, w, pad, k, m, mats + m * alpha, hc, wc, work, any_input, field, v)
     else:
-        eq_wino_input_f64(isa, src, c.c_in, c.h_in, c.w_in, c.pad, c.k, m, at + m * alpha, c.h_conv, c.w_conv,
-                          work, any_input, field, v)
+        eq_wino_input_f64(isa, src, c_in, h, w, pad, k, m, mats + m * alpha, hc, wc, work, any_input, field, v)
     for pos in range(a2):
-        small_gemm(tiles, c.c_out, c.c_in, v + <size_t> pos * tiles * c.c_in, c.c_in,
-                   u + <size_t> pos * c.c_in * c.c_out, c.c_out, False, mm + <size_t> pos * tiles * c.c_out,
-                   c.c_out, isa)
+        small_gemm(tiles, c_out, c_in, v + <size_t> pos * tiles * c_in, c_in, u + <size_t> pos * c_in * c_out,
+                   c_out, False, mm + <size_t> pos * tiles * c_out, c_out, isa)
     if floating is float:
-        eq_wino_output_f32(isa, mm, c.c_out, c.k, m, at, c.h_conv, c.w_conv, field, conv)
+        eq_wino_output_f32(isa, mm, c_out, k, m, mats, hc, wc, field, conv)
     else:
-        eq_wino_output_f64(isa, mm, c.c_out, c.k, m, at, c.h_conv, c.w_conv, field, conv)
+        eq_wino_output_f64(isa, mm, c_out, k, m, mats, hc, wc, field, conv)
 
 
 cdef void bottom_up(const Connection* c, const floating* below, int rows, floating* out,
@@ -669,7 +696,8 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
                 if rounded:  # the map below in bfloat16
                     eq_bf16_round_f32(1, c.n_in, src, 0, scratch, 0)
                     src = scratch
-            _winograd_convolution(c, src, work, conv, isa)
+            _winograd_convolution(src, c.c_in, c.h_in, c.w_in, c.pad, c.k, c.c_out, c.h_conv, c.w_conv,
+                                  <const floating*> c.wino_u, <const floating*> c.wino_mats, work, conv, isa)
         else:
             if c.pad:
                 if floating is float:
@@ -777,6 +805,20 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
                 eq_max_transposed_f64(isa, above_row, winners + <size_t> r * c.n_out, taps, c.c_out, c.h_out,
                                       c.w_out, c.h_conv, c.w_conv, c.c_in, c.h_in, c.w_in, c.k, c.pad,
                                       g + c.n_out, out_cl)
+        elif c.wino_t_u != NULL:  # Winograd: the un-pooled state above (channels first) convolved
+            if c.pool == POOL_AVG:
+                if floating is float:
+                    eq_unpool_avg_f32(isa, above_row, c.c_out, c.h_conv, c.w_conv, g)
+                else:
+                    eq_unpool_avg_f64(isa, above_row, c.c_out, c.h_conv, c.w_conv, g)
+                above_row = g
+            if floating is float:
+                if c.bf16:  # the un-pooled state above in bfloat16 (avg: a quarter, exact)
+                    eq_bf16_round_f32(1, c.hw * c.c_out, above_row, 0, g, 0)
+                    above_row = g
+            _winograd_convolution(above_row, c.c_out, c.h_conv, c.w_conv, c.k - 1 - c.pad, c.k, c.c_in, c.h_in,
+                                  c.w_in, <const floating*> c.wino_t_u, <const floating*> c.wino_mats,
+                                  g + <size_t> c.hw * c.c_out, out_cl, isa)
         else:
             if c.pool == POOL_AVG:
                 if floating is float:

@@ -122,9 +122,9 @@ cdef extern from "winograd.h" nogil:
     void eq_wino_matrices(int m, int k, double* at, double* g, double* bt)
     size_t eq_wino_scratch(int c_in, int c_out, int k, int hc, int wc)
     void eq_wino_weights_f32(int isa, const float* wt, int c_in, int c_out, int k, int alpha,
-                             const float* g, float* u, float* tmp)
+                             const float* g, int flip, float* u, float* tmp)
     void eq_wino_weights_f64(int isa, const double* wt, int c_in, int c_out, int k, int alpha,
-                             const double* g, double* u, double* tmp)
+                             const double* g, int flip, double* u, double* tmp)
     void eq_wino_input_f32(int isa, const float* src, int c, int h, int w, int pad, int k, int m,
                            const float* bt, int hc, int wc, float* cl, unsigned char* any,
                            unsigned char* field, float* v)

@@ -20,6 +20,10 @@
  * the direct convolution's in float32 at alpha = 8: docs/performance.md), so
  * alpha stays at most 8.
  *
+ * The transposed convolution of an average- or un-pooled state above is the
+ * same computation on the un-pooled map above (padding k - 1 - pad) with the
+ * kernel turned by 180 degrees and its channels swapped (eq_wino_weights' flip).
+ *
  * An output whose receptive field is zero in every channel is set to exactly
  * 0, as the direct convolution gives it: max pooling breaks ties by position
  * (clipped states make all-zero fields common), and the transforms' rounding
@@ -158,9 +162,11 @@ static size_t eq_wino_scratch(int c_in, int c_out, int k, int hc, int wc) {
 
 #define EQ_DEFINE_WINOGRAD(SUFFIX, ATTR, T, VT, V)                                         \
     /* u (alpha^2 x c_in x c_out) = G W G^T for every (ci, co), from wt = W as        \
-     * (patch x c_out), patch index (ci k + a) k + b; tmp holds alpha k c_out. */     \
+     * (patch x c_out), patch index (ci k + a) k + b, or with flip the kernel turned  \
+     * by 180 degrees (tap (a, b) read at (k - 1 - a, k - 1 - b): the transposed      \
+     * convolution's); tmp holds alpha k c_out. */                                   \
     ATTR static void eq_wino_weights_##SUFFIX(const T *wt, int c_in, int c_out, int k, int alpha, \
-                                              const T *g, T *u, T *tmp) {             \
+                                              const T *g, int flip, T *u, T *tmp) {   \
         for (int ci = 0; ci < c_in; ci++) {                                           \
             const T *w = wt + (size_t)ci * k * k * c_out;                             \
             for (int i = 0; i < alpha; i++)                                           \
@@ -169,7 +175,8 @@ static size_t eq_wino_scratch(int c_in, int c_out, int k, int hc, int wc) {
                     for (int co = 0; co < c_out; co++) t[co] = 0;                     \
                     for (int a = 0; a < k; a++) {                                     \
                         T f = g[i * k + a];                                           \
-                        const T *wr = w + (size_t)(a * k + b) * c_out;                \
+                        int tap = flip ? (k - 1 - a) * k + k - 1 - b : a * k + b;     \
+                        const T *wr = w + (size_t)tap * c_out;                        \
                         if (f != 0) for (int co = 0; co < c_out; co++) t[co] += f * wr[co]; \
                     }                                                                 \
                 }                                                                     \
@@ -253,9 +260,9 @@ EQ_FOR_EACH_ISA(EQ_DEFINE_WINOGRAD_ISA)
 
 #define EQ_DEFINE_WINOGRAD_DISPATCH(S, T)                                             \
     static void eq_wino_weights_##S(int isa, const T *wt, int c_in, int c_out, int k, int alpha, \
-                                    const T *g, T *u, T *tmp) {                       \
-        EQ_DISPATCH(isa, eq_wino_weights_##S, (wt, c_in, c_out, k, alpha, g, u, tmp), \
-                    (wt, c_in, c_out, k, alpha, g, u, tmp))                           \
+                                    const T *g, int flip, T *u, T *tmp) {             \
+        EQ_DISPATCH(isa, eq_wino_weights_##S, (wt, c_in, c_out, k, alpha, g, flip, u, tmp), \
+                    (wt, c_in, c_out, k, alpha, g, flip, u, tmp))                     \
     }                                                                                 \
     static void eq_wino_input_##S(int isa, const T *in, int c, int h, int w, int pad, int k, int m, \
                                   const T *bt, int hc, int wc, T *cl, unsigned char *any, \
