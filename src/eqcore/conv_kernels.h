@@ -77,24 +77,37 @@
      * zeros (three quarters, and the clipped states) cost nothing here. A patch's   \
      * part is unfolded into row once for all the channels that won at its position; \
      * split by input channels, the tasks of several threads unfold disjoint parts. \
+     * Each window's non-zero channels are first listed by winner (listed: c_out    \
+     * ints after row's part): every weight still sums its terms window by window. \
      */                                                                               \
     ATTR static void eq_max_weight_update_##SUFFIX(const T *in, int c, int h, int w, int k, int pad, \
                                                    const T *values, const int *win, int c_out, int ho, \
                                                    int wo, int wc, int ci0, int ci1, T *weights, T *row) { \
         int windows = ho * wo, patch = c * k * k, part = (ci1 - ci0) * k * k;         \
         const T *in_part = in + (size_t)ci0 * h * w;                                  \
+        int *listed = (int *)(row + part);                                            \
         for (int o = 0; o < windows; o++) {                                           \
-            int p0 = 2 * (o / wo) * wc + 2 * (o % wo);                                \
+            int p0 = 2 * (o / wo) * wc + 2 * (o % wo), start[5] = {0, 0, 0, 0, 0};    \
+            for (int ch = 0; ch < c_out; ch++) { /* how many won at each of the 4 positions */ \
+                size_t i = (size_t)ch * windows + o;                                  \
+                int d = win[i] - p0;                                                  \
+                if (values[i] != 0) start[1 + (d >= wc ? 2 + d - wc : d)]++;          \
+            }                                                                         \
+            for (int q = 0; q < 4; q++) start[q + 1] += start[q];                     \
+            if (start[4] == 0) continue;                                              \
+            int fill[4] = {start[0], start[1], start[2], start[3]};                   \
+            for (int ch = 0; ch < c_out; ch++) {                                      \
+                size_t i = (size_t)ch * windows + o;                                  \
+                int d = win[i] - p0;                                                  \
+                if (values[i] != 0) listed[fill[d >= wc ? 2 + d - wc : d]++] = ch;    \
+            }                                                                         \
             for (int q = 0; q < 4; q++) {                                             \
-                int p = p0 + (q / 2) * wc + q % 2, unfolded = 0;                      \
-                for (int ch = 0; ch < c_out; ch++) {                                  \
-                    size_t i = (size_t)ch * windows + o;                              \
-                    T v = values[i];                                                  \
-                    if (v == 0 || win[i] != p) continue;                              \
-                    if (!unfolded) {                                                  \
-                        eq_patch_row_##SUFFIX(in_part, ci1 - ci0, h, w, k, pad, p / wc, p % wc, row); \
-                        unfolded = 1;                                                 \
-                    }                                                                 \
+                if (start[q] == start[q + 1]) continue;                               \
+                int p = p0 + (q / 2) * wc + q % 2;                                    \
+                eq_patch_row_##SUFFIX(in_part, ci1 - ci0, h, w, k, pad, p / wc, p % wc, row); \
+                for (int l = start[q]; l < start[q + 1]; l++) {                       \
+                    int ch = listed[l];                                               \
+                    T v = values[(size_t)ch * windows + o];                           \
                     T *wr = weights + (size_t)ch * patch + (size_t)ci0 * k * k;       \
                     for (int t = 0; t < part; t++) wr[t] += v * row[t];               \
                 }                                                                     \
