@@ -160,6 +160,46 @@ def test_all_zero_fields_keep_their_max_pool_ties(algorithm, dtype):
     assert_close_lists(flat(state), expected, dtype)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_winograd_matches_the_reference_on_random_geometries(seed, dtype):
+    """Winograd's convolutions (forced) on drawn geometries: every kernel it takes (2 to 7, so tiles
+    of 4, 3 and 2 and alpha of 5 to 8), padding up to k - 1, maps that end in partial tiles,
+    channel counts off the vector widths, each pooling; EP gradients included (the update)."""
+    from eqcore._gemm import set_gemm_path
+
+    rng = np.random.default_rng(100 + seed)
+    k = 2 + seed % 6
+    pad = int(rng.integers(0, k))
+    pool = [None, "avg", "max", "max", "avg", None][seed // 2 % 6]
+    c0, c1, c2 = (int(c) for c in rng.integers(1, 20, 3))
+    size = int(rng.integers(2 * k + 2 - 2 * pad, 2 * k + 9))
+    spec = [("conv", c1, k, pad, pool), ("conv", c2, k, pad, pool), ("dense", 3)]
+    input_shape = (c0, size, size)
+    try:
+        net = conv_network(input_shape, spec, dtype, seed=seed, weight_scale=0.5)
+    except ValueError:  # the second layer's map came out too small for its kernel: a smaller kernel
+        spec[1] = ("conv", c2, 2, 0, None)
+        net = conv_network(input_shape, spec, dtype, seed=seed, weight_scale=0.5)
+    x = rng.uniform(0, 1, (3, c0 * size * size)).astype(dtype)
+    x[rng.random(x.shape) < 0.3] = 0
+    target = one_hot(rng.integers(0, 3, 3), 3, dtype)
+    zeros = [np.zeros((3, n), dtype=dtype) for n in net.layer_sizes]
+    set_gemm_path("skinny", "best", conv="winograd")
+    try:
+        state = net.relax(x, steps=5, epsilon=0.5, beta=0.4, target=target)
+        gw, gb = net.ep_gradients(x, target, beta=0.5, free_steps=5, nudged_steps=3, epsilon=0.5, symmetric=True)
+    finally:
+        set_gemm_path("skinny", "best")
+    expected = reference.chain_relax(input_shape, spec, net.weights, net.biases, x, zeros, 5, 0.5, 0.4, target,
+                                     "euler")
+    assert_close_lists(flat(state), expected, dtype)
+    ew, eb, _ = reference.chain_ep_gradients(input_shape, spec, net.weights, net.biases, x, target, 0.5, 5, 3,
+                                             0.5, True)
+    tolerance = 1e-9 if dtype == np.float64 else 2e-3
+    for g, e in zip(gw + gb, ew + eb):
+        np.testing.assert_allclose(g, e, rtol=tolerance, atol=tolerance)
+
+
 def test_image_and_flat_inputs_give_identical_results():
     net, input_shape, spec, x, target = problem("max", 1, np.float64)
     images = x.reshape(-1, *input_shape)
