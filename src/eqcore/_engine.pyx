@@ -485,30 +485,36 @@ cdef void _winograd_layouts(Connection* c, int bf16, size_t item) except *:
             (<double*> c.wino_mats)[i] = mats[i]
 
 
+cdef void _transformed_kernels(const floating* wt, int c_in, int c_out, int k, const floating* g, bint flip,
+                               floating* u, int isa) noexcept nogil:
+    """u (alpha^2 x c_in x c_out, then the refresh's work) = G W G^T from wt (c_in k k x c_out; turned: ``flip``)."""
+    cdef int alpha = eq_wino_tile(k) + k - 1
+    cdef floating* work = u + <size_t> alpha * alpha * c_in * c_out
+    if floating is float:
+        eq_wino_weights_f32(isa, wt, c_in, c_out, k, alpha, g, flip, u, work)
+    else:
+        eq_wino_weights_f64(isa, wt, c_in, c_out, k, alpha, g, flip, u, work)
+
+
 cdef void _refresh_winograd(Connection* c, size_t item) noexcept nogil:
     """U = G W G^T for every (input, output) channel pair, from ``weights_t`` (as the products read it),
     and the transposed convolution's from ``weights_taps``, the kernel turned."""
     cdef int alpha = eq_wino_tile(c.k) + c.k - 1, isa = current_isa()
-    cdef size_t g_at = <size_t> (alpha - c.k + 1) * alpha + alpha * alpha
-    cdef size_t work = <size_t> alpha * alpha * c.c_in * c.c_out
+    cdef size_t g_at = <size_t> (alpha - c.k + 1) * alpha + alpha * alpha  # G follows A^T and B^T
     if item == 4:
         if c.wino_u != NULL:
-            eq_wino_weights_f32(isa, <const float*> c.weights_t, c.c_in, c.c_out, c.k, alpha,
-                                <const float*> c.wino_mats + g_at, False, <float*> c.wino_u,
-                                <float*> c.wino_u + work)
+            _transformed_kernels(<const float*> c.weights_t, c.c_in, c.c_out, c.k, <const float*> c.wino_mats + g_at,
+                                 False, <float*> c.wino_u, isa)
         if c.wino_t_u != NULL:
-            eq_wino_weights_f32(isa, <const float*> c.weights_taps, c.c_out, c.c_in, c.k, alpha,
-                                <const float*> c.wino_mats + g_at, True, <float*> c.wino_t_u,
-                                <float*> c.wino_t_u + work)
+            _transformed_kernels(<const float*> c.weights_taps, c.c_out, c.c_in, c.k,
+                                 <const float*> c.wino_mats + g_at, True, <float*> c.wino_t_u, isa)
     else:
         if c.wino_u != NULL:
-            eq_wino_weights_f64(isa, <const double*> c.weights_t, c.c_in, c.c_out, c.k, alpha,
-                                <const double*> c.wino_mats + g_at, False, <double*> c.wino_u,
-                                <double*> c.wino_u + work)
+            _transformed_kernels(<const double*> c.weights_t, c.c_in, c.c_out, c.k,
+                                 <const double*> c.wino_mats + g_at, False, <double*> c.wino_u, isa)
         if c.wino_t_u != NULL:
-            eq_wino_weights_f64(isa, <const double*> c.weights_taps, c.c_out, c.c_in, c.k, alpha,
-                                <const double*> c.wino_mats + g_at, True, <double*> c.wino_t_u,
-                                <double*> c.wino_t_u + work)
+            _transformed_kernels(<const double*> c.weights_taps, c.c_out, c.c_in, c.k,
+                                 <const double*> c.wino_mats + g_at, True, <double*> c.wino_t_u, isa)
 
 
 cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=1) noexcept nogil:
