@@ -84,7 +84,9 @@ def test_presets_and_info(capsys):
                  "1.65% test error", "here: 1.80% and 1.84% test error", "here: 1.90% test error in bfloat16 (", "first 50,000", "papers/fast-drn/dhn.py"):
         assert text in out
     assert main(["info"]) == 0
-    assert "OpenMP" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "OpenMP" in out
+    assert "conv (Winograd F(m x m, k x k) for kernels of 2 to 7 over at least 32 input channels" in out
 
 
 def test_validation_size_moves_the_split_and_zero_trains_on_every_image(tmp_path, capsys):

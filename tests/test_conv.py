@@ -200,6 +200,21 @@ def test_winograd_matches_the_reference_on_random_geometries(seed, dtype):
         np.testing.assert_allclose(g, e, rtol=tolerance, atol=tolerance)
 
 
+def test_conv_algorithm_setting_is_validated_and_reported():
+    import eqcore
+    from eqcore._gemm import set_gemm_path
+
+    with pytest.raises(ValueError, match="conv must be 'auto', 'direct' or 'winograd'; got 'fft'"):
+        set_gemm_path("skinny", "best", conv="fft")
+    assert eqcore.gemm_path()["conv"] == "auto"
+    set_gemm_path("skinny", "best", conv="direct")
+    try:
+        assert eqcore.gemm_path()["conv"] == "direct"
+        assert eqcore.build_info()["kernel"]["conv"] == "direct"
+    finally:
+        set_gemm_path("skinny", "best")
+
+
 def test_image_and_flat_inputs_give_identical_results():
     net, input_shape, spec, x, target = problem("max", 1, np.float64)
     images = x.reshape(-1, *input_shape)
