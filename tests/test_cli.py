@@ -429,6 +429,36 @@ def test_a_conv_run_resumes_through_the_cli(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_conv_algorithm_is_recorded_and_kept_by_a_resume(tmp_path, capsys):
+    """--conv-algorithm reaches the run (its weights differ from the default's), config.json records
+    it, a resume without the flag keeps it (bitwise the uninterrupted run), and the process setting
+    is restored after each command."""
+    common = ["train", "--dataset", "digits", "--layers", "1x8x8,c4k3mp,10", "--lr", "0.1", "0.05",
+              "--train-size", "100", "--seed", "2", "--threads", "1", "--quiet", "--free-steps", "6",
+              "--nudged-steps", "2", "--solver", "alternating", "--symmetric", "--beta", "0.5"]
+    winograd = [*common, "--conv-algorithm", "winograd"]
+    assert main([*winograd, "--epochs", "2", "--out", str(tmp_path / "straight")]) == 0
+    assert eqcore.gemm_path()["conv"] == "auto"
+    config = json.loads((tmp_path / "straight" / "config.json").read_text())
+    assert config["conv_algorithm"] == "winograd" and config["kernels"]["conv"] == "winograd"
+    assert main([*common, "--epochs", "2", "--out", str(tmp_path / "auto")]) == 0  # direct: one input channel
+    assert main([*winograd, "--epochs", "1", "--out", str(tmp_path / "split")]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "split"), "--epochs", "2"]) == 0
+    assert "started with other products" not in capsys.readouterr().out
+    straight, resumed = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "split")
+    for a, b in zip(straight.weights + straight.biases, resumed.weights + resumed.biases):
+        np.testing.assert_array_equal(a, b)
+    direct = load_checkpoint(tmp_path / "auto")
+    assert any(not np.array_equal(a, b) for a, b in zip(straight.weights, direct.weights))
+    assert main(["train", "--resume", str(tmp_path / "split"), "--epochs", "3", "--conv-algorithm", "direct"]) == 0
+    assert "note: this run started with other products (conv winograd -> direct)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "split" / "config.json").read_text())["conv_algorithm"] == "direct"
+    assert eqcore.gemm_path()["conv"] == "auto"
+    assert main(["evaluate", str(tmp_path / "split"), "--split", "val"]) == 0
+    assert eqcore.gemm_path()["conv"] == "auto"
+
+
 def test_algorithm_coupling_and_output_flags_reach_the_run(tmp_path):
     out = tmp_path / "coupled"
     assert main(["train", "--preset", "digits", "--train-size", "200", "--epochs", "1", "--seed", "1", "--threads", "1",

@@ -71,7 +71,7 @@ VALIDATION_SIZES = {"digits": 300, "mnist": 10_000, "fashion-mnist": 10_000}
 #: The splits a run is evaluated on (summary.json), in order.
 SPLITS = ("train", "val", "test")
 #: Flags that may accompany --resume (they do not change what is computed).
-RESUME_FLAGS = ("epochs", "threads", "data_dir", "quiet", "distributed")
+RESUME_FLAGS = ("epochs", "threads", "conv_algorithm", "data_dir", "quiet", "distributed")
 HYPERPARAMETER_FLAGS = (
     "preset", "dataset", "layers", "beta", "free_steps", "nudged_steps", "epsilon", "lr",
     "batch_size", "seed", "solver", "symmetric", "persistent", "random_sign", "train_size",
@@ -241,6 +241,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         "symmetric": args.symmetric, "solver": args.solver, "eval_steps": args.eval_steps,
         "dtype": args.dtype, "threads": args.threads, "seed": args.seed, "train_size": args.train_size,
         "validation_size": args.validation_size, "precision": args.precision,
+        "conv_algorithm": args.conv_algorithm,
         "init_gains": list(args.init_gain) if args.init_gain else None,
         "algorithm": args.algorithm, "coupling": args.coupling, "output": args.output, "cost": args.cost,
         "translate": args.translate,
@@ -257,6 +258,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     settings.setdefault("validation_size", None)
     settings.setdefault("cost", "squared-error")  # no preset sets it
     settings.setdefault("translate", 0)
+    settings.setdefault("conv_algorithm", "auto")
     missing = [flag for flag, key in (("--dataset", "dataset"), ("--layers", "layers"), ("--lr", "learning_rates"))
                if key not in settings]
     if missing:
@@ -389,7 +391,8 @@ def _cmd_train_root(args: argparse.Namespace, parser: argparse.ArgumentParser, c
             flags = ", ".join("--" + name.replace("_", "-") for name in extra)
             parser.error(
                 f"--resume continues a run exactly as its checkpoint and config.json record it; {flags} cannot be "
-                f"changed (only --epochs, --threads, --data-dir, --quiet and --distributed may be given)"
+                f"changed (only --epochs, --threads, --conv-algorithm, --data-dir, --quiet and --distributed may be "
+                f"given)"
             )
         run_dir = check_run_path(args.resume, "--resume")
         config_path = run_dir / CONFIG_NAME
@@ -442,6 +445,8 @@ def _resume_settings(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         settings["epochs"] = args.epochs
     if args.threads is not None:
         settings["threads"] = args.threads
+    if args.conv_algorithm is not None:
+        settings["conv_algorithm"] = args.conv_algorithm
     return settings
 
 
@@ -525,6 +530,19 @@ def _busy_machine_note(threads: int) -> str | None:
 
 def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool,
            parser: argparse.ArgumentParser, comm: Any = None) -> int:
+    """``_train_run`` with the run's convolution algorithm (``--conv-algorithm``), restored after."""
+    import eqcore
+
+    previous = eqcore.gemm_path()["conv"]
+    eqcore.set_conv_algorithm(settings.get("conv_algorithm", "auto"))  # runs made before it: auto
+    try:
+        return _train_run(run_dir, settings, resume=resume, quiet=quiet, parser=parser, comm=comm)
+    finally:
+        eqcore.set_conv_algorithm(previous)
+
+
+def _train_run(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool,
+               parser: argparse.ArgumentParser, comm: Any = None) -> int:
     """Load the data, build or restore the trainer, train, evaluate and write the run's files.
 
     With ``comm`` every rank runs this; rank 0 alone writes and prints.
@@ -698,6 +716,7 @@ def _read_best(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import eqcore
     import eqprop
 
     run_dir = Path(args.run_dir)
@@ -716,7 +735,12 @@ def _cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             "test": (dataset.x_test, dataset.y_test)}[args.split]
     if not len(y):
         raise ValueError(f"{run_dir} trained with --validation-size 0: it has no validation set")
-    result = trainer.evaluate(x, y)
+    previous = eqcore.gemm_path()["conv"]
+    eqcore.set_conv_algorithm(config.get("conv_algorithm", "auto"))  # as the run computed its errors
+    try:
+        result = trainer.evaluate(x, y)
+    finally:
+        eqcore.set_conv_algorithm(previous)
     print(
         f"{args.split} error {_format_error(result.error)} ({round(result.error * len(y))}/{len(y)} misclassified), "
         f"mean cost {result.mean_cost:.4f}; {dataset.name}, {args.checkpoint} checkpoint (epoch {trainer.epoch}), "
@@ -983,6 +1007,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the relaxation's matrix products: float32, or bfloat16 copies of the weights and "
                      "states with float32 sums (AVX512_BF16 where the CPU has it; --dtype float32); "
                      "parameters, states and updates stay float32 (default float32)")
+    run.add_argument("--conv-algorithm", choices=("auto", "direct", "winograd"),
+                     help="the bottom-up convolutions: auto (Winograd's F(m x m, k x k) from 32 input channels, "
+                     "else direct), direct or winograd; changes only the rounding, and may accompany --resume "
+                     "(default: auto, or what the resumed run recorded)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors; no progress bar")
     run.add_argument("--distributed", action="store_true",
                      help="data-parallel over the MPI ranks of mpiexec -n RANKS (needs mpi4py and an MPI, see "

@@ -309,6 +309,8 @@ _OPTIONAL = {
     "image_shape": (lambda v: v is None or (isinstance(v, list) and len(v) == 3 and all(
         _is_int(d) and d > 0 for d in v)), "null or three positive integers"),
     "cost": (lambda v: v in ("squared-error", "cross-entropy"), "squared-error or cross-entropy"),
+    # the bottom-up convolutions (--conv-algorithm); missing in runs made before it: auto
+    "conv_algorithm": (lambda v: v in ("auto", "direct", "winograd"), "auto, direct or winograd"),
     "precision": (lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
     "init_gains": (lambda v: v is None or (isinstance(v, list) and all(
         isinstance(g, (int, float)) and not isinstance(g, bool) and g > 0 for g in v)),

@@ -20,7 +20,15 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
     os.environ["GOMP_SPINCOUNT"] = "3000000"
 
-from eqcore._gemm import cpu_has_amx, cpu_has_bf16, gemm_path, set_gemm_path, set_sparse_threshold, sparse_threshold
+from eqcore._gemm import (
+    cpu_has_amx,
+    cpu_has_bf16,
+    gemm_path,
+    set_conv_algorithm,
+    set_gemm_path,
+    set_sparse_threshold,
+    sparse_threshold,
+)
 from eqcore._engine import KIND_CODES, N_GEOMETRY_FIELDS, POOL_CODES, Chain
 from eqcore._openmp import (
     effective_threads,
@@ -62,6 +70,7 @@ __all__ = [
     "cpu_has_amx",
     "cpu_has_bf16",
     "gemm_path",
+    "set_conv_algorithm",
     "set_gemm_path",
     "set_parallel_threshold",
     "set_sparse_threshold",

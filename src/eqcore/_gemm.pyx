@@ -256,7 +256,7 @@ def set_gemm_path(str path, str isa="best", str bf16="best", str conv="auto") ->
     still leaves kernels of 1 or above 7, and AMX convolutions, direct).
     Not thread-safe: call it while no relaxation runs.
     """
-    global _use_blas, _isa, _bf16_native_allowed, _amx_allowed, _conv_algorithm
+    global _use_blas, _isa, _bf16_native_allowed, _amx_allowed
     if path not in ("skinny", "blas"):
         raise ValueError(f"path must be 'skinny' or 'blas'; got {path!r}")
     levels = {"best": -1, "portable": 0, "avx2": 1, "avx512": 2}
@@ -264,15 +264,25 @@ def set_gemm_path(str path, str isa="best", str bf16="best", str conv="auto") ->
         raise ValueError(f"isa must be one of {sorted(levels)}; got {isa!r}")
     if bf16 not in ("best", "amx", "native", "fallback"):
         raise ValueError(f"bf16 must be 'best', 'amx', 'native' or 'fallback'; got {bf16!r}")
-    conv_codes = {name: code for code, name in _CONV_NAMES.items()}
-    if conv not in conv_codes:
-        raise ValueError(f"conv must be 'auto', 'direct' or 'winograd'; got {conv!r}")
-    _conv_algorithm = conv_codes[conv]
+    set_conv_algorithm(conv)
     _use_blas = path == "blas"
     best = eq_best_isa()
     _isa = best if levels[isa] < 0 else min(levels[isa], best)
     _bf16_native_allowed = bf16 != "fallback"
     _amx_allowed = bf16 in ("best", "amx")
+
+
+def set_conv_algorithm(str conv) -> None:
+    """Choose the bottom-up convolutions' algorithm alone (``set_gemm_path``'s ``conv``), the rest unchanged.
+
+    ``"auto"`` (default), ``"direct"`` or ``"winograd"``. Not thread-safe: call it while no
+    relaxation runs.
+    """
+    global _conv_algorithm
+    conv_codes = {name: code for code, name in _CONV_NAMES.items()}
+    if conv not in conv_codes:
+        raise ValueError(f"conv must be 'auto', 'direct' or 'winograd'; got {conv!r}")
+    _conv_algorithm = conv_codes[conv]
 
 
 def cpu_has_amx() -> bool:
