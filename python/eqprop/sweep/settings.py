@@ -44,6 +44,7 @@ SETTING_KINDS: dict[str, str] = {
     "seed": "int",
     "dtype": "str",
     "precision": "str",
+    "conv_algorithm": "str",  # changes only the rounding; a grid over it compares the two convolutions
     "optimizer": "str",
     "momentum": "float",
     "betas": "floats",        # [beta1, beta2]
