@@ -440,8 +440,8 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
 
 # Winograd's "auto" choice: below this many input channels the products are too short
 # for the transforms to pay (python tools/conv_algorithms.py on Zen 4, relaxation steps:
-# 0.78-0.96x the direct convolution's speed over 4 and 8 input channels, 1.01-1.05x over
-# 16, 1.04-2.1x over 32 to 128; docs/performance.md).
+# 0.78-1.18x the direct convolution's speed over 4 and 8 input channels, below 1 in 7 of 8
+# measurements; 1.01-1.05x over 16; 1.04-2.1x over 32 to 128; docs/performance.md).
 DEF WINOGRAD_MIN_CHANNELS = 32
 
 
