@@ -415,21 +415,15 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
             c.offsets = <int*> _checked_malloc(<size_t> c.patch * sizeof(int))
             if transposes and j > 0:
                 c.weights_taps = _checked_malloc(<size_t> c.c_out * c.patch * item)
-            if bf16 == BF16_NATIVE:
+            c.conv_amx = bf16 == BF16_NATIVE and amx_active()
+            _winograd_layouts(c, bf16, item)
+            if bf16 == BF16_NATIVE and not c.wino_m:  # the AVX512_BF16 / AMX direct convolution's operands
                 c.weights_bf = _checked_malloc(<size_t> eq_bf16_pairs(c.c_in) * c.k * c.k
                                                * eq_bf16_columns(c.c_out) * sizeof(uint32_t))
                 c.offsets_bf = <int*> _checked_malloc(<size_t> eq_bf16_pairs(c.c_in) * c.k * c.k * sizeof(int))
-                c.conv_amx = amx_active()
                 if c.conv_amx and c.weights_taps != NULL and c.pool == POOL_MAX:
                     c.weights_t_bf = _checked_malloc(<size_t> eq_bf16_pairs(c.c_out)
                                                      * eq_bf16_columns(c.patch) * sizeof(uint32_t))
-            _winograd_layouts(c, bf16, item)
-            if c.wino_m:
-                if c.weights_bf != NULL:  # the direct convolution's bfloat16 operands go unused
-                    free(c.weights_bf)
-                    free(c.offsets_bf)
-                    c.weights_bf = NULL
-                    c.offsets_bf = NULL
     except MemoryError:
         free_derived(conns, n)
         raise
@@ -469,7 +463,8 @@ cdef void _winograd_layouts(Connection* c, int bf16, size_t item) except *:
     cdef size_t kernels = <size_t> alpha * alpha * c.c_in * c.c_out * item
     cdef double mats[192]  # 3 matrices of at most 8 x 8 (winograd.h: alpha <= 8)
     # AVX512_BF16 and AMX keep their direct convolutions: Winograd on rounded operands is no faster there
-    if _winograd_pays(c.k, c.c_in) and not c.conv_amx and (bf16 != BF16_NATIVE or conv_algorithm() == CONV_WINOGRAD):
+    if (_winograd_pays(c.k, c.c_in) and not c.conv_amx
+            and (bf16 != BF16_NATIVE or conv_algorithm() == CONV_WINOGRAD)):
         c.wino_m = m
         c.wino_u = _checked_malloc(kernels + <size_t> alpha * c.k * c.c_out * item)  # U, then its refresh's work
     if c.weights_taps != NULL and _transposed_winograd_fits(c) and _winograd_pays(c.k, c.c_out):

@@ -160,6 +160,15 @@ static size_t eq_wino_scratch(int c_in, int c_out, int k, int hc, int wc) {
         for (; ch < c; ch++) EQ_WINO_OUT_CHANNELS(T, T, ALPHA)                        \
     }
 
+/* TILE(VT, V, T, alpha) for the run-time alpha, 5 to 8, as a compile-time constant. */
+#define EQ_WINO_BY_ALPHA(TILE, VT, V, T)                                              \
+    switch (alpha) {                                                                  \
+    case 8: TILE(VT, V, T, 8); break;                                                 \
+    case 7: TILE(VT, V, T, 7); break;                                                 \
+    case 6: TILE(VT, V, T, 6); break;                                                 \
+    default: TILE(VT, V, T, 5); break;                                                \
+    }
+
 #define EQ_DEFINE_WINOGRAD(SUFFIX, ATTR, T, VT, V)                                         \
     /* u (alpha^2 x c_in x c_out) = G W G^T for every (ci, co), from wt = W as        \
      * (patch x c_out), patch index (ci k + a) k + b, or with flip the kernel turned  \
@@ -226,12 +235,7 @@ static size_t eq_wino_scratch(int c_in, int c_out, int k, int hc, int wc) {
         for (int t = 0; t < tiles; t++) {                                             \
             const T *d = cl + ((size_t)(t / tx) * m * wx + (size_t)(t % tx) * m) * c; \
             T *vt = v + (size_t)t * c;                                                \
-            switch (alpha) {                                                          \
-            case 8: EQ_WINO_TILE_IN(VT, V, T, 8); break;                              \
-            case 7: EQ_WINO_TILE_IN(VT, V, T, 7); break;                              \
-            case 6: EQ_WINO_TILE_IN(VT, V, T, 6); break;                              \
-            default: EQ_WINO_TILE_IN(VT, V, T, 5); break;                             \
-            }                                                                         \
+            EQ_WINO_BY_ALPHA(EQ_WINO_TILE_IN, VT, V, T)                               \
         }                                                                             \
     }                                                                                 \
     /* conv (hc wc x c, channels last) = the output transform of mm (alpha^2 x tiles  \
@@ -244,12 +248,7 @@ static size_t eq_wino_scratch(int c_in, int c_out, int k, int hc, int wc) {
             int y0 = (t / tx) * m, x0 = (t % tx) * m;                                 \
             int my = hc - y0 < m ? hc - y0 : m, mx = wc - x0 < m ? wc - x0 : m;       \
             const T *mt = mm + (size_t)t * c;                                         \
-            switch (alpha) {                                                          \
-            case 8: EQ_WINO_TILE_OUT(VT, V, T, 8); break;                             \
-            case 7: EQ_WINO_TILE_OUT(VT, V, T, 7); break;                             \
-            case 6: EQ_WINO_TILE_OUT(VT, V, T, 6); break;                             \
-            default: EQ_WINO_TILE_OUT(VT, V, T, 5); break;                            \
-            }                                                                         \
+            EQ_WINO_BY_ALPHA(EQ_WINO_TILE_OUT, VT, V, T)                              \
         }                                                                             \
     }
 
