@@ -68,19 +68,24 @@ def test_relax_matches_reference(pool, pad, solver, threads, dtype, conv_kernel,
         assert_close_lists(flat(state), expected, dtype)
 
 
-@pytest.mark.parametrize("pool", POOLS, ids=POOL_IDS)
-def test_wide_layers_match_reference(pool, dtype, conv_kernel):
+@pytest.mark.parametrize("pool, above", [(pool, (21, 3, 1)) for pool in POOLS] + [("max", (9, 8, 2))],
+                         ids=[f"{name}-k3" for name in POOL_IDS] + ["max-k8"])
+def test_wide_layers_match_reference(pool, above, dtype, conv_kernel):
     """Channel counts and map widths that reach every column block and row group of the products.
 
     123 output channels = 3 x 32 + 16 + 8 + 3: the two-vector, one-vector,
     half-vector and scalar column blocks of every instruction set, and, as the
-    second layer's input channels, the 4-, 2- and 1-vector blocks and the
-    scalar tail of the max-pooled transposed convolution (64 + 32 + 16 + 11
-    with AVX-512); a 14-wide map splits into several row groups (at most 12
-    rows, 6 without AVX-512). The EP gradient covers the update's kernels.
+    second layer's input channels, every path of the max-pooled transposed
+    convolution: with the 3 x 3 kernel, its windowed sums over whole vectors
+    and the scalar tail (112 + 11 with AVX-512); with the 8 x 8 kernel (too
+    wide for the windowed sums' registers), its per-tap gather's 4-, 2- and
+    1-vector blocks and the scalar tail (64 + 32 + 16 + 11). A 14-wide map
+    splits into several row groups (at most 12 rows, 6 without AVX-512). The
+    EP gradient covers the update's kernels.
     """
     input_shape = (3, 16, 16)
-    spec = [("conv", 123, 3, 0, pool), ("conv", 21, 3, 1, pool), ("dense", 7)]
+    c_above, k_above, pad_above = above
+    spec = [("conv", 123, 3, 0, pool), ("conv", c_above, k_above, pad_above, pool), ("dense", 7)]
     net = conv_network(input_shape, spec, dtype, weight_scale=0.5)
     rng = np.random.default_rng(5)
     x = rng.uniform(0, 1, (3, int(np.prod(input_shape)))).astype(dtype)
@@ -156,6 +161,32 @@ def test_all_zero_fields_keep_their_max_pool_ties(algorithm, dtype):
     finally:
         set_gemm_path("skinny", "best")
     expected = reference.chain_relax(input_shape, spec, net.weights, net.biases, x, init, 1, 0.5, 0.0, None,
+                                     "euler")
+    assert_close_lists(flat(state), expected, dtype)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_max_pooled_transposed_convolution_on_random_geometries(seed, dtype, conv_kernel):
+    """The top-down input through max pooling on drawn geometries: every kernel of the windowed
+    sums (2 to 7), padding up to k - 1, odd maps (a dropped last row and column), and channel
+    counts below that cross the vector widths (whole vectors, then the scalar tail)."""
+    rng = np.random.default_rng(200 + seed)
+    k = 2 + seed % 6
+    pad = int(rng.integers(0, k))
+    c0, c1, c2 = int(rng.integers(1, 4)), int(rng.integers(5, 41)), int(rng.integers(1, 24))
+    size = int(rng.integers(2 * k + 4 - 2 * pad, 2 * k + 11))
+    spec = [("conv", c1, k, pad, "max"), ("conv", c2, k, pad, "max"), ("dense", 3)]
+    input_shape = (c0, size, size)
+    try:
+        net = conv_network(input_shape, spec, dtype, seed=seed, weight_scale=0.5)
+    except ValueError:  # the second layer's map came out too small for its kernel
+        spec[1] = ("conv", c2, 2, 0, "max")
+        net = conv_network(input_shape, spec, dtype, seed=seed, weight_scale=0.5)
+    x = rng.uniform(0, 1, (3, c0 * size * size)).astype(dtype)
+    target = one_hot(rng.integers(0, 3, 3), 3, dtype)
+    zeros = [np.zeros((3, n), dtype=dtype) for n in net.layer_sizes]
+    state = net.relax(x, steps=5, epsilon=0.5, beta=0.4, target=target)
+    expected = reference.chain_relax(input_shape, spec, net.weights, net.biases, x, zeros, 5, 0.5, 0.4, target,
                                      "euler")
     assert_close_lists(flat(state), expected, dtype)
 

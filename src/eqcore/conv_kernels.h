@@ -225,7 +225,54 @@
  * (independent chains of adds), and adds the sum to its position below once.
  * Scattering each value's k x k x c_in products into out_cl instead (a load and
  * a store per product) was slower: docs/performance.md, "Conv training on Zen 4".
+ *
+ * For kernels of 2 to 7 (compiled per k) the vector channels take a longer
+ * run per sum first (EQ_MAX_WINDOW_ROWS): one kernel row a at a time (its
+ * c_out x k vectors of taps stay in L1), each pooling window keeps in
+ * registers the 2 x (k + 1) vectors of the two rows below that its four
+ * positions' values reach through row a, sums every value listed at any of
+ * its four positions into them, and adds them to out_cl once: about four
+ * times the products per load and store of out_cl of the per-tap gather.
+ * The per-tap gather takes the channels left over (fewer than a vector) and
+ * larger kernels.
  */
+#define EQ_MAX_WINDOW_QUADRANT(T, VT, K, QY, QX)                                       \
+    for (int i = first[p00 + (QY) * wc + (QX)], end = first[p00 + (QY) * wc + (QX) + 1]; i < end; i++) { \
+        const T *w = row + (size_t)channel[i] * per_channel;                           \
+        VT v = (VT){0} + value[i];                                                     \
+        for (int b = 0; b < (K); b++) acc[QY][(QX) + b] += v * *(const VT *)(w + (size_t)b * c_in); \
+    }
+
+/* Skipped (left to the per-tap gather) where the 2 (K + 1) accumulators would
+ * not fit the vector registers with room to spare: 32 with AVX-512, 16 else. */
+#define EQ_MAX_WINDOW_ROWS(T, VT, V, K)                                                \
+    if (2 * ((K) + 1) <= (sizeof(VT) == 64 ? 16 : 12))                                 \
+        for (; c0 + (V) <= c_in; c0 += (V))                                            \
+            for (int a = 0; a < (K); a++) {                                            \
+                const T *row = taps + (size_t)a * (K) * c_in + c0;                     \
+                for (int oy = 0; oy < ho; oy++)                                        \
+                    for (int ox = 0; ox < wo; ox++) {                                  \
+                        int p00 = 2 * oy * wc + 2 * ox;                                \
+                        if (first[p00] == first[p00 + 2] && first[p00 + wc] == first[p00 + wc + 2]) \
+                            continue; /* no value in this window */                    \
+                        VT acc[2][(K) + 1];                                            \
+                        for (int j = 0; j <= (K); j++) acc[0][j] = acc[1][j] = (VT){0}; \
+                        EQ_MAX_WINDOW_QUADRANT(T, VT, K, 0, 0)                         \
+                        EQ_MAX_WINDOW_QUADRANT(T, VT, K, 0, 1)                         \
+                        EQ_MAX_WINDOW_QUADRANT(T, VT, K, 1, 0)                         \
+                        EQ_MAX_WINDOW_QUADRANT(T, VT, K, 1, 1)                         \
+                        for (int qy = 0; qy < 2; qy++) {                               \
+                            int yi = 2 * oy + qy + a - pad;                            \
+                            if (yi < 0 || yi >= h_in) continue;                        \
+                            for (int j = 0; j <= (K); j++) {                           \
+                                int xi = 2 * ox + j - pad;                             \
+                                if (xi < 0 || xi >= w_in) continue;                    \
+                                *(VT *)(out_cl + ((size_t)yi * w_in + xi) * c_in + c0) += acc[qy][j]; \
+                            }                                                          \
+                        }                                                              \
+                    }                                                                  \
+            }
+
 #define EQ_MAX_GATHER_CHUNK(T, VT, V, NV)                                              \
     for (; c0 + (NV) * (V) <= c_in; c0 += (NV) * (V))                                  \
         for (int a = 0; a < k; a++)                                                    \
@@ -281,6 +328,15 @@
             }                                                                          \
         for (int p = positions; p > 0; p--) first[p] = first[p - 1];                   \
         first[0] = 0;                                                                  \
+        switch (k) {                                                                   \
+        case 2: EQ_MAX_WINDOW_ROWS(T, VT, V, 2) break;                                 \
+        case 3: EQ_MAX_WINDOW_ROWS(T, VT, V, 3) break;                                 \
+        case 4: EQ_MAX_WINDOW_ROWS(T, VT, V, 4) break;                                 \
+        case 5: EQ_MAX_WINDOW_ROWS(T, VT, V, 5) break;                                 \
+        case 6: EQ_MAX_WINDOW_ROWS(T, VT, V, 6) break;                                 \
+        case 7: EQ_MAX_WINDOW_ROWS(T, VT, V, 7) break;                                 \
+        default: break;                                                                \
+        }                                                                              \
         EQ_MAX_GATHER_CHUNK(T, VT, V, 4)                                               \
         EQ_MAX_GATHER_CHUNK(T, VT, V, 2)                                               \
         EQ_MAX_GATHER_CHUNK(T, VT, V, 1)                                               \
