@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "simd.h"
+#include "transpose.h"
 
 #define EQ_DEFINE_CONV_MOVES(SUFFIX, ATTR, T)                                         \
     /* row[(ci k + a) k + b] = in[ci, y + a - pad, x + b - pad] (0 outside the map): the patch of   \
@@ -156,11 +157,7 @@
     }                                                                                 \
     /* dst (cols x rows) = src (rows x cols)^T, or += with acc. */                    \
     ATTR static void eq_transpose_##SUFFIX(const T *src, int rows, int cols, int acc, T *dst) { \
-        for (int c = 0; c < cols; c++) {                                              \
-            T *d = dst + (size_t)c * rows;                                            \
-            if (acc) for (int r = 0; r < rows; r++) d[r] += src[(size_t)r * cols + c]; \
-            else for (int r = 0; r < rows; r++) d[r] = src[(size_t)r * cols + c];     \
-        }                                                                             \
+        eq_transpose_strided_##SUFFIX(src, rows, cols, (size_t)cols, dst, (size_t)rows, acc); \
     }                                                                                 \
     /* out (c x hc/2 x wc/2) and win = eq_pool_max of the channels-last conv (hc wc x c). */ \
     ATTR static void eq_pool_max_cl_##SUFFIX(const T *conv, int c, int hc, int wc, T *out, \

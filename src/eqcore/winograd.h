@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "simd.h"
+#include "transpose.h"
 
 #define EQ_WINO_MAX_ALPHA 8
 
@@ -212,12 +213,9 @@ static size_t eq_wino_scratch(int c_in, int c_out, int k, int hc, int wc) {
         int alpha = m + k - 1, ty = (hc + m - 1) / m, tx = (wc + m - 1) / m, tiles = ty * tx; \
         int hx = ty * m + k - 1, wx = tx * m + k - 1;                                 \
         memset(cl, 0, sizeof(T) * (size_t)hx * wx * c);                               \
-        for (int ch = 0; ch < c; ch++)                                                \
-            for (int y = 0; y < h; y++) {                                             \
-                const T *src = in + ((size_t)ch * h + y) * w;                         \
-                T *dst = cl + ((size_t)(y + pad) * wx + pad) * c + ch;                \
-                for (int x = 0; x < w; x++) dst[(size_t)x * c] = src[x];              \
-            }                                                                         \
+        for (int y = 0; y < h; y++) /* row y: (c x w, rows h w apart) -> (w x c) */   \
+            eq_transpose_strided_##SUFFIX(in + (size_t)y * w, c, w, (size_t)h * w,    \
+                                          cl + ((size_t)(y + pad) * wx + pad) * c, (size_t)c, 0); \
         for (int q = 0; q < hx * wx; q++) {                                           \
             const T *row = cl + (size_t)q * c;                                        \
             int nz = 0;                                                               \
