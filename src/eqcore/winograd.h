@@ -161,6 +161,73 @@ static size_t eq_wino_scratch(int c_in, int c_out, int k, int hc, int wc) {
         for (; ch < c; ch++) EQ_WINO_OUT_CHANNELS(T, T, ALPHA)                        \
     }
 
+/*
+ * alpha = 8, the points 0, +-1, +-2, +-1/2 and infinity: B^T's row 0 lives on the
+ * even columns, row 7 on the odd ones, rows 1 to 6 on columns 1 to 6, and row
+ * p + 1 (the point -x of row p's x) is row p with its odd columns negated
+ * (p = 1, 3, 5). So a transformed column is, with E and O row p's sums over the
+ * even and the odd columns, E + O and E - O: 32 multiply-adds where the dense
+ * product does 64. eq_wino_paired8 checks the structure on the rounded bt
+ * (else the dense product runs).
+ */
+#define EQ_DEFINE_WINO_PAIRED8(T, TOLERANCE)                                          \
+    static int eq_wino_paired8_##T(const T *bt) {                                     \
+        for (int i = 0; i < 8; i++) {                                                 \
+            double scale = 0;                                                         \
+            for (int a = 0; a < 8; a++) scale = fmax(scale, fabs((double)bt[i * 8 + a])); \
+            for (int a = 0; a < 8; a++) {                                             \
+                int zero = i == 0 ? a % 2 : i == 7 ? a % 2 == 0 : a == 0 || a == 7;   \
+                double x = bt[i * 8 + a];                                             \
+                if (zero && fabs(x) > (TOLERANCE) * scale) return 0;                  \
+                if (i % 2 == 0 && i > 0 && i < 7                                      \
+                    && fabs(x - (a % 2 ? -1 : 1) * (double)bt[(i - 1) * 8 + a]) > (TOLERANCE) * scale) \
+                    return 0;                                                         \
+            }                                                                         \
+        }                                                                             \
+        return 1;                                                                     \
+    }
+EQ_DEFINE_WINO_PAIRED8(float, 1e-6)
+EQ_DEFINE_WINO_PAIRED8(double, 1e-13)
+
+/* OUT(j) = sum_a bt[j, a] X(a) for the 8 rows j, by the structure above. */
+#define EQ_WINO_APPLY8(VT, OUT, X)                                                    \
+    {                                                                                 \
+        OUT(0) = bt[0] * X(0) + bt[2] * X(2) + bt[4] * X(4) + bt[6] * X(6);           \
+        _Pragma("GCC unroll 3") for (int p = 1; p < 7; p += 2) {                      \
+            VT even = bt[p * 8 + 2] * X(2) + bt[p * 8 + 4] * X(4) + bt[p * 8 + 6] * X(6); \
+            VT odd = bt[p * 8 + 1] * X(1) + bt[p * 8 + 3] * X(3) + bt[p * 8 + 5] * X(5); \
+            OUT(p) = even + odd;                                                      \
+            OUT(p + 1) = even - odd;                                                  \
+        }                                                                             \
+        OUT(7) = bt[57] * X(1) + bt[59] * X(3) + bt[61] * X(5) + bt[63] * X(7);       \
+    }
+#define EQ_WINO_IN8_CHANNELS(VT)                                                      \
+    {                                                                                 \
+        VT tmp[8][8];                                                                 \
+        for (int b = 0; b < 8; b++) { /* tmp[:, b] = bt d[:, b] */                   \
+            VT col[8];                                                                \
+            _Pragma("GCC unroll 8") for (int a = 0; a < 8; a++)                       \
+                col[a] = *(const VT *)(d + a * ldrow + (size_t)b * c + ch);           \
+            EQ_WINO_APPLY8(VT, EQ_WINO_TMP_COLUMN, EQ_WINO_COL)                       \
+        }                                                                             \
+        for (int i = 0; i < 8; i++) { /* v[(i, j)] = tmp[i, :] bt^T */                \
+            VT row[8];                                                                \
+            EQ_WINO_APPLY8(VT, EQ_WINO_ROW, EQ_WINO_TMP_ROW)                          \
+            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                       \
+                *(VT *)(vt + (size_t)(i * 8 + j) * ldpos + ch) = row[j];              \
+        }                                                                             \
+    }
+#define EQ_WINO_COL(a) col[a]
+#define EQ_WINO_TMP_COLUMN(j) tmp[j][b]
+#define EQ_WINO_TMP_ROW(a) tmp[i][a]
+#define EQ_WINO_ROW(j) row[j]
+#define EQ_WINO_TILE_IN8(VT, V, T)                                                    \
+    {                                                                                 \
+        int ch = 0;                                                                   \
+        for (; ch + (V) <= c; ch += (V)) EQ_WINO_IN8_CHANNELS(VT)                     \
+        for (; ch < c; ch++) EQ_WINO_IN8_CHANNELS(T)                                  \
+    }
+
 /* TILE(VT, V, T, alpha) for the run-time alpha, 5 to 8, as a compile-time constant. */
 #define EQ_WINO_BY_ALPHA(TILE, VT, V, T)                                              \
     switch (alpha) {                                                                  \
@@ -230,10 +297,14 @@ static size_t eq_wino_scratch(int c_in, int c_out, int k, int hc, int wc) {
                 field[y * wc + x] = nz;                                               \
             }                                                                         \
         size_t ldrow = (size_t)wx * c, ldpos = (size_t)tiles * c;                     \
+        int paired = alpha == 8 && eq_wino_paired8_##T(bt);                           \
         for (int t = 0; t < tiles; t++) {                                             \
             const T *d = cl + ((size_t)(t / tx) * m * wx + (size_t)(t % tx) * m) * c; \
             T *vt = v + (size_t)t * c;                                                \
-            EQ_WINO_BY_ALPHA(EQ_WINO_TILE_IN, VT, V, T)                               \
+            if (paired)                                                               \
+                EQ_WINO_TILE_IN8(VT, V, T)                                            \
+            else                                                                      \
+                EQ_WINO_BY_ALPHA(EQ_WINO_TILE_IN, VT, V, T)                           \
         }                                                                             \
     }                                                                                 \
     /* conv (hc wc x c, channels last) = the output transform of mm (alpha^2 x tiles  \
