@@ -217,6 +217,71 @@ EQ_DEFINE_WINO_PAIRED8(double, 1e-13)
                 *(VT *)(vt + (size_t)(i * 8 + j) * ldpos + ch) = row[j];              \
         }                                                                             \
     }
+/*
+ * A^T (m x 8) has the same points as columns: column 0 (the point 0) is used by
+ * row 0 only, column 7 (infinity) by row m - 1 only, and column p + 1 is column
+ * p times (-1)^y in row y (p = 1, 3, 5). So row y of A^T M sums the three sums
+ * (even y) or differences (odd y) of M's rows p and p + 1, and M's row 0 or 7
+ * where it reaches: 20 multiply-adds and adds per column instead of 32 (m = 4).
+ */
+#define EQ_DEFINE_WINO_OUT_PAIRED8(T, TOLERANCE)                                      \
+    static int eq_wino_out_paired8_##T(const T *at, int m) {                          \
+        for (int y = 0; y < m; y++) {                                                 \
+            double scale = 0;                                                         \
+            for (int i = 0; i < 8; i++) scale = fmax(scale, fabs((double)at[y * 8 + i])); \
+            if ((y > 0 && fabs((double)at[y * 8]) > (TOLERANCE) * scale)              \
+                || (y < m - 1 && fabs((double)at[y * 8 + 7]) > (TOLERANCE) * scale))  \
+                return 0;                                                             \
+            for (int p = 1; p < 7; p += 2)                                            \
+                if (fabs(at[y * 8 + p + 1] - (y % 2 ? -1.0 : 1.0) * at[y * 8 + p]) > (TOLERANCE) * scale) \
+                    return 0;                                                         \
+        }                                                                             \
+        return 1;                                                                     \
+    }
+EQ_DEFINE_WINO_OUT_PAIRED8(float, 1e-6)
+EQ_DEFINE_WINO_OUT_PAIRED8(double, 1e-13)
+
+/* SUM = row r of A^T applied to X(0..7), by the structure above. */
+#define EQ_WINO_ATROW8(T, VT, SUM, X, R)                                               \
+    {                                                                                 \
+        const T *a = at + (R) * 8;                                                    \
+        VT *pair = (R) % 2 ? diff : sum2;                                             \
+        SUM = a[1] * pair[0] + a[3] * pair[1] + a[5] * pair[2];                       \
+        if ((R) == 0) SUM += a[0] * X(0);                                             \
+        if ((R) == m - 1) SUM += a[7] * X(7);                                         \
+    }
+#define EQ_WINO_PAIRS8(X)                                                             \
+    for (int p = 0; p < 3; p++) {                                                     \
+        sum2[p] = X(2 * p + 1) + X(2 * p + 2);                                        \
+        diff[p] = X(2 * p + 1) - X(2 * p + 2);                                        \
+    }
+#define EQ_WINO_OUT8_CHANNELS(VT, T)                                                  \
+    {                                                                                 \
+        VT tmp[8][8], sum2[3], diff[3]; /* rows y < my of tmp used */                 \
+        for (int j = 0; j < 8; j++) { /* tmp[:, j] = at mm[:, j] */                  \
+            VT col[8];                                                                \
+            _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++)                       \
+                col[i] = *(const VT *)(mt + (size_t)(i * 8 + j) * ldpos + ch);        \
+            EQ_WINO_PAIRS8(EQ_WINO_COL)                                               \
+            for (int y = 0; y < my; y++) EQ_WINO_ATROW8(T, VT, tmp[y][j], EQ_WINO_COL, y) \
+        }                                                                             \
+        for (int y = 0; y < my; y++) {                                                \
+            EQ_WINO_PAIRS8(EQ_WINO_TMP_Y)                                             \
+            for (int x = 0; x < mx; x++) {                                            \
+                VT sum;                                                               \
+                EQ_WINO_ATROW8(T, VT, sum, EQ_WINO_TMP_Y, x)                       \
+                if (!field[(y0 + y) * wc + x0 + x]) sum = (VT){0};                    \
+                *(VT *)(conv + ((size_t)(y0 + y) * wc + x0 + x) * c + ch) = sum;      \
+            }                                                                         \
+        }                                                                             \
+    }
+#define EQ_WINO_TMP_Y(j) tmp[y][j]
+#define EQ_WINO_TILE_OUT8(VT, V, T)                                                   \
+    {                                                                                 \
+        int ch = 0;                                                                   \
+        for (; ch + (V) <= c; ch += (V)) EQ_WINO_OUT8_CHANNELS(VT, T)                 \
+        for (; ch < c; ch++) EQ_WINO_OUT8_CHANNELS(T, T)                              \
+    }
 #define EQ_WINO_COL(a) col[a]
 #define EQ_WINO_TMP_COLUMN(j) tmp[j][b]
 #define EQ_WINO_TMP_ROW(a) tmp[i][a]
@@ -313,11 +378,15 @@ EQ_DEFINE_WINO_PAIRED8(double, 1e-13)
                                              int wc, const unsigned char *field, T *conv) { \
         int alpha = m + k - 1, ty = (hc + m - 1) / m, tx = (wc + m - 1) / m, tiles = ty * tx; \
         size_t ldpos = (size_t)tiles * c;                                             \
+        int paired = alpha == 8 && eq_wino_out_paired8_##T(at, m);                    \
         for (int t = 0; t < tiles; t++) {                                             \
             int y0 = (t / tx) * m, x0 = (t % tx) * m;                                 \
             int my = hc - y0 < m ? hc - y0 : m, mx = wc - x0 < m ? wc - x0 : m;       \
             const T *mt = mm + (size_t)t * c;                                         \
-            EQ_WINO_BY_ALPHA(EQ_WINO_TILE_OUT, VT, V, T)                              \
+            if (paired)                                                               \
+                EQ_WINO_TILE_OUT8(VT, V, T)                                           \
+            else                                                                      \
+                EQ_WINO_BY_ALPHA(EQ_WINO_TILE_OUT, VT, V, T)                          \
         }                                                                             \
     }
 
