@@ -327,18 +327,20 @@ def test_conv_step_matches_the_bf16_reference(bf16_path, every_thread_runs, pool
             np.testing.assert_allclose(s.reshape(s.shape[0], -1), e, rtol=0, atol=bound)
 
 
-@pytest.mark.parametrize("conv", ["auto", "winograd"])
+@pytest.mark.parametrize("conv", ["auto", "direct", "winograd"])
 @pytest.mark.parametrize("pool", ["max", "avg", None], ids=["max", "avg", "none"])
 def test_wide_conv_step_matches_the_bf16_reference(bf16_path, pool, conv):
     """test_conv's wide chain: 59 and 21 channels (masked column blocks), 3 input channels (a
     zero pair partner), 14-wide maps (row groups); the bound of the test above. ``auto`` takes
-    Winograd's bottom-up convolution for the second layer on the fallback path; ``winograd``
-    forces it everywhere, and for the transposed convolutions of average and no pooling, on the
-    rounded operands."""
-    if conv == "winograd":
+    Winograd's bottom-up convolution for the second layer (59 input channels) on the
+    AVX512_BF16 and fallback paths, and AMX's direct one; ``direct`` forces the direct
+    convolutions (AVX512_BF16's pair kernel, AMX's tiles, the fallback's float32 kernel);
+    ``winograd`` forces Winograd everywhere, and for the transposed convolutions of average and no
+    pooling, on the rounded operands."""
+    if conv != "auto":
         current = eqcore.gemm_path()
         mode = {"amx": "amx", "avx512bf16": "native", "fallback": "fallback"}[current["bf16"]]
-        set_gemm_path(current["path"], current["isa"], bf16=mode, conv="winograd")
+        set_gemm_path(current["path"], current["isa"], bf16=mode, conv=conv)
     input_shape = (3, 16, 16)
     spec = [("conv", 59, 3, 0, pool), ("conv", 21, 3, 1, pool), ("dense", 7)]
     source = conv_network(input_shape, spec, np.float32, weight_scale=0.5)

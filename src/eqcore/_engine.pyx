@@ -462,9 +462,10 @@ cdef void _winograd_layouts(Connection* c, int bf16, size_t item) except *:
     cdef int sizes = m * alpha + alpha * alpha + alpha * c.k
     cdef size_t kernels = <size_t> alpha * alpha * c.c_in * c.c_out * item
     cdef double mats[192]  # 3 matrices of at most 8 x 8 (winograd.h: alpha <= 8)
-    # AVX512_BF16 and AMX keep their direct convolutions: Winograd on rounded operands is no faster there
-    if (_winograd_pays(c.k, c.c_in) and not c.conv_amx
-            and (bf16 != BF16_NATIVE or conv_algorithm() == CONV_WINOGRAD)):
+    # AMX keeps its direct convolution (its tile products do the multiply-adds at twice the AVX512_BF16
+    # rate, measured faster on the Intel machine). AVX512_BF16 takes Winograd on the rounded operands:
+    # with the paired transforms, 1.2x its direct convolution on Zen 4 (docs/performance.md).
+    if _winograd_pays(c.k, c.c_in) and not c.conv_amx:
         c.wino_m = m
         c.wino_u = _checked_malloc(kernels + <size_t> alpha * c.k * c.c_out * item)  # U, then its refresh's work
     if c.weights_taps != NULL and _transposed_winograd_fits(c) and _winograd_pays(c.k, c.c_out):
