@@ -217,6 +217,18 @@ EQ_DEFINE_WINO_PAIRED8(double, 1e-13)
                 *(VT *)(vt + (size_t)(i * 8 + j) * ldpos + ch) = row[j];              \
         }                                                                             \
     }
+/* The X and OUT arguments of the paired transforms: a tile column, tmp by column and by row. */
+#define EQ_WINO_COL(a) col[a]
+#define EQ_WINO_TMP_COLUMN(j) tmp[j][b]
+#define EQ_WINO_TMP_ROW(a) tmp[i][a]
+#define EQ_WINO_ROW(j) row[j]
+#define EQ_WINO_TILE_IN8(VT, V, T)                                                    \
+    {                                                                                 \
+        int ch = 0;                                                                   \
+        for (; ch + (V) <= c; ch += (V)) EQ_WINO_IN8_CHANNELS(VT)                     \
+        for (; ch < c; ch++) EQ_WINO_IN8_CHANNELS(T)                                  \
+    }
+
 /*
  * A^T (m x 8) has the same points as columns: column 0 (the point 0) is used by
  * row 0 only, column 7 (infinity) by row m - 1 only, and column p + 1 is column
@@ -242,7 +254,7 @@ EQ_DEFINE_WINO_OUT_PAIRED8(float, 1e-6)
 EQ_DEFINE_WINO_OUT_PAIRED8(double, 1e-13)
 
 /* SUM = row r of A^T applied to X(0..7), by the structure above. */
-#define EQ_WINO_ATROW8(T, VT, SUM, X, R)                                               \
+#define EQ_WINO_ATROW8(T, VT, SUM, X, R)                                              \
     {                                                                                 \
         const T *a = at + (R) * 8;                                                    \
         VT *pair = (R) % 2 ? diff : sum2;                                             \
@@ -269,7 +281,7 @@ EQ_DEFINE_WINO_OUT_PAIRED8(double, 1e-13)
             EQ_WINO_PAIRS8(EQ_WINO_TMP_Y)                                             \
             for (int x = 0; x < mx; x++) {                                            \
                 VT sum;                                                               \
-                EQ_WINO_ATROW8(T, VT, sum, EQ_WINO_TMP_Y, x)                       \
+                EQ_WINO_ATROW8(T, VT, sum, EQ_WINO_TMP_Y, x)                          \
                 if (!field[(y0 + y) * wc + x0 + x]) sum = (VT){0};                    \
                 *(VT *)(conv + ((size_t)(y0 + y) * wc + x0 + x) * c + ch) = sum;      \
             }                                                                         \
@@ -281,16 +293,6 @@ EQ_DEFINE_WINO_OUT_PAIRED8(double, 1e-13)
         int ch = 0;                                                                   \
         for (; ch + (V) <= c; ch += (V)) EQ_WINO_OUT8_CHANNELS(VT, T)                 \
         for (; ch < c; ch++) EQ_WINO_OUT8_CHANNELS(T, T)                              \
-    }
-#define EQ_WINO_COL(a) col[a]
-#define EQ_WINO_TMP_COLUMN(j) tmp[j][b]
-#define EQ_WINO_TMP_ROW(a) tmp[i][a]
-#define EQ_WINO_ROW(j) row[j]
-#define EQ_WINO_TILE_IN8(VT, V, T)                                                    \
-    {                                                                                 \
-        int ch = 0;                                                                   \
-        for (; ch + (V) <= c; ch += (V)) EQ_WINO_IN8_CHANNELS(VT)                     \
-        for (; ch < c; ch++) EQ_WINO_IN8_CHANNELS(T)                                  \
     }
 
 /* TILE(VT, V, T, alpha) for the run-time alpha, 5 to 8, as a compile-time constant. */
