@@ -35,23 +35,9 @@ EQ_TARGET_AVX512 static void per_tap(const float *above, const int *win, const f
                                      float *work, float *out_cl) {
     int windows = ho * wo, positions = hc * wc, c0 = 0;
     size_t per_channel = (size_t)k * k * c_in;
-    float *value = work;
-    int *first = (int *)(work + (size_t)c_out * windows), *channel = first + positions + 1;
-    memset(first, 0, sizeof(int) * (positions + 1));
-    for (int i = 0; i < c_out * windows; i++)
-        if (above[i] != 0) first[win[i] + 1]++;
-    for (int p = 0; p < positions; p++) first[p + 1] += first[p];
-    if (first[positions] == 0) return;
-    for (int ch = 0; ch < c_out; ch++)
-        for (int o = 0; o < windows; o++) {
-            size_t i = (size_t)ch * windows + o;
-            if (above[i] == 0) continue;
-            int slot = first[win[i]]++;
-            value[slot] = above[i];
-            channel[slot] = ch;
-        }
-    for (int p = positions; p > 0; p--) first[p] = first[p - 1];
-    first[0] = 0;
+    const float *value = work;
+    const int *first = (const int *)(work + (size_t)c_out * windows), *channel = first + positions + 1;
+    if (!eq_max_list_f32_avx512(above, win, c_out, windows, positions, work)) return;
     EQ_MAX_GATHER_CHUNK(float, eq_f16, 16, 4)
     EQ_MAX_GATHER_CHUNK(float, eq_f16, 16, 2)
     EQ_MAX_GATHER_CHUNK(float, eq_f16, 16, 1)

@@ -1,35 +1,71 @@
 /*
  * Winograd's transforms for the conv preset's second layer (F(4x4, 5x5),
  * alpha = 8), one example, one core, process CPU time: the input transform
- * (32 channels of 12 x 12) with B^T's pair structure (eq_wino_paired8: 32
- * multiply-adds per column) against the dense 8 x 8 product, and the output
- * transform (64 channels of 8 x 8) with A^T's (eq_wino_out_paired8) against
- * the dense 4 x 8 one. The dense runs get a matrix with one coefficient
- * perturbed so that the check fails: their values are then wrong, only their
- * time counts.
+ * (32 channels of 12 x 12) and the output transform (64 channels of 8 x 8),
+ * each in its paired form (the points' +-x pairs: 32 multiply-adds per column
+ * of B^T d instead of 64) against the dense alpha x alpha product, on the
+ * same matrices.
  *
  *   gcc -O3 -ffp-contract=fast -Isrc/eqcore tools/wino_transform_bench.c -o /tmp/wino_transform_bench -lm
  *   /tmp/wino_transform_bench
  *
  * Needs AVX-512. Results: docs/performance.md, "The max-pooled transposed convolution by windows".
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
 #include "winograd.h"
-static double cpu(void){struct timespec t;clock_gettime(CLOCK_PROCESS_CPUTIME_ID,&t);return t.tv_sec+1e-9*t.tv_nsec;}
-int main(){ int k=5,m=4,al=8,c=32,h=12,w=12,hc=8,wc=8,pad=0; double at[64],g[64],bt[64]; float bf[64], bg[64];
- eq_wino_matrices(m,k,at,g,bt); for(int i=0;i<64;i++) bg[i]=bf[i]=(float)bt[i]; bg[1]=1e-3f;
- float *in=malloc(4*c*h*w), *cl=malloc(4*64*64*c), *v=malloc(4*64*16*c); unsigned char any[4096], field[4096];
- for(int i=0;i<c*h*w;i++) in[i]=(float)rand()/RAND_MAX;
- for (int r=0;r<3;r++){ for (int which=0; which<2; which++){ int n=20000; double t0=cpu();
-   for(int i=0;i<n;i++) eq_wino_input_f32_avx512(in,c,h,w,pad,k,m,which?bg:bf,hc,wc,cl,any,field,v);
-   printf("input  %s %.2f us\n", which?"dense  ":"paired ", 1e6*(cpu()-t0)/n);} }
- float af[64], ag[64], *mm=malloc(4*64*4*64), *conv=malloc(4*64*64); unsigned char fl[64];
- for(int i=0;i<32;i++) ag[i]=af[i]=(float)at[i]; ag[8]=1e-3f;
- for(int i=0;i<64*4*64;i++) mm[i]=(float)rand()/RAND_MAX;
- for(int i=0;i<64;i++) fl[i]=1;
- for (int r=0;r<3;r++){ for (int which=0; which<2; which++){ int n=20000; double t0=cpu();
-   for(int i=0;i<n;i++) eq_wino_output_f32_avx512(mm,64,k,m,which?ag:af,hc,wc,fl,conv);
-   printf("output %s %.2f us\n", which?"dense  ":"paired ", 1e6*(cpu()-t0)/n);} }
+
+static double cpu_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+enum { K = 5, M = 4, ALPHA = 8, C_IN = 32, C_OUT = 64, H = 12, W = 12, HC = 8, WC = 8, TILES = 4, REPEATS = 20000 };
+
+int main(void) {
+    double at64[M * ALPHA], g64[ALPHA * K], bt64[ALPHA * ALPHA];
+    float mats[M * ALPHA + ALPHA * ALPHA];
+    eq_wino_matrices(M, K, at64, g64, bt64);
+    for (int i = 0; i < M * ALPHA; i++) mats[i] = (float)at64[i];
+    for (int i = 0; i < ALPHA * ALPHA; i++) mats[M * ALPHA + i] = (float)bt64[i];
+    if (!eq_wino_paired_float(mats, M, K)) {
+        printf("the matrices lack the pair structure\n");
+        return 1;
+    }
+    const float *at = mats, *bt = mats + M * ALPHA;
+    float *in = malloc(sizeof(float) * C_IN * H * W), *cl = malloc(sizeof(float) * 16 * 16 * C_IN);
+    float *v[2] = {malloc(sizeof(float) * ALPHA * ALPHA * TILES * C_IN), malloc(sizeof(float) * ALPHA * ALPHA * TILES * C_IN)};
+    float *mm = malloc(sizeof(float) * ALPHA * ALPHA * TILES * C_OUT);
+    float *conv[2] = {malloc(sizeof(float) * HC * WC * C_OUT), malloc(sizeof(float) * HC * WC * C_OUT)};
+    unsigned char any[16 * 16], field[HC * WC];
+    for (int i = 0; i < C_IN * H * W; i++) in[i] = (float)rand() / RAND_MAX;
+    for (int i = 0; i < ALPHA * ALPHA * TILES * C_OUT; i++) mm[i] = (float)rand() / RAND_MAX - 0.5f;
+    double input_difference = 0, output_difference = 0;
+    /* the sizes read at run time, as the core passes them (constants let the compiler specialise the kernels) */
+    volatile int sizes[] = {C_IN, C_OUT, H, W, K, M, HC, WC};
+    int c_in = sizes[0], c_out = sizes[1], h = sizes[2], w = sizes[3], k = sizes[4], m = sizes[5], hc = sizes[6], wc = sizes[7];
+    for (int paired = 0; paired < 2; paired++) {
+        eq_wino_input_f32_avx512(in, C_IN, H, W, 0, K, M, bt, paired, HC, WC, cl, any, field, v[paired]);
+        eq_wino_output_f32_avx512(mm, C_OUT, K, M, at, paired, HC, WC, field, conv[paired]);
+    }
+    for (int i = 0; i < ALPHA * ALPHA * TILES * C_IN; i++) input_difference = fmax(input_difference, fabs(v[0][i] - v[1][i]));
+    for (int i = 0; i < HC * WC * C_OUT; i++) output_difference = fmax(output_difference, fabs(conv[0][i] - conv[1][i]));
+    printf("largest difference paired - dense: input %.1e, output %.1e\n", input_difference, output_difference);
+    for (int round = 0; round < 3; round++)
+        for (int paired = 1; paired >= 0; paired--) {
+            double start = cpu_seconds();
+            for (int r = 0; r < REPEATS; r++)
+                eq_wino_input_f32_avx512(in, c_in, h, w, 0, k, m, bt, paired, hc, wc, cl, any, field, v[paired]);
+            double middle = cpu_seconds();
+            for (int r = 0; r < REPEATS; r++)
+                eq_wino_output_f32_avx512(mm, c_out, k, m, at, paired, hc, wc, field, conv[paired]);
+            double end = cpu_seconds();
+            printf("%s: input %.2f us, output %.2f us\n", paired ? "paired" : "dense ", 1e6 * (middle - start) / REPEATS,
+                   1e6 * (end - middle) / REPEATS);
+        }
+    return 0;
 }

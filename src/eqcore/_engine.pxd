@@ -48,6 +48,7 @@ cdef struct Connection:
     void* wino_t_u             # per call, Winograd transposed convolution (average or no pooling): the
                                # transformed turned kernels (alpha^2 x c_out x c_in); NULL: direct
     void* wino_mats            # per call, Winograd (either): A^T (m x alpha), B^T (alpha x alpha), G (alpha x k)
+    int wino_paired            # per call, Winograd (either): the transforms take their paired forms (eq_wino_paired)
 
 cdef class Chain:
     cdef Connection* conns

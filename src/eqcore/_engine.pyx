@@ -57,7 +57,8 @@ from eqcore._kernels cimport (
     eq_shifted_f32, eq_shifted_f64, eq_transpose_f32, eq_transpose_f64, eq_unpool_avg_cl_f32,
     eq_unpool_avg_cl_f64, eq_unpool_avg_f32, eq_unpool_avg_f64, eq_unpool_max_f32,
     eq_unpool_max_f64, eq_wino_input_f32, eq_wino_input_f64, eq_wino_matrices, eq_wino_output_f32,
-    eq_wino_output_f64, eq_wino_scratch, eq_wino_tile, eq_wino_weights_f32, eq_wino_weights_f64,
+    eq_wino_output_f64, eq_wino_paired_double, eq_wino_paired_float, eq_wino_scratch, eq_wino_tile,
+    eq_wino_weights_f32, eq_wino_weights_f64,
 )
 
 import numpy as np
@@ -397,6 +398,7 @@ cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=0, b
         conns[j].wino_u = NULL
         conns[j].wino_t_u = NULL
         conns[j].wino_mats = NULL
+        conns[j].wino_paired = False
     try:
         for j in range(n):
             c = &conns[j]
@@ -457,7 +459,7 @@ cdef bint _transposed_winograd_fits(const Connection* c) noexcept:
 cdef void _winograd_layouts(Connection* c, int bf16, size_t item) except *:
     """Choose Winograd or direct for conv connection ``c``'s bottom-up and (with its top-down layouts,
     ``weights_taps``) transposed convolutions; allocate the transformed kernels (filled by
-    ``refresh_derived``) and fill the transforms of F(m x m, k x k)."""
+    ``refresh_derived``) and fill the transforms of F(m x m, k x k) (and whether they take their paired forms)."""
     cdef int m = eq_wino_tile(c.k), alpha = eq_wino_tile(c.k) + c.k - 1, i
     cdef int sizes = m * alpha + alpha * alpha + alpha * c.k
     cdef size_t kernels = <size_t> alpha * alpha * c.c_in * c.c_out * item
@@ -479,6 +481,10 @@ cdef void _winograd_layouts(Connection* c, int bf16, size_t item) except *:
             (<float*> c.wino_mats)[i] = <float> mats[i]
         else:
             (<double*> c.wino_mats)[i] = mats[i]
+    if item == 4:
+        c.wino_paired = eq_wino_paired_float(<const float*> c.wino_mats, m, c.k)
+    else:
+        c.wino_paired = eq_wino_paired_double(<const double*> c.wino_mats, m, c.k)
 
 
 cdef void _transformed_kernels(const floating* wt, int c_in, int c_out, int k, const floating* g, bint flip,
@@ -613,11 +619,11 @@ cdef void _native_convolution(const Connection* c, const float* src, uint32_t* p
 
 
 cdef void _winograd_convolution(const floating* src, int c_in, int h, int w, int pad, int k, int c_out,
-                                int hc, int wc, const floating* u, const floating* mats, floating* work,
-                                floating* conv, int isa) noexcept nogil:
+                                int hc, int wc, const floating* u, const floating* mats, bint paired,
+                                floating* work, floating* conv, int isa) noexcept nogil:
     """conv (hc wc x c_out, channels last) = the convolution of one example's src (c_in x h x w, padded by
     ``pad``) by Winograd's F(m x m, k x k) (winograd.h), with U (alpha^2 x c_in x c_out) and the transforms
-    ``mats`` (A^T, then B^T).
+    ``mats`` (A^T, then B^T), in their paired forms with ``paired`` (``eq_wino_paired``).
 
     ``work`` holds ``eq_wino_scratch`` items: the padded map channels-last,
     V, M and two byte masks.
@@ -631,16 +637,18 @@ cdef void _winograd_convolution(const floating* src, int c_in, int h, int w, int
     cdef unsigned char* field = <unsigned char*> (mm + <size_t> a2 * tiles * c_out)
     cdef unsigned char* any_input = field + <size_t> hc * wc
     if floating is float:
-        eq_wino_input_f32(isa, src, c_in, h, w, pad, k, m, mats + m * alpha, hc, wc, work, any_input, field, v)
+        eq_wino_input_f32(isa, src, c_in, h, w, pad, k, m, mats + m * alpha, paired, hc, wc, work, any_input,
+                          field, v)
     else:
-        eq_wino_input_f64(isa, src, c_in, h, w, pad, k, m, mats + m * alpha, hc, wc, work, any_input, field, v)
+        eq_wino_input_f64(isa, src, c_in, h, w, pad, k, m, mats + m * alpha, paired, hc, wc, work, any_input,
+                          field, v)
     for pos in range(a2):
         small_gemm(tiles, c_out, c_in, v + <size_t> pos * tiles * c_in, c_in, u + <size_t> pos * c_in * c_out,
                    c_out, False, mm + <size_t> pos * tiles * c_out, c_out, isa)
     if floating is float:
-        eq_wino_output_f32(isa, mm, c_out, k, m, mats, hc, wc, field, conv)
+        eq_wino_output_f32(isa, mm, c_out, k, m, mats, paired, hc, wc, field, conv)
     else:
-        eq_wino_output_f64(isa, mm, c_out, k, m, mats, hc, wc, field, conv)
+        eq_wino_output_f64(isa, mm, c_out, k, m, mats, paired, hc, wc, field, conv)
 
 
 cdef void bottom_up(const Connection* c, const floating* below, int rows, floating* out,
@@ -699,7 +707,8 @@ cdef void bottom_up(const Connection* c, const floating* below, int rows, floati
                     eq_bf16_round_f32(1, c.n_in, src, 0, scratch, 0)
                     src = scratch
             _winograd_convolution(src, c.c_in, c.h_in, c.w_in, c.pad, c.k, c.c_out, c.h_conv, c.w_conv,
-                                  <const floating*> c.wino_u, <const floating*> c.wino_mats, work, conv, isa)
+                                  <const floating*> c.wino_u, <const floating*> c.wino_mats, c.wino_paired, work,
+                                  conv, isa)
         else:
             if c.pad:
                 if floating is float:
@@ -820,7 +829,7 @@ cdef void top_down(const Connection* c, const floating* above, const int* winner
                     above_row = g
             _winograd_convolution(above_row, c.c_out, c.h_conv, c.w_conv, c.k - 1 - c.pad, c.k, c.c_in, c.h_in,
                                   c.w_in, <const floating*> c.wino_t_u, <const floating*> c.wino_mats,
-                                  g + <size_t> c.hw * c.c_out, out_cl, isa)
+                                  c.wino_paired, g + <size_t> c.hw * c.c_out, out_cl, isa)
         else:
             if c.pool == POOL_AVG:
                 if floating is float:

@@ -125,13 +125,15 @@ cdef extern from "winograd.h" nogil:
                              const float* g, int flip, float* u, float* tmp)
     void eq_wino_weights_f64(int isa, const double* wt, int c_in, int c_out, int k, int alpha,
                              const double* g, int flip, double* u, double* tmp)
+    int eq_wino_paired_float(const float* mats, int m, int k)
+    int eq_wino_paired_double(const double* mats, int m, int k)
     void eq_wino_input_f32(int isa, const float* src, int c, int h, int w, int pad, int k, int m,
-                           const float* bt, int hc, int wc, float* cl, unsigned char* any,
+                           const float* bt, int paired, int hc, int wc, float* cl, unsigned char* any,
                            unsigned char* field, float* v)
     void eq_wino_input_f64(int isa, const double* src, int c, int h, int w, int pad, int k, int m,
-                           const double* bt, int hc, int wc, double* cl, unsigned char* any,
+                           const double* bt, int paired, int hc, int wc, double* cl, unsigned char* any,
                            unsigned char* field, double* v)
-    void eq_wino_output_f32(int isa, const float* mm, int c, int k, int m, const float* at, int hc, int wc,
-                            const unsigned char* field, float* conv)
-    void eq_wino_output_f64(int isa, const double* mm, int c, int k, int m, const double* at, int hc,
-                            int wc, const unsigned char* field, double* conv)
+    void eq_wino_output_f32(int isa, const float* mm, int c, int k, int m, const float* at, int paired,
+                            int hc, int wc, const unsigned char* field, float* conv)
+    void eq_wino_output_f64(int isa, const double* mm, int c, int k, int m, const double* at, int paired,
+                            int hc, int wc, const unsigned char* field, double* conv)

@@ -302,19 +302,17 @@
             }
 
 #define EQ_DEFINE_MAX_TRANSPOSED(SUFFIX, ATTR, T, VT, V)                               \
-    ATTR static void eq_max_transposed_##SUFFIX(const T *above, const int *win, const T *taps, \
-                                                int c_out, int ho, int wo, int hc, int wc, int c_in, \
-                                                int h_in, int w_in, int k, int pad, T *work, \
-                                                T *out_cl) {                           \
-        int windows = ho * wo, positions = hc * wc, c0 = 0;                     \
-        size_t per_channel = (size_t)k * k * c_in;                                     \
+    /* The counting sort: the non-zero values above (c_out x windows) listed by their  \
+     * winner's position, in work as eq_max_transposed describes; returns how many. */ \
+    ATTR static int eq_max_list_##SUFFIX(const T *above, const int *win, int c_out, int windows, \
+                                         int positions, T *work) {                     \
         T *value = work;                                                               \
         int *first = (int *)(work + (size_t)c_out * windows), *channel = first + positions + 1; \
         memset(first, 0, sizeof(int) * (positions + 1));                               \
         for (int i = 0; i < c_out * windows; i++)                                      \
             if (above[i] != 0) first[win[i] + 1]++;                                    \
         for (int p = 0; p < positions; p++) first[p + 1] += first[p];                  \
-        if (first[positions] == 0) return; /* no non-zero value above */               \
+        if (first[positions] == 0) return 0;                                           \
         for (int ch = 0; ch < c_out; ch++) /* first[p] walks p's run, then is set back */ \
             for (int o = 0; o < windows; o++) {                                        \
                 size_t i = (size_t)ch * windows + o;                                   \
@@ -325,6 +323,18 @@
             }                                                                          \
         for (int p = positions; p > 0; p--) first[p] = first[p - 1];                   \
         first[0] = 0;                                                                  \
+        return first[positions];                                                       \
+    }                                                                                  \
+    ATTR static void eq_max_transposed_##SUFFIX(const T *above, const int *win, const T *taps, \
+                                                int c_out, int ho, int wo, int hc, int wc, int c_in, \
+                                                int h_in, int w_in, int k, int pad, T *work, \
+                                                T *out_cl) {                           \
+        int windows = ho * wo, positions = hc * wc, c0 = 0;                            \
+        size_t per_channel = (size_t)k * k * c_in;                                     \
+        const T *value = work;                                                         \
+        const int *first = (const int *)(work + (size_t)c_out * windows), *channel = first + positions + 1; \
+        if (!eq_max_list_##SUFFIX(above, win, c_out, windows, positions, work))        \
+            return; /* no non-zero value above */                                      \
         switch (k) {                                                                   \
         case 2: EQ_MAX_WINDOW_ROWS(T, VT, V, 2) break;                                 \
         case 3: EQ_MAX_WINDOW_ROWS(T, VT, V, 3) break;                                 \

@@ -167,8 +167,7 @@ static size_t eq_wino_scratch(int c_in, int c_out, int k, int hc, int wc) {
  * p + 1 (the point -x of row p's x) is row p with its odd columns negated
  * (p = 1, 3, 5). So a transformed column is, with E and O row p's sums over the
  * even and the odd columns, E + O and E - O: 32 multiply-adds where the dense
- * product does 64. eq_wino_paired8 checks the structure on the rounded bt
- * (else the dense product runs).
+ * product does 64. eq_wino_paired8 checks the structure on the rounded bt.
  */
 #define EQ_DEFINE_WINO_PAIRED8(T, TOLERANCE)                                          \
     static int eq_wino_paired8_##T(const T *bt) {                                     \
@@ -235,6 +234,7 @@ EQ_DEFINE_WINO_PAIRED8(double, 1e-13)
  * p times (-1)^y in row y (p = 1, 3, 5). So row y of A^T M sums the three sums
  * (even y) or differences (odd y) of M's rows p and p + 1, and M's row 0 or 7
  * where it reaches: 20 multiply-adds and adds per column instead of 32 (m = 4).
+ * eq_wino_out_paired8 checks the structure on the rounded at.
  */
 #define EQ_DEFINE_WINO_OUT_PAIRED8(T, TOLERANCE)                                      \
     static int eq_wino_out_paired8_##T(const T *at, int m) {                          \
@@ -252,6 +252,17 @@ EQ_DEFINE_WINO_PAIRED8(double, 1e-13)
     }
 EQ_DEFINE_WINO_OUT_PAIRED8(float, 1e-6)
 EQ_DEFINE_WINO_OUT_PAIRED8(double, 1e-13)
+
+/* Whether the transforms of F(m x m, k x k) can take the paired forms: alpha = 8
+ * and the rounded A^T and B^T (mats: A^T, then B^T) have the structure. Checked
+ * once when the transforms are made; eq_wino_input and eq_wino_output take the
+ * answer as their paired argument. */
+#define EQ_DEFINE_WINO_PAIRED(T)                                                      \
+    static int eq_wino_paired_##T(const T *mats, int m, int k) {                      \
+        return m + k - 1 == 8 && eq_wino_out_paired8_##T(mats, m) && eq_wino_paired8_##T(mats + m * 8); \
+    }
+EQ_DEFINE_WINO_PAIRED(float)
+EQ_DEFINE_WINO_PAIRED(double)
 
 /* SUM = row r of A^T applied to X(0..7), by the structure above. */
 #define EQ_WINO_ATROW8(T, VT, SUM, X, R)                                              \
@@ -340,9 +351,9 @@ EQ_DEFINE_WINO_OUT_PAIRED8(double, 1e-13)
      * map, zero-padded by pad (and on the far sides up to whole tiles); field      \
      * (hc wc bytes) = whether some input of output (y, x)'s k x k field is non-zero. \
      * Scratch: cl, the padded map channels-last (hx x wx x c, hx = tiles_y m +     \
-     * k - 1), and any (hx wx bytes). */                                             \
+     * k - 1), and any (hx wx bytes). paired: eq_wino_paired's answer. */            \
     ATTR static void eq_wino_input_##SUFFIX(const T *in, int c, int h, int w, int pad, int k, int m, \
-                                            const T *bt, int hc, int wc, T *cl,       \
+                                            const T *bt, int paired, int hc, int wc, T *cl, \
                                             unsigned char *any, unsigned char *field, T *v) { \
         int alpha = m + k - 1, ty = (hc + m - 1) / m, tx = (wc + m - 1) / m, tiles = ty * tx; \
         int hx = ty * m + k - 1, wx = tx * m + k - 1;                                 \
@@ -364,7 +375,6 @@ EQ_DEFINE_WINO_OUT_PAIRED8(double, 1e-13)
                 field[y * wc + x] = nz;                                               \
             }                                                                         \
         size_t ldrow = (size_t)wx * c, ldpos = (size_t)tiles * c;                     \
-        int paired = alpha == 8 && eq_wino_paired8_##T(bt);                           \
         for (int t = 0; t < tiles; t++) {                                             \
             const T *d = cl + ((size_t)(t / tx) * m * wx + (size_t)(t % tx) * m) * c; \
             T *vt = v + (size_t)t * c;                                                \
@@ -376,11 +386,10 @@ EQ_DEFINE_WINO_OUT_PAIRED8(double, 1e-13)
     }                                                                                 \
     /* conv (hc wc x c, channels last) = the output transform of mm (alpha^2 x tiles  \
      * x c), 0 where field says the receptive field is all zero. */                  \
-    ATTR static void eq_wino_output_##SUFFIX(const T *mm, int c, int k, int m, const T *at, int hc, \
-                                             int wc, const unsigned char *field, T *conv) { \
+    ATTR static void eq_wino_output_##SUFFIX(const T *mm, int c, int k, int m, const T *at, int paired, \
+                                             int hc, int wc, const unsigned char *field, T *conv) { \
         int alpha = m + k - 1, ty = (hc + m - 1) / m, tx = (wc + m - 1) / m, tiles = ty * tx; \
         size_t ldpos = (size_t)tiles * c;                                             \
-        int paired = alpha == 8 && eq_wino_out_paired8_##T(at, m);                    \
         for (int t = 0; t < tiles; t++) {                                             \
             int y0 = (t / tx) * m, x0 = (t % tx) * m;                                 \
             int my = hc - y0 < m ? hc - y0 : m, mx = wc - x0 < m ? wc - x0 : m;       \
@@ -404,15 +413,15 @@ EQ_FOR_EACH_ISA(EQ_DEFINE_WINOGRAD_ISA)
                     (wt, c_in, c_out, k, alpha, g, flip, u, tmp))                     \
     }                                                                                 \
     static void eq_wino_input_##S(int isa, const T *in, int c, int h, int w, int pad, int k, int m, \
-                                  const T *bt, int hc, int wc, T *cl, unsigned char *any, \
+                                  const T *bt, int paired, int hc, int wc, T *cl, unsigned char *any, \
                                   unsigned char *field, T *v) {                       \
-        EQ_DISPATCH(isa, eq_wino_input_##S, (in, c, h, w, pad, k, m, bt, hc, wc, cl, any, field, v), \
-                    (in, c, h, w, pad, k, m, bt, hc, wc, cl, any, field, v))          \
+        EQ_DISPATCH(isa, eq_wino_input_##S, (in, c, h, w, pad, k, m, bt, paired, hc, wc, cl, any, field, v), \
+                    (in, c, h, w, pad, k, m, bt, paired, hc, wc, cl, any, field, v))  \
     }                                                                                 \
-    static void eq_wino_output_##S(int isa, const T *mm, int c, int k, int m, const T *at, int hc, \
-                                   int wc, const unsigned char *field, T *conv) {     \
-        EQ_DISPATCH(isa, eq_wino_output_##S, (mm, c, k, m, at, hc, wc, field, conv), \
-                    (mm, c, k, m, at, hc, wc, field, conv))                           \
+    static void eq_wino_output_##S(int isa, const T *mm, int c, int k, int m, const T *at, int paired, \
+                                   int hc, int wc, const unsigned char *field, T *conv) { \
+        EQ_DISPATCH(isa, eq_wino_output_##S, (mm, c, k, m, at, paired, hc, wc, field, conv), \
+                    (mm, c, k, m, at, paired, hc, wc, field, conv))                   \
     }
 
 EQ_DEFINE_WINOGRAD_DISPATCH(f32, float)
