@@ -9,12 +9,14 @@ bit for bit.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 import eqcore
 import eqprop
-from eqcore._epoch import FAILED_FREE_PHASE, FAILED_NONE, FAILED_UPDATE, train_batches
+from eqcore._epoch import FAILED_FREE_PHASE, FAILED_NONE, FAILED_UPDATE, STAGES, train_batches
 from eqprop import Conv2d
 from eqprop import trainer as trainer_module
 
@@ -302,7 +304,7 @@ def call(arguments):
     names = ["chain", "x", "labels", "order", "batch_size", "start", "stop", "x_buffer", "target_buffer",
              "state_buffer", "drive", "particles", "betas", "centered", "rates", "free_steps", "nudged_steps",
              "epsilon", "solver", "threads", "batch_errors", "batch_costs"]
-    return train_batches(*(arguments[name] for name in names))
+    return train_batches(*(arguments[name] for name in names), stage_seconds=arguments.get("stage_seconds"))
 
 
 def test_the_core_call_runs_and_reports():
@@ -313,6 +315,29 @@ def test_the_core_call_runs_and_reports():
     assert FAILED_FREE_PHASE != FAILED_UPDATE
     arguments["start"] = arguments["stop"] = 1
     assert call(arguments)[:2] == (0, FAILED_NONE)
+
+
+def test_the_core_call_times_its_stages_without_changing_the_run():
+    untimed, timed = core_arguments(), core_arguments()
+    timed["stage_seconds"] = np.zeros(len(STAGES))
+    assert call(untimed) == call(timed)
+    for a, b in zip(untimed["chain"].arrays[0] + untimed["chain"].arrays[1],
+                    timed["chain"].arrays[0] + timed["chain"].arrays[1]):
+        np.testing.assert_array_equal(a, b)
+    first = timed["stage_seconds"].copy()
+    assert (first > 0).all(), dict(zip(STAGES, first))
+    started = time.perf_counter()
+    call(timed)  # adds to what the array holds
+    elapsed = time.perf_counter() - started
+    assert (timed["stage_seconds"] > first).all()
+    assert (timed["stage_seconds"] - first).sum() <= elapsed
+
+
+def test_the_trainer_hands_its_stage_timer_to_the_compiled_loop():
+    trainer = make_trainer()
+    trainer._stage_seconds = np.zeros(len(STAGES))
+    trainer.fit(*make_data(), epochs=1, progress=False)
+    assert (trainer._stage_seconds > 0).all()
 
 
 BAD_CORE_CALLS = [
@@ -341,6 +366,8 @@ BAD_CORE_CALLS = [
     (dict(solver=3), ValueError, "solver"),
     (dict(threads=0), ValueError, "threads"),
     (dict(betas=[0.5, 0.5, 0.5]), TypeError, None),
+    (dict(stage_seconds=np.zeros(len(STAGES) - 1)), ValueError, "stage_seconds must have 6 entries"),
+    (dict(stage_seconds=np.zeros(len(STAGES), np.float32)), ValueError, "dtype"),
 ]
 
 

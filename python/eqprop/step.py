@@ -217,7 +217,7 @@ class StepEngine:
         x_buffer: np.ndarray, target_buffer: np.ndarray, state_buffer: State, particles: State | None,
         betas: np.ndarray, centered: bool, rates: np.ndarray, free_steps: int, nudged_steps: int,
         epsilon: float, solver: str, threads: int, batch_errors: np.ndarray, batch_costs: np.ndarray,
-        errors: int = 0, cost: float = 0.0,
+        errors: int = 0, cost: float = 0.0, stage_seconds: np.ndarray | None = None,
     ) -> tuple[int, int, int, float]:
         """Mini-batches ``start .. stop - 1`` of an epoch in one compiled call (``eqcore._epoch``).
 
@@ -228,7 +228,9 @@ class StepEngine:
         with ``betas[b]`` (and with ``-betas[b]`` when ``centered``), then the
         in-place update of :meth:`update` with scales rates_k / (spread m):
         bitwise what :meth:`free_phase`, :meth:`update` and the Trainer's
-        per-batch bookkeeping give.
+        per-batch bookkeeping give. ``stage_seconds``, if given (float64, one
+        entry per name of ``eqcore._epoch.STAGES``), has the wall time of each
+        stage added to it.
 
         Returns
         -------
@@ -242,4 +244,5 @@ class StepEngine:
             self.net.core_chain(), x, labels, order, batch_size, start, stop, x_buffer, target_buffer,
             state_buffer, self._drive_rows(batch_size), particles, betas, centered, rates, free_steps,
             nudged_steps, epsilon, SOLVER_CODES[solver], threads, batch_errors, batch_costs, errors, cost,
+            stage_seconds,
         )

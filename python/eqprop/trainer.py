@@ -343,6 +343,10 @@ class Trainer:
     #: same as the Python loop, which tests select by setting this to False on an
     #: instance; not a hyperparameter).
     _compiled_epochs: bool = True
+    #: A float64 array of ``len(eqcore._epoch.STAGES)`` entries to which the compiled loop
+    #: adds the wall time of each stage of its mini-batches (``tools/epoch_speed.py
+    #: --stages``); None (the default) times nothing. A profiling aid, not a setting.
+    _stage_seconds: np.ndarray | None = None
 
     def __init__(
         self,
@@ -1126,7 +1130,7 @@ class Trainer:
                     particles=particles, betas=betas, centered=mode == "centered", rates=rates,
                     free_steps=self.free_steps, nudged_steps=self.nudged_steps, epsilon=self.epsilon,
                     solver=self.solver, threads=threads, batch_errors=batch_errors, batch_costs=batch_costs,
-                    errors=errors, cost=cost,
+                    errors=errors, cost=cost, stage_seconds=self._stage_seconds,
                 )
                 # the Python loop counts a step before it checks the update
                 self.optimizer_state.step += completed + (failure == FAILED_UPDATE)

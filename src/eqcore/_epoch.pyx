@@ -31,6 +31,11 @@ threads (the max-pool winners aside: the same values, found by the
 relaxation instead of the update), so both loops give bitwise the same
 parameters, particles and statistics (tests/test_epoch_loop.py). Scratch is
 allocated once per call.
+
+With ``stage_seconds``, the loop adds the wall time of each of its stages to
+it (``STAGES`` names them): a profile of where a mini-batch's time goes,
+without a profiler, for ``tools/epoch_speed.py --stages``.
+
 Between mini-batches the loop takes the GIL for a moment to run Python's signal
 handlers, so Ctrl-C stops it at the next mini-batch, as it stops the Python
 loop (the epoch is then incomplete in either case).
@@ -41,6 +46,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from eqcore._batch cimport all_finite, gather_examples, gather_rows, scatter_rows, score_output
 from eqcore._engine cimport (
@@ -62,6 +68,29 @@ FAILED_FREE_PHASE = _FAILED_FREE_PHASE
 #: The nudged phase or the update did (the batch's particles and update were written).
 FAILED_UPDATE = _FAILED_UPDATE
 
+#: The stages ``stage_seconds`` times, in its order: 1. the mini-batch's rows gathered, 2. the
+#: derived weight layouts refreshed, 3. the free phase (with the drive), 4. its scoring and
+#: the particles written back, 5. the nudged phase(s) (with the copies of the free state),
+#: 6. the update.
+STAGES = ("gather", "refresh", "free phase", "score and keep", "nudged phase", "update")
+DEF N_STAGES = 6
+
+
+cdef inline double _seconds() noexcept nogil:
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec + 1e-9 * now.tv_nsec
+
+
+cdef inline double _lap(double* stage_seconds, int stage, double since) noexcept nogil:
+    """Add the time since ``since`` to stage ``stage`` (if timing) and return the time now."""
+    cdef double now
+    if stage_seconds == NULL:
+        return 0.0
+    now = _seconds()
+    stage_seconds[stage] += now - since
+    return now
+
 
 def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labels,
                   const int64_t[::1] order, int batch_size, int start, int stop,
@@ -69,7 +98,7 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                   floating[:, ::1] drive, list particles, const double[::1] betas, bint centered,
                   const double[::1] rates, int free_steps, int nudged_steps, double epsilon,
                   int solver, int threads, int64_t[::1] batch_errors, double[::1] batch_costs,
-                  long errors=0, double cost=0.0):
+                  long errors=0, double cost=0.0, double[::1] stage_seconds=None):
     """Train on mini-batches ``start .. stop - 1`` of an epoch in one nogil call.
 
     Parameters
@@ -110,6 +139,9 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
         cost 1/2 sum ||y - d||^2 of its free outputs.
     errors, cost : optional
         Running totals to continue (the sums of earlier chunks of the epoch).
+    stage_seconds : float64 array of ``len(STAGES)`` entries, optional
+        Receives, added to what it holds, the wall time spent in each stage
+        (``STAGES``) over the mini-batches run.
 
     Returns
     -------
@@ -154,6 +186,8 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
     cdef RelaxWork relax_work
     cdef UpdateWork update_work
     cdef floating** negative
+    cdef double* stage_time = NULL
+    cdef double lap = 0.0
 
     if chain.itemsize != sizeof(floating):
         raise TypeError("x and the buffers must have the parameters' dtype")
@@ -188,6 +222,10 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
         example = order[i]
         if not (0 <= example < n and 0 <= labels[example] < n_out):
             raise ValueError(f"order entry {example} or its label is out of range")
+    if stage_seconds is not None:
+        if stage_seconds.shape[0] != N_STAGES:
+            raise ValueError(f"stage_seconds must have {N_STAGES} entries, one per stage; got {stage_seconds.shape[0]}")
+        stage_time = &stage_seconds[0]
     if start == stop:
         return 0, FAILED_NONE, errors, cost
 
@@ -262,11 +300,14 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                         PyErr_CheckSignals()
                 r0 = b * batch_size
                 m = min(batch_size, n - r0)
+                if stage_time != NULL:
+                    lap = _seconds()
                 # 1. the mini-batch
                 gather_examples(&x[0, 0], n_in, &labels[0], &order[r0], m, &x_buffer[0, 0],
                                 &target_buffer[0, 0], n_out)
                 for j in range(n_layers):
                     gather_rows(particle_rows[j], &order[r0], m, widths[j], S[j])
+                lap = _lap(stage_time, 0, lap)
                 # 2. the weight layouts of the parameters the last update left
                 refresh_derived(conns, n_layers, item, threads)
                 if update_conns != conns:
@@ -283,10 +324,12 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                             neg_winners[j] = pooled_winners(conns, n_layers, &update_work, m, j, 1)
                         else:
                             free_winners[j] = pooled_winners(conns, n_layers, &update_work, m, j, 1)
+                lap = _lap(stage_time, 1, lap)
                 # 3. the free phase, which fills the drive
                 relax_chunks(chain, conns, &x_buffer[0, 0], S, NULL, &drive[0, 0], m, free_steps, flops,
                              epsilon, 0.0, solver, threads, False, False, &relax_work,
                              free_winners if reuse_winners else NULL, isa)
+                lap = _lap(stage_time, 2, lap)
                 finite = True
                 for j in range(n_layers):
                     if finite and not all_finite(S[j], <size_t> m * widths[j]):
@@ -305,6 +348,7 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                 batch_costs[b] = batch_cost
                 errors += batch_errors_b
                 cost += batch_cost
+                lap = _lap(stage_time, 3, lap)
                 # 5. the nudged phase(s) from copies of the free state, with the free phase's drive
                 beta = betas[b]
                 for j in range(n_layers):
@@ -320,6 +364,7 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                                  nudged_steps, flops, epsilon, -beta, solver, threads, True, False,
                                  &relax_work, neg_winners if reuse_winners else NULL, isa)
                     spread = 2.0 * beta
+                lap = _lap(stage_time, 4, lap)
                 # 6. the update
                 for j in range(n_layers):
                     scales[j] = rates[j] / (spread * m)
@@ -329,6 +374,7 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                                  &update_work, isa, S[n_layers - 2] if chain.readout else NULL, reuse_winners):
                     failure = _FAILED_UPDATE
                     break
+                lap = _lap(stage_time, 5, lap)
     finally:
         if update_conns != conns:
             free_derived(update_conns, n_layers)  # NULL-safe
