@@ -14,7 +14,8 @@ precision (FLOP convention of benchmarks/compare.py); ``peakmem_train_step`` the
 which the core skips), and ``time_trainer_epoch`` a whole ``Trainer`` epoch at
 the paper's mini-batch of 20 in each precision: the loop around the steps included (the
 compiled epoch loop, the Trainer's default for plain SGD; ``TrainerEpochPythonLoop`` times the
-Python loop over the same kernels, which the other optimizers take).
+Python loop over the same kernels, which the other optimizers take); ``TrainerEpochStages``
+tracks the compiled loop's microseconds per mini-batch in each of its stages.
 
 ``ConvTrainStep`` and ``ConvTrainStepGflops`` time ``train_step`` of the
 convolutional network of benchmarks/compare.py (``_common.CONV_LAYERS``) on a
@@ -29,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 import eqprop
+from eqcore._epoch import STAGES
 
 from ._common import (ARCHS, BATCHES, BETA, CONV_BATCH, CONV_LAYERS, DTYPES, EPSILON, PRECISIONS, THREADS,
                       best_seconds, image_like, make_conv_problem, make_problem, skip_combination, skip_precision,
@@ -167,6 +169,37 @@ class TrainerEpoch:
 
     def time_trainer_epoch(self, threads, precision):
         self.trainer.fit(self.x, self.labels, epochs=1, progress=False)
+
+
+class TrainerEpochStages(TrainerEpoch):
+    """``TrainerEpoch``'s compiled loop, stage by stage: microseconds per mini-batch in each
+    of ``eqcore._epoch.STAGES`` over one epoch, so that a regression shows where it is."""
+
+    unit = "microseconds"
+
+    def _stage(self, name):
+        self.trainer._stage_seconds = np.zeros(len(STAGES))
+        self.trainer.fit(self.x, self.labels, epochs=1, progress=False)
+        batches = -(-len(self.x) // self.trainer.batch_size)
+        return 1e6 * self.trainer._stage_seconds[STAGES.index(name)] / batches
+
+    def track_gather(self, threads, precision):
+        return self._stage("gather")
+
+    def track_refresh(self, threads, precision):
+        return self._stage("refresh")
+
+    def track_free_phase(self, threads, precision):
+        return self._stage("free phase")
+
+    def track_score_and_keep(self, threads, precision):
+        return self._stage("score and keep")
+
+    def track_nudged_phase(self, threads, precision):
+        return self._stage("nudged phase")
+
+    def track_update(self, threads, precision):
+        return self._stage("update")
 
 
 class TrainerEpochPythonLoop(TrainerEpoch):
