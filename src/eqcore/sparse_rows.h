@@ -19,6 +19,67 @@
 
 #include "simd.h"
 
+#if EQ_X86_DISPATCH
+#include <immintrin.h>
+#endif
+
+/*
+ * A row's non-zero entries, compacted: idx[q] = k and val[q] = a[k] for the
+ * entries a[k] != 0 (NaN included), in the order of k; returns their count.
+ * The scalar form writes every k and advances only past the non-zeros (no
+ * branch: the pattern is unpredictable), a chain of dependent additions that
+ * cost a quarter of the update of W_0 on MNIST (784 rows of 20); AVX-512
+ * compacts 16 (float) or 8 (double) entries per step with vcompress, its
+ * register form (the memory form is slow on Zen 4).
+ */
+#define EQ_DEFINE_COMPACT(NAME, T, ATTR)                                              \
+    ATTR EQ_INLINE int NAME(const T *a, int K, int *idx, T *val) {                    \
+        int nnz = 0;                                                                  \
+        for (int k = 0; k < K; k++) {                                                 \
+            idx[nnz] = k; val[nnz] = a[k]; nnz += a[k] != 0;                          \
+        }                                                                             \
+        return nnz;                                                                   \
+    }
+
+EQ_DEFINE_COMPACT(eq_compact_f32_generic, float, )
+EQ_DEFINE_COMPACT(eq_compact_f64_generic, double, )
+#if EQ_X86_DISPATCH
+EQ_DEFINE_COMPACT(eq_compact_f32_avx2, float, EQ_TARGET_AVX2)
+EQ_DEFINE_COMPACT(eq_compact_f64_avx2, double, EQ_TARGET_AVX2)
+
+EQ_TARGET_AVX512 EQ_INLINE int eq_compact_f32_avx512(const float *a, int K, int *idx, float *val) {
+    int nnz = 0;
+    __m512i k16 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int k = 0; k < K; k += 16, k16 = _mm512_add_epi32(k16, _mm512_set1_epi32(16))) {
+        __mmask16 live = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(live, a + k);
+        __mmask16 nonzero = _mm512_mask_cmp_ps_mask(live, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        int count = __builtin_popcount(nonzero);
+        __mmask16 head = (__mmask16)((1u << count) - 1);
+        _mm512_mask_storeu_epi32(idx + nnz, head, _mm512_maskz_compress_epi32(nonzero, k16));
+        _mm512_mask_storeu_ps(val + nnz, head, _mm512_maskz_compress_ps(nonzero, v));
+        nnz += count;
+    }
+    return nnz;
+}
+
+EQ_TARGET_AVX512 EQ_INLINE int eq_compact_f64_avx512(const double *a, int K, int *idx, double *val) {
+    int nnz = 0;
+    __m256i k8 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int k = 0; k < K; k += 8, k8 = _mm256_add_epi32(k8, _mm256_set1_epi32(8))) {
+        __mmask8 live = K - k >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (K - k)) - 1);
+        __m512d v = _mm512_maskz_loadu_pd(live, a + k);
+        __mmask8 nonzero = _mm512_mask_cmp_pd_mask(live, v, _mm512_setzero_pd(), _CMP_NEQ_UQ);
+        int count = __builtin_popcount(nonzero);
+        __mmask8 head = (__mmask8)((1u << count) - 1);
+        _mm256_mask_storeu_epi32(idx + nnz, head, _mm256_maskz_compress_epi32(nonzero, k8));
+        _mm512_mask_storeu_pd(val + nnz, head, _mm512_maskz_compress_pd(nonzero, v));
+        nnz += count;
+    }
+    return nnz;
+}
+#endif
+
 /* W vectors of columns from col: dst = (acc ? src : 0) + sum_q val[q] B[idx[q], col:]. */
 #define EQ_SPARSE_TILE(T, VT, V, W, col, src, dst)                                    \
     {                                                                                 \
@@ -39,17 +100,14 @@
  * was) into a buffer and copied in last, so that its overlap with the whole
  * tiles is not added twice. Narrower rows step down through 4, 2, 1 vectors.
  */
-#define EQ_DEFINE_SPARSE_ROWS(NAME, T, VT, V, ATTR)                                   \
+#define EQ_DEFINE_SPARSE_ROWS(NAME, T, VT, V, ATTR, COMPACT)                          \
     ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *B,       \
                           int ldb, int acc, T *C, int ldc, int *idx, T *val) {        \
         T tail[8 * (V)];                                                              \
         for (int r = 0; r < R; r++) {                                                 \
             const T *arow = A + (size_t)r * lda;                                      \
             T *crow = C + (size_t)r * ldc;                                            \
-            int nnz = 0;                                                              \
-            for (int k = 0; k < K; k++) {                                             \
-                idx[nnz] = k; val[nnz] = arow[k]; nnz += arow[k] != 0; /* no branch */ \
-            }                                                                         \
+            int nnz = COMPACT(arow, K, idx, val);                                     \
             if (nnz == 0 && acc) continue;                                            \
             int c = 0;                                                                \
             if (N >= 8 * (V)) {                                                       \
@@ -69,13 +127,13 @@
         }                                                                             \
     }
 
-EQ_DEFINE_SPARSE_ROWS(eq_sparse_f32_generic, float, eq_f4, 4, )
-EQ_DEFINE_SPARSE_ROWS(eq_sparse_f64_generic, double, eq_d2, 2, )
+EQ_DEFINE_SPARSE_ROWS(eq_sparse_f32_generic, float, eq_f4, 4, , eq_compact_f32_generic)
+EQ_DEFINE_SPARSE_ROWS(eq_sparse_f64_generic, double, eq_d2, 2, , eq_compact_f64_generic)
 #if EQ_X86_DISPATCH
-EQ_DEFINE_SPARSE_ROWS(eq_sparse_f32_avx2, float, eq_f8, 8, EQ_TARGET_AVX2)
-EQ_DEFINE_SPARSE_ROWS(eq_sparse_f64_avx2, double, eq_d4, 4, EQ_TARGET_AVX2)
-EQ_DEFINE_SPARSE_ROWS(eq_sparse_f32_avx512, float, eq_f16, 16, EQ_TARGET_AVX512)
-EQ_DEFINE_SPARSE_ROWS(eq_sparse_f64_avx512, double, eq_d8, 8, EQ_TARGET_AVX512)
+EQ_DEFINE_SPARSE_ROWS(eq_sparse_f32_avx2, float, eq_f8, 8, EQ_TARGET_AVX2, eq_compact_f32_avx2)
+EQ_DEFINE_SPARSE_ROWS(eq_sparse_f64_avx2, double, eq_d4, 4, EQ_TARGET_AVX2, eq_compact_f64_avx2)
+EQ_DEFINE_SPARSE_ROWS(eq_sparse_f32_avx512, float, eq_f16, 16, EQ_TARGET_AVX512, eq_compact_f32_avx512)
+EQ_DEFINE_SPARSE_ROWS(eq_sparse_f64_avx512, double, eq_d8, 8, EQ_TARGET_AVX512, eq_compact_f64_avx512)
 #endif
 
 /* idx and val: scratch for K entries each, owned by the calling thread. */
