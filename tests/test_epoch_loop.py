@@ -198,6 +198,20 @@ def test_threads_batch_size_one_and_a_batch_larger_than_the_data(threads, every_
     train_both(threads=threads, batch_size=50, data=make_data(n=17), epochs=3)
 
 
+@pytest.mark.parametrize("settings", [
+    dict(),
+    dict(dtype="float32", algorithm="centered"),
+    dict(persistent=False, batch_size=7),
+    dict(layers=(N_INPUTS, 9, N_CLASSES), cost="cross-entropy", dtype="float32"),
+    dict(solver="alternating", batch_size=1, data=make_data(n=9)),
+], ids=["float64", "float32-centered", "not-persistent", "readout", "alternating-batch-1"])
+def test_the_next_mini_batch_gathers_while_a_one_thread_nudged_phase_runs(settings):
+    """With 2 threads and nudged phases below the parallel threshold (the default one, and these
+    tiny networks), the loop gathers mini-batch b + 1 into a second set of buffers while b's
+    nudged phase runs: still bitwise the Python loop, short last mini-batch included."""
+    train_both(threads=2, epochs=2, **settings)
+
+
 def test_the_progress_bar_chunks_give_the_same_run(monkeypatch, capsys):
     monkeypatch.setattr(trainer_module, "PROGRESS_EVERY", 3)
     x, labels = make_data()
