@@ -204,7 +204,10 @@ def test_threads_batch_size_one_and_a_batch_larger_than_the_data(threads, every_
     dict(persistent=False, batch_size=7),
     dict(layers=(N_INPUTS, 9, N_CLASSES), cost="cross-entropy", dtype="float32"),
     dict(solver="alternating", batch_size=1, data=make_data(n=9)),
-], ids=["float64", "float32-centered", "not-persistent", "readout", "alternating-batch-1"])
+    dict(dtype="float32", precision="bfloat16", algorithm="centered"),
+    dict(layers=((1, 6, 6), Conv2d(2, 3, pool="max"), Conv2d(3, 2, padding=1, pool="avg"), N_CLASSES),
+         data=make_data(inputs=36), algorithm="centered"),
+], ids=["float64", "float32-centered", "not-persistent", "readout", "alternating-batch-1", "bfloat16", "conv"])
 def test_the_next_mini_batch_gathers_while_a_one_thread_nudged_phase_runs(settings):
     """With 2 threads and nudged phases below the parallel threshold (the default one, and these
     tiny networks), the loop gathers mini-batch b + 1 into a second set of buffers while b's
