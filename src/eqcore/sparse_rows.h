@@ -27,10 +27,11 @@
  * A row's non-zero entries, compacted: idx[q] = k and val[q] = a[k] for the
  * entries a[k] != 0 (NaN included), in the order of k; returns their count.
  * The scalar form writes every k and advances only past the non-zeros (no
- * branch: the pattern is unpredictable), a chain of dependent additions that
- * cost a quarter of the update of W_0 on MNIST (784 rows of 20); AVX-512
+ * branch: the pattern is unpredictable), a chain of dependent additions, one
+ * per entry, for each of the 784 rows of x^T in the update of W_0; AVX-512
  * compacts 16 (float) or 8 (double) entries per step with vcompress, its
- * register form (the memory form is slow on Zen 4).
+ * register form (the memory form is slow on Zen 4). docs/performance.md has
+ * the update's time before and after.
  */
 #define EQ_DEFINE_COMPACT(NAME, T, ATTR)                                              \
     ATTR EQ_INLINE int NAME(const T *a, int K, int *idx, T *val) {                    \
