@@ -78,7 +78,6 @@ FAILED_UPDATE = _FAILED_UPDATE
 #: the particles written back, 5. the nudged phase(s) (with the copies of the free state, and
 #: the next mini-batch's gather when it runs alongside), 6. the update.
 STAGES = ("gather", "refresh", "free phase", "score and keep", "nudged phase", "update")
-DEF N_STAGES = 6
 
 
 cdef inline double _seconds() noexcept nogil:
@@ -266,8 +265,9 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
         if not (0 <= example < n and 0 <= labels[example] < n_out):
             raise ValueError(f"order entry {example} or its label is out of range")
     if stage_seconds is not None:
-        if stage_seconds.shape[0] != N_STAGES:
-            raise ValueError(f"stage_seconds must have {N_STAGES} entries, one per stage; got {stage_seconds.shape[0]}")
+        if stage_seconds.shape[0] != len(STAGES):
+            raise ValueError(f"stage_seconds must have {len(STAGES)} entries, one per stage; "
+                             f"got {stage_seconds.shape[0]}")
         stage_time = &stage_seconds[0]
     if start == stop:
         return 0, FAILED_NONE, errors, cost
