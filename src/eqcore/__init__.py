@@ -23,8 +23,10 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 from eqcore._gemm import (
     cpu_has_amx,
     cpu_has_bf16,
+    delta_threshold,
     gemm_path,
     set_conv_algorithm,
+    set_delta_threshold,
     set_gemm_path,
     set_sparse_threshold,
     sparse_threshold,
@@ -69,8 +71,10 @@ __all__ = [
     "build_info",
     "cpu_has_amx",
     "cpu_has_bf16",
+    "delta_threshold",
     "gemm_path",
     "set_conv_algorithm",
+    "set_delta_threshold",
     "set_gemm_path",
     "set_parallel_threshold",
     "set_sparse_threshold",
@@ -99,7 +103,10 @@ def build_info() -> dict:
         AMX-BF16 tiles this process may use; ``kernel``: what
         precision="bfloat16" runs, ``"amx"``, ``"avx512bf16"`` or ``"fallback"``),
         ``sparse_input_density`` (inputs
-        with at most this fraction of non-zeros take the sparse product) and ``blas``: a list of the BLAS libraries loaded in
+        with at most this fraction of non-zeros take the sparse product),
+        ``state_change_density`` (``delta_threshold()``: the relaxation sends
+        a layer's state changes through the weights when at most this fraction
+        of its entries changed) and ``blas``: a list of the BLAS libraries loaded in
         this process as threadpoolctl reports them (the one ``eqcore`` calls is
         SciPy's, through ``scipy.linalg.cython_blas``).
     """
@@ -123,5 +130,6 @@ def build_info() -> dict:
         "kernel": gemm_path(),
         "bfloat16": {"cpu": cpu_has_bf16(), "amx": cpu_has_amx(), "kernel": gemm_path()["bf16"]},
         "sparse_input_density": sparse_threshold(),
+        "state_change_density": delta_threshold(),
         "blas": blas,
     }

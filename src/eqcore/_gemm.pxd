@@ -4,6 +4,7 @@ from cython cimport floating
 
 cdef int current_isa() noexcept nogil
 cdef bint blas_products() noexcept nogil
+cdef double delta_density() noexcept nogil
 cdef int column_start(int n, int parts, int part) noexcept nogil
 
 # How the bfloat16 products run (precision="bfloat16"; bf16_kernels.h), read once

@@ -34,6 +34,10 @@ cdef bint _use_blas = False
 # stops gaining near 20-35%, the update near 35%; images, whose zeros cluster,
 # gain more; docs/performance.md).
 cdef double _max_sparse_density = 0.3
+# The event-driven relaxation (_relax.pyx) sends a layer's state changes through
+# a weight matrix, instead of the whole state, when at most this fraction of
+# its entries changed since the last step.
+cdef double _max_delta_density = 0.25
 
 _ISA_NAMES = {0: "portable", 1: "avx2", 2: "avx512"}
 # The instruction set every kernel of every module runs with: read once per
@@ -54,6 +58,11 @@ cdef int column_start(int n, int parts, int part) noexcept nogil:
     """
     cdef int width = ((n + parts - 1) // parts + 15) // 16 * 16
     return min(n, part * width)
+
+
+cdef double delta_density() noexcept nogil:
+    """The largest fraction of changed entries that the relaxation sends as changes (0: never)."""
+    return _max_delta_density
 
 
 cdef bint blas_products() noexcept nogil:
@@ -234,6 +243,32 @@ def set_sparse_threshold(double density) -> None:
 def sparse_threshold() -> float:
     """The input density at or below which the sparse product is used."""
     return _max_sparse_density
+
+
+def set_delta_threshold(double density) -> None:
+    """Send a layer's state changes through the weights when at most this fraction changed.
+
+    In the relaxation of a dense chain (float32 or float64 products, Euler
+    steps), each step's bottom-up and top-down inputs are updated by the
+    product of the states' changes since the previous step, skipping the
+    entries that did not change (near a fixed point most units sit at 0 or 1
+    and the rest stop moving), instead of recomputing the product of the whole
+    state, whenever at most a fraction ``density`` of the layer's entries in a
+    thread's rows changed. The first step of every call recomputes them all.
+    ``0`` always recomputes (the products of the whole state, as before);
+    ``1`` always sends changes (the tests run both). The two differ by the
+    rounding of the accumulated changes. Not thread-safe: call it while no
+    relaxation runs.
+    """
+    global _max_delta_density
+    if not 0 <= density <= 1:
+        raise ValueError(f"density must be in [0, 1]; got {density}")
+    _max_delta_density = density
+
+
+def delta_threshold() -> float:
+    """The fraction of changed entries at or below which the relaxation sends changes."""
+    return _max_delta_density
 
 
 def set_gemm_path(str path, str isa="best", str bf16="best", str conv="auto") -> None:

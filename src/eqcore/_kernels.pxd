@@ -62,6 +62,8 @@ cdef extern from "sparse_rows.h" nogil:
                        int ldb, int acc, double* C, int ldc, int* idx, double* val)
     long eq_count_nonzero_f32(int R, int K, const float* A, int lda)
     long eq_count_nonzero_f64(int R, int K, const double* A, int lda)
+    long eq_step_delta_f32(int isa, size_t n, const float* s, float* prev, float* delta)
+    long eq_step_delta_f64(int isa, size_t n, const double* s, double* prev, double* delta)
 
 cdef extern from "state_update.h" nogil:
     void eq_euler_f32(int isa, float* s, const float* h, const float* d, const float* b, const float* t,

@@ -62,17 +62,23 @@ from eqcore._engine cimport (
     free_derived, top_down,
 )
 from eqcore._gemm cimport (
-    BF16_OFF, bf16_gemm, blas_products, column_start, current_bf16, current_isa, input_gemm,
+    BF16_OFF, bf16_gemm, blas_products, column_start, current_bf16, current_isa, delta_density, input_gemm,
 )
 from eqcore._kernels cimport (
     EQ_TOP_DOWN_MAX_K, eq_euler_f32, eq_euler_f64, eq_euler_td_f32, eq_euler_td_f64, eq_exact_f32,
-    eq_exact_f64, eq_exact_td_f32, eq_exact_td_f64,
+    eq_exact_f64, eq_exact_td_f32, eq_exact_td_f64, eq_sparse_f32, eq_sparse_f64, eq_step_delta_f32,
+    eq_step_delta_f64,
 )
 from eqcore._openmp cimport useful_threads
 
 SOLVER_EULER = 0
 SOLVER_ALTERNATING = 1
 SOLVER_FIXED_POINT = 2
+
+# The event-driven relaxation (_relax_rows_events) sends changes only into
+# net-input parts at least this wide; narrower ones (a 10-class output's) are
+# recomputed: a few vectors, cheaper than listing the changes.
+DEF EVENT_MIN_WIDTH = 64
 
 
 cdef inline void _euler_update(floating* s, const floating* h, const floating* d, const floating* b,
@@ -411,6 +417,139 @@ cdef void _final_winners(const Connection* conns, int n_layers, const floating* 
         memcpy(winners_out[j], winners[j], <size_t> rows * conns[j].n_out * sizeof(int))
 
 
+cdef inline floating* _event_buffer(floating* events, const Connection* conns, int rows, int j,
+                                    int which) noexcept nogil:
+    """Layer j's buffer ``which`` in a block's event scratch: 0 the top-down part D_j,
+    1 the state at the last step, 2 its change since then (rows x n_j each)."""
+    cdef size_t offset = 0
+    cdef int i
+    for i in range(j):
+        offset += 3 * <size_t> rows * conns[i].n_out
+    return events + offset + <size_t> which * rows * conns[j].n_out
+
+
+cdef inline void _send_changes(int n, int k, const floating* change, const floating* weights,
+                               floating* part, int* index, floating* values, int isa) noexcept nogil:
+    """One row: part (n) += change (k) @ weights (k x n), over the non-zero changes only."""
+    if floating is float:
+        eq_sparse_f32(isa, 1, n, k, change, k, weights, n, 1, part, n, index, values)
+    else:
+        eq_sparse_f64(isa, 1, n, k, change, k, weights, n, 1, part, n, index, values)
+
+
+cdef inline bint _recomputed_row(bint recompute, bint narrow, int changed, double limit) noexcept nogil:
+    """Whether a row's part is recomputed from its source rather than sent the changes."""
+    return recompute or (changed > 0 and (narrow or changed > limit))
+
+
+cdef void _event_part(const Connection* c, bint up, const floating* source, const floating* change,
+                      const int* changed, bint recompute, int rows, double density, floating* part,
+                      int* index, floating* values, int isa) noexcept nogil:
+    """Bring a net-input part (rows x n) up to date with its source layer (rows x k).
+
+    ``up``: the bottom-up part through connection ``c`` (source below, W), else
+    the top-down part (source above, W^T). A row whose source did not change
+    keeps its part; one that changed in at most a fraction ``density`` of its
+    k entries (``changed``) adds the product of its changes; runs of the other
+    rows (all of them with ``recompute``; every changed row when the part is
+    narrow) are recomputed from the source. Each row's choice depends on that
+    row alone and the products give a row the same bits in any run of rows, so
+    the result does not depend on how the batch is cut into blocks of rows.
+    """
+    cdef int n = c.n_out if up else c.n_in
+    cdef int k = c.n_in if up else c.n_out
+    cdef int r = 0, r1
+    cdef bint narrow = n < EVENT_MIN_WIDTH
+    cdef double limit = density * k
+    cdef const floating* weights = <const floating*> (c.weights if up else c.weights_t)
+    while r < rows:
+        if _recomputed_row(recompute, narrow, changed[r], limit):
+            r1 = r + 1
+            while r1 < rows and _recomputed_row(recompute, narrow, changed[r1], limit):
+                r1 += 1
+            if up:
+                bottom_up(c, source + <size_t> r * k, r1 - r, part + <size_t> r * n, NULL, values, isa)
+            else:
+                top_down(c, source + <size_t> r * k, NULL, r1 - r, part + <size_t> r * n, False, values, isa)
+            r = r1
+        else:
+            if changed[r] > 0:
+                _send_changes(n, k, change + <size_t> r * k, weights, part + <size_t> r * n, index, values, isa)
+            r += 1
+
+
+cdef void _relax_rows_events(const Connection* conns, int n_layers, const floating* x,
+                             floating** s, floating** h, const floating* target,
+                             int rows, int steps, floating epsilon, floating beta,
+                             floating* drive, bint compute_drive, int* input_index,
+                             bint linear_output, bint clamp_output, floating* events,
+                             int* event_index, int width, double density, int isa) noexcept nogil:
+    """``_relax_rows`` for a dense chain and Euler steps, event-driven.
+
+    Layer j's net input is kept across steps in two parts: the bottom-up
+    U_j = s_{j-1} W_j (in h[j]; for j = 0 the drive) and the top-down
+    D_j = s_{j+1} W_{j+1}^T. After each step, in each row, a part whose source
+    layer changed in at most a fraction ``density`` of its entries is updated
+    by the product of the changes alone (sparse_rows.h); the others are
+    recomputed from the states, as is every part at the first step
+    (``_event_part``). Near a fixed point most units sit at 0 or 1 and the
+    rest stop moving, so late steps cost a fraction of a dense one. The
+    result differs from ``_relax_rows`` only by the rounding of the
+    accumulated changes. ``events`` holds per layer D_j, the last state and
+    its change (``_event_buffer``), then ``width`` values (the widest layer)
+    for the sparse product; ``event_index`` ``width`` ints for it, then each
+    layer's count of changed entries per row.
+    """
+    cdef int relaxing = n_layers - 1 if clamp_output else n_layers
+    cdef int last = n_layers - 1
+    cdef int step, j, r, n
+    cdef floating* values = _event_buffer(events, conns, rows, n_layers, 0)
+    cdef int* changed = event_index + width  # rows per layer
+    if compute_drive:
+        _compute_drive(conns, x, rows, drive, NULL, NULL, input_index, isa)
+    if clamp_output:
+        memcpy(s[last], target, <size_t> rows * conns[last].n_out * sizeof(floating))
+    for j in range(n_layers):
+        memcpy(_event_buffer(events, conns, rows, j, 1), s[j], <size_t> rows * conns[j].n_out * sizeof(floating))
+        memset(changed + <size_t> j * rows, 0, <size_t> rows * sizeof(int))
+    for step in range(steps):
+        for j in range(1, relaxing):  # U_j, from layer j - 1 through connection j
+            _event_part(&conns[j], True, s[j - 1], _event_buffer(events, conns, rows, j - 1, 2),
+                        changed + <size_t> (j - 1) * rows, step == 0, rows, density, h[j], event_index,
+                        values, isa)
+        for j in range(min(relaxing, last)):  # D_j, from layer j + 1 through connection j + 1
+            _event_part(&conns[j + 1], False, s[j + 1], _event_buffer(events, conns, rows, j + 1, 2),
+                        changed + <size_t> (j + 1) * rows, step == 0, rows, density,
+                        _event_buffer(events, conns, rows, j, 0), event_index, values, isa)
+        for j in range(relaxing):
+            _euler_update(s[j], drive if j == 0 else h[j],
+                          _event_buffer(events, conns, rows, j, 0) if j < last else NULL,
+                          <const floating*> conns[j].bias_full, target if j == last else NULL,
+                          rows, conns[j].n_out, epsilon, beta, not (linear_output and j == last), isa)
+        for j in range(relaxing):
+            n = conns[j].n_out
+            for r in range(rows):
+                if floating is float:
+                    changed[j * rows + r] = eq_step_delta_f32(
+                        isa, n, s[j] + <size_t> r * n, _event_buffer(events, conns, rows, j, 1) + <size_t> r * n,
+                        _event_buffer(events, conns, rows, j, 2) + <size_t> r * n)
+                else:
+                    changed[j * rows + r] = eq_step_delta_f64(
+                        isa, n, s[j] + <size_t> r * n, _event_buffer(events, conns, rows, j, 1) + <size_t> r * n,
+                        _event_buffer(events, conns, rows, j, 2) + <size_t> r * n)
+
+
+cdef bint _events_apply(Chain chain) noexcept:
+    """Whether the chain can relax event-driven (Euler steps permitting): dense, float products, no readout."""
+    cdef int j
+    if chain.bfloat16 or chain.readout:
+        return False
+    for j in range(chain.n_connections):
+        if chain.conns[j].kind != KIND_DENSE:
+            return False
+    return True
+
+
 cdef void _column_split_drive(const Connection* conns, const floating* x, int batch, floating* drive,
                               int parts, int* input_index, int isa) noexcept nogil:
     """The drive x W_0 of the whole batch, its columns cut into ``parts`` over as many threads.
@@ -469,6 +608,15 @@ cdef int relax_work_alloc(RelaxWork* work, Chain chain, int max_batch, int threa
     if not (work.chunk_s and work.chunk_h and work.chunk_winners and work.chunk_winners_out and work.scratch
             and work.int_scratch and work.input_index):
         raise MemoryError()
+    if _events_apply(chain):
+        # per row: a top-down part, the last state and its change per layer; per chunk: a row of values
+        work.event_width = max(chain.layer_sizes[1:])
+        work.events_per_row = 3 * sum(chain.layer_sizes[1:])
+        work.events = malloc((rows * work.events_per_row + <size_t> chunks * work.event_width) * chain.itemsize)
+        work.event_ints = work.event_width + max(max_batch, 1) * chain.n_connections
+        work.event_index = <int*> malloc(<size_t> chunks * work.event_ints * sizeof(int))
+        if not (work.events and work.event_index):
+            raise MemoryError()
     return 0
 
 
@@ -480,6 +628,10 @@ cdef void relax_work_free(RelaxWork* work) noexcept:
     free(work.scratch)
     free(work.int_scratch)
     free(work.input_index)
+    free(work.events)
+    free(work.event_index)
+    work.events = NULL
+    work.event_index = NULL
     work.chunk_s = work.chunk_h = NULL
     work.chunk_winners = work.chunk_winners_out = NULL
     work.scratch = NULL
@@ -513,6 +665,8 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
     cdef int* chunk_ints
     cdef const floating* chunk_target
     cdef floating* chunk_drive
+    cdef double event_density = delta_density()
+    cdef bint events = work.events != NULL and solver == 0 and event_density > 0 and not blas_products()
     if batch <= 0 or (steps <= 0 and winners_out == NULL):
         return
     steps = max(steps, 0)
@@ -565,12 +719,23 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
                     chunk_out[j] = NULL
                     if winners_out[j] != NULL:
                         chunk_out[j] = winners_out[j] + <size_t> r0 * conns[j].n_out
-            _relax_rows(conns, n_layers, x + <size_t> r0 * conns[0].n_in, &chunk_s[c * n_layers],
-                        &chunk_h[c * n_layers], &chunk_winners[c * n_layers], chunk_target,
-                        rows, steps, <floating> epsilon, <floating> beta, solver,
-                        chunk_drive, not drive_ready, chunk_scratch,
-                        work.input_index + <size_t> c * conns[0].n_in, chain.linear_output,
-                        clamp_output, chain.readout, chunk_out, isa)
+            if events:
+                _relax_rows_events(conns, n_layers, x + <size_t> r0 * conns[0].n_in, &chunk_s[c * n_layers],
+                                   &chunk_h[c * n_layers], chunk_target, rows, steps, <floating> epsilon,
+                                   <floating> beta, chunk_drive, not drive_ready,
+                                   work.input_index + <size_t> c * conns[0].n_in, chain.linear_output,
+                                   clamp_output,
+                                   <floating*> work.events
+                                   + <size_t> c * (<size_t> chunk_rows * work.events_per_row + work.event_width),
+                                   work.event_index + <size_t> c * work.event_ints, work.event_width,
+                                   event_density, isa)
+            else:
+                _relax_rows(conns, n_layers, x + <size_t> r0 * conns[0].n_in, &chunk_s[c * n_layers],
+                            &chunk_h[c * n_layers], &chunk_winners[c * n_layers], chunk_target,
+                            rows, steps, <floating> epsilon, <floating> beta, solver,
+                            chunk_drive, not drive_ready, chunk_scratch,
+                            work.input_index + <size_t> c * conns[0].n_in, chain.linear_output,
+                            clamp_output, chain.readout, chunk_out, isa)
 
 
 def relax_batch(Chain chain, const floating[:, ::1] x, list state,

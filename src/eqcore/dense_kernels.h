@@ -29,7 +29,18 @@
  */
 #define EQ_PREFETCH_ROWS 8
 
-#define EQ_DEFINE_ROWS(NAME, T, VT, V, HVT, HV, QVT, QV, RG, ATTR, AIDX, BIDX)                              \
+/*
+ * The scalar multiply-add of the last columns (N % 4 of them). Written fused
+ * where the instruction set has FMA: left to contraction, GCC fuses it in some
+ * row-group sizes and not in others (where it vectorizes the loop over k and
+ * adds the products in order), so a row's last columns would depend on how
+ * the batch is cut into row groups, and the event-driven relaxation cuts it
+ * by each row's own changes (_relax.pyx). Without FMA nothing is fused.
+ */
+#define EQ_MADD_FUSED(a, b, c) _Generic((c), float: __builtin_fmaf((a), (b), (c)), default: __builtin_fma((a), (b), (c)))
+#define EQ_MADD_SEPARATE(a, b, c) ((a) * (b) + (c))
+
+#define EQ_DEFINE_ROWS(NAME, T, VT, V, HVT, HV, QVT, QV, RG, ATTR, AIDX, BIDX, MADD)                              \
     ATTR EQ_INLINE void NAME(int N, int K, const T *A, int lda, const T *B, int ldb,  \
                              int acc, T *C, int ldc, const int *kidx) {              \
         int c = 0;                                                                    \
@@ -99,7 +110,7 @@
             for (int r = 0; r < RG; r++) s0[r] = 0;                                   \
             for (int k = 0; k < K; k++) {                                             \
                 T b0 = B[(size_t)BIDX(k) * ldb + c];                                  \
-                for (int r = 0; r < RG; r++) s0[r] += A[(size_t)r * lda + AIDX(k)] * b0;    \
+                for (int r = 0; r < RG; r++) s0[r] = MADD(A[(size_t)r * lda + AIDX(k)], b0, s0[r]); \
             }                                                                         \
             for (int r = 0; r < RG; r++) {                                            \
                 T *c0 = C + (size_t)r * ldc + c;                                      \
@@ -118,19 +129,19 @@
 #define EQ_K_ALL(k) (k)
 #define EQ_K_LISTED(k) kidx[k]
 /* NAME_r1 .. NAME_r12: the row kernels for every group size. */
-#define EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR, AIDX, BIDX)                      \
-    EQ_DEFINE_ROWS(NAME##_r1, T, VT, V, HVT, HV, QVT, QV, 1, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r2, T, VT, V, HVT, HV, QVT, QV, 2, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r3, T, VT, V, HVT, HV, QVT, QV, 3, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r4, T, VT, V, HVT, HV, QVT, QV, 4, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r5, T, VT, V, HVT, HV, QVT, QV, 5, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r6, T, VT, V, HVT, HV, QVT, QV, 6, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r7, T, VT, V, HVT, HV, QVT, QV, 7, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r8, T, VT, V, HVT, HV, QVT, QV, 8, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r9, T, VT, V, HVT, HV, QVT, QV, 9, ATTR, AIDX, BIDX)                         \
-    EQ_DEFINE_ROWS(NAME##_r10, T, VT, V, HVT, HV, QVT, QV, 10, ATTR, AIDX, BIDX)                       \
-    EQ_DEFINE_ROWS(NAME##_r11, T, VT, V, HVT, HV, QVT, QV, 11, ATTR, AIDX, BIDX)                       \
-    EQ_DEFINE_ROWS(NAME##_r12, T, VT, V, HVT, HV, QVT, QV, 12, ATTR, AIDX, BIDX)
+#define EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR, AIDX, BIDX, MADD)                      \
+    EQ_DEFINE_ROWS(NAME##_r1, T, VT, V, HVT, HV, QVT, QV, 1, ATTR, AIDX, BIDX, MADD)                         \
+    EQ_DEFINE_ROWS(NAME##_r2, T, VT, V, HVT, HV, QVT, QV, 2, ATTR, AIDX, BIDX, MADD)                         \
+    EQ_DEFINE_ROWS(NAME##_r3, T, VT, V, HVT, HV, QVT, QV, 3, ATTR, AIDX, BIDX, MADD)                         \
+    EQ_DEFINE_ROWS(NAME##_r4, T, VT, V, HVT, HV, QVT, QV, 4, ATTR, AIDX, BIDX, MADD)                         \
+    EQ_DEFINE_ROWS(NAME##_r5, T, VT, V, HVT, HV, QVT, QV, 5, ATTR, AIDX, BIDX, MADD)                         \
+    EQ_DEFINE_ROWS(NAME##_r6, T, VT, V, HVT, HV, QVT, QV, 6, ATTR, AIDX, BIDX, MADD)                         \
+    EQ_DEFINE_ROWS(NAME##_r7, T, VT, V, HVT, HV, QVT, QV, 7, ATTR, AIDX, BIDX, MADD)                         \
+    EQ_DEFINE_ROWS(NAME##_r8, T, VT, V, HVT, HV, QVT, QV, 8, ATTR, AIDX, BIDX, MADD)                         \
+    EQ_DEFINE_ROWS(NAME##_r9, T, VT, V, HVT, HV, QVT, QV, 9, ATTR, AIDX, BIDX, MADD)                         \
+    EQ_DEFINE_ROWS(NAME##_r10, T, VT, V, HVT, HV, QVT, QV, 10, ATTR, AIDX, BIDX, MADD)                       \
+    EQ_DEFINE_ROWS(NAME##_r11, T, VT, V, HVT, HV, QVT, QV, 11, ATTR, AIDX, BIDX, MADD)                       \
+    EQ_DEFINE_ROWS(NAME##_r12, T, VT, V, HVT, HV, QVT, QV, 12, ATTR, AIDX, BIDX, MADD)
 
 /* Call the row kernel NAME_r<rg> (rg in 1..12) with ARGS. */
 #define EQ_CALL_ROWS(NAME, rg, ARGS)                                                  \
@@ -164,8 +175,8 @@ EQ_INLINE int eq_group_rows(int left, int max_group) {
  */
 #define EQ_K_ALL(k) (k)
 #define EQ_K_LISTED(k) kidx[k]
-#define EQ_DEFINE_GEMM(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR, LISTED, KIDX)                      \
-    EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR, KIDX, KIDX)                         \
+#define EQ_DEFINE_GEMM(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR, LISTED, KIDX, MADD)                      \
+    EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR, KIDX, KIDX, MADD)                         \
     ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *B,       \
                           int ldb, int acc, T *C, int ldc, int max_group, int *kidx) { \
         int r0 = 0;                                                                   \
@@ -195,8 +206,8 @@ EQ_INLINE int eq_group_rows(int left, int max_group) {
  * patch's values from its first one. The patch values are broadcast from the
  * (cached) input map itself, so no unfolded copy is written or read.
  */
-#define EQ_DEFINE_SHIFTED(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR)                              \
-    EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR, EQ_K_LISTED, EQ_K_ALL)           \
+#define EQ_DEFINE_SHIFTED(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR, MADD)                              \
+    EQ_DEFINE_ROW_SET(NAME, T, VT, V, HVT, HV, QVT, QV, ATTR, EQ_K_LISTED, EQ_K_ALL, MADD)           \
     ATTR static void NAME(int R, int N, int K, const T *A, const T *B, int ldb,       \
                           T *C, int ldc, int max_group, const int *off) {             \
         int r0 = 0;                                                                   \
@@ -289,18 +300,18 @@ EQ_DEFINE_DOT(eq_dot_f32_avx512, float, eq_f16, 16, EQ_HSUM_F16, 1, EQ_TARGET_AV
 EQ_DEFINE_DOT(eq_dot_f64_avx512, double, eq_d8, 8, EQ_HSUM_D8, 1, EQ_TARGET_AVX512)
 #endif
 
-#define EQ_DEFINE_GEMMS(SUFFIX, ATTR, F, FV, FHV, FH, FQV, FQ, D, DV, DHV, DH, DQV, DQ)                      \
-    EQ_DEFINE_GEMM(eq_gemm_any_f32_##SUFFIX, float, F, FV, FHV, FH, FQV, FQ, ATTR, 0, EQ_K_ALL)     \
-    EQ_DEFINE_GEMM(eq_gemm_any_f64_##SUFFIX, double, D, DV, DHV, DH, DQV, DQ, ATTR, 0, EQ_K_ALL)    \
-    EQ_DEFINE_GEMM(eq_listed_f32_##SUFFIX, float, F, FV, FHV, FH, FQV, FQ, ATTR, 1, EQ_K_LISTED) \
-    EQ_DEFINE_GEMM(eq_listed_f64_##SUFFIX, double, D, DV, DHV, DH, DQV, DQ, ATTR, 1, EQ_K_LISTED) \
-    EQ_DEFINE_SHIFTED(eq_shifted_f32_##SUFFIX, float, F, FV, FHV, FH, FQV, FQ, ATTR)               \
-    EQ_DEFINE_SHIFTED(eq_shifted_f64_##SUFFIX, double, D, DV, DHV, DH, DQV, DQ, ATTR)
+#define EQ_DEFINE_GEMMS(SUFFIX, ATTR, MADD, F, FV, FHV, FH, FQV, FQ, D, DV, DHV, DH, DQV, DQ)                      \
+    EQ_DEFINE_GEMM(eq_gemm_any_f32_##SUFFIX, float, F, FV, FHV, FH, FQV, FQ, ATTR, 0, EQ_K_ALL, MADD)     \
+    EQ_DEFINE_GEMM(eq_gemm_any_f64_##SUFFIX, double, D, DV, DHV, DH, DQV, DQ, ATTR, 0, EQ_K_ALL, MADD)    \
+    EQ_DEFINE_GEMM(eq_listed_f32_##SUFFIX, float, F, FV, FHV, FH, FQV, FQ, ATTR, 1, EQ_K_LISTED, MADD) \
+    EQ_DEFINE_GEMM(eq_listed_f64_##SUFFIX, double, D, DV, DHV, DH, DQV, DQ, ATTR, 1, EQ_K_LISTED, MADD) \
+    EQ_DEFINE_SHIFTED(eq_shifted_f32_##SUFFIX, float, F, FV, FHV, FH, FQV, FQ, ATTR, MADD)               \
+    EQ_DEFINE_SHIFTED(eq_shifted_f64_##SUFFIX, double, D, DV, DHV, DH, DQV, DQ, ATTR, MADD)
 
-EQ_DEFINE_GEMMS(generic, , eq_f4, 4, eq_f2, 2, eq_f2, 2, eq_d2, 2, eq_d2, 2, eq_d2, 2)
+EQ_DEFINE_GEMMS(generic, , EQ_MADD_SEPARATE, eq_f4, 4, eq_f2, 2, eq_f2, 2, eq_d2, 2, eq_d2, 2, eq_d2, 2)
 #if EQ_X86_DISPATCH
-EQ_DEFINE_GEMMS(avx2, EQ_TARGET_AVX2, eq_f8, 8, eq_f4, 4, eq_f2, 2, eq_d4, 4, eq_d2, 2, eq_d2, 2)
-EQ_DEFINE_GEMMS(avx512, EQ_TARGET_AVX512, eq_f16, 16, eq_f8, 8, eq_f4, 4, eq_d8, 8, eq_d4, 4, eq_d2, 2)
+EQ_DEFINE_GEMMS(avx2, EQ_TARGET_AVX2, EQ_MADD_FUSED, eq_f8, 8, eq_f4, 4, eq_f2, 2, eq_d4, 4, eq_d2, 2, eq_d2, 2)
+EQ_DEFINE_GEMMS(avx512, EQ_TARGET_AVX512, EQ_MADD_FUSED, eq_f16, 16, eq_f8, 8, eq_f4, 4, eq_d8, 8, eq_d4, 4, eq_d2, 2)
 #endif
 
 /* The accumulator budget differs per instruction set: 12 rows x 2 vectors

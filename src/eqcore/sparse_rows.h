@@ -160,4 +160,45 @@ EQ_DEFINE_SPARSE_DISPATCH(eq_sparse_f64, double)
 EQ_DEFINE_COUNT(eq_count_nonzero_f32, float)
 EQ_DEFINE_COUNT(eq_count_nonzero_f64, double)
 
+/*
+ * The change of a state since the last call: delta = s - prev, then prev = s,
+ * over n entries; returns how many changed (NaN counts as a change). The
+ * event-driven relaxation (_relax.pyx) sends only these changes through the
+ * weights, with the sparse product above.
+ */
+#define EQ_DEFINE_STEP_DELTA(NAME, T, ATTR)                                           \
+    ATTR static long NAME(size_t n, const T *s, T *prev, T *delta) {                  \
+        long changed = 0;                                                             \
+        for (size_t i = 0; i < n; i++) {                                              \
+            T d = s[i] - prev[i];                                                     \
+            delta[i] = d;                                                             \
+            prev[i] = s[i];                                                           \
+            changed += d != 0;                                                        \
+        }                                                                             \
+        return changed;                                                               \
+    }
+
+EQ_DEFINE_STEP_DELTA(eq_step_delta_f32_generic, float, )
+EQ_DEFINE_STEP_DELTA(eq_step_delta_f64_generic, double, )
+#if EQ_X86_DISPATCH
+EQ_DEFINE_STEP_DELTA(eq_step_delta_f32_avx2, float, EQ_TARGET_AVX2)
+EQ_DEFINE_STEP_DELTA(eq_step_delta_f64_avx2, double, EQ_TARGET_AVX2)
+EQ_DEFINE_STEP_DELTA(eq_step_delta_f32_avx512, float, EQ_TARGET_AVX512)
+EQ_DEFINE_STEP_DELTA(eq_step_delta_f64_avx512, double, EQ_TARGET_AVX512)
+#define EQ_STEP_DELTA_DISPATCH(NAME)                                                  \
+    if (isa == EQ_ISA_AVX512) return NAME##_avx512(n, s, prev, delta);                \
+    if (isa == EQ_ISA_AVX2) return NAME##_avx2(n, s, prev, delta);                    \
+    return NAME##_generic(n, s, prev, delta);
+#else
+#define EQ_STEP_DELTA_DISPATCH(NAME) (void)isa; return NAME##_generic(n, s, prev, delta);
+#endif
+
+static long eq_step_delta_f32(int isa, size_t n, const float *s, float *prev, float *delta) {
+    EQ_STEP_DELTA_DISPATCH(eq_step_delta_f32)
+}
+
+static long eq_step_delta_f64(int isa, size_t n, const double *s, double *prev, double *delta) {
+    EQ_STEP_DELTA_DISPATCH(eq_step_delta_f64)
+}
+
 #endif

@@ -1,0 +1,152 @@
+"""The event-driven relaxation: a dense chain's Euler steps send only the states' changes
+through the weights (eqcore.set_delta_threshold); every path matches the NumPy reference.
+
+The tests force each choice (threshold 0: every step recomputes the products of
+the whole states, as before; 1: every step after the first sends the changes
+only) and the default, in float64 and float32, with each kernel instruction
+set and thread count. Layers are at least 64 wide, since narrower net-input
+parts are always recomputed.
+"""
+
+import eqcore
+import numpy as np
+import pytest
+import reference
+from conftest import TOLERANCE, one_hot, random_network
+
+# widths that reach the sparse product's whole 8-vector tiles with an overlapping
+# tail (130 float32 columns with AVX-512), and narrower steps (70, 96); the last layer
+# of each is narrow (recomputed)
+SIZES = {"two hidden": [40, 96, 70, 6], "one hidden": [30, 130, 5], "wide output": [25, 70, 80]}
+
+
+@pytest.fixture(params=[0.0, 1.0, eqcore.delta_threshold()], ids=["recompute", "changes", "default"])
+def change_path(request):
+    before = eqcore.delta_threshold()
+    eqcore.set_delta_threshold(request.param)
+    yield request.param
+    eqcore.set_delta_threshold(before)
+
+
+@pytest.fixture
+def always_changes():
+    before = eqcore.delta_threshold()
+    eqcore.set_delta_threshold(1.0)
+    yield
+    eqcore.set_delta_threshold(before)
+
+
+def batch_of(n_in, n_out, dtype, batch, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch, n_in)) * (rng.random((batch, n_in)) < 0.6)
+    return x.astype(dtype), one_hot(rng.integers(0, n_out, batch), n_out, dtype)
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_relaxation_matches_reference(kernel, every_thread_runs, dtype, name, threads, change_path):
+    sizes = SIZES[name]
+    net = random_network(sizes, dtype, weight_scale=1.5)
+    for batch in (1, 7, 26):
+        x, target = batch_of(sizes[0], sizes[-1], dtype, batch, seed=batch)
+        free = net.relax(x, steps=30, epsilon=0.5, threads=threads)
+        nudged = net.relax(x, steps=8, epsilon=0.5, beta=0.5, target=target, init=free, threads=threads)
+        negative = net.relax(x, steps=8, epsilon=0.5, beta=-0.5, target=target, init=free, threads=threads)
+        expected_free = reference.relax(net.weights, net.biases, x, net.zero_state(batch), 30, 0.5)
+        expected = reference.relax(net.weights, net.biases, x, expected_free, 8, 0.5, 0.5, target)
+        expected_negative = reference.relax(net.weights, net.biases, x, expected_free, 8, 0.5, -0.5, target)
+        for got, want in zip(free + nudged + negative, expected_free + expected + expected_negative):
+            np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("output", ["clipped", "linear"])
+def test_clamped_and_linear_outputs_match_reference(kernel, every_thread_runs, dtype, output, change_path):
+    sizes = [30, 90, 80, 70]
+    net = random_network(sizes, dtype, weight_scale=1.5)
+    if output == "linear":
+        import eqprop
+
+        linear = eqprop.EqPropNetwork(sizes, dtype=dtype, output="linear")
+        linear.set_params(net.weights, net.biases)
+        net = linear
+    x, target = batch_of(sizes[0], sizes[-1], dtype, 9, seed=3)
+    state = [np.ascontiguousarray(s) for s in net.zero_state(9)]
+    eqcore.relax_batch(net.core_chain(), x, state, 25, 0.5, 0.0, target, threads=2, clamp_output=True)
+    expected = reference.relax(net.weights, net.biases, x, net.zero_state(9), 25, 0.5,
+                               linear_output=output == "linear", clamp=target)
+    for got, want in zip(state, expected):
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype])
+    free = net.relax(x, steps=25, epsilon=0.5, threads=2)
+    want = reference.relax(net.weights, net.biases, x, net.zero_state(9), 25, 0.5, linear_output=output == "linear")
+    for got, w in zip(free, want):
+        np.testing.assert_allclose(got, w, rtol=0, atol=TOLERANCE[dtype])
+
+
+def test_changes_are_what_is_sent(always_changes):
+    """Sending changes rounds differently from recomputing (so the path ran) and stays within
+    rounding of it, in float64 over a long relaxation."""
+    net = random_network([40, 96, 70, 6], np.float64, weight_scale=1.5)
+    x, _ = batch_of(40, 6, np.float64, 12, seed=1)
+    sent = net.relax(x, steps=200, epsilon=0.5)
+    eqcore.set_delta_threshold(0.0)
+    recomputed = net.relax(x, steps=200, epsilon=0.5)
+    assert any(not np.array_equal(a, b) for a, b in zip(sent, recomputed))
+    for a, b in zip(sent, recomputed):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rows_do_not_depend_on_their_block(every_thread_runs, dtype, threads):
+    """Each row chooses between changes and recomputing by its own changes: cutting the batch
+    differently (threads, sub-batches) gives bitwise the same rows."""
+    before = eqcore.delta_threshold()
+    try:
+        for threshold in (1.0, 0.05):
+            eqcore.set_delta_threshold(threshold)
+            net = random_network([40, 96, 70, 6], dtype, weight_scale=1.5)
+            x, _ = batch_of(40, 6, dtype, 26, seed=2)
+            whole = net.relax(x, steps=40, epsilon=0.5, threads=threads)
+            parts = [net.relax(x[a:b], steps=40, epsilon=0.5, threads=1) for a, b in ((0, 5), (5, 6), (6, 26))]
+            for j, layer in enumerate(whole):
+                np.testing.assert_array_equal(layer, np.concatenate([p[j] for p in parts]))
+    finally:
+        eqcore.set_delta_threshold(before)
+
+
+def test_a_long_relaxation_reaches_the_fixed_point(dtype, always_changes):
+    net = random_network([40, 96, 70, 6], dtype)  # small weights: the dynamics contract
+    x, _ = batch_of(40, 6, dtype, 10, seed=4)
+    state = net.relax(x, steps=300, epsilon=0.5)
+    h = reference.net_inputs(net.weights, net.biases, x, state)
+    for s, hk in zip(state, h):
+        np.testing.assert_allclose(s, np.clip(hk, 0, 1), rtol=0, atol=10 * TOLERANCE[dtype])
+
+
+def test_a_nan_weight_reaches_the_states(always_changes):
+    """A NaN reaches the states (and the Trainer's divergence check) through the changes too."""
+    net = random_network([40, 96, 70, 6], np.float32, weight_scale=1.5)
+    x, _ = batch_of(40, 6, np.float32, 4, seed=5)
+    chain = net.core_chain()  # the unchecked core, which the network's checks guard
+    state = [np.zeros((4, n), np.float32) for n in net.sizes[1:]]
+    eqcore.relax_batch(chain, x, state, 10, 0.5, 0.0)
+    assert all(np.isfinite(s).all() for s in state)
+    net.weights[2][:, :] = np.nan  # in place: the chain reads the same array
+    eqcore.relax_batch(chain, x, state, 3, 0.5, 0.0)
+    assert np.isnan(state[1]).all() and np.isnan(state[2]).all()
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_a_threshold_outside_0_1_is_refused(bad):
+    before = eqcore.delta_threshold()
+    with pytest.raises(ValueError, match="density"):
+        eqcore.set_delta_threshold(bad)
+    assert eqcore.delta_threshold() == before
+
+
+def test_build_info_reports_the_threshold():
+    before = eqcore.delta_threshold()
+    try:
+        eqcore.set_delta_threshold(0.125)
+        assert eqcore.build_info()["state_change_density"] == 0.125
+    finally:
+        eqcore.set_delta_threshold(before)
