@@ -82,6 +82,45 @@ def test_clamped_and_linear_outputs_match_reference(kernel, every_thread_runs, d
         np.testing.assert_allclose(got, w, rtol=0, atol=TOLERANCE[dtype])
 
 
+BF16_PATHS = ["native", "fallback"] if eqcore.cpu_has_bf16() else ["fallback"]
+
+
+@pytest.mark.parametrize("bf16", BF16_PATHS)
+@pytest.mark.parametrize("isa", ["best", "avx2", "portable"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bfloat16_changes_equal_the_bfloat16_reference(every_thread_runs, bf16, isa, threads, change_path):
+    """precision="bfloat16": the changes are those of the states rounded to bfloat16, sent
+    through the bfloat16 weights (pair layout natively). On a grid where every float32 sum is
+    exact (weights in sixteenths, inputs in quarters, steps of size 1) each path equals the
+    reference exactly, bfloat16 roundings of the states included; elsewhere a float32 difference
+    in a sum can flip a state's rounding, which is why one-step tests bound the rest."""
+    import eqprop
+
+    eqcore.set_gemm_path("skinny", isa, bf16=bf16)
+    try:
+        sizes = [40, 130, 70, 6]
+        rng = np.random.default_rng(7)
+        net = eqprop.EqPropNetwork(sizes, precision="bfloat16")
+        for w in net.weights:
+            w[...] = rng.integers(-3, 4, w.shape) / 16 * (rng.random(w.shape) < 0.3)
+        for b in net.biases:
+            b[...] = rng.integers(-2, 3, b.shape) / 16
+        x = (rng.integers(0, 5, (13, sizes[0])) / 4).astype(np.float32)
+        target = one_hot(rng.integers(0, sizes[-1], 13), sizes[-1], np.float32)
+        free = net.relax(x, steps=4, epsilon=1.0, threads=threads)
+        nudged = net.relax(x, steps=3, epsilon=1.0, beta=0.5, target=target, init=free, threads=threads)
+        start = [np.zeros((13, n)) for n in sizes[1:]]
+        expected_free = reference.relax(net.weights, net.biases, x, start, 4, 1.0,
+                                        operands=reference.bf16_round, store=np.float32)
+        expected = reference.relax(net.weights, net.biases, x, expected_free, 3, 1.0, 0.5, target,
+                                   operands=reference.bf16_round, store=np.float32)
+        for got, want in zip(free + nudged, expected_free + expected):
+            np.testing.assert_array_equal(got, want)
+        assert any(not np.array_equal(s, reference.bf16_round(s)) for s in free + nudged)  # states did round
+    finally:
+        eqcore.set_gemm_path("skinny", "best")
+
+
 def test_changes_are_what_is_sent(always_changes):
     """Sending changes rounds differently from recomputing (so the path ran) and stays within
     rounding of it, in float64 over a long relaxation."""

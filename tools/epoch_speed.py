@@ -2,14 +2,15 @@
 
 Usage: ``python tools/epoch_speed.py [--preset mnist-1h] [--examples 20000] [--epochs 3]
 [--threads 2] [--loop compiled|python] [--precision float32|bfloat16]
-[--bf16 best|amx|native|fallback] [--stages]``.
+[--bf16 best|amx|native|fallback] [--changes D] [--stages]``.
 
 Trains the preset's network on the first ``--examples`` MNIST training images and
 prints, per epoch, the Trainer's own examples/s (training only, from its history)
 and the minor page faults taken during the epoch. ``--loop python`` forces the
 Python loop over mini-batches (the one the other optimizers and MPI take) instead
 of the compiled epoch loop. ``--bf16`` picks the bfloat16 products' kernel
-(``eqcore.set_gemm_path``). ``--stages`` also prints, per epoch, the compiled
+(``eqcore.set_gemm_path``). ``--changes`` sets ``eqcore.set_delta_threshold``
+(0: the event-driven relaxation off). ``--stages`` also prints, per epoch, the compiled
 loop's wall time per mini-batch in each of its stages (``eqcore._epoch.STAGES``:
 gather, refresh of the weight layouts, free phase, scoring and particles, nudged
 phase, update). Run it on a quiet machine: a second CPU-bound process
@@ -41,12 +42,16 @@ def main() -> None:
     parser.add_argument("--bf16", choices=["best", "amx", "native", "fallback"], default="best")
     parser.add_argument("--conv", choices=["auto", "direct", "winograd"], default="auto",
                         help="the bottom-up convolutions' algorithm (eqcore.set_gemm_path)")
+    parser.add_argument("--changes", type=float, default=None, metavar="D",
+                        help="the event-driven relaxation's threshold (eqcore.set_delta_threshold; 0: off)")
     parser.add_argument("--stages", action="store_true",
                         help="print the compiled loop's time per mini-batch in each of its stages")
     args = parser.parse_args()
     if args.stages and args.loop != "compiled":
         parser.error("--stages times the compiled loop's stages: it needs --loop compiled")
     eqcore.set_gemm_path("skinny", "best", bf16=args.bf16, conv=args.conv)
+    if args.changes is not None:
+        eqcore.set_delta_threshold(args.changes)
     preset = PRESETS[args.preset]
     data = load_dataset(preset.dataset)
     x, labels = data.x_train[:args.examples], data.y_train[:args.examples]

@@ -61,13 +61,15 @@ from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections,
     free_derived, top_down,
 )
+from libc.stdint cimport uint32_t
+
 from eqcore._gemm cimport (
-    BF16_OFF, bf16_gemm, blas_products, column_start, current_bf16, current_isa, delta_density, input_gemm,
+    BF16_NATIVE, BF16_OFF, bf16_gemm, blas_products, column_start, current_bf16, current_isa, delta_density, input_gemm,
 )
 from eqcore._kernels cimport (
     EQ_TOP_DOWN_MAX_K, eq_euler_f32, eq_euler_f64, eq_euler_td_f32, eq_euler_td_f64, eq_exact_f32,
     eq_exact_f64, eq_exact_td_f32, eq_exact_td_f64, eq_sparse_f32, eq_sparse_f64, eq_step_delta_f32,
-    eq_step_delta_f64,
+    eq_step_delta_f64, eq_bf16_round_f32, eq_bf16_sparse_row, eq_step_delta_bf16,
 )
 from eqcore._openmp cimport useful_threads
 
@@ -428,13 +430,27 @@ cdef inline floating* _event_buffer(floating* events, const Connection* conns, i
     return events + offset + <size_t> which * rows * conns[j].n_out
 
 
-cdef inline void _send_changes(int n, int k, const floating* change, const floating* weights,
+cdef inline void _send_changes(const Connection* c, bint up, int n, int k, const floating* change,
                                floating* part, int* index, floating* values, int isa) noexcept nogil:
-    """One row: part (n) += change (k) @ weights (k x n), over the non-zero changes only."""
+    """One row: part (n) += change (k) @ W (up) or W^T, over the non-zero changes only.
+
+    A bfloat16 connection's changes are those of the states rounded to
+    bfloat16, multiplied by its bfloat16 weights (their pair layout natively,
+    float32 copies in the fallback)."""
+    cdef const void* weights
     if floating is float:
-        eq_sparse_f32(isa, 1, n, k, change, k, weights, n, 1, part, n, index, values)
+        if c.bf16:
+            weights = c.weights_bf if up else c.weights_t_bf
+            if c.bf16 == BF16_NATIVE:
+                eq_bf16_sparse_row(n, k, change, <const uint32_t*> weights, part, index, values)
+            else:
+                eq_sparse_f32(isa, 1, n, k, change, k, <const float*> weights, n, 1, part, n, index, values)
+            return
+    weights = c.weights if up else c.weights_t
+    if floating is float:
+        eq_sparse_f32(isa, 1, n, k, change, k, <const float*> weights, n, 1, part, n, index, values)
     else:
-        eq_sparse_f64(isa, 1, n, k, change, k, weights, n, 1, part, n, index, values)
+        eq_sparse_f64(isa, 1, n, k, change, k, <const double*> weights, n, 1, part, n, index, values)
 
 
 cdef inline bint _recomputed_row(bint recompute, bint narrow, int changed, double limit) noexcept nogil:
@@ -461,7 +477,6 @@ cdef void _event_part(const Connection* c, bint up, const floating* source, cons
     cdef int r = 0, r1
     cdef bint narrow = n < EVENT_MIN_WIDTH
     cdef double limit = density * k
-    cdef const floating* weights = <const floating*> (c.weights if up else c.weights_t)
     while r < rows:
         if _recomputed_row(recompute, narrow, changed[r], limit):
             r1 = r + 1
@@ -474,7 +489,7 @@ cdef void _event_part(const Connection* c, bint up, const floating* source, cons
             r = r1
         else:
             if changed[r] > 0:
-                _send_changes(n, k, change + <size_t> r * k, weights, part + <size_t> r * n, index, values, isa)
+                _send_changes(c, up, n, k, change + <size_t> r * k, part + <size_t> r * n, index, values, isa)
             r += 1
 
 
@@ -495,10 +510,12 @@ cdef void _relax_rows_events(const Connection* conns, int n_layers, const floati
     (``_event_part``). Near a fixed point most units sit at 0 or 1 and the
     rest stop moving, so late steps cost a fraction of a dense one. The
     result differs from ``_relax_rows`` only by the rounding of the
-    accumulated changes. ``events`` holds per layer D_j, the last state and
-    its change (``_event_buffer``), then ``width`` values (the widest layer)
-    for the sparse product; ``event_index`` ``width`` ints for it, then each
-    layer's count of changed entries per row.
+    accumulated changes. A bfloat16 chain tracks the states rounded to
+    bfloat16, whose products its parts are (``_send_changes``). ``events``
+    holds per layer D_j, the last state and its change (``_event_buffer``),
+    then rows + 1 times ``width`` (the widest layer, input included) of
+    scratch for the products; ``event_index`` ``width`` ints for them, then
+    each layer's count of changed entries per row.
     """
     cdef int relaxing = n_layers - 1 if clamp_output else n_layers
     cdef int last = n_layers - 1
@@ -506,11 +523,15 @@ cdef void _relax_rows_events(const Connection* conns, int n_layers, const floati
     cdef floating* values = _event_buffer(events, conns, rows, n_layers, 0)
     cdef int* changed = event_index + width  # rows per layer
     if compute_drive:
-        _compute_drive(conns, x, rows, drive, NULL, NULL, input_index, isa)
+        _compute_drive(conns, x, rows, drive, NULL, values, input_index, isa)
     if clamp_output:
         memcpy(s[last], target, <size_t> rows * conns[last].n_out * sizeof(floating))
     for j in range(n_layers):
         memcpy(_event_buffer(events, conns, rows, j, 1), s[j], <size_t> rows * conns[j].n_out * sizeof(floating))
+        if floating is float:
+            if conns[0].bf16:  # the products read the states rounded to bfloat16: so do the changes
+                eq_bf16_round_f32(rows, conns[j].n_out, s[j], conns[j].n_out, _event_buffer(events, conns, rows, j, 1),
+                                  conns[j].n_out)
         memset(changed + <size_t> j * rows, 0, <size_t> rows * sizeof(int))
     for step in range(steps):
         for j in range(1, relaxing):  # U_j, from layer j - 1 through connection j
@@ -530,6 +551,11 @@ cdef void _relax_rows_events(const Connection* conns, int n_layers, const floati
             n = conns[j].n_out
             for r in range(rows):
                 if floating is float:
+                    if conns[0].bf16:
+                        changed[j * rows + r] = eq_step_delta_bf16(
+                            n, s[j] + <size_t> r * n, _event_buffer(events, conns, rows, j, 1) + <size_t> r * n,
+                            _event_buffer(events, conns, rows, j, 2) + <size_t> r * n)
+                        continue
                     changed[j * rows + r] = eq_step_delta_f32(
                         isa, n, s[j] + <size_t> r * n, _event_buffer(events, conns, rows, j, 1) + <size_t> r * n,
                         _event_buffer(events, conns, rows, j, 2) + <size_t> r * n)
@@ -540,9 +566,9 @@ cdef void _relax_rows_events(const Connection* conns, int n_layers, const floati
 
 
 cdef bint _events_apply(Chain chain) noexcept:
-    """Whether the chain can relax event-driven (Euler steps permitting): dense, float products, no readout."""
+    """Whether the chain can relax event-driven (Euler steps permitting): dense, no readout."""
     cdef int j
-    if chain.bfloat16 or chain.readout:
+    if chain.readout:
         return False
     for j in range(chain.n_connections):
         if chain.conns[j].kind != KIND_DENSE:
@@ -609,9 +635,10 @@ cdef int relax_work_alloc(RelaxWork* work, Chain chain, int max_batch, int threa
             and work.int_scratch and work.input_index):
         raise MemoryError()
     if _events_apply(chain):
-        # per row: a top-down part, the last state and its change per layer; per chunk: a row of values
-        work.event_width = max(chain.layer_sizes[1:])
-        work.events_per_row = 3 * sum(chain.layer_sizes[1:])
+        # per row: a top-down part, the last state and its change per layer, and a row of
+        # product scratch (bfloat16 rounds rows there); per chunk one more row
+        work.event_width = max(chain.layer_sizes)
+        work.events_per_row = 3 * sum(chain.layer_sizes[1:]) + work.event_width
         work.events = malloc((rows * work.events_per_row + <size_t> chunks * work.event_width) * chain.itemsize)
         work.event_ints = work.event_width + max(max_batch, 1) * chain.n_connections
         work.event_index = <int*> malloc(<size_t> chunks * work.event_ints * sizeof(int))

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "simd.h"
+#include "sparse_rows.h"
 
 #if EQ_X86_DISPATCH
 #include <immintrin.h>
@@ -387,6 +388,80 @@ EQ_TARGET_BF16 static void eq_bf16_shifted(int R, int N, int KP, const uint32_t 
         EQ_BF16_CALL_ROWS(eq_bf16_shifted_rows, rg, (N, KP, A + r0, 1, B, ldb, 0, C + (size_t)r0 * ldc, ldc, pidx))
         r0 += rg;
     }
+}
+
+/*
+ * The event-driven relaxation's product in the pair layout (_relax.pyx): one
+ * row, part (N) += change (K) @ B over the non-zero changes only, B (K x N)
+ * given as its pair layout (bfloat16 weights, pairs along K). The changes are
+ * differences of states already rounded to bfloat16, so they are float32
+ * values: each weight is widened to float32 (its bits moved to the upper
+ * half) and multiplied in float32. Reached only with the native products
+ * (AVX512_BF16, so AVX-512), scalar where x86 dispatch is not compiled.
+ * idx and val: scratch for K entries each.
+ */
+#if EQ_X86_DISPATCH
+/* W vectors of columns from c: s = part, then += val[q] * row idx[q] of B, widened. */
+#define EQ_BF16_SPARSE_TILE(W, MASK)                                                           \
+    {                                                                                          \
+        __m512 s[W];                                                                           \
+        for (int v = 0; v < (W); v++) s[v] = _mm512_maskz_loadu_ps(v == (W) - 1 ? (MASK) : 0xFFFF, part + c + 16 * v); \
+        for (int q = 0; q < nnz; q++) {                                                        \
+            const uint32_t *row = B + (size_t)(idx[q] >> 1) * ldb + c;                         \
+            __m128i shift = _mm_cvtsi32_si128(16 - 16 * (idx[q] & 1));                         \
+            __m512 a = _mm512_set1_ps(val[q]);                                                 \
+            for (int v = 0; v < (W); v++) {                                                    \
+                __m512i w = _mm512_sll_epi32(_mm512_loadu_si512(row + 16 * v), shift);         \
+                w = _mm512_and_si512(w, upper);                                                \
+                s[v] = _mm512_fmadd_ps(a, _mm512_castsi512_ps(w), s[v]);                       \
+            }                                                                                  \
+        }                                                                                      \
+        for (int v = 0; v < (W); v++) _mm512_mask_storeu_ps(part + c + 16 * v, v == (W) - 1 ? (MASK) : 0xFFFF, s[v]); \
+    }
+
+EQ_TARGET_AVX512 static void eq_bf16_sparse_row(int N, int K, const float *change, const uint32_t *B,
+                                                float *part, int *idx, float *val) {
+    int ldb = eq_bf16_columns(N), nnz = eq_compact_f32_avx512(change, K, idx, val), c = 0;
+    const __m512i upper = _mm512_set1_epi32((int)0xffff0000u);
+    if (nnz == 0) return;
+    for (; c + 128 <= N; c += 128) EQ_BF16_SPARSE_TILE(8, 0xFFFF)
+    for (; c + 64 <= N; c += 64) EQ_BF16_SPARSE_TILE(4, 0xFFFF)
+    for (; c + 16 <= N; c += 16) EQ_BF16_SPARSE_TILE(1, 0xFFFF)
+    if (c < N) EQ_BF16_SPARSE_TILE(1, (__mmask16)((1u << (N - c)) - 1))  /* B's rows are padded to 16 */
+}
+#else
+static void eq_bf16_sparse_row(int N, int K, const float *change, const uint32_t *B,
+                               float *part, int *idx, float *val) {
+    int ldb = eq_bf16_columns(N), nnz = eq_compact_f32_generic(change, K, idx, val);
+    for (int q = 0; q < nnz; q++) {
+        const uint32_t *row = B + (size_t)(idx[q] >> 1) * ldb;
+        for (int c = 0; c < N; c++) {
+            uint32_t bits = (idx[q] & 1) ? (row[c] & 0xffff0000u) : (row[c] << 16);
+            float w;
+            memcpy(&w, &bits, 4);
+            part[c] += val[q] * w;
+        }
+    }
+}
+#endif
+
+/*
+ * The change of a state since the last call, in bfloat16: r = s rounded to
+ * bfloat16 (as float32), delta = r - prev, then prev = r, over n entries;
+ * returns how many changed (NaN counts as a change).
+ */
+static long eq_step_delta_bf16(size_t n, const float *s, float *prev, float *delta) {
+    long changed = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits = (uint32_t)eq_bf16_bits(s[i]) << 16;
+        float r;
+        memcpy(&r, &bits, 4);
+        float d = r - prev[i];
+        delta[i] = d;
+        prev[i] = r;
+        changed += d != 0;
+    }
+    return changed;
 }
 
 #endif
