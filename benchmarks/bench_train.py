@@ -16,6 +16,9 @@ the paper's mini-batch of 20 in each precision: the loop around the steps includ
 compiled epoch loop, the Trainer's default for plain SGD; ``TrainerEpochPythonLoop`` times the
 Python loop over the same kernels, which the other optimizers take); ``TrainerEpochStages``
 tracks the compiled loop's microseconds per mini-batch in each of its stages.
+``TrainerEpochEventDriven`` times a ``Trainer`` epoch of 784-500-500-10 at the
+paper's 150 / 6 Euler steps with the event-driven relaxation
+(``eqcore.set_delta_threshold``) at its default and off.
 
 ``ConvTrainStep`` and ``ConvTrainStepGflops`` time ``train_step`` of the
 convolutional network of benchmarks/compare.py (``_common.CONV_LAYERS``) on a
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import eqcore
 import eqprop
 from eqcore._epoch import STAGES
 
@@ -208,3 +212,34 @@ class TrainerEpochPythonLoop(TrainerEpoch):
     def setup(self, threads, precision):
         super().setup(threads, precision)
         self.trainer._compiled_epochs = False
+
+
+class TrainerEpochEventDriven:
+    """One epoch of ``Trainer.fit`` over 1,000 MNIST-like examples, 784-500-500-10 at the paper's
+    150 free / 6 nudged steps and batch 20, with the event-driven relaxation at its default
+    threshold (``"default"``: only the states' changes sent through the weights, late in each
+    phase) and off (``"off"``: threshold 0, the products of the whole states at every step)."""
+
+    params = (THREADS, PRECISIONS, ["default", "off"])
+    param_names = ["threads", "precision", "changes"]
+    number = 1
+    repeat = (3, 10, 30.0)
+
+    def setup(self, threads, precision, changes):
+        self.threshold = eqcore.delta_threshold()
+        rng = np.random.default_rng(0)
+        self.x = image_like(1000, 784, "float32", rng)
+        self.labels = rng.integers(0, 10, size=1000)
+        self.trainer = eqprop.Trainer(
+            eqprop.EqPropNetwork([784, 500, 500, 10], seed=0, threads=threads, precision=precision), beta=2.0,
+            free_steps=150, nudged_steps=6, epsilon=EPSILON, learning_rates=[0.4, 0.1, 0.01], batch_size=20,
+            threads=threads, seed=0)
+        if changes == "off":
+            eqcore.set_delta_threshold(0.0)
+        self.trainer.fit(self.x, self.labels, epochs=1, progress=False)  # particles allocated
+
+    def teardown(self, threads, precision, changes):
+        eqcore.set_delta_threshold(self.threshold)
+
+    def time_trainer_epoch(self, threads, precision, changes):
+        self.trainer.fit(self.x, self.labels, epochs=1, progress=False)

@@ -113,6 +113,23 @@ def test_sparse_input_threshold_is_reported(capsys):
     assert "sparse input products: for inputs with at most 25% non-zero entries" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("threshold, line", [
+    (0.125, "a row's state changes sent through the weights when at most 12% of its entries changed"),
+    (0.0, "event-driven relaxation (dense chains, Euler steps): off"),
+])
+def test_event_driven_threshold_is_reported(capsys, threshold, line):
+    import eqcore
+    from eqprop import cli
+
+    before = eqcore.delta_threshold()
+    eqcore.set_delta_threshold(threshold)
+    try:
+        assert cli.main(["info"]) == 0
+    finally:
+        eqcore.set_delta_threshold(before)
+    assert line in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("user_env, expected", [
     ({}, ("ACTIVE", "3000000")),
     ({"OMP_WAIT_POLICY": "PASSIVE"}, ("PASSIVE", None)),
