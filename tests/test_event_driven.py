@@ -15,9 +15,10 @@ import reference
 from conftest import TOLERANCE, one_hot, random_network
 
 # widths that reach the sparse product's whole 8-vector tiles with an overlapping
-# tail (130 float32 columns with AVX-512), and narrower steps (70, 96); the last layer
-# of each is narrow (recomputed)
-SIZES = {"two hidden": [40, 96, 70, 6], "one hidden": [30, 130, 5], "wide output": [25, 70, 80]}
+# tail (130 float32 columns with AVX-512), and narrower steps (66, 70, 96); a narrow
+# last layer's parts are recomputed. Every chain has a connection at least 64 wide on
+# both sides past the input's (784-500-10 has none and relaxes as before).
+SIZES = {"two hidden": [40, 96, 70, 6], "one hidden": [30, 130, 66], "wide output": [25, 70, 80]}
 
 
 @pytest.fixture(params=[0.0, 1.0, eqcore.delta_threshold()], ids=["recompute", "changes", "default"])
@@ -180,6 +181,16 @@ def test_a_threshold_outside_0_1_is_refused(bad):
     with pytest.raises(ValueError, match="density"):
         eqcore.set_delta_threshold(bad)
     assert eqcore.delta_threshold() == before
+
+
+def test_a_chain_without_a_wide_hidden_connection_relaxes_as_before(always_changes):
+    """784-500-10's shape: bitwise the products of the whole states, whatever the threshold."""
+    net = random_network([40, 96, 6], np.float64, weight_scale=1.5)
+    x, _ = batch_of(40, 6, np.float64, 12, seed=1)
+    sent = net.relax(x, steps=60, epsilon=0.5)
+    eqcore.set_delta_threshold(0.0)
+    for a, b in zip(sent, net.relax(x, steps=60, epsilon=0.5)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_build_info_reports_the_threshold():

@@ -34,10 +34,16 @@ cdef bint _use_blas = False
 # stops gaining near 20-35%, the update near 35%; images, whose zeros cluster,
 # gain more; docs/performance.md).
 cdef double _max_sparse_density = 0.3
-# The event-driven relaxation (_relax.pyx) sends a layer's state changes through
+# The event-driven relaxation (_relax.pyx) sends a row's state changes through
 # a weight matrix, instead of the whole state, when at most this fraction of
-# its entries changed since the last step.
-cdef double _max_delta_density = 0.25
+# its entries changed since the last step. Per row, so that a row's result does
+# not depend on its neighbours; the price is that rows near the threshold cut
+# the others' recomputations into short, slow runs. One thread, batch 20,
+# 150 Euler steps (docs/performance.md): a trained 784-500-500-10 from zeros
+# 28-29 ms at 0, 7.5-7.8 ms at 0.25 to 1; untrained on MNIST 29.9 ms at 0,
+# 38.3 at 0.25, 26.7-26.8 at 0.5 and 1; states that keep moving (epsilon 0.1,
+# random inputs) 29.8 ms at 0, 31.1 at 0.5, 36.9 at 1.
+cdef double _max_delta_density = 0.5
 
 _ISA_NAMES = {0: "portable", 1: "avx2", 2: "avx512"}
 # The instruction set every kernel of every module runs with: read once per

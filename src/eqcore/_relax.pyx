@@ -566,14 +566,20 @@ cdef void _relax_rows_events(const Connection* conns, int n_layers, const floati
 
 
 cdef bint _events_apply(Chain chain) noexcept:
-    """Whether the chain can relax event-driven (Euler steps permitting): dense, no readout."""
+    """Whether the chain can relax event-driven (Euler steps permitting): dense, no readout, and
+    some connection past the input's at least EVENT_MIN_WIDTH wide on both sides (784-500-10 has
+    none: its only such product, the top-down input from a 10-class output, already sums over the
+    non-zero output units in the fused step, which is faster there)."""
     cdef int j
+    cdef bint wide = False
     if chain.readout:
         return False
     for j in range(chain.n_connections):
         if chain.conns[j].kind != KIND_DENSE:
             return False
-    return True
+        if j > 0 and min(chain.conns[j].n_in, chain.conns[j].n_out) >= EVENT_MIN_WIDTH:
+            wide = True
+    return wide
 
 
 cdef void _column_split_drive(const Connection* conns, const floating* x, int batch, floating* drive,
