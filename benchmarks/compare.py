@@ -26,7 +26,9 @@ is max(5,000, largest batch * 13); mini-batches cycle through it.
 
 Implementations: ``eqprop`` (the public ``EqPropNetwork.train_step``),
 ``eqprop-internal`` (the validated-once internals a training loop uses:
-``StepEngine.free_phase`` + ``StepEngine.update``), ``torch`` and ``numpy``
+``StepEngine.free_phase`` + ``StepEngine.update``), ``eqprop-recompute``
+(``eqprop`` with the event-driven relaxation off, ``eqcore.set_delta_threshold(0)``:
+the products of the whole states at every step), ``torch`` and ``numpy``
 (``benchmarks/peers``: the same algorithm written the usual way).
 ``--precisions float32,bfloat16`` runs the eqprop implementations in each
 precision (``EqPropNetwork(precision=...)``: bfloat16 relaxation products with
@@ -170,7 +172,7 @@ def _paper_preset(name: str) -> Preset:
 # the Euler dynamics the PyTorch peer implements too (mnist-conv trains with the alternating solver)
 CONV = Preset("conv", CONV_LAYERS, free_steps=40, nudged_steps=10, beta=0.5, learning_rates=(0.1, 0.05, 0.02))
 PRESETS = {**{key: _paper_preset(f"mnist-{key}") for key in ("1h", "2h", "3h")}, "conv": CONV}
-IMPLEMENTATIONS = ("eqprop", "eqprop-internal", "torch", "torch-usual", "numpy")
+IMPLEMENTATIONS = ("eqprop", "eqprop-internal", "eqprop-recompute", "torch", "torch-usual", "numpy")
 
 
 def flops_per_example(layers: Sequence[object], free_steps: int, nudged_steps: int) -> int:
@@ -232,7 +234,8 @@ def make_step(impl: str, weights, biases, preset: Preset, threads: int, dtype, p
     """A function (x, target, init) -> free state that runs one training step of ``impl`` (eqprop: in ``precision``)."""
     hyper = dict(beta=preset.beta, free_steps=preset.free_steps, nudged_steps=preset.nudged_steps,
                  epsilon=EPSILON, learning_rates=list(preset.learning_rates))
-    if impl in ("eqprop", "eqprop-internal"):
+    if impl in ("eqprop", "eqprop-internal", "eqprop-recompute"):
+        import eqcore
         import eqprop
         from eqprop.algorithms import Contrast
 
@@ -240,6 +243,16 @@ def make_step(impl: str, weights, biases, preset: Preset, threads: int, dtype, p
         net.set_params(weights, biases)
         if impl == "eqprop":
             return lambda x, t, init: net.train_step(x, t, init=init, threads=threads, **hyper)
+        if impl == "eqprop-recompute":
+            def recomputing_step(x, t, init):
+                threshold = eqcore.delta_threshold()
+                eqcore.set_delta_threshold(0.0)
+                try:
+                    return net.train_step(x, t, init=init, threads=threads, **hyper)
+                finally:
+                    eqcore.set_delta_threshold(threshold)
+
+            return recomputing_step
         rates = net.check_learning_rates(hyper["learning_rates"])
 
         def internal_step(x, t, init):
@@ -725,7 +738,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "process, the benchmark itself keeps the environment as it is).\n\n"
             "## Results\n\n"
             "Implementations: `eqprop` is the public `EqPropNetwork.train_step`; `eqprop-internal` the "
-            "validated-once internals a training loop calls; `torch` and `numpy` are `benchmarks/peers` "
+            "validated-once internals a training loop calls; `eqprop-recompute` is `eqprop` with the "
+            "event-driven relaxation off (`eqcore.set_delta_threshold(0)`); `torch` and `numpy` are `benchmarks/peers` "
             "(the same algorithm written the usual way: a Python loop over steps, one matrix product per "
             "layer and direction; torch under `no_grad`, NumPy's BLAS limited with threadpoolctl), both "
             "computing x W_0 once per training step as eqprop does; `torch-usual` is the PyTorch peer as "

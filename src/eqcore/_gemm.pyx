@@ -38,11 +38,12 @@ cdef double _max_sparse_density = 0.3
 # a weight matrix, instead of the whole state, when at most this fraction of
 # its entries changed since the last step. Per row, so that a row's result does
 # not depend on its neighbours; the price is that rows near the threshold cut
-# the others' recomputations into short, slow runs. One thread, batch 20,
-# 150 Euler steps (docs/performance.md): a trained 784-500-500-10 from zeros
-# 28-29 ms at 0, 7.5-7.8 ms at 0.25 to 1; untrained on MNIST 29.9 ms at 0,
-# 38.3 at 0.25, 26.7-26.8 at 0.5 and 1; states that keep moving (epsilon 0.1,
-# random inputs) 29.8 ms at 0, 31.1 at 0.5, 36.9 at 1.
+# the others' recomputations into short, slow runs. `python tools/delta_crossover.py
+# --run RUN` (one thread, batch 20, milliseconds at 0 / 0.25 / 0.5 / 1;
+# docs/performance.md): a trained 784-500-500-10 from its fixed point 28.5 /
+# 1.9 / 1.9 / 1.9, untrained on MNIST 29.1 / 33.4 / 26.5 / 26.6, states that
+# keep moving (random inputs, steps of 0.1) 29.2 / 30.3 / 30.4 / 31.7, the same
+# with 784-500-500-500-10 24.0 / 23.5 / 29.3 / 29.9.
 cdef double _max_delta_density = 0.5
 
 _ISA_NAMES = {0: "portable", 1: "avx2", 2: "avx512"}
