@@ -255,13 +255,16 @@ def sparse_threshold() -> float:
 def set_delta_threshold(double density) -> None:
     """Send a layer's state changes through the weights when at most this fraction changed.
 
-    In the relaxation of a dense chain (float32 or float64 products, Euler
-    steps), each step's bottom-up and top-down inputs are updated by the
-    product of the states' changes since the previous step, skipping the
+    In the relaxation of a dense chain (any solver, float32, float64 or
+    bfloat16 products), each step's bottom-up and top-down inputs are updated
+    by the product of the states' changes since the previous step, skipping the
     entries that did not change (near a fixed point most units sit at 0 or 1
     and the rest stop moving), instead of recomputing the product of the whole
-    state, whenever at most a fraction ``density`` of the layer's entries in a
-    thread's rows changed. The first step of every call recomputes them all.
+    state, in each row where at most a fraction ``density`` of the source
+    layer's entries changed (other rows are recomputed). The first step of
+    every call computes them all. Chains with a readout or conv layers, and
+    chains without a connection at least 64 wide on both sides past the
+    input's (784-500-10), always recompute.
     ``0`` always recomputes (the products of the whole state, as before);
     ``1`` always sends changes (the tests run both). The two differ by the
     rounding of the accumulated changes. Not thread-safe: call it while no

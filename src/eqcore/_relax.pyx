@@ -493,35 +493,73 @@ cdef void _event_part(const Connection* c, bint up, const floating* source, cons
             r += 1
 
 
+cdef inline void _track_changes(const Connection* conns, int j, floating** s, floating* events, int* changed,
+                                int rows, int isa) noexcept nogil:
+    """Layer j's change since its last tracked state, row by row, and how many entries changed per row."""
+    cdef int r, n = conns[j].n_out
+    cdef floating* last = _event_buffer(events, conns, rows, j, 1)
+    cdef floating* change = _event_buffer(events, conns, rows, j, 2)
+    for r in range(rows):
+        if floating is float:
+            if conns[0].bf16:  # the products read the states rounded to bfloat16: so do the changes
+                changed[j * rows + r] = eq_step_delta_bf16(n, s[j] + <size_t> r * n, last + <size_t> r * n,
+                                                           change + <size_t> r * n)
+            else:
+                changed[j * rows + r] = eq_step_delta_f32(isa, n, s[j] + <size_t> r * n, last + <size_t> r * n,
+                                                          change + <size_t> r * n)
+        else:
+            changed[j * rows + r] = eq_step_delta_f64(isa, n, s[j] + <size_t> r * n, last + <size_t> r * n,
+                                                      change + <size_t> r * n)
+
+
+cdef inline void _refresh_parts(const Connection* conns, int j, int relaxing, floating** s, floating** h,
+                                floating* events, int* changed, bint recompute, int rows, double density,
+                                int* index, floating* values, int isa) noexcept nogil:
+    """The parts that read layer j: the bottom-up part of layer j + 1 and the top-down part of layer j - 1
+    (each with ``recompute``, else from layer j's tracked changes)."""
+    if j + 1 < relaxing:
+        _event_part(&conns[j + 1], True, s[j], _event_buffer(events, conns, rows, j, 2), changed + <size_t> j * rows,
+                    recompute, rows, density, h[j + 1], index, values, isa)
+    if j > 0:
+        _event_part(&conns[j], False, s[j], _event_buffer(events, conns, rows, j, 2), changed + <size_t> j * rows,
+                    recompute, rows, density, _event_buffer(events, conns, rows, j - 1, 0), index, values, isa)
+
+
 cdef void _relax_rows_events(const Connection* conns, int n_layers, const floating* x,
                              floating** s, floating** h, const floating* target,
-                             int rows, int steps, floating epsilon, floating beta,
+                             int rows, int steps, floating epsilon, floating beta, int solver,
                              floating* drive, bint compute_drive, int* input_index,
                              bint linear_output, bint clamp_output, floating* events,
                              int* event_index, int width, double density, int isa) noexcept nogil:
-    """``_relax_rows`` for a dense chain and Euler steps, event-driven.
+    """``_relax_rows`` for a dense chain without readout, event-driven.
 
     Layer j's net input is kept across steps in two parts: the bottom-up
     U_j = s_{j-1} W_j (in h[j]; for j = 0 the drive) and the top-down
-    D_j = s_{j+1} W_{j+1}^T. After each step, in each row, a part whose source
-    layer changed in at most a fraction ``density`` of its entries is updated
-    by the product of the changes alone (sparse_rows.h); the others are
-    recomputed from the states, as is every part at the first step
-    (``_event_part``). Near a fixed point most units sit at 0 or 1 and the
-    rest stop moving, so late steps cost a fraction of a dense one. The
+    D_j = s_{j+1} W_{j+1}^T. They are computed from the states at the start;
+    afterwards, whenever layers have moved (all of them after an Euler step,
+    one parity after a half-sweep of the alternating and fixed-point
+    solvers), the parts that read them are brought up to date: in each row by
+    the product of the changes alone (sparse_rows.h) where at most a fraction
+    ``density`` of the source's entries changed, else recomputed from the
+    states (``_event_part``). Near a fixed point most units sit at 0 or 1 and
+    the rest stop moving, so late steps cost a fraction of a dense one. The
     result differs from ``_relax_rows`` only by the rounding of the
     accumulated changes. A bfloat16 chain tracks the states rounded to
     bfloat16, whose products its parts are (``_send_changes``). ``events``
-    holds per layer D_j, the last state and its change (``_event_buffer``),
-    then rows + 1 times ``width`` (the widest layer, input included) of
-    scratch for the products; ``event_index`` ``width`` ints for them, then
-    each layer's count of changed entries per row.
+    holds per layer D_j, the last tracked state and its change
+    (``_event_buffer``), then rows + 1 times ``width`` (the widest layer,
+    input included) of scratch for the products; ``event_index`` ``width``
+    ints for them, then each layer's count of changed entries per row.
     """
     cdef int relaxing = n_layers - 1 if clamp_output else n_layers
     cdef int last = n_layers - 1
-    cdef int step, j, r, n
+    cdef int step, j, parity
+    # Euler steps move every layer at once; the other solvers one parity, then the other
+    cdef int halves = 1 if solver == 0 else 2, stride = 1 if solver == 0 else 2
+    cdef bint final
     cdef floating* values = _event_buffer(events, conns, rows, n_layers, 0)
     cdef int* changed = event_index + width  # rows per layer
+    cdef const floating* layer_target
     if compute_drive:
         _compute_drive(conns, x, rows, drive, NULL, values, input_index, isa)
     if clamp_output:
@@ -529,44 +567,49 @@ cdef void _relax_rows_events(const Connection* conns, int n_layers, const floati
     for j in range(n_layers):
         memcpy(_event_buffer(events, conns, rows, j, 1), s[j], <size_t> rows * conns[j].n_out * sizeof(floating))
         if floating is float:
-            if conns[0].bf16:  # the products read the states rounded to bfloat16: so do the changes
+            if conns[0].bf16:
                 eq_bf16_round_f32(rows, conns[j].n_out, s[j], conns[j].n_out, _event_buffer(events, conns, rows, j, 1),
                                   conns[j].n_out)
         memset(changed + <size_t> j * rows, 0, <size_t> rows * sizeof(int))
+    if steps > 0:
+        for j in range(n_layers):
+            _refresh_parts(conns, j, relaxing, s, h, events, changed, True, rows, density, event_index, values, isa)
     for step in range(steps):
-        for j in range(1, relaxing):  # U_j, from layer j - 1 through connection j
-            _event_part(&conns[j], True, s[j - 1], _event_buffer(events, conns, rows, j - 1, 2),
-                        changed + <size_t> (j - 1) * rows, step == 0, rows, density, h[j], event_index,
-                        values, isa)
-        for j in range(min(relaxing, last)):  # D_j, from layer j + 1 through connection j + 1
-            _event_part(&conns[j + 1], False, s[j + 1], _event_buffer(events, conns, rows, j + 1, 2),
-                        changed + <size_t> (j + 1) * rows, step == 0, rows, density,
-                        _event_buffer(events, conns, rows, j, 0), event_index, values, isa)
-        for j in range(relaxing):
-            _euler_update(s[j], drive if j == 0 else h[j],
-                          _event_buffer(events, conns, rows, j, 0) if j < last else NULL,
-                          <const floating*> conns[j].bias_full, target if j == last else NULL,
-                          rows, conns[j].n_out, epsilon, beta, not (linear_output and j == last), isa)
-        for j in range(relaxing):
-            n = conns[j].n_out
-            for r in range(rows):
-                if floating is float:
-                    if conns[0].bf16:
-                        changed[j * rows + r] = eq_step_delta_bf16(
-                            n, s[j] + <size_t> r * n, _event_buffer(events, conns, rows, j, 1) + <size_t> r * n,
-                            _event_buffer(events, conns, rows, j, 2) + <size_t> r * n)
-                        continue
-                    changed[j * rows + r] = eq_step_delta_f32(
-                        isa, n, s[j] + <size_t> r * n, _event_buffer(events, conns, rows, j, 1) + <size_t> r * n,
-                        _event_buffer(events, conns, rows, j, 2) + <size_t> r * n)
+        final = step == steps - 1
+        for parity in range(halves):
+            j = parity
+            while j < relaxing:
+                layer_target = target if j == last else NULL
+                if solver == 0:
+                    _euler_update(s[j], drive if j == 0 else h[j],
+                                  _event_buffer(events, conns, rows, j, 0) if j < last else NULL,
+                                  <const floating*> conns[j].bias_full, layer_target, rows, conns[j].n_out,
+                                  epsilon, beta, not (linear_output and j == last), isa)
+                elif solver == 2 and layer_target != NULL:
+                    # the output's fixed-point update h + beta (d - y): an Euler step of size 1
+                    _euler_update(s[j], h[j], NULL, <const floating*> conns[j].bias_full, layer_target, rows,
+                                  conns[j].n_out, 1.0, beta, not linear_output, isa)
                 else:
-                    changed[j * rows + r] = eq_step_delta_f64(
-                        isa, n, s[j] + <size_t> r * n, _event_buffer(events, conns, rows, j, 1) + <size_t> r * n,
-                        _event_buffer(events, conns, rows, j, 2) + <size_t> r * n)
+                    _exact_update(s[j], drive if j == 0 else h[j],
+                                  _event_buffer(events, conns, rows, j, 0) if j < last else NULL,
+                                  <const floating*> conns[j].bias_full, layer_target, rows, conns[j].n_out,
+                                  beta, not (linear_output and j == last), isa)
+                j += stride
+            if final and parity == halves - 1:
+                continue  # nothing reads the parts again
+            j = parity
+            while j < relaxing:
+                _track_changes(conns, j, s, events, changed, rows, isa)
+                j += stride
+            j = parity
+            while j < relaxing:
+                _refresh_parts(conns, j, relaxing, s, h, events, changed, False, rows, density, event_index,
+                               values, isa)
+                j += stride
 
 
 cdef bint _events_apply(Chain chain) noexcept:
-    """Whether the chain can relax event-driven (Euler steps permitting): dense, no readout, and
+    """Whether the chain can relax event-driven: dense, no readout, and
     some connection past the input's at least EVENT_MIN_WIDTH wide on both sides (784-500-10 has
     none: its only such product, the top-down input from a 10-class output, already sums over the
     non-zero output units in the fused step, which is faster there)."""
@@ -699,7 +742,7 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
     cdef const floating* chunk_target
     cdef floating* chunk_drive
     cdef double event_density = delta_density()
-    cdef bint events = work.events != NULL and solver == 0 and event_density > 0 and not blas_products()
+    cdef bint events = work.events != NULL and event_density > 0 and not blas_products()
     if batch <= 0 or (steps <= 0 and winners_out == NULL):
         return
     steps = max(steps, 0)
@@ -755,7 +798,7 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
             if events:
                 _relax_rows_events(conns, n_layers, x + <size_t> r0 * conns[0].n_in, &chunk_s[c * n_layers],
                                    &chunk_h[c * n_layers], chunk_target, rows, steps, <floating> epsilon,
-                                   <floating> beta, chunk_drive, not drive_ready,
+                                   <floating> beta, solver, chunk_drive, not drive_ready,
                                    work.input_index + <size_t> c * conns[0].n_in, chain.linear_output,
                                    clamp_output,
                                    <floating*> work.events
