@@ -114,7 +114,7 @@ def test_sparse_input_threshold_is_reported(capsys):
 
 
 @pytest.mark.parametrize("threshold, line", [
-    (0.125, "a row's state changes sent through the weights when at most 12% of its entries changed"),
+    (0.125, "the states' changes sent through the weights, per row when at most 12% of its entries changed"),
     (0.0, "event-driven relaxation (dense chains): off"),
 ])
 def test_event_driven_threshold_is_reported(capsys, threshold, line):

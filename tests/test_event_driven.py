@@ -2,9 +2,10 @@
 the weights (eqcore.set_delta_threshold); every path and solver matches the NumPy reference.
 
 The tests force each choice (threshold 0: every step recomputes the products of
-the whole states, as before; 1: every step after the first sends the changes
-only) and the default, in float64 and float32, with each kernel instruction
-set and thread count. Layers are at least 64 wide, since narrower net-input
+the whole states, as before; 1: after the first step every changed row sends its
+changes through the per-row sparse product; 1e-9: through the listed product of
+neighbouring rows, or for bfloat16 recomputes) and the default, in float64 and
+float32, with each kernel instruction set and thread count. Layers are at least 64 wide, since narrower net-input
 parts are always recomputed.
 """
 
@@ -21,7 +22,7 @@ from conftest import TOLERANCE, one_hot, random_network
 SIZES = {"two hidden": [40, 96, 70, 6], "one hidden": [30, 130, 66], "wide output": [25, 70, 80]}
 
 
-@pytest.fixture(params=[0.0, 1.0, eqcore.delta_threshold()], ids=["recompute", "changes", "default"])
+@pytest.fixture(params=[0.0, 1.0, 1e-9, eqcore.delta_threshold()], ids=["recompute", "changes", "listed", "default"])
 def change_path(request):
     before = eqcore.delta_threshold()
     eqcore.set_delta_threshold(request.param)
@@ -136,14 +137,18 @@ def test_bfloat16_changes_equal_the_bfloat16_reference(every_thread_runs, bf16, 
         eqcore.set_gemm_path("skinny", "best")
 
 
-def test_changes_are_what_is_sent(always_changes):
+@pytest.mark.parametrize("threshold", [1.0, 1e-9], ids=["per-row", "listed"])
+def test_changes_are_what_is_sent(threshold):
     """Sending changes rounds differently from recomputing (so the path ran) and stays within
     rounding of it, in float64 over a long relaxation."""
+    before = eqcore.delta_threshold()
+    eqcore.set_delta_threshold(threshold)
     net = random_network([40, 96, 70, 6], np.float64, weight_scale=1.5)
     x, _ = batch_of(40, 6, np.float64, 12, seed=1)
     sent = net.relax(x, steps=200, epsilon=0.5)
     eqcore.set_delta_threshold(0.0)
     recomputed = net.relax(x, steps=200, epsilon=0.5)
+    eqcore.set_delta_threshold(before)
     assert any(not np.array_equal(a, b) for a, b in zip(sent, recomputed))
     for a, b in zip(sent, recomputed):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
@@ -155,7 +160,7 @@ def test_rows_do_not_depend_on_their_block(every_thread_runs, dtype, threads):
     differently (threads, sub-batches) gives bitwise the same rows."""
     before = eqcore.delta_threshold()
     try:
-        for threshold in (1.0, 0.05):
+        for threshold in (1.0, 0.05, 1e-9):
             eqcore.set_delta_threshold(threshold)
             net = random_network([40, 96, 70, 6], dtype, weight_scale=1.5)
             x, _ = batch_of(40, 6, dtype, 26, seed=2)

@@ -840,8 +840,8 @@ def _cmd_info(args: argparse.Namespace, parser: argparse.ArgumentParser | None =
     print(f"sparse input products: for inputs with at most {info['sparse_input_density']:.0%} non-zero entries")
     changes = info["state_change_density"]
     print("event-driven relaxation (dense chains): "
-          + (f"a row's state changes sent through the weights when at most {changes:.0%} of its entries changed"
-             if changes > 0 else "off"))
+          + (f"the states' changes sent through the weights, per row when at most {changes:.0%} of its entries "
+             "changed, else with the neighbouring rows'" if changes > 0 else "off"))
     algorithms = {"auto": "Winograd F(m x m, k x k) for kernels of 2 to 7 over at least 32 input channels, "
                           "else direct", "direct": "direct", "winograd": "Winograd F(m x m, k x k) for kernels of 2 to 7"}
     print(f"connections: dense; conv ({algorithms[info['kernel']['conv']]}, {info['kernel']['isa']}; "

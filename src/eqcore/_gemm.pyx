@@ -34,17 +34,17 @@ cdef bint _use_blas = False
 # stops gaining near 20-35%, the update near 35%; images, whose zeros cluster,
 # gain more; docs/performance.md).
 cdef double _max_sparse_density = 0.3
-# The event-driven relaxation (_relax.pyx) sends a row's state changes through
-# a weight matrix, instead of the whole state, when at most this fraction of
-# its entries changed since the last step. Per row, so that a row's result does
-# not depend on its neighbours; the price is that rows near the threshold cut
-# the others' recomputations into short, slow runs. `python tools/delta_crossover.py
-# --run RUN` (one thread, batch 20, milliseconds at 0 / 0.25 / 0.5 / 1;
-# docs/performance.md): a trained 784-500-500-10 from its fixed point 28.5 /
-# 1.9 / 1.9 / 1.9, untrained on MNIST 29.1 / 33.4 / 26.5 / 26.6, states that
-# keep moving (random inputs, steps of 0.1) 29.2 / 30.3 / 30.4 / 31.7, the same
-# with 784-500-500-500-10 24.0 / 23.5 / 29.3 / 29.9.
-cdef double _max_delta_density = 0.5
+# The event-driven relaxation (_relax.pyx) sends each row's state changes
+# through the weights after a call's first step: through the per-row sparse
+# product when at most this fraction of the row's entries changed, else with
+# the neighbouring rows' through the listed product (bfloat16: recomputed).
+# `python tools/delta_crossover.py --run RUN --thresholds 0,0.01,0.03,0.1,1`
+# (one thread, batch 20, milliseconds; docs/performance.md): a trained
+# 784-500-500-10 from its fixed point 29.6 / 2.5 / 2.2 / 1.9 / 1.8, untrained on
+# MNIST 29.3 / 25.6 / 25.6 / 25.6 / 26.4, states that keep moving (random
+# inputs, steps of 0.1) 29.1 / 24.9 / 24.8 / 24.7 / 30.9, the same with
+# 784-500-500-500-10 23.5 / 20.5 / 20.5 / 20.5 / 29.6.
+cdef double _max_delta_density = 0.1
 
 _ISA_NAMES = {0: "portable", 1: "avx2", 2: "avx512"}
 # The instruction set every kernel of every module runs with: read once per
@@ -253,21 +253,23 @@ def sparse_threshold() -> float:
 
 
 def set_delta_threshold(double density) -> None:
-    """Send a layer's state changes through the weights when at most this fraction changed.
+    """Choose how the relaxation sends each row's state changes through the weights (0: it does not).
 
     In the relaxation of a dense chain (any solver, float32, float64 or
-    bfloat16 products), each step's bottom-up and top-down inputs are updated
-    by the product of the states' changes since the previous step, skipping the
-    entries that did not change (near a fixed point most units sit at 0 or 1
-    and the rest stop moving), instead of recomputing the product of the whole
-    state, in each row where at most a fraction ``density`` of the source
-    layer's entries changed (other rows are recomputed). The first step of
-    every call computes them all. Chains with a readout or conv layers, and
-    chains without a connection at least 64 wide on both sides past the
-    input's (784-500-10), always recompute.
-    ``0`` always recomputes (the products of the whole state, as before);
-    ``1`` always sends changes (the tests run both). The two differ by the
-    rounding of the accumulated changes. Not thread-safe: call it while no
+    bfloat16 products), the bottom-up and top-down inputs are computed at a
+    call's first step and afterwards updated by the product of the states'
+    changes since the previous step, skipping the entries that did not change
+    (near a fixed point most units sit at 0 or 1 and the rest stop moving),
+    instead of recomputing the product of the whole states. A row in which at
+    most a fraction ``density`` of the source layer's entries changed takes
+    the per-row sparse product (a weight row per changed entry); the others
+    take the listed product with their neighbouring rows (each weight row
+    read once per group of rows; bfloat16 rows recompute). ``0`` turns it off
+    (the products of the whole states at every step, as before); the default
+    0.1 was measured (``tools/delta_crossover.py``). The results differ by the
+    rounding of the accumulated changes. Chains with a readout or conv layers,
+    and chains without a connection at least 64 wide on both sides past the
+    input's (784-500-10), always recompute. Not thread-safe: call it while no
     relaxation runs.
     """
     global _max_delta_density

@@ -68,8 +68,8 @@ from eqcore._gemm cimport (
 )
 from eqcore._kernels cimport (
     EQ_TOP_DOWN_MAX_K, eq_euler_f32, eq_euler_f64, eq_euler_td_f32, eq_euler_td_f64, eq_exact_f32,
-    eq_exact_f64, eq_exact_td_f32, eq_exact_td_f64, eq_sparse_f32, eq_sparse_f64, eq_step_delta_f32,
-    eq_step_delta_f64, eq_bf16_round_f32, eq_bf16_sparse_row, eq_step_delta_bf16,
+    eq_exact_f64, eq_exact_td_f32, eq_exact_td_f64, eq_listed_f32, eq_listed_f64, eq_sparse_f32, eq_sparse_f64,
+    eq_step_delta_f32, eq_step_delta_f64, eq_bf16_round_f32, eq_bf16_sparse_row, eq_step_delta_bf16,
 )
 from eqcore._openmp cimport useful_threads
 
@@ -432,11 +432,9 @@ cdef inline floating* _event_buffer(floating* events, const Connection* conns, i
 
 cdef inline void _send_changes(const Connection* c, bint up, int n, int k, const floating* change,
                                floating* part, int* index, floating* values, int isa) noexcept nogil:
-    """One row: part (n) += change (k) @ W (up) or W^T, over the non-zero changes only.
-
-    A bfloat16 connection's changes are those of the states rounded to
-    bfloat16, multiplied by its bfloat16 weights (their pair layout natively,
-    float32 copies in the fallback)."""
+    """One row: part (n) += change (k) @ W (up) or W^T, over the non-zero changes only. A bfloat16
+    connection's changes are those of the states rounded to bfloat16, through its bfloat16 copy of
+    W (the pair layout natively, float32 copies in the fallback)."""
     cdef const void* weights
     if floating is float:
         if c.bf16:
@@ -453,9 +451,23 @@ cdef inline void _send_changes(const Connection* c, bint up, int n, int k, const
         eq_sparse_f64(isa, 1, n, k, change, k, <const double*> weights, n, 1, part, n, index, values)
 
 
-cdef inline bint _recomputed_row(bint recompute, bint narrow, int changed, double limit) noexcept nogil:
-    """Whether a row's part is recomputed from its source rather than sent the changes."""
-    return recompute or (changed > 0 and (narrow or changed > limit))
+# how _event_part brings a row's part up to date
+DEF KEEP = 0       # the source row did not change
+DEF ROW = 1        # its few changes through the per-row sparse product
+DEF LISTED = 2     # its changes with those of neighbouring rows, through the listed product
+DEF RECOMPUTE = 3  # from the source row itself
+
+
+cdef inline int _row_mode(bint recompute, bint narrow, bint bf16, int changed, double limit) noexcept nogil:
+    if recompute:
+        return RECOMPUTE
+    if changed == 0:
+        return KEEP
+    if narrow:
+        return RECOMPUTE
+    if changed <= limit:
+        return ROW
+    return RECOMPUTE if bf16 else LISTED
 
 
 cdef void _event_part(const Connection* c, bint up, const floating* source, const floating* change,
@@ -464,33 +476,49 @@ cdef void _event_part(const Connection* c, bint up, const floating* source, cons
     """Bring a net-input part (rows x n) up to date with its source layer (rows x k).
 
     ``up``: the bottom-up part through connection ``c`` (source below, W), else
-    the top-down part (source above, W^T). A row whose source did not change
-    keeps its part; one that changed in at most a fraction ``density`` of its
-    k entries (``changed``) adds the product of its changes; runs of the other
-    rows (all of them with ``recompute``; every changed row when the part is
-    narrow) are recomputed from the source. Each row's choice depends on that
-    row alone and the products give a row the same bits in any run of rows, so
-    the result does not depend on how the batch is cut into blocks of rows.
+    the top-down part (source above, W^T). Each row whose source changed
+    (``changed`` entries of its k) adds the product of its changes: when at
+    most a fraction ``density`` of the entries changed, through the per-row
+    sparse product (sparse_rows.h: a weight row per changed entry), else
+    together with the neighbouring rows of that kind through the listed
+    product (dense_kernels.h: each group of rows reads the weight rows of the
+    entries that changed in any of its rows once, which matters when W does
+    not fit the cache). bfloat16 rows of the second kind, whose changes are
+    not bfloat16 values, are recomputed from the source instead, as are all
+    rows with ``recompute`` and every changed row of a narrow part. Each
+    row's choice depends on that row alone and the products give a row the
+    same bits in any run of rows (zero changes add exact zeros), so the result
+    does not depend on how the batch is cut into blocks of rows.
     """
     cdef int n = c.n_out if up else c.n_in
     cdef int k = c.n_in if up else c.n_out
-    cdef int r = 0, r1
+    cdef int r = 0, r1, mode
     cdef bint narrow = n < EVENT_MIN_WIDTH
+    cdef bint bf16 = False
     cdef double limit = density * k
+    cdef const floating* weights = <const floating*> (c.weights if up else c.weights_t)
+    if floating is float:
+        bf16 = c.bf16 != 0
     while r < rows:
-        if _recomputed_row(recompute, narrow, changed[r], limit):
-            r1 = r + 1
-            while r1 < rows and _recomputed_row(recompute, narrow, changed[r1], limit):
+        mode = _row_mode(recompute, narrow, bf16, changed[r], limit)
+        r1 = r + 1
+        if mode == ROW:
+            _send_changes(c, up, n, k, change + <size_t> r * k, part + <size_t> r * n, index, values, isa)
+        elif mode != KEEP:
+            while r1 < rows and _row_mode(recompute, narrow, bf16, changed[r1], limit) == mode:
                 r1 += 1
-            if up:
+            if mode == LISTED:
+                if floating is float:
+                    eq_listed_f32(isa, r1 - r, n, k, change + <size_t> r * k, k, weights, n, 1,
+                                  part + <size_t> r * n, n, index)
+                else:
+                    eq_listed_f64(isa, r1 - r, n, k, change + <size_t> r * k, k, weights, n, 1,
+                                  part + <size_t> r * n, n, index)
+            elif up:
                 bottom_up(c, source + <size_t> r * k, r1 - r, part + <size_t> r * n, NULL, values, isa)
             else:
                 top_down(c, source + <size_t> r * k, NULL, r1 - r, part + <size_t> r * n, False, values, isa)
-            r = r1
-        else:
-            if changed[r] > 0:
-                _send_changes(c, up, n, k, change + <size_t> r * k, part + <size_t> r * n, index, values, isa)
-            r += 1
+        r = r1
 
 
 cdef inline void _track_changes(const Connection* conns, int j, floating** s, floating* events, int* changed,
