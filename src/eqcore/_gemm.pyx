@@ -40,10 +40,10 @@ cdef double _max_sparse_density = 0.3
 # the neighbouring rows' through the listed product (bfloat16: recomputed).
 # `python tools/delta_crossover.py --run RUN --thresholds 0,0.01,0.03,0.1,1`
 # (one thread, batch 20, milliseconds; docs/performance.md): a trained
-# 784-500-500-10 from its fixed point 29.6 / 2.5 / 2.2 / 1.9 / 1.8, untrained on
-# MNIST 29.3 / 25.6 / 25.6 / 25.6 / 26.4, states that keep moving (random
-# inputs, steps of 0.1) 29.1 / 24.9 / 24.8 / 24.7 / 30.9, the same with
-# 784-500-500-500-10 23.5 / 20.5 / 20.5 / 20.5 / 29.6.
+# 784-500-500-10 from its fixed point 28.7 / 2.4 / 2.1 / 1.8 / 1.8, untrained on
+# MNIST 28.8 / 25.5 / 25.5 / 25.3 / 26.1, states that keep moving (random
+# inputs, steps of 0.1) 28.9 / 24.8 / 24.8 / 24.8 / 31.5, the same with
+# 784-500-500-500-10 23.4 / 20.9 / 20.8 / 20.7 / 30.0.
 cdef double _max_delta_density = 0.1
 
 _ISA_NAMES = {0: "portable", 1: "avx2", 2: "avx512"}
