@@ -233,6 +233,13 @@ cdef void input_gemm(int rows, int n, int k, const floating* a, int lda,
     small_gemm(rows, n, k, a, lda, b, ldb, accumulate, c, ldc, isa)
 
 
+cdef double _fraction(double density) except? -1:
+    """``density`` if it is a fraction in [0, 1] (NaN is not), else a ValueError."""
+    if not 0 <= density <= 1:
+        raise ValueError(f"density must be in [0, 1]; got {density}")
+    return density
+
+
 def set_sparse_threshold(double density) -> None:
     """Use the sparse product for input blocks with at most this fraction of non-zeros.
 
@@ -242,9 +249,7 @@ def set_sparse_threshold(double density) -> None:
     runs.
     """
     global _max_sparse_density
-    if not 0 <= density <= 1:
-        raise ValueError(f"density must be in [0, 1]; got {density}")
-    _max_sparse_density = density
+    _max_sparse_density = _fraction(density)
 
 
 def sparse_threshold() -> float:
@@ -273,9 +278,7 @@ def set_delta_threshold(double density) -> None:
     relaxation runs.
     """
     global _max_delta_density
-    if not 0 <= density <= 1:
-        raise ValueError(f"density must be in [0, 1]; got {density}")
-    _max_delta_density = density
+    _max_delta_density = _fraction(density)
 
 
 def delta_threshold() -> float:
