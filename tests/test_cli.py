@@ -251,6 +251,8 @@ BAD_FLAGS = [
     (["train", "--resume", "{tmp}", "--schedule", "cosine"], "--schedule cannot be changed"),
     (["train", "--preset", "digits", "--validation-size", "1497"], "--validation-size must be below 1497"),
     (["train", "--preset", "digits", "--validation-size", "-1"], "non-negative"),
+    (["train", "--preset", "digits", "--delta-threshold", "1.5"], "expected a number in [0, 1]; got 1.5"),
+    (["train", "--preset", "digits", "--delta-threshold", "nan"], "expected a finite number"),
     (["evaluate"], "required: DIR"),
     (["evaluate", "{tmp}", "--split", "holdout"], "invalid choice"),
     ([], "required: COMMAND"),
@@ -457,6 +459,37 @@ def test_the_conv_algorithm_is_recorded_and_kept_by_a_resume(tmp_path, capsys):
     assert eqcore.gemm_path()["conv"] == "auto"
     assert main(["evaluate", str(tmp_path / "split"), "--split", "val"]) == 0
     assert eqcore.gemm_path()["conv"] == "auto"
+
+
+def test_the_delta_threshold_is_recorded_and_kept_by_a_resume(tmp_path):
+    """--delta-threshold reaches the run (0, recomputing, gives other weights than the default on a
+    network with a wide hidden connection), config.json records it (new runs: the default), a
+    resume without the flag keeps it (bitwise the uninterrupted run), and the process setting is
+    restored after each command."""
+    from eqprop.cli import DEFAULT_DELTA_THRESHOLD
+
+    default = eqcore.delta_threshold()
+    assert DEFAULT_DELTA_THRESHOLD == default
+    common = ["train", "--dataset", "digits", "--layers", "64-100-80-10", "--lr", "0.1", "0.05", "0.02",
+              "--train-size", "100", "--seed", "2", "--threads", "1", "--quiet", "--free-steps", "30",
+              "--nudged-steps", "4"]
+    assert main([*common, "--epochs", "2", "--out", str(tmp_path / "straight")]) == 0
+    assert json.loads((tmp_path / "straight" / "config.json").read_text())["delta_threshold"] == default
+    assert main([*common, "--epochs", "2", "--delta-threshold", "0", "--out", str(tmp_path / "off")]) == 0
+    assert json.loads((tmp_path / "off" / "config.json").read_text())["delta_threshold"] == 0.0
+    assert eqcore.delta_threshold() == default
+    straight, off = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "off")
+    assert any(not np.array_equal(a, b) for a, b in zip(straight.weights, off.weights))
+    assert main([*common, "--epochs", "1", "--out", str(tmp_path / "split")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "split"), "--epochs", "2", "--quiet"]) == 0
+    resumed = load_checkpoint(tmp_path / "split")
+    for a, b in zip(straight.weights + straight.biases, resumed.weights + resumed.biases):
+        np.testing.assert_array_equal(a, b)
+    assert main(["train", "--resume", str(tmp_path / "split"), "--epochs", "3", "--delta-threshold", "0",
+                 "--quiet"]) == 0
+    assert json.loads((tmp_path / "split" / "config.json").read_text())["delta_threshold"] == 0.0
+    assert main(["evaluate", str(tmp_path / "split"), "--split", "val"]) == 0
+    assert eqcore.delta_threshold() == default
 
 
 def test_algorithm_coupling_and_output_flags_reach_the_run(tmp_path):

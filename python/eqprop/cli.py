@@ -31,7 +31,7 @@ import re
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -70,8 +70,10 @@ TRAIN_SIZES = {"digits": 1197, "mnist": 50_000, "fashion-mnist": 50_000}
 VALIDATION_SIZES = {"digits": 300, "mnist": 10_000, "fashion-mnist": 10_000}
 #: The splits a run is evaluated on (summary.json), in order.
 SPLITS = ("train", "val", "test")
+#: eqcore's default threshold of the event-driven relaxation (eqcore.set_delta_threshold), which new runs record.
+DEFAULT_DELTA_THRESHOLD = 0.1
 #: Flags that may accompany --resume (they do not change what is computed).
-RESUME_FLAGS = ("epochs", "threads", "conv_algorithm", "data_dir", "quiet", "distributed")
+RESUME_FLAGS = ("epochs", "threads", "conv_algorithm", "delta_threshold", "data_dir", "quiet", "distributed")
 HYPERPARAMETER_FLAGS = (
     "preset", "dataset", "layers", "beta", "free_steps", "nudged_steps", "epsilon", "lr",
     "batch_size", "seed", "solver", "symmetric", "persistent", "random_sign", "train_size",
@@ -131,6 +133,13 @@ def _positive_float(text: str) -> float:
     value = _finite_float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number; got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1]; got {text}")
     return value
 
 
@@ -241,7 +250,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         "symmetric": args.symmetric, "solver": args.solver, "eval_steps": args.eval_steps,
         "dtype": args.dtype, "threads": args.threads, "seed": args.seed, "train_size": args.train_size,
         "validation_size": args.validation_size, "precision": args.precision,
-        "conv_algorithm": args.conv_algorithm,
+        "conv_algorithm": args.conv_algorithm, "delta_threshold": args.delta_threshold,
         "init_gains": list(args.init_gain) if args.init_gain else None,
         "algorithm": args.algorithm, "coupling": args.coupling, "output": args.output, "cost": args.cost,
         "translate": args.translate,
@@ -259,6 +268,7 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     settings.setdefault("cost", "squared-error")  # no preset sets it
     settings.setdefault("translate", 0)
     settings.setdefault("conv_algorithm", "auto")
+    settings.setdefault("delta_threshold", DEFAULT_DELTA_THRESHOLD)
     missing = [flag for flag, key in (("--dataset", "dataset"), ("--layers", "layers"), ("--lr", "learning_rates"))
                if key not in settings]
     if missing:
@@ -391,7 +401,8 @@ def _cmd_train_root(args: argparse.Namespace, parser: argparse.ArgumentParser, c
             flags = ", ".join("--" + name.replace("_", "-") for name in extra)
             parser.error(
                 f"--resume continues a run exactly as its checkpoint and config.json record it; {flags} cannot be "
-                f"changed (only --epochs, --threads, --conv-algorithm, --data-dir, --quiet and --distributed may be "
+                f"changed (only --epochs, --threads, --conv-algorithm, --delta-threshold, --data-dir, --quiet and "
+                f"--distributed may be "
                 f"given)"
             )
         run_dir = check_run_path(args.resume, "--resume")
@@ -447,6 +458,8 @@ def _resume_settings(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         settings["threads"] = args.threads
     if args.conv_algorithm is not None:
         settings["conv_algorithm"] = args.conv_algorithm
+    if args.delta_threshold is not None:
+        settings["delta_threshold"] = args.delta_threshold
     return settings
 
 
@@ -530,15 +543,26 @@ def _busy_machine_note(threads: int) -> str | None:
 
 def _train(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool,
            parser: argparse.ArgumentParser, comm: Any = None) -> int:
-    """``_train_run`` with the run's convolution algorithm (``--conv-algorithm``), restored after."""
+    """``_train_run`` with the run's convolution algorithm (``--conv-algorithm``) and event-driven
+    relaxation (``--delta-threshold``), restored after."""
+    with _run_kernels(settings):
+        return _train_run(run_dir, settings, resume=resume, quiet=quiet, parser=parser, comm=comm)
+
+
+@contextlib.contextmanager
+def _run_kernels(settings: dict[str, Any]) -> Iterator[None]:
+    """The process's kernel settings as a run records them (runs made before a setting: how they ran then),
+    restored after."""
     import eqcore
 
-    previous = eqcore.gemm_path()["conv"]
-    eqcore.set_conv_algorithm(settings.get("conv_algorithm", "auto"))  # runs made before it: auto
+    conv, threshold = eqcore.gemm_path()["conv"], eqcore.delta_threshold()
+    eqcore.set_conv_algorithm(settings.get("conv_algorithm", "auto"))
+    eqcore.set_delta_threshold(settings.get("delta_threshold", 0.0))
     try:
-        return _train_run(run_dir, settings, resume=resume, quiet=quiet, parser=parser, comm=comm)
+        yield
     finally:
-        eqcore.set_conv_algorithm(previous)
+        eqcore.set_conv_algorithm(conv)
+        eqcore.set_delta_threshold(threshold)
 
 
 def _train_run(run_dir: Path, settings: dict[str, Any], *, resume: bool, quiet: bool,
@@ -735,12 +759,8 @@ def _cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             "test": (dataset.x_test, dataset.y_test)}[args.split]
     if not len(y):
         raise ValueError(f"{run_dir} trained with --validation-size 0: it has no validation set")
-    previous = eqcore.gemm_path()["conv"]
-    eqcore.set_conv_algorithm(config.get("conv_algorithm", "auto"))  # as the run computed its errors
-    try:
+    with _run_kernels(config):  # as the run computed its errors
         result = trainer.evaluate(x, y)
-    finally:
-        eqcore.set_conv_algorithm(previous)
     print(
         f"{args.split} error {_format_error(result.error)} ({round(result.error * len(y))}/{len(y)} misclassified), "
         f"mean cost {result.mean_cost:.4f}; {dataset.name}, {args.checkpoint} checkpoint (epoch {trainer.epoch}), "
@@ -1015,6 +1035,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the bottom-up convolutions: auto (Winograd's F(m x m, k x k) from 32 input channels, "
                      "else direct), direct or winograd; changes only the rounding, and may accompany --resume "
                      "(default: auto, or what the resumed run recorded)")
+    run.add_argument("--delta-threshold", type=_fraction, metavar="D",
+                     help="the event-driven relaxation of dense networks: after a phase's first step each row sends "
+                     "only its states' changes through the weights, alone when at most a fraction D of its entries "
+                     "changed, else with its neighbours' (eqcore.set_delta_threshold); 0 recomputes the products of "
+                     "the whole states at every step; changes only the rounding, and may accompany --resume "
+                     f"(default {DEFAULT_DELTA_THRESHOLD}, or what the resumed run recorded; runs made before it: 0)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors; no progress bar")
     run.add_argument("--distributed", action="store_true",
                      help="data-parallel over the MPI ranks of mpiexec -n RANKS (needs mpi4py and an MPI, see "

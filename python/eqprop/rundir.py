@@ -285,6 +285,8 @@ def _numbers(v: object, low: float, *, length: int | None = None) -> bool:
 
 _OPTIONAL = {
     "data_dir": (lambda v: v is None or isinstance(v, str), "null or a folder"),
+    # the event-driven relaxation (--delta-threshold); missing in runs made before it: 0 (off)
+    "delta_threshold": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     # missing in runs made before --validation-size: the dataset's standard split
     "validation_size": (lambda v: v is None or (_is_int(v) and v >= 0), "null or a non-negative integer"),
     "data_folder": (lambda v: v is None or isinstance(v, str), "null or a folder"),

@@ -45,6 +45,7 @@ SETTING_KINDS: dict[str, str] = {
     "dtype": "str",
     "precision": "str",
     "conv_algorithm": "str",  # changes only the rounding; a grid over it compares the two convolutions
+    "delta_threshold": "float",  # the event-driven relaxation's: changes only the rounding, and the speed
     "optimizer": "str",
     "momentum": "float",
     "betas": "floats",        # [beta1, beta2]
