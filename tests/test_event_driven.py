@@ -195,11 +195,14 @@ def test_a_nan_weight_reaches_the_states(always_changes):
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
-def test_a_threshold_outside_0_1_is_refused(bad):
-    before = eqcore.delta_threshold()
+@pytest.mark.parametrize("setter, getter", [(eqcore.set_delta_threshold, eqcore.delta_threshold),
+                                            (eqcore.set_sparse_threshold, eqcore.sparse_threshold)],
+                         ids=["delta", "sparse input"])
+def test_a_threshold_outside_0_1_is_refused(bad, setter, getter):
+    before = getter()
     with pytest.raises(ValueError, match="density"):
-        eqcore.set_delta_threshold(bad)
-    assert eqcore.delta_threshold() == before
+        setter(bad)
+    assert getter() == before
 
 
 def test_a_chain_without_a_wide_hidden_connection_relaxes_as_before(always_changes):
