@@ -45,6 +45,13 @@ same at every step and in both phases: it is computed once and kept in a
 caller-owned buffer; where x is mostly zeros (images) the dense drive skips
 them (_gemm.input_gemm).
 
+A dense chain with a connection at least 64 wide on both sides past the input's
+relaxes **event-driven** (``_relax_rows_events``, ``eqcore.set_delta_threshold``):
+the net inputs' bottom-up and top-down parts are kept across steps and, after a
+call's first step, updated by the products of the states' changes only, row by
+row; near a fixed point few entries still change. Same dynamics, up to the
+rounding of the accumulated changes.
+
 A bfloat16 chain (``Chain(..., precision="bfloat16")``) runs every product,
 the drive included, on bfloat16 copies of the weights and of the states with
 float32 sums (_gemm.bf16_gemm); the states, the net inputs and the element-wise
