@@ -68,7 +68,8 @@ cdef int column_start(int n, int parts, int part) noexcept nogil:
 
 
 cdef double delta_density() noexcept nogil:
-    """The largest fraction of changed entries that the relaxation sends as changes (0: never)."""
+    """The largest fraction of a row's entries whose changes take the per-row sparse product
+    (0: the event-driven relaxation is off)."""
     return _max_delta_density
 
 
@@ -282,7 +283,8 @@ def set_delta_threshold(double density) -> None:
 
 
 def delta_threshold() -> float:
-    """The fraction of changed entries at or below which the relaxation sends changes."""
+    """The fraction of a row's changed entries at or below which the event-driven relaxation
+    sends them through the per-row sparse product (0: it is off)."""
     return _max_delta_density
 
 

@@ -16,7 +16,7 @@ cdef struct RelaxWork:
     int* input_index         # the sparse drive's column indices, n_in per chunk
     bint own_drive           # the scratch holds a drive (calls pass drive = NULL)
     int bf16_width           # bfloat16 chains: the widest layer, whose rows the products round in scratch
-    void* events             # event-driven relaxation (dense float chains, else NULL): per row
+    void* events             # event-driven relaxation (_events_apply's chains, else NULL): per row
     size_t events_per_row    #   the top-down parts, last states and changes of every layer;
     int event_width          #   per chunk a row of values as wide as the widest layer
     int* event_index         #   and event_ints ints: as many, then each layer's changes per row

@@ -61,6 +61,7 @@ steps stay float32.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport exp, expf
+from libc.stdint cimport uint32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
@@ -68,8 +69,6 @@ from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections,
     free_derived, top_down,
 )
-from libc.stdint cimport uint32_t
-
 from eqcore._gemm cimport (
     BF16_NATIVE, BF16_OFF, bf16_gemm, blas_products, column_start, current_bf16, current_isa, delta_density, input_gemm,
 )
@@ -573,10 +572,10 @@ cdef void _relax_rows_events(const Connection* conns, int n_layers, const floati
     D_j = s_{j+1} W_{j+1}^T. They are computed from the states at the start;
     afterwards, whenever layers have moved (all of them after an Euler step,
     one parity after a half-sweep of the alternating and fixed-point
-    solvers), the parts that read them are brought up to date: in each row by
-    the product of the changes alone (sparse_rows.h) where at most a fraction
-    ``density`` of the source's entries changed, else recomputed from the
-    states (``_event_part``). Near a fixed point most units sit at 0 or 1 and
+    solvers), the parts that read them are brought up to date, each row by
+    the product of its changes alone (``_event_part``: per row where at most a
+    fraction ``density`` of the source's entries changed, else with the
+    neighbouring rows'). Near a fixed point most units sit at 0 or 1 and
     the rest stop moving, so late steps cost a fraction of a dense one. The
     result differs from ``_relax_rows`` only by the rounding of the
     accumulated changes. A bfloat16 chain tracks the states rounded to
@@ -599,12 +598,15 @@ cdef void _relax_rows_events(const Connection* conns, int n_layers, const floati
         _compute_drive(conns, x, rows, drive, NULL, values, input_index, isa)
     if clamp_output:
         memcpy(s[last], target, <size_t> rows * conns[last].n_out * sizeof(floating))
-    for j in range(n_layers):
-        memcpy(_event_buffer(events, conns, rows, j, 1), s[j], <size_t> rows * conns[j].n_out * sizeof(floating))
+    for j in range(n_layers):  # the tracked states: bfloat16 chains track them rounded
         if floating is float:
             if conns[0].bf16:
                 eq_bf16_round_f32(rows, conns[j].n_out, s[j], conns[j].n_out, _event_buffer(events, conns, rows, j, 1),
                                   conns[j].n_out)
+            else:
+                memcpy(_event_buffer(events, conns, rows, j, 1), s[j], <size_t> rows * conns[j].n_out * sizeof(float))
+        else:
+            memcpy(_event_buffer(events, conns, rows, j, 1), s[j], <size_t> rows * conns[j].n_out * sizeof(double))
         memset(changed + <size_t> j * rows, 0, <size_t> rows * sizeof(int))
     if steps > 0:
         for j in range(n_layers):

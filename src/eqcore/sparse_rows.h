@@ -164,7 +164,7 @@ EQ_DEFINE_COUNT(eq_count_nonzero_f64, double)
  * The change of a state since the last call: delta = s - prev, then prev = s,
  * over n entries; returns how many changed (NaN counts as a change). The
  * event-driven relaxation (_relax.pyx) sends only these changes through the
- * weights, with the sparse product above.
+ * weights, with the sparse product above or the listed one of dense_kernels.h.
  */
 #define EQ_DEFINE_STEP_DELTA(NAME, T, ATTR)                                           \
     ATTR static long NAME(size_t n, const T *s, T *prev, T *delta) {                  \
