@@ -10,6 +10,7 @@ parts are always recomputed.
 """
 
 import eqcore
+import eqprop
 import numpy as np
 import pytest
 import reference
@@ -192,6 +193,27 @@ def test_a_nan_weight_reaches_the_states(always_changes):
     net.weights[2][:, :] = np.nan  # in place: the chain reads the same array
     eqcore.relax_batch(chain, x, state, 3, 0.5, 0.0)
     assert np.isnan(state[1]).all() and np.isnan(state[2]).all()
+
+
+@pytest.mark.parametrize("isa", ["best", "avx2", "portable"])
+def test_a_nan_weight_reaches_bfloat16_states(always_changes, isa):
+    """In bfloat16 the changes are those of the rounded states (``eq_step_delta_bf16``, one per
+    instruction set): a NaN state still counts as a change and reaches the layers it drives."""
+    net = eqprop.EqPropNetwork([40, 96, 70, 6], dtype="float32", seed=0, precision="bfloat16")
+    for w in net.weights:
+        w *= 1.5
+    x, _ = batch_of(40, 6, np.float32, 4, seed=5)
+    eqcore.set_gemm_path("skinny", isa)
+    try:
+        chain = net.core_chain()
+        state = [np.zeros((4, n), np.float32) for n in net.sizes[1:]]
+        eqcore.relax_batch(chain, x, state, 10, 0.5, 0.0)
+        assert all(np.isfinite(s).all() for s in state)
+        net.weights[2][:, :] = np.nan
+        eqcore.relax_batch(chain, x, state, 3, 0.5, 0.0)
+        assert np.isnan(state[1]).all() and np.isnan(state[2]).all()
+    finally:
+        eqcore.set_gemm_path("skinny", "best")
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])

@@ -28,7 +28,7 @@ cdef extern from "bf16_kernels.h" nogil:
                          const int* off)
     void eq_bf16_sparse_row(int N, int K, const float* change, const uint32_t* B, float* part, int* idx,
                             float* val)
-    long eq_step_delta_bf16(size_t n, const float* s, float* prev, float* delta)
+    long eq_step_delta_bf16(int isa, size_t n, const float* s, float* prev, float* delta)
 
 cdef extern from "amx_kernels.h" nogil:
     int eq_amx_available()

@@ -536,8 +536,8 @@ cdef inline void _track_changes(const Connection* conns, int j, floating** s, fl
     for r in range(rows):
         if floating is float:
             if conns[0].bf16:  # the products read the states rounded to bfloat16: so do the changes
-                changed[j * rows + r] = eq_step_delta_bf16(n, s[j] + <size_t> r * n, last + <size_t> r * n,
-                                                           change + <size_t> r * n)
+                changed[j * rows + r] = eq_step_delta_bf16(isa, n, s[j] + <size_t> r * n, last + <size_t> r * n,
+                                                                change + <size_t> r * n)
             else:
                 changed[j * rows + r] = eq_step_delta_f32(isa, n, s[j] + <size_t> r * n, last + <size_t> r * n,
                                                           change + <size_t> r * n)

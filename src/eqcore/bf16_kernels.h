@@ -448,20 +448,36 @@ static void eq_bf16_sparse_row(int N, int K, const float *change, const uint32_t
 /*
  * The change of a state since the last call, in bfloat16: r = s rounded to
  * bfloat16 (as float32), delta = r - prev, then prev = r, over n entries;
- * returns how many changed (NaN counts as a change).
+ * returns how many changed (NaN counts as a change). The rounding is
+ * eq_bf16_round_f32's, written to vectorize: one per instruction set, as
+ * this runs over every state at every step of the event-driven relaxation.
  */
-static long eq_step_delta_bf16(size_t n, const float *s, float *prev, float *delta) {
-    long changed = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t bits = (uint32_t)eq_bf16_bits(s[i]) << 16;
-        float r;
-        memcpy(&r, &bits, 4);
-        float d = r - prev[i];
-        delta[i] = d;
-        prev[i] = r;
-        changed += d != 0;
+#define EQ_DEFINE_STEP_DELTA_BF16(NAME, ATTR)                                         \
+    ATTR static long NAME(size_t n, const float *s, float *prev, float *delta) {      \
+        const uint32_t *u = (const uint32_t *)(const void *)s;                        \
+        long changed = 0;                                                             \
+        for (size_t i = 0; i < n; i++) {                                              \
+            uint32_t rounded = (u[i] + 0x7fffu + ((u[i] >> 16) & 1u)) & 0xffff0000u;  \
+            uint32_t nan = (u[i] | 0x00400000u) & 0xffff0000u;                        \
+            uint32_t bits = (u[i] & 0x7fffffffu) > 0x7f800000u ? nan : rounded;       \
+            float r;                                                                  \
+            memcpy(&r, &bits, 4);                                                     \
+            float d = r - prev[i];                                                    \
+            delta[i] = d;                                                             \
+            prev[i] = r;                                                              \
+            changed += d != 0;                                                        \
+        }                                                                             \
+        return changed;                                                               \
     }
-    return changed;
+
+EQ_DEFINE_STEP_DELTA_BF16(eq_step_delta_bf16_generic, )
+#if EQ_X86_DISPATCH
+EQ_DEFINE_STEP_DELTA_BF16(eq_step_delta_bf16_avx2, EQ_TARGET_AVX2)
+EQ_DEFINE_STEP_DELTA_BF16(eq_step_delta_bf16_avx512, EQ_TARGET_AVX512)
+#endif
+
+static long eq_step_delta_bf16(int isa, size_t n, const float *s, float *prev, float *delta) {
+    EQ_STEP_DELTA_DISPATCH(eq_step_delta_bf16)
 }
 
 #endif
