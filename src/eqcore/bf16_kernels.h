@@ -455,7 +455,7 @@ static void eq_bf16_sparse_row(int N, int K, const float *change, const uint32_t
 #define EQ_DEFINE_STEP_DELTA_BF16(NAME, ATTR)                                         \
     ATTR static long NAME(size_t n, const float *s, float *prev, float *delta) {      \
         const uint32_t *u = (const uint32_t *)(const void *)s;                        \
-        long changed = 0;                                                             \
+        int changed = 0; /* n < 2^31 (a row): 32-bit lanes count half the work of 64 */ \
         for (size_t i = 0; i < n; i++) {                                              \
             uint32_t rounded = (u[i] + 0x7fffu + ((u[i] >> 16) & 1u)) & 0xffff0000u;  \
             uint32_t nan = (u[i] | 0x00400000u) & 0xffff0000u;                        \
