@@ -66,8 +66,9 @@ def sparse_threshold(request):
 
 
 # odd sizes (a zero pair partner), narrow outputs, widths across vector blocks and (150) across
-# the transposed packing's blocks of 64 pairs
-SIZES = {"37-33-21-10": [37, 33, 21, 10], "20-30-150-5": [20, 30, 150, 5]}
+# the transposed packing's blocks of 64 pairs; 301-301-259-10's weights are big enough for the
+# pair layouts to be packed on both threads (_engine._bf16_fill), each with an odd count of rows
+SIZES = {"37-33-21-10": [37, 33, 21, 10], "20-30-150-5": [20, 30, 150, 5], "301-301-259-10": [301, 301, 259, 10]}
 
 
 def bf16_network(sizes, seed=0):

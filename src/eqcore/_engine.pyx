@@ -300,23 +300,47 @@ cdef size_t _bf16_bytes(int n_in, int n_out, int mode, bint transposed) noexcept
     return <size_t> n_in * n_out * sizeof(float)
 
 
-cdef void _bf16_fill(const float* w, int n_in, int n_out, int mode, bint transposed, void* out) noexcept nogil:
+cdef void _bf16_fill(const float* w, int n_in, int n_out, int mode, bint transposed, void* out,
+                     int threads=1) noexcept nogil:
     """W (n_in x n_out) or W^T as the bfloat16 operand of ``_gemm.bf16_gemm`` in ``mode``.
 
     Native: the pair layout of W (pairs along n_in) or of W^T (pairs along
-    n_out). Fallback: W or W^T rounded to bfloat16, as float32.
+    n_out), its pairs split over up to ``threads`` threads when W has more
+    than PARALLEL_TRANSPOSE entries (the same words either way). Fallback: W
+    or W^T rounded to bfloat16, as float32.
     """
     cdef float* t = <float*> out
+    cdef int pairs, parts, part, p0, p1
     if mode == BF16_NATIVE:
-        if transposed:
-            eq_bf16_pack_pairs_t_native(n_in, n_out, w, n_out, <uint32_t*> out)
-        else:
-            eq_bf16_pack_pairs_native(n_in, n_out, w, n_out, <uint32_t*> out)
+        pairs = eq_bf16_pairs(n_out if transposed else n_in)
+        parts = 1
+        if threads > 1 and <long> n_in * n_out >= PARALLEL_TRANSPOSE:
+            parts = min(threads, pairs)
+        if parts <= 1:
+            _bf16_fill_pairs(w, n_in, n_out, transposed, 0, pairs, <uint32_t*> out)
+            return
+        for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
+            p0 = <int> (<long> pairs * part // parts)
+            p1 = <int> (<long> pairs * (part + 1) // parts)
+            _bf16_fill_pairs(w, n_in, n_out, transposed, p0, p1, <uint32_t*> out)
     elif transposed:
         _transpose(w, n_in, n_out, t)
         eq_bf16_round_f32(n_out, n_in, t, n_in, t, n_in)
     else:
         eq_bf16_round_f32(n_in, n_out, w, n_out, t, n_out)
+
+
+cdef inline void _bf16_fill_pairs(const float* w, int n_in, int n_out, bint transposed, int p0, int p1,
+                                  uint32_t* out) noexcept nogil:
+    """Pairs p0 .. p1 of the native pair layout of W or W^T (``_bf16_fill``)."""
+    if p1 <= p0:
+        return
+    if transposed:  # pairs of W's columns, each a row of the layout over n_in
+        eq_bf16_pack_pairs_t_native(n_in, min(n_out, 2 * p1) - 2 * p0, w + 2 * p0, n_out,
+                                    out + <size_t> p0 * eq_bf16_columns(n_in))
+    else:  # pairs of W's rows
+        eq_bf16_pack_pairs_native(min(n_in, 2 * p1) - 2 * p0, n_out, w + <size_t> 2 * p0 * n_out, n_out,
+                                  out + <size_t> p0 * eq_bf16_columns(n_out))
 
 
 cdef void _conv_pairs(Connection* c) noexcept nogil:
@@ -536,9 +560,9 @@ cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=1) 
                 else:
                     _transpose(<const double*> c.weights, c.n_in, c.n_out, <double*> c.weights_t, threads)
             if c.weights_bf != NULL:
-                _bf16_fill(<const float*> c.weights, c.n_in, c.n_out, c.bf16, False, c.weights_bf)
+                _bf16_fill(<const float*> c.weights, c.n_in, c.n_out, c.bf16, False, c.weights_bf, threads)
             if c.weights_t_bf != NULL:
-                _bf16_fill(<const float*> c.weights, c.n_in, c.n_out, c.bf16, True, c.weights_t_bf)
+                _bf16_fill(<const float*> c.weights, c.n_in, c.n_out, c.bf16, True, c.weights_t_bf, threads)
             continue
         if c.weights_bf != NULL:
             _conv_pairs(c)
