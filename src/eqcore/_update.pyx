@@ -55,7 +55,10 @@ from eqcore._engine cimport (
     unpool,
 )
 from eqcore._gemm cimport blas_products, current_isa, input_gemm, small_gemm
-from eqcore._kernels cimport eq_im2row_f32, eq_im2row_f64, eq_max_weight_update_f32, eq_max_weight_update_f64
+from eqcore._kernels cimport (
+    eq_im2row_f32, eq_im2row_f64, eq_max_weight_update_f32, eq_max_weight_update_f64, eq_transpose_block_f32,
+    eq_transpose_block_f64,
+)
 from eqcore._openmp cimport useful_threads
 
 import numpy as np
@@ -74,19 +77,24 @@ DEF NARROW_OUTPUTS = 16
 
 cdef void _build_left_rows(const Connection* c, int j, int batch, const floating* single,
                            floating** P, floating** N, int row0, int rows,
-                           floating* left) noexcept nogil:
+                           floating* left, int isa) noexcept nogil:
     """Rows row0 .. row0 + rows of A_j (n_in x depth): depth batch from ``single`` (x, or the
-    readout's input) if it is not NULL, else 2 batch from P_{j-1} and N_{j-1}."""
-    cdef int n_in = c.n_in
+    readout's input) if it is not NULL, else 2 batch from P_{j-1} and N_{j-1}; each a block of
+    its (batch x n_in) source transposed by 4 x 4 register blocks (transpose.h)."""
     cdef int depth = batch if single != NULL else 2 * batch
-    cdef Py_ssize_t r, col
-    for col in range(row0, row0 + rows):
-        for r in range(batch):
-            if single != NULL:
-                left[col * depth + r] = single[r * n_in + col]
-            else:
-                left[col * depth + r] = P[j - 1][r * n_in + col]
-                left[col * depth + batch + r] = N[j - 1][r * n_in + col]
+    cdef floating* out = left + <size_t> row0 * depth
+    if floating is float:
+        if single != NULL:
+            eq_transpose_block_f32(isa, single + row0, batch, rows, c.n_in, out, depth)
+        else:
+            eq_transpose_block_f32(isa, P[j - 1] + row0, batch, rows, c.n_in, out, depth)
+            eq_transpose_block_f32(isa, N[j - 1] + row0, batch, rows, c.n_in, out + batch, depth)
+    else:
+        if single != NULL:
+            eq_transpose_block_f64(isa, single + row0, batch, rows, c.n_in, out, depth)
+        else:
+            eq_transpose_block_f64(isa, P[j - 1] + row0, batch, rows, c.n_in, out, depth)
+            eq_transpose_block_f64(isa, N[j - 1] + row0, batch, rows, c.n_in, out + batch, depth)
 
 
 cdef void _build_right(const Connection* c, int j, bint single, int batch, floating** P, floating** N,
@@ -391,7 +399,7 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
                 continue
             _build_left_rows(c, layer, batch,
                              x if layer == 0 else (readout_input if layer == readout_layer else NULL),
-                             P, N, row0, task_rows, operands + left_offset[layer])
+                             P, N, row0, task_rows, operands + left_offset[layer], isa)
             if layer == 0:  # the left operand is x^T: its zeros can be skipped
                 input_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
                            task_w, n_out, input_index + <size_t> threadid() * batch,

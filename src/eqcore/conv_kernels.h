@@ -381,6 +381,12 @@ EQ_FOR_EACH_ISA(EQ_DEFINE_CONV_ISA)
     static void eq_transpose_##S(int isa, const T *src, int rows, int cols, int acc, T *dst) { \
         EQ_DISPATCH(isa, eq_transpose_##S, (src, rows, cols, acc, dst), (src, rows, cols, acc, dst)) \
     }                                                                                 \
+    /* dst (cols x rows, ldd apart) = a block of src (rows x cols, lds apart), transposed. */ \
+    static void eq_transpose_block_##S(int isa, const T *src, int rows, int cols, size_t lds, T *dst, \
+                                       size_t ldd) {                                  \
+        EQ_DISPATCH(isa, eq_transpose_strided_##S, (src, rows, cols, lds, dst, ldd, 0), \
+                    (src, rows, cols, lds, dst, ldd, 0))                              \
+    }                                                                                 \
     static void eq_pool_max_cl_##S(int isa, const T *conv, int c, int hc, int wc, T *out, \
                                    int *win) {                                        \
         EQ_DISPATCH(isa, eq_pool_max_cl_##S, (conv, c, hc, wc, out, win),             \
