@@ -7,9 +7,9 @@ Relaxes the first ``--examples`` training images of the run's dataset from zero 
 step at a time (each call continues from the last state, so the steps are those
 of one long relaxation), then nudges from the free fixed point, and prints, for some
 steps, the fraction of each layer's entries that differ from the previous step (with
-the largest change, in parentheses) and the fraction at 0 and at 1. The event-driven relaxation (``eqcore.set_delta_threshold``)
-sends only the changed entries through the weights, so these fractions say what it
-saves on a given network (docs/performance.md).
+the largest change, in parentheses) and the fraction at 0 and at 1. The event-driven
+relaxation (``eqcore.set_delta_threshold``) sends only the changed entries through the
+weights, so these fractions say what it saves on a given network (docs/performance.md).
 """
 
 from __future__ import annotations

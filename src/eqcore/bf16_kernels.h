@@ -57,18 +57,20 @@ static inline uint16_t eq_bf16_bits(float x) {
     return (uint16_t)(u >> 16);
 }
 
+/* The bits of a float32 (as u) rounded to bfloat16 and widened back: eq_bf16_bits' rounding,
+ * written to vectorize in the loops that inline it. */
+static inline uint32_t eq_bf16_widened_bits(uint32_t u) {
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    uint32_t nan = (u | 0x00400000u) & 0xffff0000u;
+    return (u & 0x7fffffffu) > 0x7f800000u ? nan : rounded;
+}
+
 /* dst = src rounded to bfloat16 and widened back to float32 (rows x n, leading dimensions lds, ldd). */
 static void eq_bf16_round_f32(int rows, int n, const float *src, int lds, float *dst, int ldd) {
     for (int r = 0; r < rows; r++) {
         const uint32_t *s = (const uint32_t *)(const void *)(src + (size_t)r * lds);
         uint32_t *d = (uint32_t *)(void *)(dst + (size_t)r * ldd);
-        for (int i = 0; i < n; i++) {
-            uint32_t u = s[i];
-            /* the same rounding as eq_bf16_bits, written to vectorize */
-            uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-            uint32_t nan = (u | 0x00400000u) & 0xffff0000u;
-            d[i] = (u & 0x7fffffffu) > 0x7f800000u ? nan : rounded;
-        }
+        for (int i = 0; i < n; i++) d[i] = eq_bf16_widened_bits(s[i]);
     }
 }
 
@@ -448,18 +450,16 @@ static void eq_bf16_sparse_row(int N, int K, const float *change, const uint32_t
 /*
  * The change of a state since the last call, in bfloat16: r = s rounded to
  * bfloat16 (as float32), delta = r - prev, then prev = r, over n entries;
- * returns how many changed (NaN counts as a change). The rounding is
- * eq_bf16_round_f32's, written to vectorize: one per instruction set, as
- * this runs over every state at every step of the event-driven relaxation.
+ * returns how many changed (NaN counts as a change). One per instruction
+ * set, as this runs over every state at every step of the event-driven
+ * relaxation.
  */
 #define EQ_DEFINE_STEP_DELTA_BF16(NAME, ATTR)                                         \
     ATTR static long NAME(size_t n, const float *s, float *prev, float *delta) {      \
         const uint32_t *u = (const uint32_t *)(const void *)s;                        \
         int changed = 0; /* n < 2^31 (a row): 32-bit lanes count half the work of 64 */ \
         for (size_t i = 0; i < n; i++) {                                              \
-            uint32_t rounded = (u[i] + 0x7fffu + ((u[i] >> 16) & 1u)) & 0xffff0000u;  \
-            uint32_t nan = (u[i] | 0x00400000u) & 0xffff0000u;                        \
-            uint32_t bits = (u[i] & 0x7fffffffu) > 0x7f800000u ? nan : rounded;       \
+            uint32_t bits = eq_bf16_widened_bits(u[i]);                               \
             float r;                                                                  \
             memcpy(&r, &bits, 4);                                                     \
             float d = r - prev[i];                                                    \
