@@ -103,16 +103,21 @@ cdef void _build_right(const Connection* c, int j, bint single, int batch, float
     for a narrow n_out then its transpose B_j^T (n_out x depth), which ``_narrow_task`` reads."""
     cdef int n_out = c.n_out
     cdef int depth = batch if single else 2 * batch
-    cdef Py_ssize_t r, col
+    cdef Py_ssize_t r, col, size = <Py_ssize_t> batch * n_out
     cdef floating s = <floating> scale
     cdef floating* right_t = right + <size_t> depth * n_out
-    for r in range(batch):
-        for col in range(n_out):
-            if single:
-                right[r * n_out + col] = s * (P[j][r * n_out + col] - N[j][r * n_out + col])
-            else:
-                right[r * n_out + col] = s * P[j][r * n_out + col]
-                right[(batch + r) * n_out + col] = -s * N[j][r * n_out + col]
+    # local pointers: through P[j] and N[j] the compiler would reload both after every store
+    cdef const floating* pos = P[j]
+    cdef const floating* neg = N[j]
+    cdef floating* negated = right + size
+    if single:
+        for r in range(size):
+            right[r] = s * (pos[r] - neg[r])
+    else:
+        for r in range(size):
+            right[r] = s * pos[r]
+        for r in range(size):
+            negated[r] = -s * neg[r]
     if n_out < NARROW_OUTPUTS:
         for r in range(depth):
             for col in range(n_out):
