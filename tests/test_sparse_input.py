@@ -126,6 +126,31 @@ def test_nan_weights_propagate_through_the_sparse_drive(sparse_path):
         net.relax(x, steps=2, epsilon=0.5)
 
 
+@pytest.mark.parametrize("extra", [0, 1])
+def test_the_threshold_counts_every_non_zero_entry(kernel, extra):
+    """At most threshold x entries non-zero takes the sparse drive, one more the dense one, on every
+    instruction set: an infinite weight row whose input is zero in every example is skipped by the
+    sparse drive and makes NaN (0 x inf) in the dense one (the two paths are otherwise bitwise equal).
+    BLAS has no sparse path."""
+    batch, n_in = 20, 100
+    net = random_network([n_in, 30, 3], np.float64)
+    x = np.zeros((batch, n_in))
+    places = np.flatnonzero(np.arange(batch * n_in) % n_in != 7)  # input 7 stays zero everywhere
+    x.reshape(-1)[np.random.default_rng(3).permutation(places)[:500 + extra]] = 0.5
+    net.weights[0][7, :] = np.inf
+    before = eqcore.sparse_threshold()
+    eqcore.set_sparse_threshold(500 / (batch * n_in))
+    try:
+        state = net.zero_state(batch)
+        net.step_engine(batch).free_phase(net._inputs(x), state, steps=1, epsilon=0.5, solver="euler",
+                                          threads=2)
+    finally:
+        eqcore.set_sparse_threshold(before)
+    dense = bool(extra) or kernel.startswith("blas")
+    assert np.isnan(state[0]).all() == dense
+    assert np.isfinite(state[0]).all() == (not dense)
+
+
 @pytest.mark.parametrize("value", [-0.1, 1.1, float("nan")])
 def test_threshold_outside_unit_interval_is_rejected(value):
     with pytest.raises(ValueError, match="density"):

@@ -133,7 +133,7 @@ cdef void bf16_gemm(int mode, int rows, int n, int k, const float* a, int lda, c
         pairs = eq_bf16_pairs(k)
         eq_bf16_pack_rows_native(rows, k, a, lda, <uint32_t*> scratch, pairs)
         listed = (sparse_input and _max_sparse_density > 0
-                  and eq_count_nonzero_f32(rows, k, a, lda) <= _max_sparse_density * rows * k)
+                  and eq_count_nonzero_f32(isa, rows, k, a, lda) <= _max_sparse_density * rows * k)
         if amx_active() and not listed:
             eq_bf16_gemm_amx(rows, n, pairs, <const uint32_t*> scratch, pairs, <const uint32_t*> b,
                              accumulate, c, ldc)
@@ -216,9 +216,9 @@ cdef void input_gemm(int rows, int n, int k, const floating* a, int lda,
         return
     if _max_sparse_density > 0 and not _use_blas:
         if floating is float:
-            nonzero = eq_count_nonzero_f32(rows, k, a, lda)
+            nonzero = eq_count_nonzero_f32(isa, rows, k, a, lda)
         else:
-            nonzero = eq_count_nonzero_f64(rows, k, a, lda)
+            nonzero = eq_count_nonzero_f64(isa, rows, k, a, lda)
         if nonzero <= _max_sparse_density * rows * k:
             if floating is float:
                 if rows_share_b:

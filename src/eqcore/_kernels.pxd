@@ -63,8 +63,8 @@ cdef extern from "sparse_rows.h" nogil:
                        int ldb, int acc, float* C, int ldc, int* idx, float* val)
     void eq_sparse_f64(int isa, int R, int N, int K, const double* A, int lda, const double* B,
                        int ldb, int acc, double* C, int ldc, int* idx, double* val)
-    long eq_count_nonzero_f32(int R, int K, const float* A, int lda)
-    long eq_count_nonzero_f64(int R, int K, const double* A, int lda)
+    long eq_count_nonzero_f32(int isa, int R, int K, const float* A, int lda)
+    long eq_count_nonzero_f64(int isa, int R, int K, const double* A, int lda)
     long eq_step_delta_f32(int isa, size_t n, const float* s, float* prev, float* delta)
     long eq_step_delta_f64(int isa, size_t n, const double* s, double* prev, double* delta)
 
