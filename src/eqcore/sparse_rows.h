@@ -151,8 +151,8 @@ EQ_DEFINE_SPARSE_DISPATCH(eq_sparse_f64, double)
 /*
  * Non-zero entries (NaN included) of the R x K block A (lda apart), to decide
  * which product pays. Each row counts in 32-bit lanes, which vectorize (a long
- * count did not): 20 MNIST images, 0.64 us with AVX-512 against 2.5 us before,
- * a cost the drive x W_0 pays on each thread (docs/performance.md).
+ * count did not): 20 MNIST-sized rows, 0.63 us with AVX-512 against 2.5-3.3 us
+ * before, a cost the drive x W_0 pays on each thread (docs/performance.md).
  */
 #define EQ_DEFINE_COUNT(NAME, T, ATTR)                                                \
     ATTR static long NAME(int R, int K, const T *A, int lda) {                        \
