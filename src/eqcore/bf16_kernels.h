@@ -477,7 +477,7 @@ EQ_DEFINE_STEP_DELTA_BF16(eq_step_delta_bf16_avx512, EQ_TARGET_AVX512)
 #endif
 
 static long eq_step_delta_bf16(int isa, size_t n, const float *s, float *prev, float *delta) {
-    EQ_STEP_DELTA_DISPATCH(eq_step_delta_bf16)
+    EQ_DISPATCH_RETURN(isa, eq_step_delta_bf16, (n, s, prev, delta))
 }
 
 #endif

@@ -77,6 +77,16 @@ static int eq_has_bf16(void) {
 #define EQ_DISPATCH(ISA, NAME, ARGS512, ARGS) (void)(ISA); NAME##_generic ARGS;
 #endif
 
+/* The same for a dispatcher that returns the kernel's value. */
+#if EQ_X86_DISPATCH
+#define EQ_DISPATCH_RETURN(ISA, NAME, ARGS)                                           \
+    if ((ISA) == EQ_ISA_AVX512) return NAME##_avx512 ARGS;                            \
+    if ((ISA) == EQ_ISA_AVX2) return NAME##_avx2 ARGS;                                \
+    return NAME##_generic ARGS;
+#else
+#define EQ_DISPATCH_RETURN(ISA, NAME, ARGS) (void)(ISA); return NAME##_generic ARGS;
+#endif
+
 /* Instantiate a kernel family for every instruction set: DEFINE(suffix, attribute, float vector, lanes, double vector, lanes). */
 #if EQ_X86_DISPATCH
 #define EQ_FOR_EACH_ISA(DEFINE)                                                       \

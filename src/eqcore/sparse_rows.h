@@ -166,27 +166,18 @@ EQ_DEFINE_SPARSE_DISPATCH(eq_sparse_f64, double)
         return n;                                                                     \
     }
 
-EQ_DEFINE_COUNT(eq_count_nonzero_f32_generic, float, )
-EQ_DEFINE_COUNT(eq_count_nonzero_f64_generic, double, )
-#if EQ_X86_DISPATCH
-EQ_DEFINE_COUNT(eq_count_nonzero_f32_avx2, float, EQ_TARGET_AVX2)
-EQ_DEFINE_COUNT(eq_count_nonzero_f64_avx2, double, EQ_TARGET_AVX2)
-EQ_DEFINE_COUNT(eq_count_nonzero_f32_avx512, float, EQ_TARGET_AVX512)
-EQ_DEFINE_COUNT(eq_count_nonzero_f64_avx512, double, EQ_TARGET_AVX512)
-#define EQ_COUNT_DISPATCH(NAME)                                                       \
-    if (isa == EQ_ISA_AVX512) return NAME##_avx512(R, K, A, lda);                   \
-    if (isa == EQ_ISA_AVX2) return NAME##_avx2(R, K, A, lda);                         \
-    return NAME##_generic(R, K, A, lda);
-#else
-#define EQ_COUNT_DISPATCH(NAME) (void)isa; return NAME##_generic(R, K, A, lda);
-#endif
+/* Both element types of a family on one instruction set (EQ_FOR_EACH_ISA's arguments). */
+#define EQ_DEFINE_COUNT_ISA(SUFFIX, ATTR, FV, FL, DV, DL)                             \
+    EQ_DEFINE_COUNT(eq_count_nonzero_f32_##SUFFIX, float, ATTR)                       \
+    EQ_DEFINE_COUNT(eq_count_nonzero_f64_##SUFFIX, double, ATTR)
+EQ_FOR_EACH_ISA(EQ_DEFINE_COUNT_ISA)
 
 static long eq_count_nonzero_f32(int isa, int R, int K, const float *A, int lda) {
-    EQ_COUNT_DISPATCH(eq_count_nonzero_f32)
+    EQ_DISPATCH_RETURN(isa, eq_count_nonzero_f32, (R, K, A, lda))
 }
 
 static long eq_count_nonzero_f64(int isa, int R, int K, const double *A, int lda) {
-    EQ_COUNT_DISPATCH(eq_count_nonzero_f64)
+    EQ_DISPATCH_RETURN(isa, eq_count_nonzero_f64, (R, K, A, lda))
 }
 
 /*
@@ -207,27 +198,17 @@ static long eq_count_nonzero_f64(int isa, int R, int K, const double *A, int lda
         return changed;                                                               \
     }
 
-EQ_DEFINE_STEP_DELTA(eq_step_delta_f32_generic, float, )
-EQ_DEFINE_STEP_DELTA(eq_step_delta_f64_generic, double, )
-#if EQ_X86_DISPATCH
-EQ_DEFINE_STEP_DELTA(eq_step_delta_f32_avx2, float, EQ_TARGET_AVX2)
-EQ_DEFINE_STEP_DELTA(eq_step_delta_f64_avx2, double, EQ_TARGET_AVX2)
-EQ_DEFINE_STEP_DELTA(eq_step_delta_f32_avx512, float, EQ_TARGET_AVX512)
-EQ_DEFINE_STEP_DELTA(eq_step_delta_f64_avx512, double, EQ_TARGET_AVX512)
-#define EQ_STEP_DELTA_DISPATCH(NAME)                                                  \
-    if (isa == EQ_ISA_AVX512) return NAME##_avx512(n, s, prev, delta);                \
-    if (isa == EQ_ISA_AVX2) return NAME##_avx2(n, s, prev, delta);                    \
-    return NAME##_generic(n, s, prev, delta);
-#else
-#define EQ_STEP_DELTA_DISPATCH(NAME) (void)isa; return NAME##_generic(n, s, prev, delta);
-#endif
+#define EQ_DEFINE_STEP_DELTA_ISA(SUFFIX, ATTR, FV, FL, DV, DL)                        \
+    EQ_DEFINE_STEP_DELTA(eq_step_delta_f32_##SUFFIX, float, ATTR)                     \
+    EQ_DEFINE_STEP_DELTA(eq_step_delta_f64_##SUFFIX, double, ATTR)
+EQ_FOR_EACH_ISA(EQ_DEFINE_STEP_DELTA_ISA)
 
 static long eq_step_delta_f32(int isa, size_t n, const float *s, float *prev, float *delta) {
-    EQ_STEP_DELTA_DISPATCH(eq_step_delta_f32)
+    EQ_DISPATCH_RETURN(isa, eq_step_delta_f32, (n, s, prev, delta))
 }
 
 static long eq_step_delta_f64(int isa, size_t n, const double *s, double *prev, double *delta) {
-    EQ_STEP_DELTA_DISPATCH(eq_step_delta_f64)
+    EQ_DISPATCH_RETURN(isa, eq_step_delta_f64, (n, s, prev, delta))
 }
 
 #endif
