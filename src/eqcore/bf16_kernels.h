@@ -470,11 +470,9 @@ static void eq_bf16_sparse_row(int N, int K, const float *change, const uint32_t
         return changed;                                                               \
     }
 
-EQ_DEFINE_STEP_DELTA_BF16(eq_step_delta_bf16_generic, )
-#if EQ_X86_DISPATCH
-EQ_DEFINE_STEP_DELTA_BF16(eq_step_delta_bf16_avx2, EQ_TARGET_AVX2)
-EQ_DEFINE_STEP_DELTA_BF16(eq_step_delta_bf16_avx512, EQ_TARGET_AVX512)
-#endif
+#define EQ_DEFINE_STEP_DELTA_BF16_ISA(SUFFIX, ATTR, FV, FL, DV, DL)                   \
+    EQ_DEFINE_STEP_DELTA_BF16(eq_step_delta_bf16_##SUFFIX, ATTR)
+EQ_FOR_EACH_ISA(EQ_DEFINE_STEP_DELTA_BF16_ISA)
 
 static long eq_step_delta_bf16(int isa, size_t n, const float *s, float *prev, float *delta) {
     EQ_DISPATCH_RETURN(isa, eq_step_delta_bf16, (n, s, prev, delta))
