@@ -157,22 +157,26 @@ def test_threshold_outside_unit_interval_is_rejected(value):
         eqcore.set_sparse_threshold(value)
 
 
+@pytest.mark.parametrize("n_in", [53, 300])
 @pytest.mark.parametrize("width", WIDTHS)
-def test_column_split_drive_matches_reference_and_one_thread(dtype, width, sparse_path):
-    """With a drive buffer (the step engine's) and several threads, the drive's columns are cut
-    over the threads (each reads the columns of W_0 it also updates): the free and nudged
-    states equal the one-thread ones bitwise, and the reference."""
-    sizes = [53, width, 4]
+def test_split_drive_matches_reference_and_one_thread(dtype, n_in, width, sparse_path):
+    """The drive is the sum of x W_0 over two halves of W_0's rows (300 inputs: 128 + 172;
+    53 inputs, below two 64-row blocks: one product), each half cut by columns over the
+    threads that share it: with a drive buffer (the step engine's) on 1 to 4 threads, and
+    through ``relax`` (each thread's rows drive themselves), the free and nudged states are
+    bitwise the one-thread ones, and match the reference."""
+    sizes = [n_in, width, 4]
     net = random_network(sizes, dtype)
     batch = 13
     x, target = sparse_batch(sizes[0], sizes[-1], dtype, batch, seed=width)
     engine = net.step_engine(batch)
     results = []
-    for threads in (1, 2, 3):
+    for threads in (1, 2, 3, 4):
         free = net.zero_state(batch)
         engine.free_phase(x, free, steps=4, epsilon=0.5, solver="euler", threads=threads)
         nudged = engine.nudged(x, free, target, beta=0.5, steps=2, epsilon=0.5, solver="euler", threads=threads)
         results.append([s.copy() for s in free + nudged])
+        results.append(net.relax(x, steps=4, epsilon=0.5, threads=threads))
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
@@ -180,4 +184,3 @@ def test_column_split_drive_matches_reference_and_one_thread(dtype, width, spars
     expected = reference.relax(net.weights, net.biases, x, expected_free, 2, 0.5, 0.5, target)
     for got, want in zip(results[0], expected_free + expected):
         np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype])
-

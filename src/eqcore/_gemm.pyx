@@ -67,6 +67,17 @@ cdef int column_start(int n, int parts, int part) noexcept nogil:
     return min(n, part * width)
 
 
+cdef int input_half(int n_in) noexcept nogil:
+    """Where the first connection's input rows split in two: half of them, rounded down to whole
+    64-row blocks (the update's blocks of weight rows, _update.pyx); 0 below 128 inputs.
+
+    A dense drive is the sum of x W_0 over each half (_relax.pyx), and with two or more
+    threads the update of W_0 gives each half to the threads that drove with it: each
+    core then keeps its half of W_0 in its cache.
+    """
+    return (n_in // 2) // 64 * 64
+
+
 cdef double delta_density() noexcept nogil:
     """The largest fraction of a row's entries whose changes take the per-row sparse product
     (0: the event-driven relaxation is off)."""

@@ -14,6 +14,7 @@ cdef struct RelaxWork:
     void* scratch            # floats: the net inputs, a drive if the caller has none, conv scratch
     int* int_scratch         # the winners
     int* input_index         # the sparse drive's column indices, n_in per chunk
+    void* drive_partial      # floats: the second half of a dense drive, n_1 per row
     bint own_drive           # the scratch holds a drive (calls pass drive = NULL)
     int bf16_width           # bfloat16 chains: the widest layer, whose rows the products round in scratch
     void* events             # event-driven relaxation (_events_apply's chains, else NULL): per row

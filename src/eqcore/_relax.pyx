@@ -43,7 +43,10 @@ relaxes its rows through every step without synchronising with the others.
 The bottom-up input of the first layer (the drive, x W_0 or P(W_0 * x)) is the
 same at every step and in both phases: it is computed once and kept in a
 caller-owned buffer; where x is mostly zeros (images) the dense drive skips
-them (_gemm.input_gemm).
+them (_gemm.input_gemm). A dense drive is always the sum of two products, over
+the two halves of W_0's rows that the update of W_0 also gives one thread each
+(``_gemm.input_half``): with two threads each core then reads and writes only
+its own half of W_0, which stays in its cache from one mini-batch to the next.
 
 A dense chain with a connection at least 64 wide on both sides past the input's
 relaxes **event-driven** (``_relax_rows_events``, ``eqcore.set_delta_threshold``):
@@ -59,7 +62,7 @@ steps stay float32.
 """
 
 from cython cimport floating
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport exp, expf
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport free, malloc
@@ -71,6 +74,7 @@ from eqcore._engine cimport (
 )
 from eqcore._gemm cimport (
     BF16_NATIVE, BF16_OFF, bf16_gemm, blas_products, column_start, current_bf16, current_isa, delta_density, input_gemm,
+    input_half,
 )
 from eqcore._kernels cimport (
     EQ_TOP_DOWN_MAX_K, eq_euler_f32, eq_euler_f64, eq_euler_td_f32, eq_euler_td_f64, eq_exact_f32,
@@ -236,9 +240,30 @@ cdef void _readout(const Connection* c, const floating* below, const floating* t
                 zr[k] = beta * (d[k] - zr[k] * d_sum)
 
 
+cdef inline void _drive_half(const Connection* c, const floating* x, int rows, int c0, int c1, int half,
+                             bint accumulate, floating* out, int* input_index, int isa) noexcept nogil:
+    """Columns c0 .. c1 of x W_0 over one half of W_0's rows (``input_half``; half 1 is all of them
+    when half 0 is empty) into, or with ``accumulate`` added to, ``out`` (rows x n_out). The products
+    the drive takes (input_gemm's listed and dense ones) add a block's whole sum to ``out``: half 0,
+    then half 1 added, gives each element the bits of the two halves' sums added."""
+    cdef int k0 = 0 if half == 0 else input_half(c.n_in)
+    cdef int k1 = input_half(c.n_in) if half == 0 else c.n_in
+    if c1 > c0:
+        input_gemm(rows, c1 - c0, k1 - k0, x + k0, c.n_in, <const floating*> c.weights + <size_t> k0 * c.n_out + c0,
+                   c.n_out, accumulate, out + c0, c.n_out, input_index, NULL, True, isa)
+
+
+cdef inline void _add_rows(floating* drive, const floating* partial, int rows, int n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(<Py_ssize_t> rows * n):
+        drive[i] += partial[i]
+
+
 cdef void _compute_drive(const Connection* conns, const floating* x, int rows,
                          floating* drive, int** winners, floating* conv_scratch,
                          int* input_index, int isa) noexcept nogil:
+    """The first layer's bottom-up input for ``rows`` examples; a dense one as the sum of its two
+    halves (``_drive_half``), a bfloat16 one in one product."""
     cdef const Connection* c = &conns[0]
     if c.kind == KIND_DENSE:
         if floating is float:
@@ -246,8 +271,9 @@ cdef void _compute_drive(const Connection* conns, const floating* x, int rows,
                 bf16_gemm(c.bf16, rows, c.n_out, c.n_in, x, c.n_in, c.weights_bf, NULL, False, drive,
                           c.n_out, conv_scratch, input_index, True, isa)
                 return
-        input_gemm(rows, c.n_out, c.n_in, x, c.n_in, <const floating*> c.weights, c.n_out,
-                   False, drive, c.n_out, input_index, NULL, True, isa)
+        if input_half(c.n_in) > 0:
+            _drive_half(c, x, rows, 0, c.n_out, 0, False, drive, input_index, isa)
+        _drive_half(c, x, rows, 0, c.n_out, 1, input_half(c.n_in) > 0, drive, input_index, isa)
     else:
         bottom_up(c, x, rows, drive, winners[0], conv_scratch, isa)
 
@@ -662,23 +688,30 @@ cdef bint _events_apply(Chain chain) noexcept:
     return wide
 
 
-cdef void _column_split_drive(const Connection* conns, const floating* x, int batch, floating* drive,
-                              int parts, int* input_index, int isa) noexcept nogil:
-    """The drive x W_0 of the whole batch, its columns cut into ``parts`` over as many threads.
+cdef void _split_drive(const Connection* conns, const floating* x, int batch, floating* drive,
+                       floating* partial, int parts, int* input_index, int isa) noexcept nogil:
+    """The drive x W_0 of the whole batch on ``parts`` threads: its two halves of W_0's rows
+    (``input_half``), each cut by columns into ceil(parts / 2) slices (``column_start``), then summed.
 
-    Each thread reads only its columns of W_0 (``column_start``), half of it on
-    two cores, instead of all of it, a matrix that the update of the last
-    mini-batch left partly in the other core's cache. The values are those of
-    the row-block drive: every element sums its row's products in the same order.
+    Part p takes half p % 2, as thread p of the update of W_0 does (_update.pyx), so that
+    on two cores each reads only the half of W_0 that its own updates left in its
+    cache. The values are those of ``_compute_drive`` on one thread: every element
+    is its two halves' sums, each summed in the same order, then added.
     """
     cdef const Connection* c = &conns[0]
-    cdef int part, c0, c1
-    for part in prange(parts, num_threads=parts, schedule="static", chunksize=1):
-        c0 = column_start(c.n_out, parts, part)
-        c1 = column_start(c.n_out, parts, part + 1)
-        if c1 > c0:
-            input_gemm(batch, c1 - c0, c.n_in, x, c.n_in, <const floating*> c.weights + c0, c.n_out,
-                       False, drive + c0, c.n_out, input_index + <size_t> part * c.n_in, NULL, True, isa)
+    cdef int halves = 2 if input_half(c.n_in) > 0 else 1
+    cdef int slices = (parts + halves - 1) // halves
+    cdef int task, half, c0, c1, r
+    with parallel(num_threads=parts):
+        for task in prange(halves * slices, schedule="static", chunksize=1):
+            half = task % 2 if halves == 2 else 1
+            c0 = column_start(c.n_out, slices, task // halves)
+            c1 = column_start(c.n_out, slices, task // halves + 1)
+            _drive_half(c, x, batch, c0, c1, half, False, partial if halves == 2 and half == 1 else drive,
+                        input_index + <size_t> threadid() * c.n_in, isa)
+        if halves == 2:
+            for r in prange(batch, schedule="static"):
+                _add_rows(drive + <size_t> r * c.n_out, partial + <size_t> r * c.n_out, 1, c.n_out)
 
 
 cdef inline size_t _conv_per_chunk(Chain chain, const RelaxWork* work, int chunk_rows) noexcept nogil:
@@ -717,8 +750,10 @@ cdef int relax_work_alloc(RelaxWork* work, Chain chain, int max_batch, int threa
                           * chain.itemsize)
     work.int_scratch = <int*> malloc(max(rows * winners_per_row, 1) * sizeof(int))
     work.input_index = <int*> malloc(<size_t> chunks * chain.conns[0].n_in * sizeof(int))
+    # the second half of a dense drive on its own threads, before it is added (_split_drive)
+    work.drive_partial = malloc(rows * chain.conns[0].n_out * chain.itemsize)
     if not (work.chunk_s and work.chunk_h and work.chunk_winners and work.chunk_winners_out and work.scratch
-            and work.int_scratch and work.input_index):
+            and work.int_scratch and work.input_index and work.drive_partial):
         raise MemoryError()
     if _events_apply(chain):
         # per row: a top-down part, the last state and its change per layer, and a row of
@@ -741,6 +776,7 @@ cdef void relax_work_free(RelaxWork* work) noexcept:
     free(work.scratch)
     free(work.int_scratch)
     free(work.input_index)
+    free(work.drive_partial)
     free(work.events)
     free(work.event_index)
     work.events = NULL
@@ -749,6 +785,7 @@ cdef void relax_work_free(RelaxWork* work) noexcept:
     work.chunk_winners = work.chunk_winners_out = NULL
     work.scratch = NULL
     work.int_scratch = work.input_index = NULL
+    work.drive_partial = NULL
 
 
 cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, floating** S,
@@ -801,7 +838,7 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
 
     if (n_chunks > 1 and drive != NULL and not drive_ready and conns[0].kind == KIND_DENSE
             and not conns[0].bf16):
-        _column_split_drive(conns, x, batch, drive, n_chunks, work.input_index, isa)
+        _split_drive(conns, x, batch, drive, <floating*> work.drive_partial, n_chunks, work.input_index, isa)
         drive_ready = True
 
     with parallel(num_threads=n_chunks):

@@ -18,9 +18,13 @@ B_j = scale_j [P_j; -N_j] (batch stacked twice), and for the clamped input
 A_0 = x^T, B_0 = scale_0 (P_0 - N_0): depth batch instead of 2 batch. Fixed
 blocks of weight rows are spread over the threads, each building its rows of
 A_j, so each element is computed by the same arithmetic whatever the thread
-count. Where x is mostly zeros (images), the product for W_0 skips them
-(sparse_rows.h), and rows of W_0 whose input is zero in the whole batch are
-not touched.
+count. The blocks of W_0 go to the threads that computed the drive with their
+half of W_0's rows (_relax._split_drive: thread p, half p % 2), so that on two
+cores each half of W_0 stays in one core's cache from one mini-batch to the
+next instead of crossing to the other core twice per mini-batch; the other
+blocks go to whichever thread is free. Where x is mostly zeros (images), the
+product for W_0 skips them (sparse_rows.h), and rows of W_0 whose input is zero
+in the whole batch are not touched.
 
 **Readout** (``Chain.readout``, the last connection L, outside the energy):
 it learns from the cost's gradient at the free fixed point, not from a
@@ -45,7 +49,7 @@ value times the patch below its winner to its channel's row of W
 """
 
 from cython cimport floating
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport isfinite
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -54,7 +58,7 @@ from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections, free_derived,
     unpool,
 )
-from eqcore._gemm cimport blas_products, current_isa, input_gemm, small_gemm
+from eqcore._gemm cimport blas_products, current_isa, input_gemm, input_half, small_gemm
 from eqcore._kernels cimport (
     eq_im2row_f32, eq_im2row_f64, eq_max_weight_update_f32, eq_max_weight_update_f64, eq_transpose_block_f32,
     eq_transpose_block_f64,
@@ -292,6 +296,65 @@ cdef int* pooled_winners(const Connection* conns, int n_layers, UpdateWork* work
     return work.pool_winners + offset + <size_t> phase * batch * conns[j].n_out
 
 
+cdef inline int _block_owner(int row0, int half, int threads) noexcept nogil:
+    """The thread that updates W_0's block of rows from row0: of the threads of the half's parity
+    (thread p drives with half p % 2, _relax._split_drive), the block's turn in its half."""
+    cdef int h = 0 if row0 < half else 1
+    cdef int peers = (threads - h + 1) // 2
+    return h + 2 * (((row0 - h * half) // ROW_BLOCK) % peers)
+
+
+cdef void _run_task(int t, const Connection* conns, UpdateWork* work, int batch, int readout_layer,
+                    const floating* x, const floating* readout_input, floating** P, floating** N,
+                    floating** W, size_t left_size, int tid, int isa) noexcept nogil:
+    """Task t of ``ep_update``'s list on thread ``tid``: one block of a weight matrix gets its update."""
+    cdef int layer = work.task_layer[t], row0 = work.task_row[t], depth, task_rows, n_out, e
+    cdef const Connection* c = &conns[layer]
+    cdef floating* operands = <floating*> work.operands
+    cdef floating* task_left
+    cdef floating* task_right
+    cdef floating* task_w
+    cdef size_t conv_depth
+    if c.kind == KIND_DENSE:
+        depth = batch if (layer == 0 or layer == readout_layer) else 2 * batch
+        task_rows = min(ROW_BLOCK, c.n_in - row0)
+        n_out = c.n_out
+        task_left = operands + work.left_offset[layer] + <size_t> row0 * depth
+        task_right = operands + left_size + work.right_offset[layer]
+        task_w = W[layer] + <size_t> row0 * n_out
+        if layer > 0 and n_out < NARROW_OUTPUTS and not blas_products():
+            _narrow_task(c, batch, depth, task_right + <size_t> depth * n_out,
+                         readout_input if layer == readout_layer else P[layer - 1],
+                         NULL if layer == readout_layer else N[layer - 1], row0, task_rows, task_w,
+                         <floating*> work.narrow + <size_t> tid * NARROW_OUTPUTS * ROW_BLOCK, isa)
+            return
+        _build_left_rows(c, layer, batch,
+                         x if layer == 0 else (readout_input if layer == readout_layer else NULL),
+                         P, N, row0, task_rows, operands + work.left_offset[layer], isa)
+        if layer == 0:  # the left operand is x^T: its zeros can be skipped
+            input_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
+                       task_w, n_out, work.input_index + <size_t> tid * batch,
+                       <floating*> work.input_value + <size_t> tid * batch, False, isa)
+        else:
+            small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True, task_w, n_out, isa)
+    elif c.pool == POOL_MAX:
+        depth = batch if layer == 0 else 2 * batch
+        task_rows = min(POOLED_CHANNEL_BLOCK, c.c_in - row0)
+        for e in range(depth):
+            _pooled_task(c, layer, e, batch, x, P, N, operands + work.left_offset[layer] + <size_t> e * c.n_out,
+                         work.pool_winners + work.winners_offset[layer] + <size_t> e * c.n_out, row0,
+                         row0 + task_rows, W[layer], <floating*> work.conv_scratch + <size_t> tid * work.per_thread,
+                         isa)
+    else:
+        depth = batch if layer == 0 else 2 * batch
+        conv_depth = <size_t> depth * c.hw
+        task_rows = min(CONV_ROW_BLOCK, c.c_out - row0)
+        small_gemm(task_rows, c.patch, <int> conv_depth,
+                   operands + work.left_offset[layer] + <size_t> row0 * conv_depth, <int> conv_depth,
+                   operands + left_size + work.right_offset[layer], c.patch, True,
+                   W[layer] + <size_t> row0 * c.patch, c.patch, isa)
+
+
 cdef bint ep_update(Chain chain, const Connection* conns, int batch, const floating* x,
                     floating** P, floating** N, const double* scales, floating** W,
                     floating** Bp, int threads, UpdateWork* work, int isa,
@@ -309,21 +372,16 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
     """
     cdef int n_layers = chain.n_connections
     cdef int readout_layer = n_layers - 1 if chain.readout else -1
-    cdef int j, t, layer, row0, depth, e, phase, n_threads, task_rows, n_out
+    cdef int j, t, u, tid, bound, depth, e, phase, n_threads
     cdef int n_tasks = work.n_tasks
     cdef size_t left_size = 0, right_size = 0, conv_depth
     cdef size_t per_thread = work.per_thread
     cdef size_t* left_offset = work.left_offset
     cdef size_t* right_offset = work.right_offset
     cdef floating* operands = <floating*> work.operands
-    cdef floating* input_value = <floating*> work.input_value
-    cdef int* input_index = work.input_index
     cdef floating* conv_scratch = <floating*> work.conv_scratch
     cdef int* pool_winners = work.pool_winners
     cdef size_t* winners_offset = work.winners_offset
-    cdef floating* task_left
-    cdef floating* task_right
-    cdef floating* task_w
     cdef floating* right
     cdef const Connection* c
     cdef double flops = 0.0
@@ -385,47 +443,18 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
             if not isfinite(Bp[j][col]):
                 finite = False
 
-    for t in prange(n_tasks, num_threads=n_threads, schedule="dynamic", chunksize=1):
-        layer = work.task_layer[t]
-        row0 = work.task_row[t]
-        c = &conns[layer]
-        if c.kind == KIND_DENSE:
-            depth = batch if (layer == 0 or layer == readout_layer) else 2 * batch
-            task_rows = min(ROW_BLOCK, c.n_in - row0)
-            n_out = c.n_out
-            task_left = operands + left_offset[layer] + <size_t> row0 * depth
-            task_right = operands + left_size + right_offset[layer]
-            task_w = W[layer] + <size_t> row0 * n_out
-            if layer > 0 and n_out < NARROW_OUTPUTS and not blas_products():
-                _narrow_task(c, batch, depth, task_right + <size_t> depth * n_out,
-                             readout_input if layer == readout_layer else P[layer - 1],
-                             NULL if layer == readout_layer else N[layer - 1], row0, task_rows, task_w,
-                             <floating*> work.narrow + <size_t> threadid() * NARROW_OUTPUTS * ROW_BLOCK, isa)
-                continue
-            _build_left_rows(c, layer, batch,
-                             x if layer == 0 else (readout_input if layer == readout_layer else NULL),
-                             P, N, row0, task_rows, operands + left_offset[layer], isa)
-            if layer == 0:  # the left operand is x^T: its zeros can be skipped
-                input_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
-                           task_w, n_out, input_index + <size_t> threadid() * batch,
-                           input_value + <size_t> threadid() * batch, False, isa)
-            else:
-                small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True, task_w, n_out, isa)
-        elif c.pool == POOL_MAX:
-            depth = batch if layer == 0 else 2 * batch
-            task_rows = min(POOLED_CHANNEL_BLOCK, c.c_in - row0)
-            for e in range(depth):
-                _pooled_task(c, layer, e, batch, x, P, N, operands + left_offset[layer] + <size_t> e * c.n_out,
-                             pool_winners + winners_offset[layer] + <size_t> e * c.n_out, row0,
-                             row0 + task_rows, W[layer], conv_scratch + <size_t> threadid() * per_thread, isa)
-        else:
-            depth = batch if layer == 0 else 2 * batch
-            conv_depth = <size_t> depth * c.hw
-            task_rows = min(CONV_ROW_BLOCK, c.c_out - row0)
-            small_gemm(task_rows, c.patch, <int> conv_depth,
-                       operands + left_offset[layer] + <size_t> row0 * conv_depth, <int> conv_depth,
-                       operands + left_size + right_offset[layer], c.patch, True,
-                       W[layer] + <size_t> row0 * c.patch, c.patch, isa)
+    # W_0's blocks (first in the task list) go to the threads that drove with their half of its
+    # rows (_relax._split_drive), so that each core keeps its half of W_0 in its cache
+    bound = 0
+    if n_threads > 1 and conns[0].kind == KIND_DENSE and input_half(conns[0].n_in) > 0:
+        bound = (conns[0].n_in + ROW_BLOCK - 1) // ROW_BLOCK
+    with parallel(num_threads=n_threads):
+        tid = threadid()
+        for u in range(bound):
+            if _block_owner(work.task_row[u], input_half(conns[0].n_in), n_threads) == tid:
+                _run_task(u, conns, work, batch, readout_layer, x, readout_input, P, N, W, left_size, tid, isa)
+        for t in prange(bound, n_tasks, schedule="dynamic", chunksize=1):
+            _run_task(t, conns, work, batch, readout_layer, x, readout_input, P, N, W, left_size, threadid(), isa)
     return finite
 
 
