@@ -21,8 +21,9 @@ without returning to Python. For every mini-batch b of the shuffled ``order``:
    signed beta the caller drew for the batch), and with ``centered`` a second
    one with ``-betas[b]``; spread ``betas[b]`` or ``2 betas[b]``. When these
    are too small to share (``useful_threads`` gives them one thread) and
-   there are two or more, a second thread meanwhile gathers mini-batch b + 1
-   into a second set of buffers, which it then uses (the two sets alternate);
+   there are two or more, a second thread meanwhile writes step 4's particles
+   back and then gathers mini-batch b + 1 into a second set of buffers, which
+   the loop then uses (the two sets alternate);
 6. the in-place EP update with scales rates_k / (spread m) (``ep_update``,
    _update.pyx; a readout learns from the free phase's cost gradient with
    scale rates_L / m, as ``StepEngine.accumulate`` sets it up); non-finite
@@ -76,7 +77,8 @@ FAILED_UPDATE = _FAILED_UPDATE
 #: The stages ``stage_seconds`` times, in its order: 1. the mini-batch's rows gathered, 2. the
 #: derived weight layouts refreshed, 3. the free phase (with the drive), 4. its scoring and
 #: the particles written back, 5. the nudged phase(s) (with the copies of the free state, and
-#: the next mini-batch's gather when it runs alongside), 6. the update.
+#: when a second thread runs alongside, the particles written back and the next mini-batch's
+#: gather), 6. the update.
 STAGES = ("gather", "refresh", "free phase", "score and keep", "nudged phase", "update")
 
 
@@ -104,6 +106,14 @@ cdef void _gather_batch(const floating* x, int n_in, const int64_t* labels, cons
     gather_examples(x, n_in, labels, index, m, x_rows, targets, n_out)
     for j in range(n_layers):
         gather_rows(particle_rows[j], index, m, widths[j], states[j])
+
+
+cdef void _keep_particles(floating** S, const int64_t* index, int m, const int* widths, int n_layers,
+                          floating** particle_rows) noexcept nogil:
+    """Step 4's write-back: the free state's rows into the examples' particles."""
+    cdef int j
+    for j in range(n_layers):
+        scatter_rows(S[j], index, m, widths[j], particle_rows[j])
 
 
 cdef void _nudged_phases(Chain chain, const Connection* conns, const floating* x_rows, floating** S,
@@ -400,24 +410,24 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                 if not finite:
                     failure = _FAILED_FREE_PHASE
                     break
-                # 4. score it and keep it
+                # 4. score it and keep it (the particles: below, alongside a one-thread nudged phase)
                 batch_errors_b = 0
                 batch_cost = score_output(S[n_layers - 1], tb, m, n_out, &labels[0],
                                           &order[r0], &batch_errors_b, chain.readout)
-                if use_particles:
-                    for j in range(n_layers):
-                        scatter_rows(S[j], &order[r0], m, widths[j], particle_rows[j])
+                beta = betas[b]
+                spread = 2.0 * beta if centered else beta
+                overlap = (second_set != NULL and b + 1 < stop
+                           and useful_threads(threads, flops * nudged_steps * m, m) == 1)
+                if use_particles and not overlap:
+                    _keep_particles(S, &order[r0], m, widths, n_layers, particle_rows)
                 batch_errors[b] = batch_errors_b
                 batch_costs[b] = batch_cost
                 errors += batch_errors_b
                 cost += batch_cost
                 lap = _lap(stage_time, 3, lap)
                 # 5. the nudged phase(s) from copies of the free state, with the free phase's drive;
-                # when they would run on one thread anyway, another gathers the next mini-batch
-                beta = betas[b]
-                spread = 2.0 * beta if centered else beta
-                overlap = (second_set != NULL and b + 1 < stop
-                           and useful_threads(threads, flops * nudged_steps * m, m) == 1)
+                # when they would run on one thread anyway, another keeps the free state's particles
+                # and gathers the next mini-batch (in that order: the next one's examples may repeat)
                 if overlap:
                     r1 = r0 + batch_size
                     m1 = min(batch_size, n - r1)
@@ -429,6 +439,8 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                                            pos_winners if reuse_winners else NULL,
                                            neg_winners if reuse_winners else NULL, isa)
                         else:
+                            if use_particles:
+                                _keep_particles(S, &order[r0], m, widths, n_layers, particle_rows)
                             _gather_batch(&x[0, 0], n_in, &labels[0], &order[r1], m1, x_sets[1 - current],
                                           target_sets[1 - current], n_out, particle_rows, widths, n_layers,
                                           state_sets + (1 - current) * n_layers)
