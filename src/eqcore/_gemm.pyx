@@ -68,14 +68,14 @@ cdef int column_start(int n, int parts, int part) noexcept nogil:
 
 
 cdef int input_half(int n_in) noexcept nogil:
-    """Where the first connection's input rows split in two: half of them, rounded down to whole
-    64-row blocks (the update's blocks of weight rows, _update.pyx); 0 below 128 inputs.
+    """Where the first connection's input rows split in two: half of them (rounded down), or 0
+    (no split) below 128 inputs.
 
     A dense drive is the sum of x W_0 over each half (_relax.pyx), and with two or more
     threads the update of W_0 gives each half to the threads that drove with it: each
-    core then keeps its half of W_0 in its cache.
+    core then keeps its half of W_0 in its cache. An image's half is its upper rows.
     """
-    return (n_in // 2) // 64 * 64
+    return n_in // 2 if n_in >= 128 else 0
 
 
 cdef double delta_density() noexcept nogil:

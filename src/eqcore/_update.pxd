@@ -10,6 +10,7 @@ cdef struct UpdateWork:
     int n_tasks              # blocks of weight rows (they do not depend on the batch)
     int* task_layer
     int* task_row
+    int* task_end            # each block's last row + 1
     size_t* left_offset      # per connection, into the operands (set by each call)
     size_t* right_offset
     void* operands           # A_j and B_j (dense), G and R (conv), V (max-pooled conv), every connection

@@ -207,7 +207,7 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     and is built here; the operands grow linearly with it. Free with
     ``update_work_free`` (also after a MemoryError).
     """
-    cdef int n_layers = chain.n_connections, j, t, row0, block, rows, depth, n_threads
+    cdef int n_layers = chain.n_connections, j, t, row0, block, rows, depth, n_threads, start
     cdef size_t operand_size = 0, winners_size = 0, batch = <size_t> max(max_batch, 1)
     cdef const Connection* c
     work.max_batch = max_batch
@@ -217,7 +217,7 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
         depth = 1 if (j == 0 or (chain.readout and j == n_layers - 1)) else 2  # times the batch
         if c.kind == KIND_DENSE:
             operand_size += (<size_t> c.n_in + 2 * c.n_out) * depth * batch
-            work.n_tasks += (c.n_in + ROW_BLOCK - 1) // ROW_BLOCK
+            work.n_tasks += _dense_blocks(c.n_in, j)
         elif c.pool == POOL_MAX:
             operand_size += <size_t> c.n_out * depth * batch
             winners_size += <size_t> c.n_out * depth * batch
@@ -237,27 +237,40 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     work.winners_offset = <size_t*> malloc(n_layers * sizeof(size_t))
     work.task_layer = <int*> malloc(work.n_tasks * sizeof(int))
     work.task_row = <int*> malloc(work.n_tasks * sizeof(int))
+    work.task_end = <int*> malloc(work.n_tasks * sizeof(int))
     work.input_value = malloc(<size_t> n_threads * batch * chain.itemsize)
     work.input_index = <int*> malloc(<size_t> n_threads * batch * sizeof(int))
     work.conv_scratch = malloc(max(<size_t> n_threads * work.per_thread, 1) * chain.itemsize)
     work.narrow = malloc(<size_t> n_threads * NARROW_OUTPUTS * ROW_BLOCK * chain.itemsize)
     if not (work.left_offset and work.right_offset and work.operands and work.task_layer and work.task_row
-            and work.input_value and work.input_index and work.conv_scratch and work.narrow
+            and work.task_end            and work.input_value and work.input_index and work.conv_scratch and work.narrow
             and work.pool_winners and work.winners_offset):
         raise MemoryError()
+    # W_0's blocks first (ep_update binds them to threads), from 0 and from input_half
     t = 0
     for j in range(n_layers):
+        start = 0
         if chain.conns[j].kind == KIND_DENSE:
             block, rows = ROW_BLOCK, chain.conns[j].n_in
+            if j == 0:
+                start = input_half(rows)
         elif chain.conns[j].pool == POOL_MAX:  # blocks of input channels
             block, rows = POOLED_CHANNEL_BLOCK, chain.conns[j].c_in
         else:
             block, rows = CONV_ROW_BLOCK, chain.conns[j].c_out
-        for row0 in range(0, rows, block):
-            work.task_layer[t] = j
-            work.task_row[t] = row0
+        for row0 in range(0, start, block):
+            work.task_layer[t], work.task_row[t], work.task_end[t] = j, row0, min(row0 + block, start)
+            t += 1
+        for row0 in range(start, rows, block):
+            work.task_layer[t], work.task_row[t], work.task_end[t] = j, row0, min(row0 + block, rows)
             t += 1
     return 0
+
+
+cdef inline int _dense_blocks(int n_in, int j) noexcept nogil:
+    """Dense connection j's blocks of weight rows: W_0's from 0 and from ``input_half``."""
+    cdef int half = input_half(n_in) if j == 0 else 0
+    return (half + ROW_BLOCK - 1) // ROW_BLOCK + (n_in - half + ROW_BLOCK - 1) // ROW_BLOCK
 
 
 cdef void update_work_free(UpdateWork* work) noexcept:
@@ -266,6 +279,7 @@ cdef void update_work_free(UpdateWork* work) noexcept:
     free(work.operands)
     free(work.task_layer)
     free(work.task_row)
+    free(work.task_end)
     free(work.input_value)
     free(work.input_index)
     free(work.conv_scratch)
@@ -277,7 +291,7 @@ cdef void update_work_free(UpdateWork* work) noexcept:
     work.winners_offset = NULL
     work.left_offset = work.right_offset = NULL
     work.operands = work.input_value = work.conv_scratch = NULL
-    work.task_layer = work.task_row = work.input_index = NULL
+    work.task_layer = work.task_row = work.task_end = work.input_index = NULL
 
 
 cdef int* pooled_winners(const Connection* conns, int n_layers, UpdateWork* work, int batch, int j,
@@ -308,7 +322,8 @@ cdef void _run_task(int t, const Connection* conns, UpdateWork* work, int batch,
                     const floating* x, const floating* readout_input, floating** P, floating** N,
                     floating** W, size_t left_size, int tid, int isa) noexcept nogil:
     """Task t of ``ep_update``'s list on thread ``tid``: one block of a weight matrix gets its update."""
-    cdef int layer = work.task_layer[t], row0 = work.task_row[t], depth, task_rows, n_out, e
+    cdef int layer = work.task_layer[t], row0 = work.task_row[t], task_rows = work.task_end[t] - row0
+    cdef int depth, n_out, e
     cdef const Connection* c = &conns[layer]
     cdef floating* operands = <floating*> work.operands
     cdef floating* task_left
@@ -317,7 +332,6 @@ cdef void _run_task(int t, const Connection* conns, UpdateWork* work, int batch,
     cdef size_t conv_depth
     if c.kind == KIND_DENSE:
         depth = batch if (layer == 0 or layer == readout_layer) else 2 * batch
-        task_rows = min(ROW_BLOCK, c.n_in - row0)
         n_out = c.n_out
         task_left = operands + work.left_offset[layer] + <size_t> row0 * depth
         task_right = operands + left_size + work.right_offset[layer]
@@ -339,7 +353,6 @@ cdef void _run_task(int t, const Connection* conns, UpdateWork* work, int batch,
             small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True, task_w, n_out, isa)
     elif c.pool == POOL_MAX:
         depth = batch if layer == 0 else 2 * batch
-        task_rows = min(POOLED_CHANNEL_BLOCK, c.c_in - row0)
         for e in range(depth):
             _pooled_task(c, layer, e, batch, x, P, N, operands + work.left_offset[layer] + <size_t> e * c.n_out,
                          work.pool_winners + work.winners_offset[layer] + <size_t> e * c.n_out, row0,
@@ -348,7 +361,6 @@ cdef void _run_task(int t, const Connection* conns, UpdateWork* work, int batch,
     else:
         depth = batch if layer == 0 else 2 * batch
         conv_depth = <size_t> depth * c.hw
-        task_rows = min(CONV_ROW_BLOCK, c.c_out - row0)
         small_gemm(task_rows, c.patch, <int> conv_depth,
                    operands + work.left_offset[layer] + <size_t> row0 * conv_depth, <int> conv_depth,
                    operands + left_size + work.right_offset[layer], c.patch, True,
@@ -447,7 +459,7 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
     # rows (_relax._split_drive), so that each core keeps its half of W_0 in its cache
     bound = 0
     if n_threads > 1 and conns[0].kind == KIND_DENSE and input_half(conns[0].n_in) > 0:
-        bound = (conns[0].n_in + ROW_BLOCK - 1) // ROW_BLOCK
+        bound = _dense_blocks(conns[0].n_in, 0)
     with parallel(num_threads=n_threads):
         tid = threadid()
         for u in range(bound):
