@@ -21,6 +21,7 @@ cdef struct UpdateWork:
     void* conv_scratch       # per thread: one example's conv operands
     size_t per_thread        # conv_scratch floats per thread
     void* narrow             # per thread: the update of a block of a narrow W, transposed
+    void* own_right          # per thread: B_0, built by each thread that updates blocks of W_0
 
 cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int threads) except -1
 cdef void update_work_free(UpdateWork* work) noexcept

@@ -242,8 +242,10 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     work.input_index = <int*> malloc(<size_t> n_threads * batch * sizeof(int))
     work.conv_scratch = malloc(max(<size_t> n_threads * work.per_thread, 1) * chain.itemsize)
     work.narrow = malloc(<size_t> n_threads * NARROW_OUTPUTS * ROW_BLOCK * chain.itemsize)
+    # per thread that updates W_0's blocks: its own B_0 (and B_0^T for a narrow layer 1)
+    work.own_right = malloc(<size_t> n_threads * 2 * batch * chain.conns[0].n_out * chain.itemsize)
     if not (work.left_offset and work.right_offset and work.operands and work.task_layer and work.task_row
-            and work.task_end            and work.input_value and work.input_index and work.conv_scratch and work.narrow
+            and work.task_end            and work.input_value and work.input_index and work.conv_scratch and work.narrow and work.own_right
             and work.pool_winners and work.winners_offset):
         raise MemoryError()
     # W_0's blocks first (ep_update binds them to threads), from 0 and from input_half
@@ -284,6 +286,8 @@ cdef void update_work_free(UpdateWork* work) noexcept:
     free(work.input_index)
     free(work.conv_scratch)
     free(work.narrow)
+    free(work.own_right)
+    work.own_right = NULL
     free(work.pool_winners)
     free(work.winners_offset)
     work.narrow = NULL
@@ -320,8 +324,9 @@ cdef inline int _block_owner(int row0, int half, int threads) noexcept nogil:
 
 cdef void _run_task(int t, const Connection* conns, UpdateWork* work, int batch, int readout_layer,
                     const floating* x, const floating* readout_input, floating** P, floating** N,
-                    floating** W, size_t left_size, int tid, int isa) noexcept nogil:
-    """Task t of ``ep_update``'s list on thread ``tid``: one block of a weight matrix gets its update."""
+                    floating** W, size_t left_size, floating* own_right, int tid, int isa) noexcept nogil:
+    """Task t of ``ep_update``'s list on thread ``tid``: one block of a weight matrix gets its update
+    (``own_right``: the thread's own B_0, or NULL for the shared operands')."""
     cdef int layer = work.task_layer[t], row0 = work.task_row[t], task_rows = work.task_end[t] - row0
     cdef int depth, n_out, e
     cdef const Connection* c = &conns[layer]
@@ -334,7 +339,7 @@ cdef void _run_task(int t, const Connection* conns, UpdateWork* work, int batch,
         depth = batch if (layer == 0 or layer == readout_layer) else 2 * batch
         n_out = c.n_out
         task_left = operands + work.left_offset[layer] + <size_t> row0 * depth
-        task_right = operands + left_size + work.right_offset[layer]
+        task_right = own_right if own_right != NULL else operands + left_size + work.right_offset[layer]
         task_w = W[layer] + <size_t> row0 * n_out
         if layer > 0 and n_out < NARROW_OUTPUTS and not blas_products():
             _narrow_task(c, batch, depth, task_right + <size_t> depth * n_out,
@@ -424,9 +429,17 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
             flops += 2.0 * c.c_out * c.patch * conv_depth
     n_threads = useful_threads(threads, flops, n_tasks)
 
+    # W_0's blocks (first in the task list) go to the threads that drove with their half of its
+    # rows (_relax._split_drive), so that each core keeps its half of W_0 in its cache; each
+    # such thread builds its own B_0 from the states (instead of reading one thread's copy)
+    bound = 0
+    if n_threads > 1 and conns[0].kind == KIND_DENSE and input_half(conns[0].n_in) > 0:
+        bound = _dense_blocks(conns[0].n_in, 0)
     for j in range(n_layers):
         c = &conns[j]
         if c.kind == KIND_DENSE:
+            if j == 0 and bound:
+                continue
             right = operands + left_size + right_offset[j]
             _build_right(c, j, j == 0 or j == readout_layer, batch, P, N, scales[j], right)
             _dense_bias(Bp[j], c.n_out, batch if (j == 0 or j == readout_layer) else 2 * batch, right)
@@ -450,23 +463,24 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
                           conv_depth, <size_t> e * c.hw,
                           conv_scratch + <size_t> threadid() * per_thread, isa)
         _conv_bias(Bp[j], c.c_out, conv_depth, operands + left_offset[j])
+    with parallel(num_threads=n_threads):
+        tid = threadid()
+        if bound:
+            right = <floating*> work.own_right + <size_t> tid * 2 * batch * conns[0].n_out
+            _build_right(&conns[0], 0, True, batch, P, N, scales[0], right)
+            if tid == 0:
+                _dense_bias(Bp[0], conns[0].n_out, batch, right)
+            for u in range(bound):
+                if _block_owner(work.task_row[u], input_half(conns[0].n_in), n_threads) == tid:
+                    _run_task(u, conns, work, batch, readout_layer, x, readout_input, P, N, W, left_size, right,
+                              tid, isa)
+        for t in prange(bound, n_tasks, schedule="dynamic", chunksize=1):
+            _run_task(t, conns, work, batch, readout_layer, x, readout_input, P, N, W, left_size, NULL,
+                      threadid(), isa)
     for j in range(n_layers):
         for col in range(conns[j].c_out if conns[j].kind == KIND_CONV else conns[j].n_out):
             if not isfinite(Bp[j][col]):
                 finite = False
-
-    # W_0's blocks (first in the task list) go to the threads that drove with their half of its
-    # rows (_relax._split_drive), so that each core keeps its half of W_0 in its cache
-    bound = 0
-    if n_threads > 1 and conns[0].kind == KIND_DENSE and input_half(conns[0].n_in) > 0:
-        bound = _dense_blocks(conns[0].n_in, 0)
-    with parallel(num_threads=n_threads):
-        tid = threadid()
-        for u in range(bound):
-            if _block_owner(work.task_row[u], input_half(conns[0].n_in), n_threads) == tid:
-                _run_task(u, conns, work, batch, readout_layer, x, readout_input, P, N, W, left_size, tid, isa)
-        for t in prange(bound, n_tasks, schedule="dynamic", chunksize=1):
-            _run_task(t, conns, work, batch, readout_layer, x, readout_input, P, N, W, left_size, threadid(), isa)
     return finite
 
 
