@@ -160,14 +160,14 @@ def test_threshold_outside_unit_interval_is_rejected(value):
 @pytest.mark.parametrize("n_in", [53, 300])
 @pytest.mark.parametrize("width", WIDTHS)
 def test_split_drive_matches_reference_and_one_thread(dtype, n_in, width, sparse_path):
-    """The drive is the sum of x W_0 over two halves of W_0's rows (300 inputs: 128 + 172;
-    53 inputs, below two 64-row blocks: one product), each half cut by columns over the
+    """The drive is the sum of x W_0 over two halves of W_0's rows (300 inputs: 150 + 150;
+    53 inputs, below 128: one product), each half cut by columns over the
     threads that share it: with a drive buffer (the step engine's) on 1 to 4 threads, and
     through ``relax`` (each thread's rows drive themselves), the free and nudged states are
     bitwise the one-thread ones, and match the reference."""
     sizes = [n_in, width, 4]
     net = random_network(sizes, dtype)
-    batch = 13
+    batch = 40  # one thread's drive: the strips' groups of 32 rows and 8 more
     x, target = sparse_batch(sizes[0], sizes[-1], dtype, batch, seed=width)
     engine = net.step_engine(batch)
     results = []

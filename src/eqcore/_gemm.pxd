@@ -7,6 +7,7 @@ cdef bint blas_products() noexcept nogil
 cdef double delta_density() noexcept nogil
 cdef int column_start(int n, int parts, int part) noexcept nogil
 cdef int input_half(int n_in) noexcept nogil
+cdef size_t shared_scratch(int k) noexcept nogil
 
 # How the bfloat16 products run (precision="bfloat16"; bf16_kernels.h), read once
 # per call like the instruction set.

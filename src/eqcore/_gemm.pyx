@@ -25,7 +25,8 @@ from eqcore._kernels cimport (
     eq_amx_available, eq_bf16_gemm, eq_bf16_gemm_amx, eq_bf16_pack_rows_native, eq_bf16_pairs,
     eq_bf16_round_f32, eq_has_bf16,
     eq_best_isa, eq_count_nonzero_f32, eq_count_nonzero_f64, eq_dot_f32, eq_dot_f64,
-    eq_gemm_f32, eq_gemm_f64, eq_listed_f32, eq_listed_f64, eq_sparse_f32, eq_sparse_f64,
+    eq_gemm_f32, eq_gemm_f64, eq_listed_f32, eq_listed_f64, eq_sparse_f32, eq_sparse_f64, eq_strips_f32,
+    eq_strips_f64, EQ_STRIP_ROWS, EQ_STRIP_TAIL,
 )
 
 cdef bint _use_blas = False
@@ -65,6 +66,16 @@ cdef int column_start(int n, int parts, int part) noexcept nogil:
     """
     cdef int width = ((n + parts - 1) // parts + 15) // 16 * 16
     return min(n, part * width)
+
+
+cdef inline size_t _strip_ints(int k) noexcept nogil:
+    # eq_strips' ints (a multiple of 32, so that its values after them are aligned)
+    return <size_t> EQ_STRIP_ROWS * (k + 2)
+
+
+cdef size_t shared_scratch(int k) noexcept nogil:
+    """The ints of scratch ``input_gemm`` needs with ``rows_share_b`` (room for float64 values included)."""
+    return _strip_ints(k) + 2 * <size_t> EQ_STRIP_ROWS * (k + EQ_STRIP_TAIL)
 
 
 cdef int input_half(int n_in) noexcept nogil:
@@ -133,7 +144,7 @@ cdef void bf16_gemm(int mode, int rows, int n, int k, const float* a, int lda, c
     its transpose (n x k, for a narrow n as in ``small_gemm_with_transpose``)
     or NULL, and ``scratch`` holds rows x k floats (A rounded). With
     ``sparse_input``, A is the clamped input: its zeros are skipped as by
-    ``input_gemm`` (``idx``: scratch for k ints). ``scratch`` and ``idx`` are
+    ``input_gemm`` (``idx``: scratch for ``shared_scratch(k)`` ints). ``scratch`` and ``idx`` are
     owned by the calling thread.
     """
     cdef int pairs
@@ -215,12 +226,12 @@ cdef void input_gemm(int rows, int n, int k, const floating* a, int lda,
 
     Inputs such as images are often mostly zeros; when the block's fraction of
     non-zero entries is at most the sparse threshold, zero entries are skipped.
-    ``rows_share_b``: B is too big to stay in cache (the drive x W_0), so each
-    group of rows visits the k where any of its rows is non-zero and reads
-    those rows of B once for the group (dense_kernels.h, listed product);
-    otherwise every row of A visits only its own non-zeros (sparse_rows.h).
-    ``idx`` and ``val`` are scratch for ``k`` entries each, owned by the
-    calling thread (``val`` is unused when ``rows_share_b``).
+    ``rows_share_b``: B is too big to stay in cache (the drive x W_0), so the
+    rows take B's columns in strips and its rows in chunks, each chunk's lines
+    read once for all of them (sparse_rows.h, ``eq_strips``); ``idx`` is then
+    scratch for ``shared_scratch(k)`` ints, ``val`` unused. Otherwise every row
+    of A visits only its own non-zeros (``eq_sparse``), ``idx`` and ``val``
+    scratch for ``k`` entries each. Scratch is owned by the calling thread.
     """
     cdef long nonzero
     if rows <= 0 or n <= 0:
@@ -233,12 +244,14 @@ cdef void input_gemm(int rows, int n, int k, const floating* a, int lda,
         if nonzero <= _max_sparse_density * rows * k:
             if floating is float:
                 if rows_share_b:
-                    eq_listed_f32(isa, rows, n, k, a, lda, b, ldb, accumulate, c, ldc, idx)
+                    eq_strips_f32(isa, rows, n, k, a, lda, b, ldb, accumulate, c, ldc, idx,
+                                  <float*> (idx + _strip_ints(k)))
                 else:
                     eq_sparse_f32(isa, rows, n, k, a, lda, b, ldb, accumulate, c, ldc, idx, val)
             else:
                 if rows_share_b:
-                    eq_listed_f64(isa, rows, n, k, a, lda, b, ldb, accumulate, c, ldc, idx)
+                    eq_strips_f64(isa, rows, n, k, a, lda, b, ldb, accumulate, c, ldc, idx,
+                                  <double*> (idx + _strip_ints(k)))
                 else:
                     eq_sparse_f64(isa, rows, n, k, a, lda, b, ldb, accumulate, c, ldc, idx, val)
             return

@@ -59,6 +59,12 @@ cdef extern from "dense_kernels.h" nogil:
                         double* C, int ldc, const int* off)
 
 cdef extern from "sparse_rows.h" nogil:
+    void eq_strips_f32(int isa, int R, int N, int K, const float* A, int lda, const float* B,
+                       int ldb, int acc, float* C, int ldc, int* idx, float* val)
+    void eq_strips_f64(int isa, int R, int N, int K, const double* A, int lda, const double* B,
+                       int ldb, int acc, double* C, int ldc, int* idx, double* val)
+    int EQ_STRIP_ROWS
+    int EQ_STRIP_TAIL
     void eq_sparse_f32(int isa, int R, int N, int K, const float* A, int lda, const float* B,
                        int ldb, int acc, float* C, int ldc, int* idx, float* val)
     void eq_sparse_f64(int isa, int R, int N, int K, const double* A, int lda, const double* B,

@@ -13,7 +13,7 @@ cdef struct RelaxWork:
     int** chunk_winners_out  # max_chunks * n_layers: where each block's final winners go
     void* scratch            # floats: the net inputs, a drive if the caller has none, conv scratch
     int* int_scratch         # the winners
-    int* input_index         # the sparse drive's column indices, n_in per chunk
+    int* input_index         # the sparse drive's scratch, _gemm.shared_scratch(n_in) ints per chunk
     void* drive_partial      # floats: the second half of a dense drive, n_1 per row
     bint own_drive           # the scratch holds a drive (calls pass drive = NULL)
     int bf16_width           # bfloat16 chains: the widest layer, whose rows the products round in scratch

@@ -74,7 +74,7 @@ from eqcore._engine cimport (
 )
 from eqcore._gemm cimport (
     BF16_NATIVE, BF16_OFF, bf16_gemm, blas_products, column_start, current_bf16, current_isa, delta_density, input_gemm,
-    input_half,
+    input_half, shared_scratch,
 )
 from eqcore._kernels cimport (
     EQ_TOP_DOWN_MAX_K, eq_euler_f32, eq_euler_f64, eq_euler_td_f32, eq_euler_td_f64, eq_exact_f32,
@@ -708,7 +708,7 @@ cdef void _split_drive(const Connection* conns, const floating* x, int batch, fl
             c0 = column_start(c.n_out, slices, task // halves)
             c1 = column_start(c.n_out, slices, task // halves + 1)
             _drive_half(c, x, batch, c0, c1, half, False, partial if halves == 2 and half == 1 else drive,
-                        input_index + <size_t> threadid() * c.n_in, isa)
+                        input_index + threadid() * shared_scratch(c.n_in), isa)
         if halves == 2:
             for r in prange(batch, schedule="static"):
                 _add_rows(drive + <size_t> r * c.n_out, partial + <size_t> r * c.n_out, 1, c.n_out)
@@ -749,7 +749,7 @@ cdef int relax_work_alloc(RelaxWork* work, Chain chain, int max_batch, int threa
     work.scratch = malloc(max(rows * h_per_row + chunks * _conv_per_chunk(chain, work, max(max_batch, 1)), 1)
                           * chain.itemsize)
     work.int_scratch = <int*> malloc(max(rows * winners_per_row, 1) * sizeof(int))
-    work.input_index = <int*> malloc(<size_t> chunks * chain.conns[0].n_in * sizeof(int))
+    work.input_index = <int*> malloc(<size_t> chunks * shared_scratch(chain.conns[0].n_in) * sizeof(int))
     # the second half of a dense drive on its own threads, before it is added (_split_drive)
     work.drive_partial = malloc(rows * chain.conns[0].n_out * chain.itemsize)
     if not (work.chunk_s and work.chunk_h and work.chunk_winners and work.chunk_winners_out and work.scratch
@@ -873,7 +873,7 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
                 _relax_rows_events(conns, n_layers, x + <size_t> r0 * conns[0].n_in, &chunk_s[c * n_layers],
                                    &chunk_h[c * n_layers], chunk_target, rows, steps, <floating> epsilon,
                                    <floating> beta, solver, chunk_drive, not drive_ready,
-                                   work.input_index + <size_t> c * conns[0].n_in, chain.linear_output,
+                                   work.input_index + c * shared_scratch(conns[0].n_in), chain.linear_output,
                                    clamp_output,
                                    <floating*> work.events
                                    + <size_t> c * (<size_t> chunk_rows * work.events_per_row + work.event_width),
@@ -884,7 +884,7 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
                             &chunk_h[c * n_layers], &chunk_winners[c * n_layers], chunk_target,
                             rows, steps, <floating> epsilon, <floating> beta, solver,
                             chunk_drive, not drive_ready, chunk_scratch,
-                            work.input_index + <size_t> c * conns[0].n_in, chain.linear_output,
+                            work.input_index + c * shared_scratch(conns[0].n_in), chain.linear_output,
                             clamp_output, chain.readout, chunk_out, isa)
 
 

@@ -10,9 +10,9 @@
  *
  * Used for the update of W_0 (A = x^T, B = the batch's state differences,
  * small enough to stay in L1): rows of W_0 whose pixel is zero in the whole
- * batch are not touched at all. The drive x W_0 instead uses the listed
- * product of dense_kernels.h, which reads each row of W_0 once per group of
- * examples rather than once per example. Instruction set chosen at run time.
+ * batch are not touched at all. The drive x W_0, whose B (W_0) does not stay
+ * in L1, takes the strips below instead (eq_strips): the same sums, with each
+ * line of W_0 read once for all the rows. Instruction set chosen at run time.
  */
 #ifndef EQCORE_SPARSE_ROWS_H
 #define EQCORE_SPARSE_ROWS_H
@@ -147,6 +147,118 @@ EQ_DEFINE_SPARSE_ROWS(eq_sparse_f64_avx512, double, eq_d8, 8, EQ_TARGET_AVX512, 
 
 EQ_DEFINE_SPARSE_DISPATCH(eq_sparse_f32, float)
 EQ_DEFINE_SPARSE_DISPATCH(eq_sparse_f64, double)
+
+/*
+ * The product for rows that share B when B does not stay in L1 (the drive
+ * x W_0), in column strips: every row of A is compacted first; then for each
+ * strip of columns the k come in chunks of about EQ_STRIP_BYTES of B's strip,
+ * and every row adds its terms of the chunk to its partial sums, so that the
+ * chunk's lines of B, read from L2 once, serve every row from L1. (The listed
+ * product of dense_kernels.h reads them once per group of rows too, but sums
+ * every k where one row of its group is non-zero: 2.5 times the terms for
+ * MNIST's groups of 10.) Each element is the sum of its row's non-zero terms
+ * in the order of k, from 0, then stored or (acc) added to C: the listed
+ * product's bits for finite B, whatever the strips, the chunks and the rows
+ * of the call.
+ *
+ * At most EQ_STRIP_ROWS rows per call. Scratch: idx EQ_STRIP_ROWS (K + 2)
+ * ints, val EQ_STRIP_ROWS (K + EQ_STRIP_TAIL) values.
+ */
+#define EQ_STRIP_BYTES 32768
+#define EQ_STRIP_ROWS 32
+#define EQ_STRIP_TAIL 128 /* 8 vectors of the widest: 16 floats */
+#define EQ_STRIP(T, VT, V, W, col, first)                                              \
+    {                                                                                 \
+        int chunk_ = EQ_STRIP_BYTES / ((W) * (V) * (int)sizeof(T));                   \
+        for (int r = 0; r < R; r++) {                                                 \
+            pos[r] = 0;                                                               \
+            for (int w = 0; w < (W) * (V); w++) part[(size_t)r * 8 * (V) + w] = 0;    \
+        }                                                                             \
+        for (int k1 = chunk_; k1 - chunk_ < K; k1 += chunk_) {                        \
+            for (int r = 0; r < R; r++) {                                             \
+                const int *ir = idx + (size_t)r * K;                                  \
+                const T *vr = val + (size_t)r * K;                                    \
+                int q = pos[r], n = nnz[r];                                           \
+                if (q == n || ir[q] >= k1) continue;                                  \
+                T *pr = part + (size_t)r * 8 * (V);                                   \
+                VT s[W];                                                              \
+                for (int w = 0; w < (W); w++) s[w] = *(const VT *)(pr + w * (V));     \
+                for (; q < n && ir[q] < k1; q++) {                                    \
+                    const T *bp = B + (size_t)ir[q] * ldb + (col);                    \
+                    T a = vr[q];                                                      \
+                    for (int w = 0; w < (W); w++) s[w] += a * *(const VT *)(bp + w * (V)); \
+                }                                                                     \
+                for (int w = 0; w < (W); w++) *(VT *)(pr + w * (V)) = s[w];           \
+                pos[r] = q;                                                           \
+            }                                                                         \
+        }                                                                             \
+        for (int r = 0; r < R; r++) {                                                 \
+            T *cr = C + (size_t)r * ldc;                                              \
+            const T *pr = part + (size_t)r * 8 * (V) - (col);                         \
+            for (int c_ = (first); c_ < (col) + (W) * (V); c_++)                      \
+                cr[c_] = acc ? cr[c_] + pr[c_] : pr[c_];                              \
+        }                                                                             \
+    }
+
+/* Strips of 8 vectors, the last one ending at column N (its columns before ``c``
+ * already done: not written again), then 4, 2, 1 vectors and scalar columns for
+ * narrower rows. */
+#define EQ_DEFINE_STRIPS(NAME, T, VT, V, ATTR, COMPACT)                               \
+    ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *B,       \
+                          int ldb, int acc, T *C, int ldc, int *idx, T *val) {        \
+        int *nnz = idx + (size_t)R * K, *pos = nnz + R;                               \
+        T *part = val + (size_t)R * K;                                                \
+        for (int r = 0; r < R; r++)                                                   \
+            nnz[r] = COMPACT(A + (size_t)r * lda, K, idx + (size_t)r * K, val + (size_t)r * K); \
+        int c = 0;                                                                    \
+        if (N >= 8 * (V)) {                                                           \
+            for (; c + 8 * (V) <= N; c += 8 * (V)) EQ_STRIP(T, VT, V, 8, c, c)        \
+            if (c < N) EQ_STRIP(T, VT, V, 8, N - 8 * (V), c)                          \
+            c = N;                                                                    \
+        }                                                                             \
+        for (; c + 4 * (V) <= N; c += 4 * (V)) EQ_STRIP(T, VT, V, 4, c, c)            \
+        for (; c + 2 * (V) <= N; c += 2 * (V)) EQ_STRIP(T, VT, V, 2, c, c)            \
+        for (; c + (V) <= N; c += (V)) EQ_STRIP(T, VT, V, 1, c, c)                    \
+        for (; c < N; c++)                                                            \
+            for (int r = 0; r < R; r++) {                                             \
+                T s0 = 0;                                                             \
+                for (int q = 0; q < nnz[r]; q++)                                      \
+                    s0 = MADD_(val[(size_t)r * K + q], B[(size_t)idx[(size_t)r * K + q] * ldb + c], s0); \
+                C[(size_t)r * ldc + c] = acc ? C[(size_t)r * ldc + c] + s0 : s0;      \
+            }                                                                         \
+    }
+
+#define MADD_ EQ_STRIP_MADD_SEPARATE
+#define EQ_STRIP_MADD_SEPARATE(a, b, c) ((a) * (b) + (c))
+EQ_DEFINE_STRIPS(eq_strips_f32_generic, float, eq_f4, 4, , eq_compact_f32_generic)
+EQ_DEFINE_STRIPS(eq_strips_f64_generic, double, eq_d2, 2, , eq_compact_f64_generic)
+#undef MADD_
+#if EQ_X86_DISPATCH
+/* fused where the instruction set has FMA, as the listed product's scalar columns */
+#define MADD_(a, b, c) _Generic((c), float: __builtin_fmaf((a), (b), (c)), default: __builtin_fma((a), (b), (c)))
+EQ_DEFINE_STRIPS(eq_strips_f32_avx2, float, eq_f8, 8, EQ_TARGET_AVX2, eq_compact_f32_avx2)
+EQ_DEFINE_STRIPS(eq_strips_f64_avx2, double, eq_d4, 4, EQ_TARGET_AVX2, eq_compact_f64_avx2)
+EQ_DEFINE_STRIPS(eq_strips_f32_avx512, float, eq_f16, 16, EQ_TARGET_AVX512, eq_compact_f32_avx512)
+EQ_DEFINE_STRIPS(eq_strips_f64_avx512, double, eq_d8, 8, EQ_TARGET_AVX512, eq_compact_f64_avx512)
+#undef MADD_
+#endif
+
+/* Any number of rows, EQ_STRIP_ROWS at a time (scratch as above). */
+#define EQ_DEFINE_STRIPS_DISPATCH(NAME, T)                                            \
+    static void NAME##_rows(int isa, int R, int N, int K, const T *A, int lda, const T *B, \
+                            int ldb, int acc, T *C, int ldc, int *idx, T *val) {      \
+        EQ_DISPATCH(isa, NAME, (R, N, K, A, lda, B, ldb, acc, C, ldc, idx, val),      \
+                    (R, N, K, A, lda, B, ldb, acc, C, ldc, idx, val))                 \
+    }                                                                                 \
+    static void NAME(int isa, int R, int N, int K, const T *A, int lda, const T *B,   \
+                     int ldb, int acc, T *C, int ldc, int *idx, T *val) {             \
+        for (int r0 = 0; r0 < R; r0 += EQ_STRIP_ROWS)                                 \
+            NAME##_rows(isa, R - r0 < EQ_STRIP_ROWS ? R - r0 : EQ_STRIP_ROWS, N, K,   \
+                        A + (size_t)r0 * lda, lda, B, ldb, acc, C + (size_t)r0 * ldc, ldc, idx, val); \
+    }
+
+EQ_DEFINE_STRIPS_DISPATCH(eq_strips_f32, float)
+EQ_DEFINE_STRIPS_DISPATCH(eq_strips_f64, double)
 
 /*
  * Non-zero entries (NaN included) of the R x K block A (lda apart), to decide
