@@ -28,8 +28,12 @@ Implementations: ``eqprop`` (the public ``EqPropNetwork.train_step``),
 ``eqprop-internal`` (the validated-once internals a training loop uses:
 ``StepEngine.free_phase`` + ``StepEngine.update``), ``eqprop-recompute``
 (``eqprop`` with the event-driven relaxation off, ``eqcore.set_delta_threshold(0)``:
-the products of the whole states at every step), ``torch`` and ``numpy``
-(``benchmarks/peers``: the same algorithm written the usual way).
+the products of the whole states at every step), ``eqprop-trainer``
+(``Trainer.fit``, what ``eqprop train`` runs: the compiled epoch loop with its
+gathers, particles and scoring, timed over whole epochs of the pool after one
+untimed epoch, from the trainer's own training time; fixed beta, as the peers),
+``torch`` and ``numpy`` (``benchmarks/peers``: the same algorithm written the
+usual way).
 ``--precisions float32,bfloat16`` runs the eqprop implementations in each
 precision (``EqPropNetwork(precision=...)``: bfloat16 relaxation products with
 float32 sums), side by side with a "vs float32" column; the
@@ -172,7 +176,7 @@ def _paper_preset(name: str) -> Preset:
 # the Euler dynamics the PyTorch peer implements too (mnist-conv trains with the alternating solver)
 CONV = Preset("conv", CONV_LAYERS, free_steps=40, nudged_steps=10, beta=0.5, learning_rates=(0.1, 0.05, 0.02))
 PRESETS = {**{key: _paper_preset(f"mnist-{key}") for key in ("1h", "2h", "3h")}, "conv": CONV}
-IMPLEMENTATIONS = ("eqprop", "eqprop-internal", "eqprop-recompute", "torch", "torch-usual", "numpy")
+IMPLEMENTATIONS = ("eqprop", "eqprop-internal", "eqprop-recompute", "eqprop-trainer", "torch", "torch-usual", "numpy")
 
 
 def flops_per_example(layers: Sequence[object], free_steps: int, nudged_steps: int) -> int:
@@ -332,6 +336,29 @@ def measure(step: StepFn, x: np.ndarray, targets: np.ndarray, particles: list[np
         elapsed = time.perf_counter() - start
         if elapsed >= max_seconds or (done >= batches and elapsed >= min_seconds):
             return done, elapsed
+
+
+def measure_trainer(preset: Preset, weights, biases, threads: int, dtype, precision: str, x: np.ndarray,
+                    labels: np.ndarray, batch: int, batches: int, min_seconds: float, max_seconds: float,
+                    seed: int) -> tuple[int, float]:
+    """Time ``Trainer.fit`` on the pool: one untimed epoch, then whole epochs until at least
+    ``batches`` mini-batches and ``min_seconds`` (stopping once ``max_seconds`` have passed);
+    return (timed mini-batches, training seconds from the trainer's history)."""
+    import eqprop
+
+    net = eqprop.EqPropNetwork(preset.layers, dtype=dtype, threads=threads, precision=precision)
+    net.set_params(weights, biases)
+    trainer = eqprop.Trainer(net, free_steps=preset.free_steps, nudged_steps=preset.nudged_steps, beta=preset.beta,
+                             random_sign=False, learning_rates=list(preset.learning_rates), epsilon=EPSILON,
+                             batch_size=batch, seed=seed, threads=threads)
+    trainer.fit(x, labels, epochs=1, progress=False)
+    done, seconds = 0, 0.0
+    while True:
+        record = trainer.fit(x, labels, epochs=1, progress=False)[-1]
+        seconds += x.shape[0] / record.examples_per_second
+        done += -(-x.shape[0] // batch)
+        if seconds >= max_seconds or (done >= batches and seconds >= min_seconds):
+            return done, seconds
 
 
 # ------------------------------------------------------------ matmul peak
@@ -696,15 +723,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             for threads in args.threads:
                 for impl, precision in [(impl, precision) for impl in args.peers
                                         for precision in (args.precisions if impl.startswith("eqprop") else ["float32"])]:
-                    try:
-                        step = make_step(impl, reference.weights, reference.biases, preset, threads, dtype, precision)
-                    except (RuntimeError, AttributeError) as exc:
-                        print(f"skipping {impl}: {exc}", flush=True)
-                        continue
-                    cap = args.numpy_batches if impl == "numpy" and key != "1h" else args.batches
-                    particles = [np.zeros((x.shape[0], n), dtype=dtype) for n in reference.layer_sizes]
-                    done, seconds = measure(step, x, targets, particles, batch, args.warmup, cap,
-                                            args.min_seconds, args.seconds)
+                    if impl == "eqprop-trainer":
+                        done, seconds = measure_trainer(preset, reference.weights, reference.biases, threads, dtype,
+                                                        precision, x, labels, batch, args.batches, args.min_seconds,
+                                                        args.seconds, args.seed)
+                    else:
+                        try:
+                            step = make_step(impl, reference.weights, reference.biases, preset, threads, dtype,
+                                             precision)
+                        except (RuntimeError, AttributeError) as exc:
+                            print(f"skipping {impl}: {exc}", flush=True)
+                            continue
+                        cap = args.numpy_batches if impl == "numpy" and key != "1h" else args.batches
+                        particles = [np.zeros((x.shape[0], n), dtype=dtype) for n in reference.layer_sizes]
+                        done, seconds = measure(step, x, targets, particles, batch, args.warmup, cap,
+                                                args.min_seconds, args.seconds)
                     m = Measurement(preset.label, batch, threads, impl, done, seconds, flops, precision)
                     results.append(m)
                     print(f"{m.arch} batch {batch} threads {threads} {impl} {precision}: "
@@ -739,7 +772,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "## Results\n\n"
             "Implementations: `eqprop` is the public `EqPropNetwork.train_step`; `eqprop-internal` the "
             "validated-once internals a training loop calls; `eqprop-recompute` is `eqprop` with the "
-            "event-driven relaxation off (`eqcore.set_delta_threshold(0)`); `torch` and `numpy` are `benchmarks/peers` "
+            "event-driven relaxation off (`eqcore.set_delta_threshold(0)`); `eqprop-trainer` is `Trainer.fit` "
+            "(what `eqprop train` runs: the compiled epoch loop, gathers, particles and scoring included; whole "
+            "epochs of the pool after an untimed one, timed by the trainer's history; fixed beta as the peers); "
+            "`torch` and `numpy` are `benchmarks/peers` "
             "(the same algorithm written the usual way: a Python loop over steps, one matrix product per "
             "layer and direction; torch under `no_grad`, NumPy's BLAS limited with threadpoolctl), both "
             "computing x W_0 once per training step as eqprop does; `torch-usual` is the PyTorch peer as "
