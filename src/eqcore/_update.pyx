@@ -245,8 +245,8 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     # per thread that updates W_0's blocks: its own B_0 (and B_0^T for a narrow layer 1)
     work.own_right = malloc(<size_t> n_threads * 2 * batch * chain.conns[0].n_out * chain.itemsize)
     if not (work.left_offset and work.right_offset and work.operands and work.task_layer and work.task_row
-            and work.task_end            and work.input_value and work.input_index and work.conv_scratch and work.narrow and work.own_right
-            and work.pool_winners and work.winners_offset):
+            and work.task_end and work.input_value and work.input_index and work.conv_scratch and work.narrow
+            and work.own_right and work.pool_winners and work.winners_offset):
         raise MemoryError()
     # W_0's blocks first (ep_update binds them to threads), from 0 and from input_half
     t = 0
