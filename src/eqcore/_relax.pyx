@@ -751,7 +751,8 @@ cdef int relax_work_alloc(RelaxWork* work, Chain chain, int max_batch, int threa
     work.int_scratch = <int*> malloc(max(rows * winners_per_row, 1) * sizeof(int))
     work.input_index = <int*> malloc(<size_t> chunks * shared_scratch(chain.conns[0].n_in) * sizeof(int))
     # the second half of a dense drive on its own threads, before it is added (_split_drive)
-    work.drive_partial = malloc(rows * chain.conns[0].n_out * chain.itemsize)
+    work.drive_partial = malloc((rows * chain.conns[0].n_out if chain.conns[0].kind == KIND_DENSE else 1)
+                                * chain.itemsize)
     if not (work.chunk_s and work.chunk_h and work.chunk_winners and work.chunk_winners_out and work.scratch
             and work.int_scratch and work.input_index and work.drive_partial):
         raise MemoryError()

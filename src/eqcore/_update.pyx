@@ -242,8 +242,9 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     work.input_index = <int*> malloc(<size_t> n_threads * batch * sizeof(int))
     work.conv_scratch = malloc(max(<size_t> n_threads * work.per_thread, 1) * chain.itemsize)
     work.narrow = malloc(<size_t> n_threads * NARROW_OUTPUTS * ROW_BLOCK * chain.itemsize)
-    # per thread that updates W_0's blocks: its own B_0 (and B_0^T for a narrow layer 1)
-    work.own_right = malloc(<size_t> n_threads * 2 * batch * chain.conns[0].n_out * chain.itemsize)
+    # per thread that updates a dense W_0's blocks: its own B_0 (and B_0^T for a narrow layer 1)
+    work.own_right = malloc((<size_t> n_threads * 2 * batch * chain.conns[0].n_out
+                             if chain.conns[0].kind == KIND_DENSE else 1) * chain.itemsize)
     if not (work.left_offset and work.right_offset and work.operands and work.task_layer and work.task_row
             and work.task_end and work.input_value and work.input_index and work.conv_scratch and work.narrow
             and work.own_right and work.pool_winners and work.winners_offset):
@@ -287,10 +288,9 @@ cdef void update_work_free(UpdateWork* work) noexcept:
     free(work.conv_scratch)
     free(work.narrow)
     free(work.own_right)
-    work.own_right = NULL
     free(work.pool_winners)
     free(work.winners_offset)
-    work.narrow = NULL
+    work.narrow = work.own_right = NULL
     work.pool_winners = NULL
     work.winners_offset = NULL
     work.left_offset = work.right_offset = NULL

@@ -29,17 +29,6 @@
  */
 #define EQ_PREFETCH_ROWS 8
 
-/*
- * The scalar multiply-add of the last columns (N % 4 of them). Written fused
- * where the instruction set has FMA: left to contraction, GCC fuses it in some
- * row-group sizes and not in others (where it vectorizes the loop over k and
- * adds the products in order), so a row's last columns would depend on how
- * the batch is cut into row groups, and the event-driven relaxation cuts it
- * by each row's own changes (_relax.pyx). Without FMA nothing is fused.
- */
-#define EQ_MADD_FUSED(a, b, c) _Generic((c), float: __builtin_fmaf((a), (b), (c)), default: __builtin_fma((a), (b), (c)))
-#define EQ_MADD_SEPARATE(a, b, c) ((a) * (b) + (c))
-
 #define EQ_DEFINE_ROWS(NAME, T, VT, V, HVT, HV, QVT, QV, RG, ATTR, AIDX, BIDX, MADD)                              \
     ATTR EQ_INLINE void NAME(int N, int K, const T *A, int lda, const T *B, int ldb,  \
                              int acc, T *C, int ldc, const int *kidx) {              \

@@ -42,6 +42,18 @@ typedef double eq_d8 __attribute__((vector_size(64), aligned(8)));
 typedef double eq_d4 __attribute__((vector_size(32), aligned(8)));
 typedef double eq_d2 __attribute__((vector_size(16), aligned(8)));
 
+/*
+ * The scalar multiply-add of the products' last columns (dense_kernels.h,
+ * sparse_rows.h' strips). Written fused
+ * where the instruction set has FMA: left to contraction, GCC fuses it in some
+ * row-group sizes and not in others (where it vectorizes the loop over k and
+ * adds the products in order), so a row's last columns would depend on how
+ * the batch is cut into row groups, and the event-driven relaxation cuts it
+ * by each row's own changes (_relax.pyx). Without FMA nothing is fused.
+ */
+#define EQ_MADD_FUSED(a, b, c) _Generic((c), float: __builtin_fmaf((a), (b), (c)), default: __builtin_fma((a), (b), (c)))
+#define EQ_MADD_SEPARATE(a, b, c) ((a) * (b) + (c))
+
 /* The best instruction set this CPU supports. */
 static int eq_best_isa(void) {
 #if EQ_X86_DISPATCH

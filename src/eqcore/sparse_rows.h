@@ -194,16 +194,16 @@ EQ_DEFINE_SPARSE_DISPATCH(eq_sparse_f64, double)
         }                                                                             \
         for (int r = 0; r < R; r++) {                                                 \
             T *cr = C + (size_t)r * ldc;                                              \
-            const T *pr = part + (size_t)r * 8 * (V) - (col);                         \
+            const T *pr = part + (size_t)r * 8 * (V);                                 \
             for (int c_ = (first); c_ < (col) + (W) * (V); c_++)                      \
-                cr[c_] = acc ? cr[c_] + pr[c_] : pr[c_];                              \
+                cr[c_] = acc ? cr[c_] + pr[c_ - (col)] : pr[c_ - (col)];              \
         }                                                                             \
     }
 
 /* Strips of 8 vectors, the last one ending at column N (its columns before ``c``
  * already done: not written again), then 4, 2, 1 vectors and scalar columns for
  * narrower rows. */
-#define EQ_DEFINE_STRIPS(NAME, T, VT, V, ATTR, COMPACT)                               \
+#define EQ_DEFINE_STRIPS(NAME, T, VT, V, ATTR, COMPACT, MADD)                         \
     ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *B,       \
                           int ldb, int acc, T *C, int ldc, int *idx, T *val) {        \
         int *nnz = idx + (size_t)R * K, *pos = nnz + R;                               \
@@ -223,24 +223,19 @@ EQ_DEFINE_SPARSE_DISPATCH(eq_sparse_f64, double)
             for (int r = 0; r < R; r++) {                                             \
                 T s0 = 0;                                                             \
                 for (int q = 0; q < nnz[r]; q++)                                      \
-                    s0 = MADD_(val[(size_t)r * K + q], B[(size_t)idx[(size_t)r * K + q] * ldb + c], s0); \
+                    s0 = MADD(val[(size_t)r * K + q], B[(size_t)idx[(size_t)r * K + q] * ldb + c], s0); \
                 C[(size_t)r * ldc + c] = acc ? C[(size_t)r * ldc + c] + s0 : s0;      \
             }                                                                         \
     }
 
-#define MADD_ EQ_STRIP_MADD_SEPARATE
-#define EQ_STRIP_MADD_SEPARATE(a, b, c) ((a) * (b) + (c))
-EQ_DEFINE_STRIPS(eq_strips_f32_generic, float, eq_f4, 4, , eq_compact_f32_generic)
-EQ_DEFINE_STRIPS(eq_strips_f64_generic, double, eq_d2, 2, , eq_compact_f64_generic)
-#undef MADD_
+/* the scalar columns fused where the instruction set has FMA, as the listed product's */
+EQ_DEFINE_STRIPS(eq_strips_f32_generic, float, eq_f4, 4, , eq_compact_f32_generic, EQ_MADD_SEPARATE)
+EQ_DEFINE_STRIPS(eq_strips_f64_generic, double, eq_d2, 2, , eq_compact_f64_generic, EQ_MADD_SEPARATE)
 #if EQ_X86_DISPATCH
-/* fused where the instruction set has FMA, as the listed product's scalar columns */
-#define MADD_(a, b, c) _Generic((c), float: __builtin_fmaf((a), (b), (c)), default: __builtin_fma((a), (b), (c)))
-EQ_DEFINE_STRIPS(eq_strips_f32_avx2, float, eq_f8, 8, EQ_TARGET_AVX2, eq_compact_f32_avx2)
-EQ_DEFINE_STRIPS(eq_strips_f64_avx2, double, eq_d4, 4, EQ_TARGET_AVX2, eq_compact_f64_avx2)
-EQ_DEFINE_STRIPS(eq_strips_f32_avx512, float, eq_f16, 16, EQ_TARGET_AVX512, eq_compact_f32_avx512)
-EQ_DEFINE_STRIPS(eq_strips_f64_avx512, double, eq_d8, 8, EQ_TARGET_AVX512, eq_compact_f64_avx512)
-#undef MADD_
+EQ_DEFINE_STRIPS(eq_strips_f32_avx2, float, eq_f8, 8, EQ_TARGET_AVX2, eq_compact_f32_avx2, EQ_MADD_FUSED)
+EQ_DEFINE_STRIPS(eq_strips_f64_avx2, double, eq_d4, 4, EQ_TARGET_AVX2, eq_compact_f64_avx2, EQ_MADD_FUSED)
+EQ_DEFINE_STRIPS(eq_strips_f32_avx512, float, eq_f16, 16, EQ_TARGET_AVX512, eq_compact_f32_avx512, EQ_MADD_FUSED)
+EQ_DEFINE_STRIPS(eq_strips_f64_avx512, double, eq_d8, 8, EQ_TARGET_AVX512, eq_compact_f64_avx512, EQ_MADD_FUSED)
 #endif
 
 /* Any number of rows, EQ_STRIP_ROWS at a time (scratch as above). */
