@@ -64,7 +64,8 @@ cdef class Chain:
 
 cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=*, bint drive=*,
                                      int threads=*) except NULL
-cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=*) noexcept nogil
+cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=*,
+                          const bint* kept=*) noexcept nogil
 cdef void free_derived(Connection* conns, int n) noexcept
 
 cdef void bottom_up(const Connection* c, const floating* below, int rows, floating* out,

@@ -543,18 +543,20 @@ cdef void _refresh_winograd(Connection* c, size_t item) noexcept nogil:
                                  <const double*> c.wino_mats + g_at, True, <double*> c.wino_t_u, isa)
 
 
-cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=1) noexcept nogil:
+cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=1,
+                          const bint* kept=NULL) noexcept nogil:
     """Recompute the derived layouts of ``derived_connections`` from the parameters as they are now.
 
     The compiled epoch loop (_epoch.pyx) allocates them once and refreshes
-    them before every mini-batch, after the previous update.
+    them before every mini-batch, after the previous update; ``kept[j]``: the
+    update keeps dense connection j's transpose current itself (_update.keeps_transpose).
     """
     cdef int j
     cdef Connection* c
     for j in range(n):
         c = &conns[j]
         if c.kind == KIND_DENSE:
-            if c.weights_t != NULL:
+            if c.weights_t != NULL and (kept == NULL or not kept[j]):
                 if item == 4:
                     _transpose(<const float*> c.weights, c.n_in, c.n_out, <float*> c.weights_t, threads)
                 else:

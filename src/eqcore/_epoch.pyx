@@ -60,7 +60,9 @@ from eqcore._engine cimport (
 from eqcore._gemm cimport BF16_OFF, current_bf16, current_isa
 from eqcore._openmp cimport useful_threads
 from eqcore._relax cimport RelaxWork, relax_chunks, relax_work_alloc, relax_work_free
-from eqcore._update cimport UpdateWork, ep_update, pooled_winners, update_work_alloc, update_work_free
+from eqcore._update cimport (
+    UpdateWork, ep_update, keeps_transpose, pooled_winners, update_work_alloc, update_work_free,
+)
 
 cdef enum:
     _FAILED_NONE = 0
@@ -222,6 +224,7 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
     cdef floating** Bp = NULL
     cdef floating* nudged = NULL
     cdef double* scales = NULL
+    cdef bint* kept_transposes = NULL
     cdef Connection* conns = NULL
     cdef Connection* update_conns = NULL
     cdef bint reuse_winners = not chain.bfloat16
@@ -296,11 +299,12 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
         UP = <floating**> malloc(n_layers * sizeof(floating*))
         UN = <floating**> malloc(n_layers * sizeof(floating*))
         scales = <double*> malloc(n_layers * sizeof(double))
+        kept_transposes = <bint*> malloc(n_layers * sizeof(bint))
         free_winners = <int**> malloc(n_layers * sizeof(int*))
         pos_winners = <int**> malloc(n_layers * sizeof(int*))
         neg_winners = <int**> malloc(n_layers * sizeof(int*))
         if not (widths and state_sets and P and N and UP and UN and particle_rows and W and Bp and scales
-                and free_winners and pos_winners and neg_winners):
+                and kept_transposes and free_winners and pos_winners and neg_winners):
             raise MemoryError()
         for j in range(n_layers):
             widths[j] = chain.layer_sizes[j + 1]
@@ -349,6 +353,9 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
         # near-ties between the two nudged states, noise the contrast divides by beta. Otherwise the
         # relaxation hands the update the winners it recorded (or computes them at its end).
         update_conns = derived_connections(chain, False) if chain.bfloat16 else conns
+        # the transposes the update keeps current itself, when it updates the relaxation's layouts
+        for j in range(n_layers):
+            kept_transposes[j] = update_conns == conns and keeps_transpose(&conns[j], j)
         relax_work_alloc(&relax_work, chain, batch_size, threads, False)
         update_work_alloc(&update_work, chain, batch_size, threads)
 
@@ -382,7 +389,7 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                     UN[n_layers - 1] = S[n_layers - 1]
                 lap = _lap(stage_time, 0, lap)
                 # 2. the weight layouts of the parameters the last update left
-                refresh_derived(conns, n_layers, item, threads)
+                refresh_derived(conns, n_layers, item, threads, kept_transposes)
                 if update_conns != conns:
                     refresh_derived(update_conns, n_layers, item, threads)
                 # where the phases leave the max-pool winners of the states the update contrasts
@@ -479,6 +486,7 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
         free(W)
         free(Bp)
         free(scales)
+        free(kept_transposes)
         free(nudged)
         free(free_winners)
         free(pos_winners)

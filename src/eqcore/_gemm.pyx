@@ -231,7 +231,8 @@ cdef void input_gemm(int rows, int n, int k, const floating* a, int lda,
     read once for all of them (sparse_rows.h, ``eq_strips``); ``idx`` is then
     scratch for ``shared_scratch(k)`` ints, ``val`` unused. Otherwise every row
     of A visits only its own non-zeros (``eq_sparse``), ``idx`` and ``val``
-    scratch for ``k`` entries each. Scratch is owned by the calling thread.
+    scratch for min(rows, EQ_SPARSE_GROUP) k entries each. Scratch is owned by
+    the calling thread.
     """
     cdef long nonzero
     if rows <= 0 or n <= 0:

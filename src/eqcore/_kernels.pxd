@@ -65,6 +65,7 @@ cdef extern from "sparse_rows.h" nogil:
                        int ldb, int acc, double* C, int ldc, int* idx, double* val)
     int EQ_STRIP_ROWS
     int EQ_STRIP_TAIL
+    int EQ_SPARSE_GROUP
     void eq_sparse_f32(int isa, int R, int N, int K, const float* A, int lda, const float* B,
                        int ldb, int acc, float* C, int ldc, int* idx, float* val)
     void eq_sparse_f64(int isa, int R, int N, int K, const double* A, int lda, const double* B,

@@ -22,10 +22,13 @@ cdef struct UpdateWork:
     size_t per_thread        # conv_scratch floats per thread
     void* narrow             # per thread: the update of a block of a narrow W, transposed
     void* own_right          # per thread: B_0, built by each thread that updates blocks of W_0
+    int own_ld               # its row stride (whole cache lines)
+    size_t own_stride        # and its values per thread
 
 cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int threads) except -1
 cdef void update_work_free(UpdateWork* work) noexcept
 
+cdef bint keeps_transpose(const Connection* c, int j) noexcept nogil
 cdef int* pooled_winners(const Connection* conns, int n_layers, UpdateWork* work, int batch, int j,
                          int phase) noexcept nogil
 cdef bint ep_update(Chain chain, const Connection* conns, int batch, const floating* x,

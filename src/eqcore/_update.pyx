@@ -54,6 +54,10 @@ from libc.math cimport isfinite
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
+
+cdef extern from "<stdlib.h>" nogil:
+    int posix_memalign(void** memptr, size_t alignment, size_t size)
+
 from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections, free_derived,
     unpool,
@@ -102,19 +106,26 @@ cdef void _build_left_rows(const Connection* c, int j, int batch, const floating
 
 
 cdef void _build_right(const Connection* c, int j, bint single, int batch, floating** P, floating** N,
-                       double scale, floating* right) noexcept nogil:
-    """B_j (depth x n_out): scale (P_j - N_j) when ``single`` (depth batch), else scale [P_j; -N_j];
-    for a narrow n_out then its transpose B_j^T (n_out x depth), which ``_narrow_task`` reads."""
+                       double scale, floating* right, int ld) noexcept nogil:
+    """B_j (depth x n_out, rows ``ld`` apart): scale (P_j - N_j) when ``single`` (depth batch), else
+    scale [P_j; -N_j]; for a narrow n_out then its transpose B_j^T (n_out x depth), which
+    ``_narrow_task`` reads, at right + depth ld."""
     cdef int n_out = c.n_out
     cdef int depth = batch if single else 2 * batch
     cdef Py_ssize_t r, col, size = <Py_ssize_t> batch * n_out
     cdef floating s = <floating> scale
-    cdef floating* right_t = right + <size_t> depth * n_out
+    cdef floating* right_t = right + <size_t> depth * ld
     # local pointers: through P[j] and N[j] the compiler would reload both after every store
     cdef const floating* pos = P[j]
     cdef const floating* neg = N[j]
-    cdef floating* negated = right + size
-    if single:
+    cdef floating* negated = right + <size_t> batch * ld
+    cdef floating* row
+    if ld != n_out:  # padded rows (a thread's own B_0: single)
+        for r in range(batch):
+            row = right + r * ld
+            for col in range(n_out):
+                row[col] = s * (pos[r * n_out + col] - neg[r * n_out + col])
+    elif single:
         for r in range(size):
             right[r] = s * (pos[r] - neg[r])
     else:
@@ -125,7 +136,7 @@ cdef void _build_right(const Connection* c, int j, bint single, int batch, float
     if n_out < NARROW_OUTPUTS:
         for r in range(depth):
             for col in range(n_out):
-                right_t[col * depth + r] = right[r * n_out + col]
+                right_t[col * depth + r] = right[r * ld + col]
 
 
 cdef void _narrow_task(const Connection* c, int batch, int depth, const floating* right_t,
@@ -135,23 +146,40 @@ cdef void _narrow_task(const Connection* c, int batch, int depth, const floating
 
     A^T is the states below read in place: rows row0.. of ``pos_below`` against the
     first ``batch`` columns of B^T, then, unless NULL, of ``neg_below`` against the rest.
+    With the connection's derived transpose (``weights_t``, n_out x n_in), t is added to
+    it too (``keeps_transpose``): the same additions, so it stays bitwise W's transpose.
     """
     cdef int n_out = c.n_out
     cdef Py_ssize_t i, o
+    cdef floating* wt = <floating*> c.weights_t
+    cdef floating* wt_row
+    cdef const floating* t_row
     small_gemm(n_out, rows, batch, right_t, depth, pos_below + row0, c.n_in, False, t, rows, isa)
     if neg_below != NULL:
         small_gemm(n_out, rows, batch, right_t + batch, depth, neg_below + row0, c.n_in, True, t, rows, isa)
     for i in range(rows):
         for o in range(n_out):
             w[i * n_out + o] += t[o * rows + i]
+    if wt != NULL:
+        for o in range(n_out):
+            wt_row = wt + <size_t> o * c.n_in + row0
+            t_row = t + o * rows
+            for i in range(rows):
+                wt_row[i] += t_row[i]
 
 
-cdef void _dense_bias(floating* b, int n, int depth, const floating* right) noexcept nogil:
-    # b += column sums of B_j, which is scale * sum_batch(P - N)
+cdef bint keeps_transpose(const Connection* c, int j) noexcept nogil:
+    """Whether ``ep_update`` keeps dense connection j's derived transpose W^T current itself
+    (``_narrow_task``), so that the compiled epoch loop need not recompute it."""
+    return c.kind == KIND_DENSE and j > 0 and c.n_out < NARROW_OUTPUTS and not blas_products()
+
+
+cdef void _dense_bias(floating* b, int n, int depth, const floating* right, int ld) noexcept nogil:
+    # b += column sums of B_j (rows ld apart), which is scale * sum_batch(P - N)
     cdef Py_ssize_t r, col
     for r in range(depth):
         for col in range(n):
-            b[col] += right[r * n + col]
+            b[col] += right[r * ld + col]
 
 
 cdef void _conv_bias(floating* b, int c_out, size_t depth, const floating* g) noexcept nogil:
@@ -227,7 +255,7 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
             work.n_tasks += (c.c_out + CONV_ROW_BLOCK - 1) // CONV_ROW_BLOCK
     n_threads = max(1, min(threads, work.n_tasks))
     work.max_threads = n_threads
-    # per thread: one row of x^T compacted (sparse product of layer 0), and
+    # per thread: a block's rows of x^T compacted (sparse product of layer 0), and
     # one example's conv operands
     work.per_thread = 2 * chain.conv_scratch
     work.left_offset = <size_t*> malloc(n_layers * sizeof(size_t))
@@ -238,13 +266,20 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     work.task_layer = <int*> malloc(work.n_tasks * sizeof(int))
     work.task_row = <int*> malloc(work.n_tasks * sizeof(int))
     work.task_end = <int*> malloc(work.n_tasks * sizeof(int))
-    work.input_value = malloc(<size_t> n_threads * batch * chain.itemsize)
-    work.input_index = <int*> malloc(<size_t> n_threads * batch * sizeof(int))
+    work.input_value = malloc(<size_t> n_threads * ROW_BLOCK * batch * chain.itemsize)
+    work.input_index = <int*> malloc(<size_t> n_threads * ROW_BLOCK * batch * sizeof(int))
     work.conv_scratch = malloc(max(<size_t> n_threads * work.per_thread, 1) * chain.itemsize)
     work.narrow = malloc(<size_t> n_threads * NARROW_OUTPUTS * ROW_BLOCK * chain.itemsize)
-    # per thread that updates a dense W_0's blocks: its own B_0 (and B_0^T for a narrow layer 1)
-    work.own_right = malloc((<size_t> n_threads * 2 * batch * chain.conns[0].n_out
-                             if chain.conns[0].kind == KIND_DENSE else 1) * chain.itemsize)
+    # per thread that updates a dense W_0's blocks: its own B_0 (and its transpose for a narrow
+    # layer 0), rows padded to whole cache lines, which B_0's vector loads then never straddle
+    work.own_ld = chain.conns[0].n_out
+    if chain.conns[0].n_out >= NARROW_OUTPUTS:
+        work.own_ld = (chain.conns[0].n_out * chain.itemsize + 63) // 64 * 64 // chain.itemsize
+    work.own_stride = 2 * batch * work.own_ld
+    work.own_right = NULL
+    if posix_memalign(&work.own_right, 64, (<size_t> n_threads * work.own_stride
+                                            if chain.conns[0].kind == KIND_DENSE else 1) * chain.itemsize) != 0:
+        work.own_right = NULL
     if not (work.left_offset and work.right_offset and work.operands and work.task_layer and work.task_row
             and work.task_end and work.input_value and work.input_index and work.conv_scratch and work.narrow
             and work.own_right and work.pool_winners and work.winners_offset):
@@ -328,7 +363,7 @@ cdef void _run_task(int t, const Connection* conns, UpdateWork* work, int batch,
     """Task t of ``ep_update``'s list on thread ``tid``: one block of a weight matrix gets its update
     (``own_right``: the thread's own B_0, or NULL for the shared operands')."""
     cdef int layer = work.task_layer[t], row0 = work.task_row[t], task_rows = work.task_end[t] - row0
-    cdef int depth, n_out, e
+    cdef int depth, n_out, e, right_ld
     cdef const Connection* c = &conns[layer]
     cdef floating* operands = <floating*> work.operands
     cdef floating* task_left
@@ -340,8 +375,9 @@ cdef void _run_task(int t, const Connection* conns, UpdateWork* work, int batch,
         n_out = c.n_out
         task_left = operands + work.left_offset[layer] + <size_t> row0 * depth
         task_right = own_right if own_right != NULL else operands + left_size + work.right_offset[layer]
+        right_ld = work.own_ld if own_right != NULL else n_out
         task_w = W[layer] + <size_t> row0 * n_out
-        if layer > 0 and n_out < NARROW_OUTPUTS and not blas_products():
+        if keeps_transpose(c, layer):
             _narrow_task(c, batch, depth, task_right + <size_t> depth * n_out,
                          readout_input if layer == readout_layer else P[layer - 1],
                          NULL if layer == readout_layer else N[layer - 1], row0, task_rows, task_w,
@@ -351,9 +387,9 @@ cdef void _run_task(int t, const Connection* conns, UpdateWork* work, int batch,
                          x if layer == 0 else (readout_input if layer == readout_layer else NULL),
                          P, N, row0, task_rows, operands + work.left_offset[layer], isa)
         if layer == 0:  # the left operand is x^T: its zeros can be skipped
-            input_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True,
-                       task_w, n_out, work.input_index + <size_t> tid * batch,
-                       <floating*> work.input_value + <size_t> tid * batch, False, isa)
+            input_gemm(task_rows, n_out, depth, task_left, depth, task_right, right_ld, True,
+                       task_w, n_out, work.input_index + <size_t> tid * ROW_BLOCK * batch,
+                       <floating*> work.input_value + <size_t> tid * ROW_BLOCK * batch, False, isa)
         else:
             small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True, task_w, n_out, isa)
     elif c.pool == POOL_MAX:
@@ -441,8 +477,8 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
             if j == 0 and bound:
                 continue
             right = operands + left_size + right_offset[j]
-            _build_right(c, j, j == 0 or j == readout_layer, batch, P, N, scales[j], right)
-            _dense_bias(Bp[j], c.n_out, batch if (j == 0 or j == readout_layer) else 2 * batch, right)
+            _build_right(c, j, j == 0 or j == readout_layer, batch, P, N, scales[j], right, c.n_out)
+            _dense_bias(Bp[j], c.n_out, batch if (j == 0 or j == readout_layer) else 2 * batch, right, c.n_out)
             continue
         # conv: G and R (or V and its winners), one example (and phase) per iteration, in parallel
         depth = batch if j == 0 else 2 * batch
@@ -466,10 +502,10 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
     with parallel(num_threads=n_threads):
         tid = threadid()
         if bound:
-            right = <floating*> work.own_right + <size_t> tid * 2 * batch * conns[0].n_out
-            _build_right(&conns[0], 0, True, batch, P, N, scales[0], right)
+            right = <floating*> work.own_right + <size_t> tid * work.own_stride
+            _build_right(&conns[0], 0, True, batch, P, N, scales[0], right, work.own_ld)
             if tid == 0:
-                _dense_bias(Bp[0], conns[0].n_out, batch, right)
+                _dense_bias(Bp[0], conns[0].n_out, batch, right, work.own_ld)
             for u in range(bound):
                 if _block_owner(work.task_row[u], input_half(conns[0].n_in), n_threads) == tid:
                     _run_task(u, conns, work, batch, readout_layer, x, readout_input, P, N, W, left_size, right,

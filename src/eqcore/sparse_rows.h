@@ -9,8 +9,8 @@
  * order of the additions.
  *
  * Used for the update of W_0 (A = x^T, B = the batch's state differences,
- * small enough to stay in L1): rows of W_0 whose pixel is zero in the whole
- * batch are not touched at all. The drive x W_0, whose B (W_0) does not stay
+ * 40 KB for batch 20 and 500 units, taken in column tiles that stay in L1):
+ * rows of W_0 whose pixel is zero in the whole batch are not touched at all. The drive x W_0, whose B (W_0) does not stay
  * in L1, takes the strips below instead (eq_strips): the same sums, with each
  * line of W_0 read once for all the rows. Instruction set chosen at run time.
  */
@@ -81,50 +81,81 @@ EQ_TARGET_AVX512 EQ_INLINE int eq_compact_f64_avx512(const double *a, int K, int
 }
 #endif
 
-/* W vectors of columns from col: dst = (acc ? src : 0) + sum_q val[q] B[idx[q], col:]. */
-#define EQ_SPARSE_TILE(T, VT, V, W, col, src, dst)                                    \
+/* W vectors of columns from col of one row: dst = (acc ? src : 0) + sum_q val[q] B[idx[q], col:]. */
+#define EQ_SPARSE_TILE(T, VT, V, W, col, src, dst, idx, val, nnz)                     \
     {                                                                                 \
         VT s[W];                                                                      \
         for (int w = 0; w < (W); w++)                                                 \
             s[w] = acc ? *(const VT *)((src) + w * (V)) : (VT){0};                    \
-        for (int q = 0; q < nnz; q++) {                                               \
-            const T *bp = B + (size_t)idx[q] * ldb + (col);                           \
-            T a = val[q];                                                             \
+        for (int q = 0; q < (nnz); q++) {                                             \
+            const T *bp = B + (size_t)(idx)[q] * ldb + (col);                         \
+            T a = (val)[q];                                                           \
             for (int w = 0; w < (W); w++) s[w] += a * *(const VT *)(bp + w * (V));    \
         }                                                                             \
         for (int w = 0; w < (W); w++) *(VT *)((dst) + w * (V)) = s[w];                \
     }
 
+/* The rows of a group at most this many: their compacted entries fill the scratch. */
+#define EQ_SPARSE_GROUP 64
+
+/* Tile STEP (W vectors from column col) of every row r of the group that has terms. */
+#define EQ_SPARSE_GROUP_TILES(T, VT, V, W, col, dst_of)                               \
+    for (int r = 0; r < rows; r++) {                                                  \
+        if (nnz[r] == 0 && acc) continue;                                             \
+        T *crow = C + (size_t)(r0 + r) * ldc;                                         \
+        EQ_SPARSE_TILE(T, VT, V, W, col, crow + (col), dst_of, idx + (size_t)r * K,   \
+                       val + (size_t)r * K, nnz[r])                                   \
+    }
+
 /*
- * Rows of 8 vectors or more: whole 8-vector tiles, and for the columns left
- * over one more 8-vector tile ending at column N, computed first (from C as it
- * was) into a buffer and copied in last, so that its overlap with the whole
- * tiles is not added twice. Narrower rows step down through 4, 2, 1 vectors.
+ * The rows go in groups of EQ_SPARSE_GROUP, each row of a group compacted
+ * first; then the group takes the columns in tiles of 8 vectors, every row its
+ * tile before the next tile, so that the tile's rows of B (at most K x 8
+ * vectors: 10 KB for the update of W_0 with batch 20, where all of B is 40 KB)
+ * stay in L1 while the rows pass (docs/data/perf/update-strips-bench.c).
+ * Columns past the whole tiles: one more 8-vector tile ending at column N,
+ * computed first (from C as it was) into a buffer of which the columns past
+ * the whole tiles are copied, so that its overlap with them is not added
+ * twice. Narrower rows step down through 4, 2, 1 vectors. Each element is the
+ * sum of its row's terms in the order of k, whatever the grouping.
  */
 #define EQ_DEFINE_SPARSE_ROWS(NAME, T, VT, V, ATTR, COMPACT)                          \
     ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *B,       \
                           int ldb, int acc, T *C, int ldc, int *idx, T *val) {        \
         T tail[8 * (V)];                                                              \
-        for (int r = 0; r < R; r++) {                                                 \
-            const T *arow = A + (size_t)r * lda;                                      \
-            T *crow = C + (size_t)r * ldc;                                            \
-            int nnz = COMPACT(arow, K, idx, val);                                     \
-            if (nnz == 0 && acc) continue;                                            \
+        int nnz[EQ_SPARSE_GROUP];                                                     \
+        for (int r0 = 0; r0 < R; r0 += EQ_SPARSE_GROUP) {                             \
+            int rows = R - r0 < EQ_SPARSE_GROUP ? R - r0 : EQ_SPARSE_GROUP;           \
             int c = 0;                                                                \
+            for (int r = 0; r < rows; r++)                                            \
+                nnz[r] = COMPACT(A + (size_t)(r0 + r) * lda, K, idx + (size_t)r * K,  \
+                                 val + (size_t)r * K);                                \
             if (N >= 8 * (V)) {                                                       \
                 int whole = N - N % (8 * (V)), start = N - 8 * (V);                   \
-                if (whole < N) EQ_SPARSE_TILE(T, VT, V, 8, start, crow + start, tail) \
-                for (; c < whole; c += 8 * (V)) EQ_SPARSE_TILE(T, VT, V, 8, c, crow + c, crow + c) \
-                for (; c < N; c++) crow[c] = tail[c - start];                         \
+                if (whole < N)                                                        \
+                    for (int r = 0; r < rows; r++) {                                  \
+                        if (nnz[r] == 0 && acc) continue;                             \
+                        T *crow = C + (size_t)(r0 + r) * ldc;                         \
+                        EQ_SPARSE_TILE(T, VT, V, 8, start, crow + start, tail,        \
+                                       idx + (size_t)r * K, val + (size_t)r * K, nnz[r]) \
+                        for (int cc = whole; cc < N; cc++) crow[cc] = tail[cc - start]; \
+                    }                                                                 \
+                for (; c < whole; c += 8 * (V)) EQ_SPARSE_GROUP_TILES(T, VT, V, 8, c, crow + c) \
+                c = N; /* the tail tile took the rest */                              \
             }                                                                         \
-            for (; c + 4 * (V) <= N; c += 4 * (V)) EQ_SPARSE_TILE(T, VT, V, 4, c, crow + c, crow + c) \
-            for (; c + 2 * (V) <= N; c += 2 * (V)) EQ_SPARSE_TILE(T, VT, V, 2, c, crow + c, crow + c) \
-            for (; c + (V) <= N; c += (V)) EQ_SPARSE_TILE(T, VT, V, 1, c, crow + c, crow + c) \
-            for (; c < N; c++) {                                                      \
-                T s0 = acc ? crow[c] : 0;                                             \
-                for (int q = 0; q < nnz; q++) s0 += val[q] * B[(size_t)idx[q] * ldb + c]; \
-                crow[c] = s0;                                                         \
-            }                                                                         \
+            for (; c + 4 * (V) <= N; c += 4 * (V)) EQ_SPARSE_GROUP_TILES(T, VT, V, 4, c, crow + c) \
+            for (; c + 2 * (V) <= N; c += 2 * (V)) EQ_SPARSE_GROUP_TILES(T, VT, V, 2, c, crow + c) \
+            for (; c + (V) <= N; c += (V)) EQ_SPARSE_GROUP_TILES(T, VT, V, 1, c, crow + c) \
+            for (; c < N; c++)                                                        \
+                for (int r = 0; r < rows; r++) {                                      \
+                    if (nnz[r] == 0 && acc) continue;                                 \
+                    T *crow = C + (size_t)(r0 + r) * ldc;                             \
+                    const int *ir = idx + (size_t)r * K;                              \
+                    const T *vr = val + (size_t)r * K;                                \
+                    T s0 = acc ? crow[c] : 0;                                         \
+                    for (int q = 0; q < nnz[r]; q++) s0 += vr[q] * B[(size_t)ir[q] * ldb + c]; \
+                    crow[c] = s0;                                                     \
+                }                                                                     \
         }                                                                             \
     }
 
@@ -137,7 +168,7 @@ EQ_DEFINE_SPARSE_ROWS(eq_sparse_f32_avx512, float, eq_f16, 16, EQ_TARGET_AVX512,
 EQ_DEFINE_SPARSE_ROWS(eq_sparse_f64_avx512, double, eq_d8, 8, EQ_TARGET_AVX512, eq_compact_f64_avx512)
 #endif
 
-/* idx and val: scratch for K entries each, owned by the calling thread. */
+/* idx and val: scratch for min(R, EQ_SPARSE_GROUP) x K entries each, owned by the calling thread. */
 #define EQ_DEFINE_SPARSE_DISPATCH(NAME, T)                                            \
     static void NAME(int isa, int R, int N, int K, const T *A, int lda, const T *B,   \
                      int ldb, int acc, T *C, int ldc, int *idx, T *val) {             \
