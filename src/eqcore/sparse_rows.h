@@ -81,9 +81,8 @@ EQ_TARGET_AVX512 EQ_INLINE int eq_compact_f64_avx512(const double *a, int K, int
 }
 #endif
 
-/* W vectors of columns from col of one row: dst = (acc ? src : 0) + sum_q val[q] B[idx[q], col:]. */
-#define EQ_SPARSE_TILE(T, VT, V, W, col, src, dst, idx, val, nnz)                     \
-    {                                                                                 \
+/* s[W]: W vectors of columns from col of one row, (acc ? src : 0) + sum_q val[q] B[idx[q], col:]. */
+#define EQ_SPARSE_SUMS(T, VT, V, W, col, src, idx, val, nnz)                          \
         VT s[W];                                                                      \
         for (int w = 0; w < (W); w++)                                                 \
             s[w] = acc ? *(const VT *)((src) + w * (V)) : (VT){0};                    \
@@ -91,8 +90,32 @@ EQ_TARGET_AVX512 EQ_INLINE int eq_compact_f64_avx512(const double *a, int K, int
             const T *bp = B + (size_t)(idx)[q] * ldb + (col);                         \
             T a = (val)[q];                                                           \
             for (int w = 0; w < (W); w++) s[w] += a * *(const VT *)(bp + w * (V));    \
-        }                                                                             \
+        }
+
+/* The W vectors of sums stored at dst. */
+#define EQ_SPARSE_TILE(T, VT, V, W, col, src, dst, idx, val, nnz)                     \
+    {                                                                                 \
+        EQ_SPARSE_SUMS(T, VT, V, W, col, src, idx, val, nnz)                          \
         for (int w = 0; w < (W); w++) *(VT *)((dst) + w * (V)) = s[w];                \
+    }
+
+/*
+ * The last 8 vectors of a row (from start = N - 8 V), stored only from column whole on:
+ * its vectors past whole straight from the registers, the one that straddles whole
+ * through a buffer of one vector (a store to a buffer read back at other offsets
+ * stalls the loads until the store completes).
+ */
+#define EQ_SPARSE_TAIL(T, VT, V, crow, start, whole, idx, val, nnz)                   \
+    {                                                                                 \
+        EQ_SPARSE_SUMS(T, VT, V, 8, start, (crow) + (start), idx, val, nnz)           \
+        int skip = (whole) - (start), w0 = skip / (V);                                \
+        if (skip % (V)) {                                                             \
+            T part[V];                                                                \
+            *(VT *)part = s[w0];                                                      \
+            for (int l = skip % (V); l < (V); l++) (crow)[(start) + w0 * (V) + l] = part[l]; \
+            w0++;                                                                     \
+        }                                                                             \
+        for (int w = w0; w < 8; w++) *(VT *)((crow) + (start) + w * (V)) = s[w];      \
     }
 
 /* The rows of a group at most this many: their compacted entries fill the scratch. */
@@ -114,15 +137,14 @@ EQ_TARGET_AVX512 EQ_INLINE int eq_compact_f64_avx512(const double *a, int K, int
  * vectors: 10 KB for the update of W_0 with batch 20, where all of B is 40 KB)
  * stay in L1 while the rows pass (docs/data/perf/update-strips-bench.c).
  * Columns past the whole tiles: one more 8-vector tile ending at column N,
- * computed first (from C as it was) into a buffer of which the columns past
- * the whole tiles are copied, so that its overlap with them is not added
- * twice. Narrower rows step down through 4, 2, 1 vectors. Each element is the
- * sum of its row's terms in the order of k, whatever the grouping.
+ * computed first (from C as it was) and stored only past the whole tiles
+ * (EQ_SPARSE_TAIL), so that its overlap with them is not added twice.
+ * Narrower rows step down through 4, 2, 1 vectors. Each element is the sum of
+ * its row's terms in the order of k, whatever the grouping.
  */
 #define EQ_DEFINE_SPARSE_ROWS(NAME, T, VT, V, ATTR, COMPACT)                          \
     ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *B,       \
                           int ldb, int acc, T *C, int ldc, int *idx, T *val) {        \
-        T tail[8 * (V)];                                                              \
         int nnz[EQ_SPARSE_GROUP];                                                     \
         for (int r0 = 0; r0 < R; r0 += EQ_SPARSE_GROUP) {                             \
             int rows = R - r0 < EQ_SPARSE_GROUP ? R - r0 : EQ_SPARSE_GROUP;           \
@@ -136,9 +158,8 @@ EQ_TARGET_AVX512 EQ_INLINE int eq_compact_f64_avx512(const double *a, int K, int
                     for (int r = 0; r < rows; r++) {                                  \
                         if (nnz[r] == 0 && acc) continue;                             \
                         T *crow = C + (size_t)(r0 + r) * ldc;                         \
-                        EQ_SPARSE_TILE(T, VT, V, 8, start, crow + start, tail,        \
-                                       idx + (size_t)r * K, val + (size_t)r * K, nnz[r]) \
-                        for (int cc = whole; cc < N; cc++) crow[cc] = tail[cc - start]; \
+                        EQ_SPARSE_TAIL(T, VT, V, crow, start, whole, idx + (size_t)r * K, \
+                                       val + (size_t)r * K, nnz[r])                   \
                     }                                                                 \
                 for (; c < whole; c += 8 * (V)) EQ_SPARSE_GROUP_TILES(T, VT, V, 8, c, crow + c) \
                 c = N; /* the tail tile took the rest */                              \
