@@ -29,6 +29,7 @@ cdef struct Connection:
     int hp, wp                 # the layer below's map with its zero padding
     double flops               # one bottom-up product, per example
     void* weights              # dense (n_in, n_out); conv (c_out, c_in, k, k)
+    int ld                     # dense: weights' row stride, n_out (the compiled loop pads W_0's: padded_rows)
     void* biases               # the layer above's bias: (n_out,) dense, (c_out,) conv
     void* weights_t            # per call: dense W^T (n_out, n_in); conv W as (patch, c_out)
     void* weights_taps         # per call, conv: W as (c_out, k, k, c_in), for the transposed convolution
@@ -64,6 +65,7 @@ cdef class Chain:
 
 cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=*, bint drive=*,
                                      int threads=*) except NULL
+cdef int padded_rows(int n, size_t item) noexcept nogil
 cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=*,
                           const bint* kept=*) noexcept nogil
 cdef void free_derived(Connection* conns, int n) noexcept

@@ -55,7 +55,8 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from eqcore._batch cimport all_finite, gather_examples, gather_rows, scatter_rows, score_output
 from eqcore._engine cimport (
-    KIND_CONV, POOL_MAX, Chain, Connection, derived_connections, free_derived, refresh_derived,
+    KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, derived_connections, free_derived, padded_rows,
+    refresh_derived,
 )
 from eqcore._gemm cimport BF16_OFF, current_bf16, current_isa
 from eqcore._openmp cimport useful_threads
@@ -63,6 +64,10 @@ from eqcore._relax cimport RelaxWork, relax_chunks, relax_work_alloc, relax_work
 from eqcore._update cimport (
     UpdateWork, ep_update, keeps_transpose, pooled_winners, update_work_alloc, update_work_free,
 )
+
+cdef extern from "<stdlib.h>" nogil:
+    int posix_memalign(void** memptr, size_t alignment, size_t size)
+
 
 cdef enum:
     _FAILED_NONE = 0
@@ -135,6 +140,26 @@ cdef void _nudged_phases(Chain chain, const Connection* conns, const floating* x
             memcpy(N[j], S[j], <size_t> m * widths[j] * sizeof(floating))
         relax_chunks(chain, conns, x_rows, N, targets, drive, m, steps, flops, epsilon, -beta, solver,
                      threads, True, False, work, neg_winners, isa)
+
+
+cdef void _copy_rows(const char* source, int source_ld, char* dest, int dest_ld, int rows, size_t row_bytes,
+                    size_t item) noexcept nogil:
+    cdef int r
+    for r in range(rows):
+        memcpy(dest + <size_t> r * dest_ld * item, source + <size_t> r * source_ld * item, row_bytes)
+
+
+cdef char* _padded_copy(Connection* c, size_t item) except NULL:
+    """Point dense connection ``c`` at a copy of its weights with padded rows (``padded_rows``); the
+    caller copies it back (``_copy_rows``) and frees it."""
+    cdef void* copy = NULL
+    cdef int ld = padded_rows(c.n_out, item)
+    if posix_memalign(&copy, 64, <size_t> c.n_in * ld * item) != 0:
+        raise MemoryError()
+    _copy_rows(<const char*> c.weights, c.n_out, <char*> copy, ld, c.n_in, c.n_out * item, item)
+    c.weights = copy
+    c.ld = ld
+    return <char*> copy
 
 
 def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labels,
@@ -225,6 +250,7 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
     cdef floating* nudged = NULL
     cdef double* scales = NULL
     cdef bint* kept_transposes = NULL
+    cdef char* padded_w0 = NULL
     cdef Connection* conns = NULL
     cdef Connection* update_conns = NULL
     cdef bint reuse_winners = not chain.bfloat16
@@ -356,6 +382,11 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
         # the transposes the update keeps current itself, when it updates the relaxation's layouts
         for j in range(n_layers):
             kept_transposes[j] = update_conns == conns and keeps_transpose(&conns[j], j)
+        # a dense W_0 is read (the drive) and written (its update) at every mini-batch: both run on a
+        # copy with padded rows (_engine.padded_rows), copied back at the end
+        if update_conns == conns and conns[0].kind == KIND_DENSE and padded_rows(conns[0].n_out, item) != conns[0].n_out:
+            padded_w0 = _padded_copy(&conns[0], item)
+            W[0] = <floating*> padded_w0
         relax_work_alloc(&relax_work, chain, batch_size, threads, False)
         update_work_alloc(&update_work, chain, batch_size, threads)
 
@@ -470,6 +501,10 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                     break
                 lap = _lap(stage_time, 5, lap)
     finally:
+        if padded_w0 != NULL:
+            _copy_rows(padded_w0, conns[0].ld, <char*> chain.conns[0].weights, conns[0].n_out, conns[0].n_in,
+                       conns[0].n_out * item, item)
+            free(padded_w0)
         if update_conns != conns:
             free_derived(update_conns, n_layers)  # NULL-safe
         free_derived(conns, n_layers)

@@ -249,8 +249,8 @@ cdef inline void _drive_half(const Connection* c, const floating* x, int rows, i
     cdef int k0 = 0 if half == 0 else input_half(c.n_in)
     cdef int k1 = input_half(c.n_in) if half == 0 else c.n_in
     if c1 > c0:
-        input_gemm(rows, c1 - c0, k1 - k0, x + k0, c.n_in, <const floating*> c.weights + <size_t> k0 * c.n_out + c0,
-                   c.n_out, accumulate, out + c0, c.n_out, input_index, NULL, True, isa)
+        input_gemm(rows, c1 - c0, k1 - k0, x + k0, c.n_in, <const floating*> c.weights + <size_t> k0 * c.ld + c0,
+                   c.ld, accumulate, out + c0, c.n_out, input_index, NULL, True, isa)
 
 
 cdef inline void _add_rows(floating* drive, const floating* partial, int rows, int n) noexcept nogil:

@@ -60,7 +60,7 @@ cdef extern from "<stdlib.h>" nogil:
 
 from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections, free_derived,
-    unpool,
+    padded_rows, unpool,
 )
 from eqcore._gemm cimport blas_products, current_isa, input_gemm, input_half, small_gemm
 from eqcore._kernels cimport (
@@ -159,7 +159,7 @@ cdef void _narrow_task(const Connection* c, int batch, int depth, const floating
         small_gemm(n_out, rows, batch, right_t + batch, depth, neg_below + row0, c.n_in, True, t, rows, isa)
     for i in range(rows):
         for o in range(n_out):
-            w[i * n_out + o] += t[o * rows + i]
+            w[i * c.ld + o] += t[o * rows + i]
     if wt != NULL:
         for o in range(n_out):
             wt_row = wt + <size_t> o * c.n_in + row0
@@ -271,10 +271,10 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     work.conv_scratch = malloc(max(<size_t> n_threads * work.per_thread, 1) * chain.itemsize)
     work.narrow = malloc(<size_t> n_threads * NARROW_OUTPUTS * ROW_BLOCK * chain.itemsize)
     # per thread that updates a dense W_0's blocks: its own B_0 (and its transpose for a narrow
-    # layer 0), rows padded to whole cache lines, which B_0's vector loads then never straddle
+    # layer 0), its rows padded (_engine.padded_rows), so that its vector loads never straddle lines
     work.own_ld = chain.conns[0].n_out
     if chain.conns[0].n_out >= NARROW_OUTPUTS:
-        work.own_ld = (chain.conns[0].n_out * chain.itemsize + 63) // 64 * 64 // chain.itemsize
+        work.own_ld = padded_rows(chain.conns[0].n_out, chain.itemsize)
     work.own_stride = 2 * batch * work.own_ld
     work.own_right = NULL
     if posix_memalign(&work.own_right, 64, (<size_t> n_threads * work.own_stride
@@ -376,7 +376,7 @@ cdef void _run_task(int t, const Connection* conns, UpdateWork* work, int batch,
         task_left = operands + work.left_offset[layer] + <size_t> row0 * depth
         task_right = own_right if own_right != NULL else operands + left_size + work.right_offset[layer]
         right_ld = work.own_ld if own_right != NULL else n_out
-        task_w = W[layer] + <size_t> row0 * n_out
+        task_w = W[layer] + <size_t> row0 * c.ld
         if keeps_transpose(c, layer):
             _narrow_task(c, batch, depth, task_right + <size_t> depth * n_out,
                          readout_input if layer == readout_layer else P[layer - 1],
@@ -388,10 +388,10 @@ cdef void _run_task(int t, const Connection* conns, UpdateWork* work, int batch,
                          P, N, row0, task_rows, operands + work.left_offset[layer], isa)
         if layer == 0:  # the left operand is x^T: its zeros can be skipped
             input_gemm(task_rows, n_out, depth, task_left, depth, task_right, right_ld, True,
-                       task_w, n_out, work.input_index + <size_t> tid * ROW_BLOCK * batch,
+                       task_w, c.ld, work.input_index + <size_t> tid * ROW_BLOCK * batch,
                        <floating*> work.input_value + <size_t> tid * ROW_BLOCK * batch, False, isa)
         else:
-            small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True, task_w, n_out, isa)
+            small_gemm(task_rows, n_out, depth, task_left, depth, task_right, n_out, True, task_w, c.ld, isa)
     elif c.pool == POOL_MAX:
         depth = batch if layer == 0 else 2 * batch
         for e in range(depth):
@@ -416,7 +416,8 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
 
     P[j], N[j] are the (batch x n_j) states, ``conns`` the chain's derived
     float32 or float64 connections (``derived_connections``, with or without
-    transposes), current for the parameters. With the
+    transposes), current for the parameters; a dense W[j]'s rows are
+    ``conns[j].ld`` apart. With the
     chain's readout, ``readout_input`` is the free (batch x n_L) state below it
     (else NULL). With ``winners_ready`` the max-pool winners are already where
     ``pooled_winners`` says, and no convolution is run. Arguments are not
