@@ -688,30 +688,30 @@ cdef bint _events_apply(Chain chain) noexcept:
     return wide
 
 
-cdef void _split_drive(const Connection* conns, const floating* x, int batch, floating* drive,
-                       floating* partial, int parts, int* input_index, int isa) noexcept nogil:
-    """The drive x W_0 of the whole batch on ``parts`` threads: its two halves of W_0's rows
-    (``input_half``), each cut by columns into ceil(parts / 2) slices (``column_start``), then summed.
+cdef inline int _drive_halves(const Connection* c) noexcept nogil:
+    return 2 if input_half(c.n_in) > 0 else 1
 
-    Part p takes half p % 2, as thread p of the update of W_0 does (_update.pyx), so that
-    on two cores each reads only the half of W_0 that its own updates left in its
-    cache. The values are those of ``_compute_drive`` on one thread: every element
-    is its two halves' sums, each summed in the same order, then added.
+
+cdef void _drive_task(const Connection* conns, const floating* x, int batch, floating* drive,
+                      floating* partial, int parts, int task, int* input_index, int isa) noexcept nogil:
+    """Task ``task`` of the drive x W_0 of the whole batch on ``parts`` threads: the batch's
+    product with one of the two halves of W_0's rows (``input_half``), cut by columns into
+    ceil(parts / 2) slices (``column_start``); ``_drive_halves(c) * slices`` tasks in all.
+
+    Task p takes half p % 2 (half 1 into ``partial``), as thread p of the update of W_0 does
+    (_update.pyx), so that on two cores each reads only the half of W_0 that its own updates
+    left in its cache. Once every task is done and each row's ``partial`` is added to ``drive``
+    (``_add_rows``), the values are those of ``_compute_drive`` on one thread: every
+    element is its two halves' sums, each summed in the same order, then added.
     """
     cdef const Connection* c = &conns[0]
-    cdef int halves = 2 if input_half(c.n_in) > 0 else 1
+    cdef int halves = _drive_halves(c)
     cdef int slices = (parts + halves - 1) // halves
-    cdef int task, half, c0, c1, r
-    with parallel(num_threads=parts):
-        for task in prange(halves * slices, schedule="static", chunksize=1):
-            half = task % 2 if halves == 2 else 1
-            c0 = column_start(c.n_out, slices, task // halves)
-            c1 = column_start(c.n_out, slices, task // halves + 1)
-            _drive_half(c, x, batch, c0, c1, half, False, partial if halves == 2 and half == 1 else drive,
-                        input_index + threadid() * shared_scratch(c.n_in), isa)
-        if halves == 2:
-            for r in prange(batch, schedule="static"):
-                _add_rows(drive + <size_t> r * c.n_out, partial + <size_t> r * c.n_out, 1, c.n_out)
+    cdef int half = task % 2 if halves == 2 else 1
+    cdef int c0 = column_start(c.n_out, slices, task // halves)
+    cdef int c1 = column_start(c.n_out, slices, task // halves + 1)
+    _drive_half(c, x, batch, c0, c1, half, False, partial if halves == 2 and half == 1 else drive,
+                input_index, isa)
 
 
 cdef inline size_t _conv_per_chunk(Chain chain, const RelaxWork* work, int chunk_rows) noexcept nogil:
@@ -750,7 +750,7 @@ cdef int relax_work_alloc(RelaxWork* work, Chain chain, int max_batch, int threa
                           * chain.itemsize)
     work.int_scratch = <int*> malloc(max(rows * winners_per_row, 1) * sizeof(int))
     work.input_index = <int*> malloc(<size_t> chunks * shared_scratch(chain.conns[0].n_in) * sizeof(int))
-    # the second half of a dense drive on its own threads, before it is added (_split_drive)
+    # the second half of a dense drive on its own threads, before it is added (_drive_task)
     work.drive_partial = malloc((rows * chain.conns[0].n_out if chain.conns[0].kind == KIND_DENSE else 1)
                                 * chain.itemsize)
     if not (work.chunk_s and work.chunk_h and work.chunk_winners and work.chunk_winners_out and work.scratch
@@ -805,7 +805,8 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
     nor ``threads`` the threads it was allocated for.
     """
     cdef int n_layers = chain.n_connections
-    cdef int j, c, n_chunks, chunk_rows, r0, rows
+    cdef int j, c, n_chunks, chunk_rows, r0, rows, task, drive_tasks
+    cdef bint split, add_partial
     cdef size_t h_per_chunk, conv_per_chunk, floats_per_chunk, winners_per_chunk
     cdef floating* scratch = <floating*> work.scratch
     cdef floating** chunk_s = <floating**> work.chunk_s
@@ -837,15 +838,26 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
     conv_per_chunk = _conv_per_chunk(chain, work, chunk_rows)
     floats_per_chunk = h_per_chunk + conv_per_chunk + (0 if drive != NULL else <size_t> chunk_rows * conns[0].n_out)
 
-    if (n_chunks > 1 and drive != NULL and not drive_ready and conns[0].kind == KIND_DENSE
-            and not conns[0].bf16):
-        _split_drive(conns, x, batch, drive, <floating*> work.drive_partial, n_chunks, work.input_index, isa)
+    # a dense drive on several threads: in the same parallel region, each thread drives with its half
+    # of W_0 (_drive_task), then adds the other half's product to its rows before relaxing them
+    split = (n_chunks > 1 and drive != NULL and not drive_ready and conns[0].kind == KIND_DENSE
+             and not conns[0].bf16)
+    drive_tasks = _drive_halves(&conns[0]) * ((n_chunks + _drive_halves(&conns[0]) - 1) // _drive_halves(&conns[0]))
+    add_partial = split and _drive_halves(&conns[0]) == 2
+    if split:
         drive_ready = True
 
     with parallel(num_threads=n_chunks):
+        if split:
+            for task in prange(drive_tasks, schedule="static", chunksize=1):
+                _drive_task(conns, x, batch, drive, <floating*> work.drive_partial, n_chunks, task,
+                            work.input_index + threadid() * shared_scratch(conns[0].n_in), isa)
         for c in prange(n_chunks, schedule="static", chunksize=1):
             r0 = c * chunk_rows
             rows = min(chunk_rows, batch - r0)
+            if add_partial:
+                _add_rows(drive + <size_t> r0 * conns[0].n_out,
+                          <floating*> work.drive_partial + <size_t> r0 * conns[0].n_out, rows, conns[0].n_out)
             chunk_scratch = scratch + <size_t> c * floats_per_chunk
             chunk_ints = work.int_scratch + <size_t> c * winners_per_chunk
             for j in range(n_layers):

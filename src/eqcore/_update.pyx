@@ -19,7 +19,7 @@ A_0 = x^T, B_0 = scale_0 (P_0 - N_0): depth batch instead of 2 batch. Fixed
 blocks of weight rows are spread over the threads, each building its rows of
 A_j, so each element is computed by the same arithmetic whatever the thread
 count. The blocks of W_0 go to the threads that computed the drive with their
-half of W_0's rows (_relax._split_drive: thread p, half p % 2), so that on two
+half of W_0's rows (_relax._drive_task: thread p, half p % 2), so that on two
 cores each half of W_0 stays in one core's cache from one mini-batch to the
 next instead of crossing to the other core twice per mini-batch; the other
 blocks go to whichever thread is free. Where x is mostly zeros (images), the
@@ -351,7 +351,7 @@ cdef int* pooled_winners(const Connection* conns, int n_layers, UpdateWork* work
 
 cdef inline int _block_owner(int row0, int half, int threads) noexcept nogil:
     """The thread that updates W_0's block of rows from row0: of the threads of the half's parity
-    (thread p drives with half p % 2, _relax._split_drive), the block's turn in its half."""
+    (thread p drives with half p % 2, _relax._drive_task), the block's turn in its half."""
     cdef int h = 0 if row0 < half else 1
     cdef int peers = (threads - h + 1) // 2
     return h + 2 * (((row0 - h * half) // ROW_BLOCK) % peers)
@@ -467,7 +467,7 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
     n_threads = useful_threads(threads, flops, n_tasks)
 
     # W_0's blocks (first in the task list) go to the threads that drove with their half of its
-    # rows (_relax._split_drive), so that each core keeps its half of W_0 in its cache; each
+    # rows (_relax._drive_task), so that each core keeps its half of W_0 in its cache; each
     # such thread builds its own B_0 from the states (instead of reading one thread's copy)
     bound = 0
     if n_threads > 1 and conns[0].kind == KIND_DENSE and input_half(conns[0].n_in) > 0:
