@@ -144,6 +144,7 @@ cdef void _nudged_phases(Chain chain, const Connection* conns, const floating* x
 
 cdef void _copy_rows(const char* source, int source_ld, char* dest, int dest_ld, int rows, size_t row_bytes,
                     size_t item) noexcept nogil:
+    """``rows`` rows of ``row_bytes``, ``source_ld`` and ``dest_ld`` values of ``item`` bytes apart."""
     cdef int r
     for r in range(rows):
         memcpy(dest + <size_t> r * dest_ld * item, source + <size_t> r * source_ld * item, row_bytes)
@@ -384,7 +385,8 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
             kept_transposes[j] = update_conns == conns and keeps_transpose(&conns[j], j)
         # a dense W_0 is read (the drive) and written (its update) at every mini-batch: both run on a
         # copy with padded rows (_engine.padded_rows), copied back at the end
-        if update_conns == conns and conns[0].kind == KIND_DENSE and padded_rows(conns[0].n_out, item) != conns[0].n_out:
+        if (update_conns == conns and conns[0].kind == KIND_DENSE
+                and padded_rows(conns[0].n_out, item) != conns[0].n_out):
             padded_w0 = _padded_copy(&conns[0], item)
             W[0] = <floating*> padded_w0
         relax_work_alloc(&relax_work, chain, batch_size, threads, False)

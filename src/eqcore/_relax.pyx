@@ -805,7 +805,7 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
     nor ``threads`` the threads it was allocated for.
     """
     cdef int n_layers = chain.n_connections
-    cdef int j, c, n_chunks, chunk_rows, r0, rows, task, drive_tasks
+    cdef int j, c, n_chunks, chunk_rows, r0, rows, task, halves, drive_tasks
     cdef bint split, add_partial
     cdef size_t h_per_chunk, conv_per_chunk, floats_per_chunk, winners_per_chunk
     cdef floating* scratch = <floating*> work.scratch
@@ -842,8 +842,9 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
     # of W_0 (_drive_task), then adds the other half's product to its rows before relaxing them
     split = (n_chunks > 1 and drive != NULL and not drive_ready and conns[0].kind == KIND_DENSE
              and not conns[0].bf16)
-    drive_tasks = _drive_halves(&conns[0]) * ((n_chunks + _drive_halves(&conns[0]) - 1) // _drive_halves(&conns[0]))
-    add_partial = split and _drive_halves(&conns[0]) == 2
+    halves = _drive_halves(&conns[0])
+    drive_tasks = halves * ((n_chunks + halves - 1) // halves)
+    add_partial = split and halves == 2
     if split:
         drive_ready = True
 

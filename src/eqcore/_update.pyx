@@ -54,10 +54,6 @@ from libc.math cimport isfinite
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
-
-cdef extern from "<stdlib.h>" nogil:
-    int posix_memalign(void** memptr, size_t alignment, size_t size)
-
 from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections, free_derived,
     padded_rows, unpool,
@@ -70,6 +66,11 @@ from eqcore._kernels cimport (
 from eqcore._openmp cimport useful_threads
 
 import numpy as np
+
+
+cdef extern from "<stdlib.h>" nogil:
+    int posix_memalign(void** memptr, size_t alignment, size_t size)
+
 
 DEF ROW_BLOCK = 64
 DEF CONV_ROW_BLOCK = 16
