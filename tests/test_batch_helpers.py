@@ -81,3 +81,20 @@ def test_mismatched_buffers_are_rejected():
     x_out, target_out, state_out = buffers(np.float64, len(index))
     with pytest.raises(ValueError, match="particles"):
         gather_batch(x, labels, index, x_out, target_out, [np.ascontiguousarray(p[:, :2]) for p in particles], state_out)
+
+
+@pytest.mark.parametrize("width", [1, 15, 16, 17, 100, 510])
+def test_every_non_finite_entry_is_found_on_every_instruction_set(dtype, width, kernel):
+    """The non-finite count (state_update.h) on whole vectors and their remainders, each ISA."""
+    rng = np.random.default_rng(width)
+    labels = rng.integers(0, 3, 4)
+    index = np.arange(4)
+    particles = [rng.random((4, width)).astype(dtype), rng.random((4, 3)).astype(dtype)]
+    target = np.eye(3, dtype=dtype)[labels]
+    for place in {0, width // 2, width - 1, 2 * width + width - 1}:
+        for bad in (np.nan, np.inf, -np.inf):
+            state = [np.full((4, width), 0.25, dtype), np.full((4, 3), 0.5, dtype)]
+            state[0].flat[place] = bad
+            assert summarise_free_phase(state, target, labels, index, particles) == (False, 0, 0.0)
+    state = [np.full((4, width), np.finfo(dtype).max, dtype), np.zeros((4, 3), dtype)]
+    assert summarise_free_phase(state, target, labels, index, particles)[0]

@@ -12,9 +12,12 @@ score and keep the particles with the same code.
 
 from cython cimport floating
 from libc.float cimport DBL_MIN, FLT_MIN
-from libc.math cimport isfinite, log
+from libc.math cimport log
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
+
+from eqcore._gemm cimport current_isa
+from eqcore._kernels cimport eq_nonfinite_f32, eq_nonfinite_f64
 
 
 cdef void gather_examples(const floating* x, int n_in, const int64_t* labels, const int64_t* index,
@@ -46,13 +49,10 @@ cdef void scatter_rows(const floating* rows, const int64_t* index, int m, int wi
         memcpy(&dest[index[i] * width], &rows[i * width], width * sizeof(floating))
 
 
-cdef bint all_finite(const floating* values, size_t count) noexcept nogil:
-    cdef size_t k
-    cdef bint finite = True
-    for k in range(count):
-        if not isfinite(values[k]):
-            finite = False
-    return finite
+cdef bint all_finite(const floating* values, size_t count, int isa) noexcept nogil:
+    if floating is float:
+        return eq_nonfinite_f32(isa, count, values) == 0
+    return eq_nonfinite_f64(isa, count, values) == 0
 
 
 cdef double score_output(const floating* output, const floating* target, int m, int n_out,
@@ -147,7 +147,7 @@ def summarise_free_phase(list state, const floating[:, ::1] target, const int64_
         if layer.shape[0] != m:
             raise ValueError("state must have one row per index")
         with nogil:
-            finite = all_finite(&layer[0, 0], <size_t> m * layer.shape[1])
+            finite = all_finite(&layer[0, 0], <size_t> m * layer.shape[1], current_isa())
         if not finite:
             return False, 0, 0.0
     output = state[n_layers - 1]

@@ -85,6 +85,8 @@ cdef extern from "state_update.h" nogil:
     void eq_exact_f64(int isa, double* s, const double* h, const double* d, const double* b, const double* t,
                       int rows, int n, double beta, int clip)
     int EQ_TOP_DOWN_MAX_K
+    size_t eq_nonfinite_f32(int isa, size_t n, const float* v)
+    size_t eq_nonfinite_f64(int isa, size_t n, const double* v)
     void eq_euler_td_f32(int isa, float* s, const float* h, const float* d, const float* b, const float* a,
                          int lda, int K, const float* wt, int rows, int n, float eps, int clip)
     void eq_euler_td_f64(int isa, double* s, const double* h, const double* d, const double* b,
