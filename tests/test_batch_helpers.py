@@ -85,7 +85,7 @@ def test_mismatched_buffers_are_rejected():
 
 @pytest.mark.parametrize("width", [1, 15, 16, 17, 100, 510])
 def test_every_non_finite_entry_is_found_on_every_instruction_set(dtype, width, kernel):
-    """The non-finite count (state_update.h) on whole vectors and their remainders, each ISA."""
+    """The non-finite count (sparse_rows.h) on whole vectors and their remainders, each ISA."""
     rng = np.random.default_rng(width)
     labels = rng.integers(0, 3, 4)
     index = np.arange(4)

@@ -9,7 +9,7 @@ cdef void gather_rows(const floating* source, const int64_t* index, int m, int w
                       floating* dest) noexcept nogil
 cdef void scatter_rows(const floating* rows, const int64_t* index, int m, int width,
                        floating* dest) noexcept nogil
-cdef bint all_finite(const floating* values, size_t count, int isa) noexcept nogil
+cdef bint all_finite(const floating* values, int rows, int width, int isa) noexcept nogil
 cdef double score_output(const floating* output, const floating* target, int m, int n_out,
                          const int64_t* labels, const int64_t* index, long* errors,
                          bint cross_entropy) noexcept nogil

@@ -17,7 +17,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from eqcore._gemm cimport current_isa
-from eqcore._kernels cimport eq_nonfinite_f32, eq_nonfinite_f64
+from eqcore._kernels cimport eq_count_nonfinite_f32, eq_count_nonfinite_f64
 
 
 cdef void gather_examples(const floating* x, int n_in, const int64_t* labels, const int64_t* index,
@@ -49,10 +49,11 @@ cdef void scatter_rows(const floating* rows, const int64_t* index, int m, int wi
         memcpy(&dest[index[i] * width], &rows[i * width], width * sizeof(floating))
 
 
-cdef bint all_finite(const floating* values, size_t count, int isa) noexcept nogil:
+cdef bint all_finite(const floating* values, int rows, int width, int isa) noexcept nogil:
+    """Whether every value of the rows x width block is finite (sparse_rows.h, eq_count_nonfinite)."""
     if floating is float:
-        return eq_nonfinite_f32(isa, count, values) == 0
-    return eq_nonfinite_f64(isa, count, values) == 0
+        return eq_count_nonfinite_f32(isa, rows, width, values, width) == 0
+    return eq_count_nonfinite_f64(isa, rows, width, values, width) == 0
 
 
 cdef double score_output(const floating* output, const floating* target, int m, int n_out,
@@ -147,7 +148,7 @@ def summarise_free_phase(list state, const floating[:, ::1] target, const int64_
         if layer.shape[0] != m:
             raise ValueError("state must have one row per index")
         with nogil:
-            finite = all_finite(&layer[0, 0], <size_t> m * layer.shape[1], current_isa())
+            finite = all_finite(&layer[0, 0], m, layer.shape[1], current_isa())
         if not finite:
             return False, 0, 0.0
     output = state[n_layers - 1]

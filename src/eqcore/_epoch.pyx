@@ -445,7 +445,7 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                 lap = _lap(stage_time, 2, lap)
                 finite = True
                 for j in range(n_layers):
-                    if finite and not all_finite(S[j], <size_t> m * widths[j], isa):
+                    if finite and not all_finite(S[j], m, widths[j], isa):
                         finite = False
                 if not finite:
                     failure = _FAILED_FREE_PHASE

@@ -72,6 +72,8 @@ cdef extern from "sparse_rows.h" nogil:
                        int ldb, int acc, double* C, int ldc, int* idx, double* val)
     long eq_count_nonzero_f32(int isa, int R, int K, const float* A, int lda)
     long eq_count_nonzero_f64(int isa, int R, int K, const double* A, int lda)
+    long eq_count_nonfinite_f32(int isa, int R, int K, const float* A, int lda)
+    long eq_count_nonfinite_f64(int isa, int R, int K, const double* A, int lda)
     long eq_step_delta_f32(int isa, size_t n, const float* s, float* prev, float* delta)
     long eq_step_delta_f64(int isa, size_t n, const double* s, double* prev, double* delta)
 
@@ -85,8 +87,6 @@ cdef extern from "state_update.h" nogil:
     void eq_exact_f64(int isa, double* s, const double* h, const double* d, const double* b, const double* t,
                       int rows, int n, double beta, int clip)
     int EQ_TOP_DOWN_MAX_K
-    size_t eq_nonfinite_f32(int isa, size_t n, const float* v)
-    size_t eq_nonfinite_f64(int isa, size_t n, const double* v)
     void eq_euler_td_f32(int isa, float* s, const float* h, const float* d, const float* b, const float* a,
                          int lda, int K, const float* wt, int rows, int n, float eps, int clip)
     void eq_euler_td_f64(int isa, double* s, const double* h, const double* d, const double* b,

@@ -308,36 +308,46 @@ EQ_DEFINE_STRIPS_DISPATCH(eq_strips_f32, float)
 EQ_DEFINE_STRIPS_DISPATCH(eq_strips_f64, double)
 
 /*
- * Non-zero entries (NaN included) of the R x K block A (lda apart), to decide
- * which product pays. Each row counts in 32-bit lanes, which vectorize (a long
- * count did not): 20 MNIST-sized rows, 0.63 us with AVX-512 against 2.5-3.3 us
- * before, a cost the drive x W_0 pays on each thread (docs/performance.md).
+ * Entries of the R x K block A (lda apart) that pass TEST, each row counted in
+ * 32-bit lanes, which vectorize (a long count did not):
+ *
+ * - eq_count_nonzero: the non-zero ones (NaN included), to decide which product
+ *   pays: 20 MNIST-sized rows, 0.63 us with AVX-512 against 2.5-3.3 us before, a
+ *   cost the drive x W_0 pays on each thread (docs/performance.md);
+ * - eq_count_nonfinite: the infinite or NaN ones, for which a - a is NaN where
+ *   it is exactly 0 for a finite a (isfinite() did not vectorize): the compiled
+ *   epoch loop asks it of every free state to stop a diverging run.
  */
-#define EQ_DEFINE_COUNT(NAME, T, ATTR)                                                \
+#define EQ_NONZERO(a) ((a) != 0)
+#define EQ_NONFINITE(a) (!((a) - (a) == 0))
+#define EQ_DEFINE_COUNT(NAME, T, ATTR, TEST)                                          \
     ATTR static long NAME(int R, int K, const T *A, int lda) {                        \
         long n = 0;                                                                   \
         for (int r = 0; r < R; r++) {                                                 \
             const T *a = A + (size_t)r * lda;                                         \
             int row = 0;                                                              \
-            for (int k = 0; k < K; k++) row += a[k] != 0;                             \
+            for (int k = 0; k < K; k++) row += TEST(a[k]);                            \
             n += row;                                                                 \
         }                                                                             \
         return n;                                                                     \
     }
 
-/* Both element types of a family on one instruction set (EQ_FOR_EACH_ISA's arguments). */
+/* Both element types of both families on one instruction set (EQ_FOR_EACH_ISA's arguments). */
 #define EQ_DEFINE_COUNT_ISA(SUFFIX, ATTR, FV, FL, DV, DL)                             \
-    EQ_DEFINE_COUNT(eq_count_nonzero_f32_##SUFFIX, float, ATTR)                       \
-    EQ_DEFINE_COUNT(eq_count_nonzero_f64_##SUFFIX, double, ATTR)
+    EQ_DEFINE_COUNT(eq_count_nonzero_f32_##SUFFIX, float, ATTR, EQ_NONZERO)           \
+    EQ_DEFINE_COUNT(eq_count_nonzero_f64_##SUFFIX, double, ATTR, EQ_NONZERO)          \
+    EQ_DEFINE_COUNT(eq_count_nonfinite_f32_##SUFFIX, float, ATTR, EQ_NONFINITE)       \
+    EQ_DEFINE_COUNT(eq_count_nonfinite_f64_##SUFFIX, double, ATTR, EQ_NONFINITE)
 EQ_FOR_EACH_ISA(EQ_DEFINE_COUNT_ISA)
 
-static long eq_count_nonzero_f32(int isa, int R, int K, const float *A, int lda) {
-    EQ_DISPATCH_RETURN(isa, eq_count_nonzero_f32, (R, K, A, lda))
-}
-
-static long eq_count_nonzero_f64(int isa, int R, int K, const double *A, int lda) {
-    EQ_DISPATCH_RETURN(isa, eq_count_nonzero_f64, (R, K, A, lda))
-}
+#define EQ_DEFINE_COUNT_DISPATCH(NAME, T)                                             \
+    static long NAME(int isa, int R, int K, const T *A, int lda) {                    \
+        EQ_DISPATCH_RETURN(isa, NAME, (R, K, A, lda))                                 \
+    }
+EQ_DEFINE_COUNT_DISPATCH(eq_count_nonzero_f32, float)
+EQ_DEFINE_COUNT_DISPATCH(eq_count_nonzero_f64, double)
+EQ_DEFINE_COUNT_DISPATCH(eq_count_nonfinite_f32, float)
+EQ_DEFINE_COUNT_DISPATCH(eq_count_nonfinite_f64, double)
 
 /*
  * The change of a state since the last call: delta = s - prev, then prev = s,

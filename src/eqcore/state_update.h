@@ -208,35 +208,4 @@ EQ_DEFINE_STATE_DISPATCH(f64, double)
 EQ_DEFINE_TOP_DOWN_DISPATCH(f32, float)
 EQ_DEFINE_TOP_DOWN_DISPATCH(f64, double)
 
-/*
- * How many of n values are not finite (infinite or NaN), which the compiled epoch
- * loop asks of every free state to stop a diverging run: v - v is 0 exactly for a
- * finite v and NaN otherwise, a comparison that vectorizes counted in 32-bit lanes
- * (isfinite() did not on AVX-512: 20 x 510 floats took about a microsecond).
- */
-#define EQ_DEFINE_NONFINITE(NAME, T, ATTR)                                            \
-    ATTR static size_t NAME(size_t n, const T *v) {                                   \
-        size_t total = 0;                                                             \
-        for (size_t i = 0; i < n;) {                                                  \
-            size_t end = n - i > ((size_t)1 << 30) ? i + ((size_t)1 << 30) : n;       \
-            int bad = 0;                                                              \
-            for (; i < end; i++) bad += !(v[i] - v[i] == 0);                          \
-            total += (size_t)bad;                                                     \
-        }                                                                             \
-        return total;                                                                 \
-    }
-
-#define EQ_DEFINE_NONFINITE_ISA(SUFFIX, ATTR, FV, FL, DV, DL)                         \
-    EQ_DEFINE_NONFINITE(eq_nonfinite_f32_##SUFFIX, float, ATTR)                       \
-    EQ_DEFINE_NONFINITE(eq_nonfinite_f64_##SUFFIX, double, ATTR)
-EQ_FOR_EACH_ISA(EQ_DEFINE_NONFINITE_ISA)
-
-static size_t eq_nonfinite_f32(int isa, size_t n, const float *v) {
-    EQ_DISPATCH_RETURN(isa, eq_nonfinite_f32, (n, v))
-}
-
-static size_t eq_nonfinite_f64(int isa, size_t n, const double *v) {
-    EQ_DISPATCH_RETURN(isa, eq_nonfinite_f64, (n, v))
-}
-
 #endif
