@@ -226,8 +226,12 @@ def test_the_next_mini_batch_gathers_while_a_one_thread_nudged_phase_runs(settin
     train_both(threads=2, epochs=2, **settings)
 
 
-def test_the_progress_bar_chunks_give_the_same_run(monkeypatch, capsys):
+@pytest.mark.parametrize("seconds", [0.0, 0.1], ids=["calls-of-3", "calls-of-0.1-s"])
+def test_the_progress_bar_chunks_give_the_same_run(monkeypatch, capsys, seconds):
+    """Calls of PROGRESS_EVERY mini-batches (every call the same size), or as many as ran in
+    about PROGRESS_SECONDS (the default): the Python loop's run either way."""
     monkeypatch.setattr(trainer_module, "PROGRESS_EVERY", 3)
+    monkeypatch.setattr(trainer_module, "PROGRESS_SECONDS", seconds)
     x, labels = make_data()
     shown = make_trainer()
     shown.fit(x, labels, epochs=2, progress=True)
