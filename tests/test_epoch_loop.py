@@ -152,12 +152,13 @@ def test_bfloat16_chains(mode, every_thread_runs):
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_split_drive_padded_rows_and_kept_transpose(dtype, threads):
-    """An input of 150 (the drive split in halves, their sums added in the relaxation's own
-    threads), a W_0 of 40 columns (the loop's copy in padded rows, copied back at the end),
-    a narrow output (its W^T kept by the update) and mostly-zero inputs (the sparse update in
-    column tiles), on one to three threads: the same run as the Python loop."""
-    train_both(data=make_data(inputs=150, zeros=0.8), layers=(150, 40, N_CLASSES), dtype=dtype,
+def test_split_drive_padded_rows_and_kept_transpose(dtype, threads, every_thread_runs):
+    """An input of 150 (the drive split in halves inside the relaxation's parallel region, and
+    each half's rows of W_0 updated by its own threads), a W_0 of 150 columns (the loop's copy
+    in padded rows, copied back at the end; wider than one column tile of the sparse update, so
+    its last tile too), a narrow output (its W^T kept by the update) and mostly-zero inputs,
+    on one to three threads: the same run as the Python loop."""
+    train_both(data=make_data(inputs=150, zeros=0.8), layers=(150, 150, N_CLASSES), dtype=dtype,
                threads=threads, batch_size=20, learning_rates=[0.2, 0.1])
 
 

@@ -94,8 +94,9 @@ Callback = Callable[["Trainer", "EpochRecord"], Any]
 #: threads get enough rows each; examples relax independently, so it does not
 #: change the result.
 EVAL_BATCH_SIZE = 1000
-#: Mini-batches between two updates of the progress bar's live numbers (and,
-#: with the bar shown, the fewest per call of the compiled epoch loop).
+#: Mini-batches between two updates of the progress bar's live numbers in the
+#: Python loop, and, with the bar shown, the compiled epoch loop's first call
+#: (and its fewest per call: it updates the bar after each call).
 PROGRESS_EVERY = 50
 #: With the bar shown, the compiled epoch loop's calls run about this long
 #: (each call's setup, 0.2 ms for 784-500-10, stays a small part of it).

@@ -157,6 +157,7 @@ cdef char* _padded_copy(Connection* c, size_t item) except NULL:
     cdef int ld = padded_rows(c.n_out, item)
     if posix_memalign(&copy, 64, <size_t> c.n_in * ld * item) != 0:
         raise MemoryError()
+    memset(copy, 0, <size_t> c.n_in * ld * item)  # the padding, which no kernel reads
     _copy_rows(<const char*> c.weights, c.n_out, <char*> copy, ld, c.n_in, c.n_out * item, item)
     c.weights = copy
     c.ld = ld
@@ -171,6 +172,10 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                   int solver, int threads, int64_t[::1] batch_errors, double[::1] batch_costs,
                   long errors=0, double cost=0.0, double[::1] stage_seconds=None):
     """Train on mini-batches ``start .. stop - 1`` of an epoch in one nogil call.
+
+    A float chain's dense W_0 is trained on a copy with padded rows and copied
+    back when the call returns or raises: until then the chain's W_0 array
+    holds the values it had at the call's start.
 
     Parameters
     ----------

@@ -838,8 +838,9 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
     conv_per_chunk = _conv_per_chunk(chain, work, chunk_rows)
     floats_per_chunk = h_per_chunk + conv_per_chunk + (0 if drive != NULL else <size_t> chunk_rows * conns[0].n_out)
 
-    # a dense drive on several threads: in the same parallel region, each thread drives with its half
-    # of W_0 (_drive_task), then adds the other half's product to its rows before relaxing them
+    # a dense drive on several threads, in the same parallel region: first the drive's tasks
+    # (_drive_task: on two threads thread p takes W_0's half p), then, after their barrier, each
+    # chunk adds half 1's product (in drive_partial) to its rows of half 0's before relaxing them
     split = (n_chunks > 1 and drive != NULL and not drive_ready and conns[0].kind == KIND_DENSE
              and not conns[0].bf16)
     halves = _drive_halves(&conns[0])

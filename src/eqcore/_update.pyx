@@ -285,6 +285,8 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
             and work.task_end and work.input_value and work.input_index and work.conv_scratch and work.narrow
             and work.own_right and work.pool_winners and work.winners_offset):
         raise MemoryError()
+    if chain.conns[0].kind == KIND_DENSE:  # B_0's padding, which no kernel reads
+        memset(work.own_right, 0, <size_t> n_threads * work.own_stride * chain.itemsize)
     # W_0's blocks first (ep_update binds them to threads), from 0 and from input_half
     t = 0
     for j in range(n_layers):
@@ -418,7 +420,9 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
     P[j], N[j] are the (batch x n_j) states, ``conns`` the chain's derived
     float32 or float64 connections (``derived_connections``, with or without
     transposes), current for the parameters; a dense W[j]'s rows are
-    ``conns[j].ld`` apart. With the
+    ``conns[j].ld`` apart. A narrow connection's derived transpose, where
+    ``conns`` has one (``weights_t``), gets the same additions as W[j]
+    (``keeps_transpose``). With the
     chain's readout, ``readout_input`` is the free (batch x n_L) state below it
     (else NULL). With ``winners_ready`` the max-pool winners are already where
     ``pooled_winners`` says, and no convolution is run. Arguments are not
