@@ -1112,8 +1112,8 @@ class Trainer:
         progress bar shows, per ``PROGRESS_EVERY`` mini-batches at first, then
         per as many as the last call ran in about ``PROGRESS_SECONDS``: each
         call copies W_0 into padded rows and back, which 50 mini-batches of
-        784-500-10 (9 ms) felt), bitwise the Python loop: the signs of beta are drawn up front from the same
-        generator, which after a divergence is rewound to where the Python
+        784-500-10 (9 ms) felt), bitwise the Python loop: the signs of beta are
+        drawn up front from the same generator, which after a divergence is rewound to where the Python
         loop would have left it.
         """
         n = x.shape[0]

@@ -121,15 +121,12 @@ cdef void _build_right(const Connection* c, int j, bint single, int batch, float
     cdef const floating* neg = N[j]
     cdef floating* negated = right + <size_t> batch * ld
     cdef floating* row
-    if ld != n_out:  # padded rows (a thread's own B_0: single)
+    if single:  # rows ld apart (a thread's own B_0 pads them)
         for r in range(batch):
             row = right + r * ld
             for col in range(n_out):
                 row[col] = s * (pos[r * n_out + col] - neg[r * n_out + col])
-    elif single:
-        for r in range(size):
-            right[r] = s * (pos[r] - neg[r])
-    else:
+    else:  # only the shared operands, whose rows are not padded (ld = n_out)
         for r in range(size):
             right[r] = s * pos[r]
         for r in range(size):

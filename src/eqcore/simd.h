@@ -44,8 +44,8 @@ typedef double eq_d2 __attribute__((vector_size(16), aligned(8)));
 
 /*
  * The scalar multiply-add of the products' last columns (dense_kernels.h,
- * sparse_rows.h' strips). Written fused
- * where the instruction set has FMA: left to contraction, GCC fuses it in some
+ * sparse_rows.h' strips). Written fused where the instruction set has FMA:
+ * left to contraction, GCC fuses it in some
  * row-group sizes and not in others (where it vectorizes the loop over k and
  * adds the products in order), so a row's last columns would depend on how
  * the batch is cut into row groups, and the event-driven relaxation cuts it

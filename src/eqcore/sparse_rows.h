@@ -10,9 +10,10 @@
  *
  * Used for the update of W_0 (A = x^T, B = the batch's state differences,
  * 40 KB for batch 20 and 500 units, taken in column tiles that stay in L1):
- * rows of W_0 whose pixel is zero in the whole batch are not touched at all. The drive x W_0, whose B (W_0) does not stay
- * in L1, takes the strips below instead (eq_strips): the same sums, with each
- * line of W_0 read once for all the rows. Instruction set chosen at run time.
+ * rows of W_0 whose pixel is zero in the whole batch are not touched at all.
+ * The drive x W_0, whose B (W_0) does not stay in L1, takes the strips below
+ * instead (eq_strips): the same sums, with each line of W_0 read once for all
+ * the rows. Instruction set chosen at run time.
  */
 #ifndef EQCORE_SPARSE_ROWS_H
 #define EQCORE_SPARSE_ROWS_H
@@ -121,7 +122,7 @@ EQ_TARGET_AVX512 EQ_INLINE int eq_compact_f64_avx512(const double *a, int K, int
 /* The rows of a group at most this many: their compacted entries fill the scratch. */
 #define EQ_SPARSE_GROUP 64
 
-/* Tile STEP (W vectors from column col) of every row r of the group that has terms. */
+/* The W-vector tile from column col of every row of the group that has terms (or, without acc, every row). */
 #define EQ_SPARSE_GROUP_TILES(T, VT, V, W, col, dst_of)                               \
     for (int r = 0; r < rows; r++) {                                                  \
         if (nnz[r] == 0 && acc) continue;                                             \
