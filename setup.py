@@ -131,6 +131,8 @@ def build_extensions() -> list[Extension]:
         ("EQCORE_NATIVE", "1" if _env_flag("EQPROP_NATIVE") else "0"),
     ]
     compile_flags, link_flags = split_openmp_flags(openmp_flags)
+    # the kernels' headers: a change to one rebuilds every module (build_ext compares times)
+    headers = [str(header.relative_to(HERE)) for header in sorted(CORE_DIR.glob("*.h"))]
     extensions = []
     for pyx in sorted(CORE_DIR.glob("*.pyx")):
         extensions.append(
@@ -138,6 +140,7 @@ def build_extensions() -> list[Extension]:
                 f"eqcore.{pyx.stem}",
                 [str(pyx.relative_to(HERE))],
                 include_dirs=[numpy.get_include(), str(CORE_DIR.relative_to(HERE))],
+                depends=headers,
                 define_macros=macros,
                 extra_compile_args=compile_args + compile_flags,
                 extra_link_args=link_flags,
