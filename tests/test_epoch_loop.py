@@ -162,6 +162,64 @@ def test_split_drive_padded_rows_and_kept_transpose(dtype, threads, every_thread
                threads=threads, batch_size=20, learning_rates=[0.2, 0.1])
 
 
+# Hidden layers of 16 units or more that are not whole 16-unit vectors: the compiled loop trains a copy
+# padded with dead units (eqcore._epoch._padded_chain), 37 -> 48 and 20 -> 32 here.
+PADDED_LAYERS = (N_INPUTS, 37, 20, N_CLASSES)
+
+
+def test_hidden_layers_are_padded_to_whole_vectors_where_no_bit_can_change():
+    from eqcore._epoch import _padded_chain
+    from eqcore._gemm import set_gemm_path
+
+    net = eqprop.EqPropNetwork(list(PADDED_LAYERS), seed=0)
+    wide = _padded_chain(net.core_chain())
+    assert wide.layer_sizes == (N_INPUTS, 48, 32, N_CLASSES)
+    for live, padded in zip(net.weights + net.biases, wide.arrays[0] + wide.arrays[1]):
+        corner = tuple(slice(0, n) for n in live.shape)
+        np.testing.assert_array_equal(padded[corner], live)
+        padded[corner] = 0
+        assert not padded.any()  # the dead units' weights and biases are zeros
+    unpadded = [
+        eqprop.EqPropNetwork([N_INPUTS, 10, 7, N_CLASSES], seed=0),  # below 16 units the kernels differ
+        eqprop.EqPropNetwork([N_INPUTS, 32, N_CLASSES], seed=0),  # whole vectors already
+        eqprop.EqPropNetwork(list(PADDED_LAYERS), seed=0, precision="bfloat16"),
+        eqprop.EqPropNetwork([N_INPUTS, 60, 70, N_CLASSES], seed=0),  # padded, it would relax event-driven
+        eqprop.EqPropNetwork([N_INPUTS, 100, 100, N_CLASSES], seed=0),  # event-driven already
+        eqprop.EqPropNetwork([(1, 6, 6), Conv2d(2, 3, pool="max"), 20, N_CLASSES], seed=0),
+    ]
+    for other in unpadded:
+        assert _padded_chain(other.core_chain()) is None, other.sizes
+    set_gemm_path("blas", "best")
+    try:
+        assert _padded_chain(net.core_chain()) is None
+    finally:
+        set_gemm_path("skinny", "best")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("solver", ["euler", "alternating", "fixed-point"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_padded_chain_trains_bitwise_as_the_python_loop(dtype, solver, threads, every_thread_runs):
+    """The compiled loop on the padded copy, the Python loop on the network as it is: the same
+    parameters, particles and statistics to the bit (the narrow output's dot products sum over the
+    padded layer below it), with and without particles, centered and one-sided."""
+    data = make_data(zeros=0.8)
+    train_both(layers=PADDED_LAYERS, dtype=dtype, solver=solver, threads=threads, data=data, algorithm="centered")
+    train_both(layers=PADDED_LAYERS, dtype=dtype, solver=solver, threads=threads, data=data, persistent=False)
+
+
+def test_padded_chains_on_every_instruction_set_with_a_readout_and_at_the_event_threshold(kernel):
+    train_both(layers=PADDED_LAYERS, dtype="float32", data=make_data(zeros=0.85))
+    train_both(layers=(N_INPUTS, 37, N_CLASSES), dtype="float64", cost="cross-entropy", learning_rates=[0.1, 0.05])
+    train_both(layers=(N_INPUTS, 60, 70, N_CLASSES), dtype="float32")
+
+
+def test_a_padded_chain_gathers_the_next_mini_batch_beside_a_one_thread_nudged_phase():
+    """Two threads at the default parallel threshold: the second set of buffers, whose dead units
+    the gathers never write, must hold zeros there."""
+    train_both(layers=PADDED_LAYERS, threads=2, dtype="float32", epochs=3)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_conv_chain(dtype, threads, every_thread_runs):

@@ -31,22 +31,23 @@ cdef void gather_examples(const floating* x, int n_in, const int64_t* labels, co
 
 
 cdef void gather_rows(const floating* source, const int64_t* index, int m, int width,
-                      floating* dest) noexcept nogil:
-    """dest[i] = source[index[i]] (rows of ``width``), or 0 when ``source`` is NULL."""
+                      floating* dest, int ld) noexcept nogil:
+    """dest[i] = source[index[i]] (rows of ``width``; dest's ``ld`` apart), or 0 when ``source`` is NULL
+    (all of dest's m rows of ``ld``)."""
     cdef Py_ssize_t i
     if source == NULL:
-        memset(dest, 0, <size_t> m * width * sizeof(floating))
+        memset(dest, 0, <size_t> m * ld * sizeof(floating))
         return
     for i in range(m):
-        memcpy(&dest[i * width], &source[index[i] * width], width * sizeof(floating))
+        memcpy(&dest[i * ld], &source[index[i] * width], width * sizeof(floating))
 
 
-cdef void scatter_rows(const floating* rows, const int64_t* index, int m, int width,
+cdef void scatter_rows(const floating* rows, int ld, const int64_t* index, int m, int width,
                        floating* dest) noexcept nogil:
-    """dest[index[i]] = rows[i] (rows of ``width``)."""
+    """dest[index[i]] = rows[i] (rows of ``width``; ``rows``' ``ld`` apart)."""
     cdef Py_ssize_t i
     for i in range(m):
-        memcpy(&dest[index[i] * width], &rows[i * width], width * sizeof(floating))
+        memcpy(&dest[index[i] * width], &rows[i * ld], width * sizeof(floating))
 
 
 cdef bint all_finite(const floating* values, int rows, int width, int isa) noexcept nogil:
@@ -113,13 +114,13 @@ def gather_batch(const floating[:, ::1] x, const int64_t[::1] labels, const int6
             raise ValueError("state_out must have one row per index")
         if particles is None:
             with nogil:
-                gather_rows(<const floating*> NULL, &index[0], m, width, &dest[0, 0])
+                gather_rows(<const floating*> NULL, &index[0], m, width, &dest[0, 0], width)
             continue
         source = particles[j]
         if source.shape[0] != x.shape[0] or source.shape[1] != width:
             raise ValueError("particles must have one row per example of x and state_out's widths")
         with nogil:
-            gather_rows(&source[0, 0], &index[0], m, width, &dest[0, 0])
+            gather_rows(&source[0, 0], &index[0], m, width, &dest[0, 0], width)
 
 
 def summarise_free_phase(list state, const floating[:, ::1] target, const int64_t[::1] labels,
@@ -168,5 +169,5 @@ def summarise_free_phase(list state, const floating[:, ::1] target, const int64_
                 if not 0 <= index[i] < dest.shape[0]:
                     raise ValueError(f"index {index[i]} is out of range for the particles")
             with nogil:
-                scatter_rows(&layer[0, 0], &index[0], m, width, &dest[0, 0])
+                scatter_rows(&layer[0, 0], width, &index[0], m, width, &dest[0, 0])
     return True, errors, cost

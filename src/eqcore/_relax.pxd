@@ -17,7 +17,7 @@ cdef struct RelaxWork:
     void* drive_partial      # floats: the second half of a dense drive, n_1 per row
     bint own_drive           # the scratch holds a drive (calls pass drive = NULL)
     int bf16_width           # bfloat16 chains: the widest layer, whose rows the products round in scratch
-    void* events             # event-driven relaxation (_events_apply's chains, else NULL): per row
+    void* events             # event-driven relaxation (events_apply's chains, else NULL): per row
     size_t events_per_row    #   the top-down parts, last states and changes of every layer;
     int event_width          #   per chunk a row of values as wide as the widest layer
     int* event_index         #   and event_ints ints: as many, then each layer's changes per row
@@ -31,3 +31,4 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
                        double flops_per_example, double epsilon, double beta, int solver,
                        int threads, bint drive_ready, bint clamp_output, RelaxWork* work,
                        int** winners_out, int isa) noexcept nogil
+cdef bint events_apply(Chain chain) noexcept

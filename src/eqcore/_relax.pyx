@@ -671,7 +671,7 @@ cdef void _relax_rows_events(const Connection* conns, int n_layers, const floati
                 j += stride
 
 
-cdef bint _events_apply(Chain chain) noexcept:
+cdef bint events_apply(Chain chain) noexcept:
     """Whether the chain can relax event-driven: dense, no readout, and
     some connection past the input's at least EVENT_MIN_WIDTH wide on both sides (784-500-10 has
     none: its only such product, the top-down input from a 10-class output, already sums over the
@@ -756,7 +756,7 @@ cdef int relax_work_alloc(RelaxWork* work, Chain chain, int max_batch, int threa
     if not (work.chunk_s and work.chunk_h and work.chunk_winners and work.chunk_winners_out and work.scratch
             and work.int_scratch and work.input_index and work.drive_partial):
         raise MemoryError()
-    if _events_apply(chain):
+    if events_apply(chain):
         # per row: a top-down part, the last state and its change per layer, and a row of
         # product scratch (bfloat16 rounds rows there); per chunk one more row
         work.event_width = max(chain.layer_sizes)

@@ -17,6 +17,10 @@
 
 #include "simd.h"
 
+#if EQ_X86_DISPATCH
+#include <immintrin.h>
+#endif
+
 /*
  * Rows r0..r0+RG of C for a compile-time RG: blocks of 2 vectors of columns,
  * then 1 vector, then a half and a quarter vector, then scalars. ACC = 0 overwrites C, ACC = 1 adds to it.
@@ -218,10 +222,12 @@ EQ_INLINE int eq_group_rows(int left, int max_group) {
  * multiply-adds where blocks of 4, 4 and 2 loaded 8 per 16 and 6 per 8:
  * 1.16 against 1.26 us for 10 x 10 x 500 on one Zen 4 core,
  * docs/data/perf/dot-bench.c). The last K % V values are one more vector
- * load ending at K, its first lanes, which the loop already summed, zeroed
- * by ``tail`` (no scalar loop).
+ * in the first lanes, the others zero (LOADN: no load past K), so that each
+ * sum's terms sit in the lanes they would with zeros padded after K: rows
+ * padded with zero units give the same bits (the compiled epoch loop trains
+ * on such rows, _epoch.pyx).
  */
-#define EQ_DOT_BLOCK(T, VT, V, HSUM, RR, CC)                                                \
+#define EQ_DOT_BLOCK(T, VT, V, HSUM, LOADN, RR, CC)                                   \
     {                                                                                 \
         VT s[RR][CC];                                                                 \
         for (int i = 0; i < (RR); i++)                                                \
@@ -234,45 +240,48 @@ EQ_INLINE int eq_group_rows(int left, int max_group) {
             for (int i = 0; i < (RR); i++)                                            \
                 for (int j = 0; j < (CC); j++) s[i][j] += av[i] * bv[j];              \
         }                                                                             \
-        if (k < K && K >= (V)) {                                                      \
+        if (k < K) {                                                                  \
             VT av[RR], bv[CC];                                                        \
-            for (int i = 0; i < (RR); i++) av[i] = *(const VT *)(A + (size_t)(r + i) * lda + K - (V)); \
-            for (int j = 0; j < (CC); j++) bv[j] = tail * *(const VT *)(BT + (size_t)(c + j) * ldbt + K - (V)); \
+            for (int i = 0; i < (RR); i++) av[i] = LOADN(A + (size_t)(r + i) * lda + k, K - k); \
+            for (int j = 0; j < (CC); j++) bv[j] = LOADN(BT + (size_t)(c + j) * ldbt + k, K - k); \
             for (int i = 0; i < (RR); i++)                                            \
                 for (int j = 0; j < (CC); j++) s[i][j] += av[i] * bv[j];              \
-            k = K;                                                                    \
         }                                                                             \
         for (int i = 0; i < (RR); i++) {                                              \
-            const T *a = A + (size_t)(r + i) * lda;                                   \
             T *crow = C + (size_t)(r + i) * ldc;                                      \
             for (int j = 0; j < (CC); j++) {                                          \
-                const T *b = BT + (size_t)(c + j) * ldbt;                             \
                 T t = HSUM(s[i][j]);                                                  \
-                for (int kk = k; kk < K; kk++) t += a[kk] * b[kk];                    \
                 if (acc) crow[c + j] += t; else crow[c + j] = t;                      \
             }                                                                         \
         }                                                                             \
     }
 
-#define EQ_DOT_ROWS(T, VT, V, HSUM, RR)                                               \
+#define EQ_DOT_ROWS(T, VT, V, HSUM, LOADN, RR)                                        \
     for (; r + (RR) <= R; r += (RR)) {                                                \
         int c = 0;                                                                    \
-        if ((RR) == 4) for (; c + 5 <= N; c += 5) EQ_DOT_BLOCK(T, VT, V, HSUM, RR, 5)   \
-        for (; c + 4 <= N; c += 4) EQ_DOT_BLOCK(T, VT, V, HSUM, RR, 4)                 \
-        for (; c + 2 <= N; c += 2) EQ_DOT_BLOCK(T, VT, V, HSUM, RR, 2)                 \
-        for (; c < N; c++) EQ_DOT_BLOCK(T, VT, V, HSUM, RR, 1)                         \
+        if ((RR) == 4) for (; c + 5 <= N; c += 5) EQ_DOT_BLOCK(T, VT, V, HSUM, LOADN, RR, 5) \
+        for (; c + 4 <= N; c += 4) EQ_DOT_BLOCK(T, VT, V, HSUM, LOADN, RR, 4)          \
+        for (; c + 2 <= N; c += 2) EQ_DOT_BLOCK(T, VT, V, HSUM, LOADN, RR, 2)          \
+        for (; c < N; c++) EQ_DOT_BLOCK(T, VT, V, HSUM, LOADN, RR, 1)                  \
     }
 
-#define EQ_DEFINE_DOT(NAME, T, VT, V, HSUM, WIDE, ATTR)                               \
+#define EQ_DEFINE_DOT(NAME, T, VT, V, HSUM, LOADN, WIDE, ATTR)                        \
     ATTR static void NAME(int R, int N, int K, const T *A, int lda, const T *BT,      \
                           int ldbt, int acc, T *C, int ldc) {                          \
-        VT tail;                                                                      \
-        for (int l = 0; l < (V); l++) tail[l] = l >= (V) - K % (V);                   \
         int r = 0;                                                                    \
-        if (WIDE) EQ_DOT_ROWS(T, VT, V, HSUM, 4)                                      \
-        EQ_DOT_ROWS(T, VT, V, HSUM, 2)                                                \
-        EQ_DOT_ROWS(T, VT, V, HSUM, 1)                                                \
+        if (WIDE) EQ_DOT_ROWS(T, VT, V, HSUM, LOADN, 4)                               \
+        EQ_DOT_ROWS(T, VT, V, HSUM, LOADN, 2)                                         \
+        EQ_DOT_ROWS(T, VT, V, HSUM, LOADN, 1)                                         \
     }
+
+/* The first n (< V) values from p in a vector's first lanes, zeros after them. */
+#define EQ_LOADN(VT, V, p, n) ({ VT v_ = {0}; for (int l_ = 0; l_ < (n); l_++) v_[l_] = (p)[l_]; v_; })
+#define EQ_LOADN_F4(p, n) EQ_LOADN(eq_f4, 4, p, n)
+#define EQ_LOADN_D2(p, n) EQ_LOADN(eq_d2, 2, p, n)
+#define EQ_LOADN_F8(p, n) EQ_LOADN(eq_f8, 8, p, n)
+#define EQ_LOADN_D4(p, n) EQ_LOADN(eq_d4, 4, p, n)
+#define EQ_LOADN_F16(p, n) ((eq_f16)_mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), (p)))
+#define EQ_LOADN_D8(p, n) ((eq_d8)_mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1), (p)))
 
 /* Horizontal sums: halve the vector until 4 (float) or 2 (double) lanes are left. */
 #define EQ_HALVE(FROM, TO, x) ({ union { FROM v; TO h[2]; } u_ = { .v = (x) }; u_.h[0] + u_.h[1]; })
@@ -285,13 +294,13 @@ EQ_INLINE int eq_group_rows(int left, int max_group) {
 #define EQ_HSUM_D4(x) EQ_SUM2(EQ_HALVE(eq_d4, eq_d2, x))
 #define EQ_HSUM_D8(x) EQ_SUM2(EQ_HALVE(eq_d4, eq_d2, EQ_HALVE(eq_d8, eq_d4, x)))
 
-EQ_DEFINE_DOT(eq_dot_f32_generic, float, eq_f4, 4, EQ_HSUM_F4, 0, )
-EQ_DEFINE_DOT(eq_dot_f64_generic, double, eq_d2, 2, EQ_HSUM_D2, 0, )
+EQ_DEFINE_DOT(eq_dot_f32_generic, float, eq_f4, 4, EQ_HSUM_F4, EQ_LOADN_F4, 0, )
+EQ_DEFINE_DOT(eq_dot_f64_generic, double, eq_d2, 2, EQ_HSUM_D2, EQ_LOADN_D2, 0, )
 #if EQ_X86_DISPATCH
-EQ_DEFINE_DOT(eq_dot_f32_avx2, float, eq_f8, 8, EQ_HSUM_F8, 0, EQ_TARGET_AVX2)
-EQ_DEFINE_DOT(eq_dot_f64_avx2, double, eq_d4, 4, EQ_HSUM_D4, 0, EQ_TARGET_AVX2)
-EQ_DEFINE_DOT(eq_dot_f32_avx512, float, eq_f16, 16, EQ_HSUM_F16, 1, EQ_TARGET_AVX512)
-EQ_DEFINE_DOT(eq_dot_f64_avx512, double, eq_d8, 8, EQ_HSUM_D8, 1, EQ_TARGET_AVX512)
+EQ_DEFINE_DOT(eq_dot_f32_avx2, float, eq_f8, 8, EQ_HSUM_F8, EQ_LOADN_F8, 0, EQ_TARGET_AVX2)
+EQ_DEFINE_DOT(eq_dot_f64_avx2, double, eq_d4, 4, EQ_HSUM_D4, EQ_LOADN_D4, 0, EQ_TARGET_AVX2)
+EQ_DEFINE_DOT(eq_dot_f32_avx512, float, eq_f16, 16, EQ_HSUM_F16, EQ_LOADN_F16, 1, EQ_TARGET_AVX512)
+EQ_DEFINE_DOT(eq_dot_f64_avx512, double, eq_d8, 8, EQ_HSUM_D8, EQ_LOADN_D8, 1, EQ_TARGET_AVX512)
 #endif
 
 #define EQ_DEFINE_GEMMS(SUFFIX, ATTR, MADD, F, FV, FHV, FH, FQV, FQ, D, DV, DHV, DH, DQV, DQ)                      \
