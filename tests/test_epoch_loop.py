@@ -196,6 +196,17 @@ def test_hidden_layers_are_padded_to_whole_vectors_where_no_bit_can_change():
         set_gemm_path("skinny", "best")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_padded_loops_buffers_start_on_cache_lines(dtype):
+    from eqcore._epoch import _line_zeros
+
+    for rows, width in [(20, 512), (3, 48), (1, 16)]:
+        buffers = [_line_zeros(rows, width, dtype) for _ in range(4)]
+        for array in buffers:
+            assert array.ctypes.data % 64 == 0 and array.flags.c_contiguous and array.flags.writeable
+            assert array.shape == (rows, width) and array.dtype == dtype and not array.any()
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("solver", ["euler", "alternating", "fixed-point"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -66,6 +66,7 @@ cdef class Chain:
 cdef Connection* derived_connections(Chain chain, bint transposes, int bf16=*, bint drive=*,
                                      int threads=*) except NULL
 cdef int padded_rows(int n, size_t item) noexcept nogil
+cdef void* line_malloc(size_t size) noexcept nogil
 cdef void refresh_derived(Connection* conns, int n, size_t item, int threads=*,
                           const bint* kept=*) noexcept nogil
 cdef void free_derived(Connection* conns, int n) noexcept

@@ -34,7 +34,9 @@ same arguments, in the same order and with the same row blocks over the
 threads (the max-pool winners aside: the same values, found by the
 relaxation instead of the update), so both loops give bitwise the same
 parameters, particles and statistics (tests/test_epoch_loop.py). Scratch is
-allocated once per call.
+allocated once per call. A dense float chain runs on a copy with its hidden
+layers padded to whole vectors by dead units (``_padded_chain``), which gives
+the unpadded run's bits with rows that start on cache lines.
 
 With ``stage_seconds``, the loop adds the wall time of each of its stages to
 it (``STAGES`` names them): a profile of where a mini-batch's time goes,
@@ -51,14 +53,14 @@ from cpython.exc cimport PyErr_CheckSignals
 from cython cimport floating
 from cython.parallel cimport parallel, threadid
 from libc.stdint cimport int64_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from eqcore._batch cimport all_finite, gather_examples, gather_rows, scatter_rows, score_output
 from eqcore._engine cimport (
-    KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, derived_connections, free_derived, padded_rows,
-    refresh_derived,
+    KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, derived_connections, free_derived, line_malloc,
+    padded_rows, refresh_derived,
 )
 from eqcore._gemm cimport BF16_OFF, blas_products, current_bf16, current_isa
 from eqcore._openmp cimport useful_threads
@@ -66,10 +68,6 @@ from eqcore._relax cimport RelaxWork, events_apply, relax_chunks, relax_work_all
 from eqcore._update cimport (
     UpdateWork, ep_update, keeps_transpose, pooled_winners, update_work_alloc, update_work_free,
 )
-
-cdef extern from "<stdlib.h>" nogil:
-    int posix_memalign(void** memptr, size_t alignment, size_t size)
-
 
 cdef enum:
     _FAILED_NONE = 0
@@ -156,9 +154,9 @@ cdef void _copy_rows(const char* source, int source_ld, char* dest, int dest_ld,
 cdef char* _padded_copy(Connection* c, size_t item) except NULL:
     """Point dense connection ``c`` at a copy of its weights with padded rows (``padded_rows``); the
     caller copies it back (``_copy_rows``) and frees it."""
-    cdef void* copy = NULL
     cdef int ld = padded_rows(c.n_out, item)
-    if posix_memalign(&copy, 64, <size_t> c.n_in * ld * item) != 0:
+    cdef void* copy = line_malloc(<size_t> c.n_in * ld * item)
+    if copy == NULL:
         raise MemoryError()
     memset(copy, 0, <size_t> c.n_in * ld * item)  # the padding, which no kernel reads
     _copy_rows(<const char*> c.weights, c.n_out, <char*> copy, ld, c.n_in, c.n_out * item, item)
@@ -283,14 +281,23 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
     rows = max(batch_size, 1)
     try:
         return _train_batches(wide, x, labels, order, batch_size, start, stop, x_buffer, target_buffer,
-                              [np.zeros((rows, width), dtype) for width in wide.layer_sizes[1:]],
-                              np.zeros((rows, wide.layer_sizes[1]), dtype), particles, betas, centered, rates,
+                              [_line_zeros(rows, width, dtype) for width in wide.layer_sizes[1:]],
+                              _line_zeros(rows, wide.layer_sizes[1], dtype), particles, betas, centered, rates,
                               free_steps, nudged_steps, epsilon, solver, threads, batch_errors, batch_costs,
                               errors, cost, stage_seconds, chain.layer_sizes[1:])
     finally:
         for (w, b), (wide_w, wide_b) in zip(zip(*chain.arrays), zip(*wide.arrays)):
             w[...] = wide_w[:w.shape[0], :w.shape[1]]
             b[...] = wide_b[:b.shape[0]]
+
+
+def _line_zeros(Py_ssize_t rows, Py_ssize_t width, dtype):
+    """A C-contiguous (rows, width) array of zeros that starts on a cache line (NumPy gives 16 or
+    32 bytes past one, and every row of whole vectors would straddle two lines)."""
+    cdef Py_ssize_t size = rows * width * np.dtype(dtype).itemsize
+    buffer = np.zeros(size + 64, dtype=np.uint8)
+    start = -buffer.ctypes.data % 64
+    return buffer[start:start + size].view(dtype).reshape(rows, width)
 
 
 def _check_buffers(Chain chain, int batch_size, list state_buffer, Py_ssize_t drive_rows, Py_ssize_t drive_width):
@@ -445,9 +452,10 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
         x_sets[1] = target_sets[1] = NULL
         if threads > 1 and useful_threads(threads, flops * nudged_steps * batch_size, batch_size) == 1:
             # zeroed: the gathers leave a padded chain's dead units (_padded_chain) as they find them
-            second_set = <floating*> calloc(<size_t> batch_size * (n_in + n_out + rows_total), item)
+            second_set = <floating*> line_malloc(<size_t> batch_size * (n_in + n_out + rows_total) * item)
             if second_set == NULL:
                 raise MemoryError()
+            memset(second_set, 0, <size_t> batch_size * (n_in + n_out + rows_total) * item)
             x_sets[1] = second_set
             target_sets[1] = second_set + <size_t> batch_size * n_in
             state_sets[n_layers] = target_sets[1] + <size_t> batch_size * n_out
@@ -455,7 +463,7 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
                 state_sets[n_layers + j] = state_sets[n_layers + j - 1] + <size_t> batch_size * widths[j - 1]
         S = state_sets
         # the nudged states: one copy of the free state, two when centered
-        nudged = <floating*> malloc((2 if centered else 1) * <size_t> batch_size * rows_total * item)
+        nudged = <floating*> line_malloc((2 if centered else 1) * <size_t> batch_size * rows_total * item)
         if nudged == NULL:
             raise MemoryError()
         P[0] = nudged

@@ -56,7 +56,7 @@ from libc.string cimport memcpy, memset
 
 from eqcore._engine cimport (
     KIND_CONV, KIND_DENSE, POOL_MAX, Chain, Connection, bottom_up, derived_connections, free_derived,
-    padded_rows, unpool,
+    line_malloc, padded_rows, unpool,
 )
 from eqcore._gemm cimport blas_products, current_isa, input_gemm, input_half, small_gemm
 from eqcore._kernels cimport (
@@ -66,10 +66,6 @@ from eqcore._kernels cimport (
 from eqcore._openmp cimport useful_threads
 
 import numpy as np
-
-
-cdef extern from "<stdlib.h>" nogil:
-    int posix_memalign(void** memptr, size_t alignment, size_t size)
 
 
 DEF ROW_BLOCK = 64
@@ -258,26 +254,24 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     work.per_thread = 2 * chain.conv_scratch
     work.left_offset = <size_t*> malloc(n_layers * sizeof(size_t))
     work.right_offset = <size_t*> malloc(n_layers * sizeof(size_t))
-    work.operands = malloc(max(operand_size, 1) * chain.itemsize)
+    work.operands = line_malloc(max(operand_size, 1) * chain.itemsize)
     work.pool_winners = <int*> malloc(max(winners_size, 1) * sizeof(int))
     work.winners_offset = <size_t*> malloc(n_layers * sizeof(size_t))
     work.task_layer = <int*> malloc(work.n_tasks * sizeof(int))
     work.task_row = <int*> malloc(work.n_tasks * sizeof(int))
     work.task_end = <int*> malloc(work.n_tasks * sizeof(int))
-    work.input_value = malloc(<size_t> n_threads * ROW_BLOCK * batch * chain.itemsize)
+    work.input_value = line_malloc(<size_t> n_threads * ROW_BLOCK * batch * chain.itemsize)
     work.input_index = <int*> malloc(<size_t> n_threads * ROW_BLOCK * batch * sizeof(int))
-    work.conv_scratch = malloc(max(<size_t> n_threads * work.per_thread, 1) * chain.itemsize)
-    work.narrow = malloc(<size_t> n_threads * NARROW_OUTPUTS * ROW_BLOCK * chain.itemsize)
+    work.conv_scratch = line_malloc(max(<size_t> n_threads * work.per_thread, 1) * chain.itemsize)
+    work.narrow = line_malloc(<size_t> n_threads * NARROW_OUTPUTS * ROW_BLOCK * chain.itemsize)
     # per thread that updates a dense W_0's blocks: its own B_0 (and its transpose for a narrow
     # layer 0), its rows padded (_engine.padded_rows), so that its vector loads never straddle lines
     work.own_ld = chain.conns[0].n_out
     if chain.conns[0].n_out >= NARROW_OUTPUTS:
         work.own_ld = padded_rows(chain.conns[0].n_out, chain.itemsize)
     work.own_stride = 2 * batch * work.own_ld
-    work.own_right = NULL
-    if posix_memalign(&work.own_right, 64, (<size_t> n_threads * work.own_stride
-                                            if chain.conns[0].kind == KIND_DENSE else 1) * chain.itemsize) != 0:
-        work.own_right = NULL
+    work.own_right = line_malloc((<size_t> n_threads * work.own_stride
+                                  if chain.conns[0].kind == KIND_DENSE else 1) * chain.itemsize)
     if not (work.left_offset and work.right_offset and work.operands and work.task_layer and work.task_row
             and work.task_end and work.input_value and work.input_index and work.conv_scratch and work.narrow
             and work.own_right and work.pool_winners and work.winners_offset):
