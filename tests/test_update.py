@@ -53,6 +53,21 @@ def test_train_step_updates_in_place_like_reference(sizes, dtype, symmetric):
         np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype])
 
 
+def test_wide_layers_update_like_reference(dtype):
+    """Layers of 37 and 21 units (the other tests' are narrower than one AVX-512 vector): the update's
+    vector paths, the biases' row sums (eq_add_rows: whole vectors, then a scalar tail) included."""
+    sizes = [12, 37, 21, 5]
+    net = random_network(sizes, dtype)
+    x, target = data(sizes, dtype)
+    rates = [0.1, 0.2, 0.3]
+    ref_w, ref_b, _ = reference.ep_gradients(net.weights, net.biases, x, target, 0.5, 12, 4, 0.5)
+    expected = [p - lr * g for p, lr, g in zip(net.weights + net.biases, rates * 2, ref_w + ref_b)]
+    net.train_step(x, target, beta=0.5, free_steps=12, nudged_steps=4, epsilon=0.5, learning_rates=rates)
+    for got, want in zip(net.weights + net.biases, expected):
+        np.testing.assert_allclose(got, want, rtol=0, atol=10 * TOLERANCE[dtype])
+    assert min(np.abs(g).max() for g in ref_b) > 1e-4
+
+
 @pytest.mark.parametrize("n_in", [150, 300])
 @pytest.mark.parametrize("batch", [1, 5, 64])
 def test_update_is_independent_of_thread_count(kernel, dtype, n_in, batch, every_thread_runs):
