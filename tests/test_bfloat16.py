@@ -59,10 +59,10 @@ def bf16_path(request):
 
 @pytest.fixture(params=[0.0, 1.0], ids=["dense-drive", "sparse-drive"])
 def sparse_threshold(request):
-    before = eqcore.sparse_threshold()
+    before = eqcore.sparse_threshold(), eqcore.sparse_threshold(update=True)
     eqcore.set_sparse_threshold(request.param)
     yield request.param
-    eqcore.set_sparse_threshold(before)
+    eqcore.set_sparse_threshold(*before)
 
 
 # odd sizes (a zero pair partner), narrow outputs, widths across vector blocks and (150) across

@@ -103,14 +103,16 @@ def test_sparse_input_threshold_is_reported(capsys):
     import eqcore
     from eqprop import cli
 
-    before = eqcore.sparse_threshold()
-    eqcore.set_sparse_threshold(0.25)
+    before = eqcore.sparse_threshold(), eqcore.sparse_threshold(update=True)
+    eqcore.set_sparse_threshold(0.25, update=0.4)
     try:
         assert eqcore.build_info()["sparse_input_density"] == 0.25
+        assert eqcore.build_info()["sparse_update_density"] == 0.4
         assert cli.main(["info"]) == 0
     finally:
-        eqcore.set_sparse_threshold(before)
-    assert "sparse input products: for inputs with at most 25% non-zero entries" in capsys.readouterr().out
+        eqcore.set_sparse_threshold(*before)
+    assert ("sparse input products: for inputs with at most 25% non-zero entries (the update of W_0: 40%)"
+            in capsys.readouterr().out)
 
 
 @pytest.mark.parametrize("threshold, line", [

@@ -1,7 +1,8 @@
 """Inputs with many zero entries (images) take the sparse products; both paths match the reference.
 
 The drive x W_0 and the update of W_0 skip the zeros of x when at most a fraction
-``sparse_threshold()`` of its entries are non-zero. These tests force each path
+``sparse_threshold()`` (the update's blocks: ``sparse_threshold(update=True)``) of its
+entries are non-zero. These tests force each path
 (threshold 0: always dense; 1: always sparse) and compare against the NumPy
 reference in float64 and float32, with each kernel instruction set.
 """
@@ -20,10 +21,10 @@ WIDTHS = [150, 128, 77, 37, 5]
 
 @pytest.fixture(params=[0.0, 1.0], ids=["dense", "sparse"])
 def sparse_path(request):
-    before = eqcore.sparse_threshold()
+    before = eqcore.sparse_threshold(), eqcore.sparse_threshold(update=True)
     eqcore.set_sparse_threshold(request.param)
     yield request.param
-    eqcore.set_sparse_threshold(before)
+    eqcore.set_sparse_threshold(*before)
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +86,7 @@ def test_sparse_and_dense_paths_agree_to_rounding(dtype):
     sizes = [200, 150, 10]
     x, target = sparse_batch(sizes[0], sizes[-1], dtype, batch=20, seed=7)
     results = []
-    before = eqcore.sparse_threshold()
+    before = eqcore.sparse_threshold(), eqcore.sparse_threshold(update=True)
     for threshold in (0.0, 1.0):
         eqcore.set_sparse_threshold(threshold)
         try:
@@ -93,7 +94,7 @@ def test_sparse_and_dense_paths_agree_to_rounding(dtype):
             state = net.train_step(x, target, beta=1.0, free_steps=8, nudged_steps=3,
                                    epsilon=0.5, learning_rates=[0.1, 0.05], threads=2)
         finally:
-            eqcore.set_sparse_threshold(before)
+            eqcore.set_sparse_threshold(*before)
         results.append(list(state) + net.weights + net.biases)
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=0, atol=50 * ROUNDING[dtype])
@@ -138,17 +139,52 @@ def test_the_threshold_counts_every_non_zero_entry(kernel, extra):
     places = np.flatnonzero(np.arange(batch * n_in) % n_in != 7)  # input 7 stays zero everywhere
     x.reshape(-1)[np.random.default_rng(3).permutation(places)[:500 + extra]] = 0.5
     net.weights[0][7, :] = np.inf
-    before = eqcore.sparse_threshold()
+    before = eqcore.sparse_threshold(), eqcore.sparse_threshold(update=True)
     eqcore.set_sparse_threshold(500 / (batch * n_in))
     try:
         state = net.zero_state(batch)
         net.step_engine(batch).free_phase(net._inputs(x), state, steps=1, epsilon=0.5, solver="euler",
                                           threads=2)
     finally:
-        eqcore.set_sparse_threshold(before)
+        eqcore.set_sparse_threshold(*before)
     dense = bool(extra) or kernel.startswith("blas")
     assert np.isnan(state[0]).all() == dense
     assert np.isfinite(state[0]).all() == (not dense)
+
+
+@pytest.mark.parametrize("drive, update", [(0.0, 1.0), (1.0, 0.0)], ids=["dense-drive", "dense-update"])
+def test_the_drive_and_the_update_follow_their_own_thresholds(dtype, drive, update):
+    """One path for the drive and the other for the update of W_0: still the reference's step."""
+    sizes = [150, 77, 6]
+    net = random_network(sizes, dtype)
+    x, target = sparse_batch(sizes[0], sizes[-1], dtype, batch=17, seed=3, density=0.4)
+    rates = [0.3, 0.2]
+    ref_w, ref_b, _ = reference.ep_gradients(net.weights, net.biases, x, target, 0.8, 10, 4, 0.5)
+    expected = [p - lr * g for p, lr, g in zip(net.weights + net.biases, rates * 2, ref_w + ref_b)]
+    before = eqcore.sparse_threshold(), eqcore.sparse_threshold(update=True)
+    eqcore.set_sparse_threshold(drive, update=update)
+    try:
+        assert (eqcore.sparse_threshold(), eqcore.sparse_threshold(update=True)) == (drive, update)
+        net.train_step(x, target, beta=0.8, free_steps=10, nudged_steps=4, epsilon=0.5, learning_rates=rates,
+                       threads=2)
+    finally:
+        eqcore.set_sparse_threshold(*before)
+    for got, want in zip(net.weights + net.biases, expected):
+        np.testing.assert_allclose(got, want, rtol=0, atol=10 * TOLERANCE[dtype])
+
+
+def test_one_threshold_sets_both_and_a_bad_one_changes_neither():
+    before = eqcore.sparse_threshold(), eqcore.sparse_threshold(update=True)
+    assert 0 < before[0] <= before[1] < 1  # the defaults: the update's column tiles pay at higher densities
+    try:
+        eqcore.set_sparse_threshold(0.2)
+        assert (eqcore.sparse_threshold(), eqcore.sparse_threshold(update=True)) == (0.2, 0.2)
+        for bad in (dict(density=0.4, update=1.5), dict(density=float("nan"), update=0.4)):
+            with pytest.raises(ValueError, match="density"):
+                eqcore.set_sparse_threshold(**bad)
+            assert (eqcore.sparse_threshold(), eqcore.sparse_threshold(update=True)) == (0.2, 0.2)
+    finally:
+        eqcore.set_sparse_threshold(*before)
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.1, float("nan")])

@@ -6,8 +6,9 @@ drive (one relaxation step that computes x W_0) and the EP update, with the spar
 products forced off (``eqcore.set_sparse_threshold(0)``) and on (``1``), for real
 MNIST and Fashion-MNIST images and for uniform inputs with a random fraction of
 zeros (random zeros are the worst case for the drive: a group of rows rarely
-shares them). The default threshold, ``eqcore.sparse_threshold()``, should sit
-below the densities where "sparse" stops winning.
+shares them). The default thresholds, ``eqcore.sparse_threshold()`` for the drive and
+``eqcore.sparse_threshold(update=True)`` for the update, should sit below the densities
+where "sparse" stops winning.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ def main() -> None:
     net = eqprop.EqPropNetwork([784, 500, 10], seed=0)
     rates = np.full(2, 1e-12)  # the weights barely move while we time
     engine = net.step_engine(20)
-    before = eqcore.sparse_threshold()
+    before = eqcore.sparse_threshold(), eqcore.sparse_threshold(update=True)
     print(f"784-500-10, batch 20, {args.threads} thread(s); microseconds (dense / sparse); "
-          f"default threshold {before:.0%} non-zero")
+          f"default thresholds {before[0]:.0%} (drive) and {before[1]:.0%} (update) non-zero")
     print("| inputs | non-zero | drive, dense | drive, sparse | update, dense | update, sparse |")
     print("|---|---|---|---|---|---|")
     for name, x in inputs.items():
@@ -56,7 +57,7 @@ def main() -> None:
                                                     threads=args.threads)),
                 median_us(lambda: engine.accumulate(x, state, state, rates, args.threads)),
             )
-        eqcore.set_sparse_threshold(before)
+        eqcore.set_sparse_threshold(*before)
         row += [f"{times['dense'][0]:.0f}", f"{times['sparse'][0]:.0f}",
                 f"{times['dense'][1]:.0f}", f"{times['sparse'][1]:.0f}"]
         print("| " + " | ".join(row) + " |")

@@ -857,7 +857,8 @@ def _cmd_info(args: argparse.Namespace, parser: argparse.ArgumentParser | None =
     print(f"bfloat16 products: {kernels[bf16['kernel']]} "
           f"(the CPU {'has' if bf16['cpu'] else 'lacks'} AVX512_BF16, "
           f"{'has' if bf16['amx'] else 'lacks'} usable AMX-BF16)")
-    print(f"sparse input products: for inputs with at most {info['sparse_input_density']:.0%} non-zero entries")
+    print(f"sparse input products: for inputs with at most {info['sparse_input_density']:.0%} non-zero entries "
+          f"(the update of W_0: {info['sparse_update_density']:.0%})")
     changes = info["state_change_density"]
     print("event-driven relaxation (dense chains): "
           + (f"the states' changes sent through the weights, per row when at most {changes:.0%} of its entries "

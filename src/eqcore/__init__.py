@@ -103,7 +103,8 @@ def build_info() -> dict:
         AMX-BF16 tiles this process may use; ``kernel``: what
         precision="bfloat16" runs, ``"amx"``, ``"avx512bf16"`` or ``"fallback"``),
         ``sparse_input_density`` (inputs
-        with at most this fraction of non-zeros take the sparse product),
+        with at most this fraction of non-zeros take the sparse drive),
+        ``sparse_update_density`` (the same for the update of W_0's blocks),
         ``state_change_density`` (``delta_threshold()``: the relaxation sends
         a layer's state changes through the weights when at most this fraction
         of its entries changed) and ``blas``: a list of the BLAS libraries loaded in
@@ -130,6 +131,7 @@ def build_info() -> dict:
         "kernel": gemm_path(),
         "bfloat16": {"cpu": cpu_has_bf16(), "amx": cpu_has_amx(), "kernel": gemm_path()["bf16"]},
         "sparse_input_density": sparse_threshold(),
+        "sparse_update_density": sparse_threshold(update=True),
         "state_change_density": delta_threshold(),
         "blas": blas,
     }

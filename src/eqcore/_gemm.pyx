@@ -30,11 +30,14 @@ from eqcore._kernels cimport (
 )
 
 cdef bint _use_blas = False
-# The sparse products pay below about this fraction of non-zero entries in A
-# (python tools/sparse_crossover.py: with zeros at random places the drive
-# stops gaining near 20-35%, the update near 35%; images, whose zeros cluster,
-# gain more; docs/performance.md).
+# The sparse products pay below about these fractions of non-zero entries in A
+# (python tools/sparse_crossover.py --threads 2, 2026-12-07 sixth session: with
+# zeros at random places the drive's column strips stop gaining near 45%, the
+# update's column tiles near 55%; images, whose zeros cluster, gain more;
+# docs/performance.md): the drive and the other input products, and the update
+# of W_0 (rows_share_b = False), whose 64-row blocks of an MNIST x^T reach 30-45%.
 cdef double _max_sparse_density = 0.3
+cdef double _max_update_density = 0.5
 # The event-driven relaxation (_relax.pyx) sends each row's state changes
 # through the weights after a call's first step: through the per-row sparse
 # product when at most this fraction of the row's entries changed, else with
@@ -225,7 +228,8 @@ cdef void input_gemm(int rows, int n, int k, const floating* a, int lda,
     """``small_gemm`` for a product whose left operand holds the clamped input.
 
     Inputs such as images are often mostly zeros; when the block's fraction of
-    non-zero entries is at most the sparse threshold, zero entries are skipped.
+    non-zero entries is at most the sparse threshold (``set_sparse_threshold``:
+    with ``rows_share_b`` the drive's, else the update's), zero entries are skipped.
     ``rows_share_b``: B is too big to stay in cache (the drive x W_0), so the
     rows take B's columns in strips and its rows in chunks, each chunk's lines
     read once for all of them (sparse_rows.h, ``eq_strips``); ``idx`` is then
@@ -235,14 +239,15 @@ cdef void input_gemm(int rows, int n, int k, const floating* a, int lda,
     the calling thread.
     """
     cdef long nonzero
+    cdef double threshold = _max_sparse_density if rows_share_b else _max_update_density
     if rows <= 0 or n <= 0:
         return
-    if _max_sparse_density > 0 and not _use_blas:
+    if threshold > 0 and not _use_blas:
         if floating is float:
             nonzero = eq_count_nonzero_f32(isa, rows, k, a, lda)
         else:
             nonzero = eq_count_nonzero_f64(isa, rows, k, a, lda)
-        if nonzero <= _max_sparse_density * rows * k:
+        if nonzero <= threshold * rows * k:
             if floating is float:
                 if rows_share_b:
                     eq_strips_f32(isa, rows, n, k, a, lda, b, ldb, accumulate, c, ldc, idx,
@@ -266,21 +271,25 @@ cdef double _fraction(double density) except? -1:
     return density
 
 
-def set_sparse_threshold(double density) -> None:
-    """Use the sparse product for input blocks with at most this fraction of non-zeros.
+def set_sparse_threshold(double density, update=None) -> None:
+    """Use the sparse products for input blocks with at most this fraction of non-zeros.
 
-    Default 0.3. ``0`` always multiplies densely, ``1`` always sparsely (tests
-    run both against the NumPy reference). The BLAS path (``set_gemm_path``)
-    is always dense. Not thread-safe: call it while no relaxation or update
-    runs.
+    ``density`` is the drive's (x W_0, default 0.3), ``update`` the update of
+    W_0's (x^T's blocks of 64 rows, default 0.5); ``update=None`` sets it to
+    ``density`` too. ``0`` always multiplies densely, ``1`` always sparsely
+    (tests run both against the NumPy reference). The BLAS path
+    (``set_gemm_path``) is always dense. Not thread-safe: call it while no
+    relaxation or update runs.
     """
-    global _max_sparse_density
-    _max_sparse_density = _fraction(density)
+    global _max_sparse_density, _max_update_density
+    drive = _fraction(density)
+    _max_update_density = drive if update is None else _fraction(update)
+    _max_sparse_density = drive
 
 
-def sparse_threshold() -> float:
-    """The input density at or below which the sparse product is used."""
-    return _max_sparse_density
+def sparse_threshold(bint update=False) -> float:
+    """The input density at or below which the drive's (or with ``update``, the update's) sparse product is used."""
+    return _max_update_density if update else _max_sparse_density
 
 
 def set_delta_threshold(double density) -> None:
