@@ -57,8 +57,6 @@ cdef extern from "dense_kernels.h" nogil:
                         float* C, int ldc, const int* off)
     void eq_shifted_f64(int isa, int R, int N, int K, const double* A, const double* B, int ldb,
                         double* C, int ldc, const int* off)
-    void eq_add_rows_f32(int isa, int R, int N, const float* src, int lds, float* dst)
-    void eq_add_rows_f64(int isa, int R, int N, const double* src, int lds, double* dst)
 
 cdef extern from "sparse_rows.h" nogil:
     void eq_strips_f32(int isa, int R, int N, int K, const float* A, int lda, const float* B,

@@ -60,7 +60,7 @@ from eqcore._engine cimport (
 )
 from eqcore._gemm cimport blas_products, current_isa, input_gemm, input_half, small_gemm
 from eqcore._kernels cimport (
-    eq_add_rows_f32, eq_add_rows_f64, eq_im2row_f32, eq_im2row_f64, eq_max_weight_update_f32, eq_max_weight_update_f64, eq_transpose_block_f32,
+    eq_im2row_f32, eq_im2row_f64, eq_max_weight_update_f32, eq_max_weight_update_f64, eq_transpose_block_f32,
     eq_transpose_block_f64,
 )
 from eqcore._openmp cimport useful_threads
@@ -168,12 +168,12 @@ cdef bint keeps_transpose(const Connection* c, int j) noexcept nogil:
     return c.kind == KIND_DENSE and j > 0 and c.n_out < NARROW_OUTPUTS and not blas_products()
 
 
-cdef void _dense_bias(floating* b, int n, int depth, const floating* right, int ld, int isa) noexcept nogil:
-    # b += column sums of B_j (rows ld apart), which is scale * sum_batch(P - N), row by row
-    if floating is float:
-        eq_add_rows_f32(isa, depth, n, right, ld, b)
-    else:
-        eq_add_rows_f64(isa, depth, n, right, ld, b)
+cdef void _dense_bias(floating* b, int n, int depth, const floating* right, int ld) noexcept nogil:
+    # b += column sums of B_j (rows ld apart), which is scale * sum_batch(P - N)
+    cdef Py_ssize_t r, col
+    for r in range(depth):
+        for col in range(n):
+            b[col] += right[r * ld + col]
 
 
 cdef void _conv_bias(floating* b, int c_out, size_t depth, const floating* g) noexcept nogil:
@@ -475,8 +475,7 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
                 continue
             right = operands + left_size + right_offset[j]
             _build_right(c, j, j == 0 or j == readout_layer, batch, P, N, scales[j], right, c.n_out)
-            _dense_bias(Bp[j], c.n_out, batch if (j == 0 or j == readout_layer) else 2 * batch, right, c.n_out,
-                        isa)
+            _dense_bias(Bp[j], c.n_out, batch if (j == 0 or j == readout_layer) else 2 * batch, right, c.n_out)
             continue
         # conv: G and R (or V and its winners), one example (and phase) per iteration, in parallel
         depth = batch if j == 0 else 2 * batch
@@ -503,7 +502,7 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
             right = <floating*> work.own_right + <size_t> tid * work.own_stride
             _build_right(&conns[0], 0, True, batch, P, N, scales[0], right, work.own_ld)
             if tid == 0:
-                _dense_bias(Bp[0], conns[0].n_out, batch, right, work.own_ld, isa)
+                _dense_bias(Bp[0], conns[0].n_out, batch, right, work.own_ld)
             for u in range(bound):
                 if _block_owner(work.task_row[u], input_half(conns[0].n_in), n_threads) == tid:
                     _run_task(u, conns, work, batch, readout_layer, x, readout_input, P, N, W, left_size, right,

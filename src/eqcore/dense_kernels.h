@@ -364,36 +364,4 @@ static void eq_gemm_f64(int isa, int R, int N, int K, const double *A, int lda, 
 EQ_DEFINE_DOT_DISPATCH(eq_dot_f32, float)
 EQ_DEFINE_DOT_DISPATCH(eq_dot_f64, double)
 
-/*
- * dst[c] += src[r lds + c] for r = 0 .. R - 1, in that order for every c (a bias gets its
- * update's rows): a vector of dst stays in a register while the rows pass.
- */
-#define EQ_DEFINE_ADD_ROWS(NAME, T, VT, V, ATTR)                                      \
-    ATTR static void NAME(int R, int N, const T *src, int lds, T *dst) {              \
-        int c = 0;                                                                    \
-        for (; c + (V) <= N; c += (V)) {                                              \
-            VT s = *(const VT *)(dst + c);                                            \
-            for (int r = 0; r < R; r++) s += *(const VT *)(src + (size_t)r * lds + c); \
-            *(VT *)(dst + c) = s;                                                     \
-        }                                                                             \
-        for (; c < N; c++) {                                                          \
-            T s = dst[c];                                                             \
-            for (int r = 0; r < R; r++) s += src[(size_t)r * lds + c];                \
-            dst[c] = s;                                                               \
-        }                                                                             \
-    }
-
-#define EQ_DEFINE_ADD_ROWS_ISA(SUFFIX, ATTR, FV, FL, DV, DL)                           \
-    EQ_DEFINE_ADD_ROWS(eq_add_rows_f32_##SUFFIX, float, FV, FL, ATTR)                  \
-    EQ_DEFINE_ADD_ROWS(eq_add_rows_f64_##SUFFIX, double, DV, DL, ATTR)
-EQ_FOR_EACH_ISA(EQ_DEFINE_ADD_ROWS_ISA)
-
-static void eq_add_rows_f32(int isa, int R, int N, const float *src, int lds, float *dst) {
-    EQ_DISPATCH(isa, eq_add_rows_f32, (R, N, src, lds, dst), (R, N, src, lds, dst))
-}
-
-static void eq_add_rows_f64(int isa, int R, int N, const double *src, int lds, double *dst) {
-    EQ_DISPATCH(isa, eq_add_rows_f64, (R, N, src, lds, dst), (R, N, src, lds, dst))
-}
-
 #endif
