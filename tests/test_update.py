@@ -55,7 +55,7 @@ def test_train_step_updates_in_place_like_reference(sizes, dtype, symmetric):
 
 def test_wide_layers_update_like_reference(dtype):
     """Layers of 37 and 21 units (the other tests' are narrower than one AVX-512 vector): the update's
-    vector paths, the biases' row sums (eq_add_rows: whole vectors, then a scalar tail) included."""
+    vector paths and their tails, biases included."""
     sizes = [12, 37, 21, 5]
     net = random_network(sizes, dtype)
     x, target = data(sizes, dtype)
