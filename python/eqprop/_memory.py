@@ -45,7 +45,9 @@ def estimate_training_bytes(
     -------
     dict of str to int
         ``parameters`` (the weights and biases, their float64 initialisation
-        draw and the copy a checkpoint writes), ``particles``, ``batches`` (the
+        draw and the copy a checkpoint writes, which also bound the copies the
+        compiled epoch loop trains on: the chain with its hidden layers padded
+        and W_0 in padded rows, eqcore._epoch), ``particles``, ``batches`` (the
         mini-batch and evaluation buffers and the states of both phases),
         ``data`` (the training inputs in the network's dtype) and ``optimizer``
         (its arrays, and the copies a checkpoint writes of its state).
