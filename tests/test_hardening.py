@@ -579,6 +579,10 @@ def test_memory_estimate_and_refusal():
 
     parts = estimate_training_bytes([784, 500, 10], "float32", n_train=50_000, batch_size=20, persistent=True)
     assert parts["particles"] == 50_000 * 510 * 4 and parts["data"] == 50_000 * 784 * 4
+    # the parameters, a checkpoint's copy, and the compiled loop's copies (hidden layer padded to 512
+    # units, W_0's rows to 512 + 32 values), larger here than the float64 initialisation draw of W_0
+    live = (784 * 500 + 500 * 10 + 510) * 4
+    assert parts["parameters"] == 2 * live + (784 * 512 + 512 * 10 + 522 + 784 * 544) * 4 > 2 * live + 784 * 500 * 8
     with pytest.raises(MemoryError, match=r"needs about .* but only 1.0 MB is available"):
         check_training_memory([784, 500, 10], "float32", n_train=50_000, batch_size=20, persistent=True,
                               available=10**6)
