@@ -231,6 +231,26 @@ def test_a_padded_chain_gathers_the_next_mini_batch_beside_a_one_thread_nudged_p
     train_both(layers=PADDED_LAYERS, threads=2, dtype="float32", epochs=3)
 
 
+def test_a_padded_chain_with_odd_batches_a_resume_and_a_divergence(tmp_path):
+    """Mini-batches of one example and one larger than the data, a resumed run, and a free phase
+    that diverges (the loop's copy is copied back however the call ends): as the Python loop."""
+    train_both(layers=PADDED_LAYERS, batch_size=1, data=make_data(n=13))
+    train_both(layers=PADDED_LAYERS, batch_size=50, data=make_data(n=17), epochs=3)
+    x, labels = make_data()
+    straight = make_trainer(PADDED_LAYERS, compiled=False)
+    straight.fit(x, labels, epochs=3, progress=False)
+    make_trainer(PADDED_LAYERS).fit(x, labels, epochs=2, checkpoint_dir=tmp_path, progress=False)
+    resumed = eqprop.Trainer.resume(tmp_path)
+    resumed.fit(x, labels, epochs=1, checkpoint_dir=tmp_path, progress=False)
+    assert_same_run(resumed, straight)
+    x, labels = make_data(zeros=0.9, seed=3)
+    x[:, 0] = 0.0
+    x[40, 0] = 1.0
+    error = diverge_both(dict(epochs=3, callbacks=[poison_after_first_epoch(0)]), (x, labels), layers=PADDED_LAYERS,
+                         dtype="float32")
+    assert error.epoch == 2 and "the free phase" in str(error)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_conv_chain(dtype, threads, every_thread_runs):
