@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from eqcore._epoch import padded_sizes
+
 #: Rows of the evaluation batches (eqprop.trainer.EVAL_BATCH_SIZE).
 _EVAL_ROWS = 1000
 
@@ -47,8 +49,8 @@ def estimate_training_bytes(
         ``parameters`` (the weights and biases, the copy a checkpoint writes,
         and the larger of their float64 initialisation draw and the copies the
         compiled epoch loop trains on: a dense chain with its hidden layers
-        padded to whole vectors, and W_0 in padded rows, eqcore._epoch), ``particles``, ``batches`` (the
-        mini-batch and evaluation buffers and the states of both phases),
+        padded to whole vectors, and W_0 in padded rows, eqcore._epoch),
+        ``particles``, ``batches`` (the mini-batch and evaluation buffers and the states of both phases),
         ``data`` (the training inputs in the network's dtype) and ``optimizer``
         (its arrays, and the copies a checkpoint writes of its state).
     """
@@ -63,7 +65,8 @@ def estimate_training_bytes(
     state = sum(sizes[1:])
     rows = min(batch_size, max(n_train, 1))
     return {
-        "parameters": 2 * n_parameters * itemsize + max(largest_matrix * 8, _loop_copies(sizes, connections) * itemsize),
+        "parameters": (2 * n_parameters * itemsize
+                       + max(largest_matrix * 8, _loop_copies(sizes, connections) * itemsize)),
         "particles": (n_train * state * itemsize) if persistent else 0,
         "batches": (4 * rows + min(_EVAL_ROWS, max(n_train, 1))) * (state + sizes[0]) * itemsize,
         "data": n_train * sizes[0] * itemsize,
@@ -77,8 +80,7 @@ def _loop_copies(sizes: Sequence[int], connections: Sequence[object]) -> int:
     rows padded to an odd number of cache lines (at most 32 values more)."""
     if any(len(c.weight_shape) != 2 for c in connections):
         return 0
-    last = len(sizes) - 1
-    padded = [n if j in (0, last) or n < 16 else -(-n // 16) * 16 for j, n in enumerate(sizes)]
+    padded = padded_sizes(sizes)
     chain = sum(a * b for a, b in zip(padded, padded[1:])) + sum(padded[1:])
     return chain + padded[0] * (padded[1] + 32)
 

@@ -165,6 +165,14 @@ cdef char* _padded_copy(Connection* c, size_t item) except NULL:
     return <char*> copy
 
 
+def padded_sizes(sizes):
+    """The layer sizes of ``_padded_chain``'s copy: hidden layers of 16 units or more rounded up to
+    whole 16-unit vectors; the input, the output and narrower layers as they are."""
+    sizes = list(sizes)
+    last = len(sizes) - 1  # (no negative indices: this module does not wrap them)
+    return [n if j == 0 or j == last or n < 16 else (n + 15) // 16 * 16 for j, n in enumerate(sizes)]
+
+
 def _padded_chain(Chain chain):
     """A copy of a dense float chain whose hidden layers of 16 units or more are padded to whole
     16-unit vectors with dead units (zero weights and bias, so they stay at 0 and nothing they touch
@@ -178,10 +186,9 @@ def _padded_chain(Chain chain):
     bfloat16 (rounded products), BLAS (sums blocked by size) and the event-driven relaxation (its
     choices depend on the fraction of a row that changed) are left as they are.
     """
-    cdef int j, last = chain.n_connections  # (no negative indices: this module does not wrap them)
-    sizes = list(chain.layer_sizes)
-    padded = [sizes[0]] + [n if n < 16 else (n + 15) // 16 * 16 for n in sizes[1:last]] + [sizes[last]]
-    if padded == sizes or chain.bfloat16 or blas_products() or events_apply(chain):
+    cdef int j
+    padded = padded_sizes(chain.layer_sizes)
+    if padded == list(chain.layer_sizes) or chain.bfloat16 or blas_products() or events_apply(chain):
         return None
     for j in range(chain.n_connections):
         if chain.conns[j].kind != KIND_DENSE:
@@ -277,7 +284,7 @@ def train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] labe
                               epsilon, solver, threads, batch_errors, batch_costs, errors, cost, stage_seconds,
                               chain.layer_sizes[1:])
     _check_buffers(chain, batch_size, state_buffer, drive.shape[0], drive.shape[1])
-    dtype = np.float32 if chain.itemsize == 4 else np.float64
+    dtype = chain.arrays[0][0].dtype
     rows = max(batch_size, 1)
     try:
         return _train_batches(wide, x, labels, order, batch_size, start, stop, x_buffer, target_buffer,

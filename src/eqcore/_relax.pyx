@@ -746,13 +746,13 @@ cdef int relax_work_alloc(RelaxWork* work, Chain chain, int max_batch, int threa
     work.chunk_winners = <int**> malloc(<size_t> chunks * n_layers * sizeof(int*))
     work.chunk_winners_out = <int**> malloc(<size_t> chunks * n_layers * sizeof(int*))
     work.bf16_width = max(chain.layer_sizes) if chain.bfloat16 else 0
-    work.scratch = line_malloc(max(rows * h_per_row + chunks * _conv_per_chunk(chain, work, max(max_batch, 1)), 1)
-                          * chain.itemsize)
+    work.scratch = line_malloc(max(rows * h_per_row + chunks * _conv_per_chunk(chain, work, max(max_batch, 1)),
+                                   1) * chain.itemsize)
     work.int_scratch = <int*> malloc(max(rows * winners_per_row, 1) * sizeof(int))
     work.input_index = <int*> malloc(<size_t> chunks * shared_scratch(chain.conns[0].n_in) * sizeof(int))
     # the second half of a dense drive on its own threads, before it is added (_drive_task)
     work.drive_partial = line_malloc((rows * chain.conns[0].n_out if chain.conns[0].kind == KIND_DENSE else 1)
-                                * chain.itemsize)
+                                     * chain.itemsize)
     if not (work.chunk_s and work.chunk_h and work.chunk_winners and work.chunk_winners_out and work.scratch
             and work.int_scratch and work.input_index and work.drive_partial):
         raise MemoryError()
@@ -761,7 +761,8 @@ cdef int relax_work_alloc(RelaxWork* work, Chain chain, int max_batch, int threa
         # product scratch (bfloat16 rounds rows there); per chunk one more row
         work.event_width = max(chain.layer_sizes)
         work.events_per_row = 3 * sum(chain.layer_sizes[1:]) + work.event_width
-        work.events = line_malloc((rows * work.events_per_row + <size_t> chunks * work.event_width) * chain.itemsize)
+        work.events = line_malloc((rows * work.events_per_row + <size_t> chunks * work.event_width)
+                                  * chain.itemsize)
         work.event_ints = work.event_width + max(max_batch, 1) * chain.n_connections
         work.event_index = <int*> malloc(<size_t> chunks * work.event_ints * sizeof(int))
         if not (work.events and work.event_index):
