@@ -129,16 +129,12 @@ cdef void _nudged_phases(Chain chain, const Connection* conns, const floating* x
                          const int* widths, int steps, double flops, double epsilon, double beta,
                          int solver, int threads, bint centered, RelaxWork* work, int** pos_winners,
                          int** neg_winners, int isa) noexcept nogil:
-    """Step 5: the nudged phase from a copy of the free state S into P, and with ``centered`` a
-    second one with -beta into N, both from the free phase's drive."""
-    cdef int j
-    for j in range(chain.n_connections):
-        memcpy(P[j], S[j], <size_t> m * widths[j] * sizeof(floating))
+    """Step 5: the nudged phase from the copy of the free state S in P, and with ``centered`` a
+    second one with -beta from the copy in N, both from the free phase's drive (the free phase's
+    threads copied their rows there: ``relax_chunks``' copies)."""
     relax_chunks(chain, conns, x_rows, P, targets, drive, m, steps, flops, epsilon, beta, solver, threads,
                  True, False, work, pos_winners, isa)
     if centered:
-        for j in range(chain.n_connections):
-            memcpy(N[j], S[j], <size_t> m * widths[j] * sizeof(floating))
         relax_chunks(chain, conns, x_rows, N, targets, drive, m, steps, flops, epsilon, -beta, solver,
                      threads, True, False, work, neg_winners, isa)
 
@@ -420,8 +416,8 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
         widths = <int*> malloc(n_layers * sizeof(int))
         live = <int*> malloc(n_layers * sizeof(int))
         state_sets = <floating**> malloc(2 * n_layers * sizeof(floating*))
-        P = <floating**> malloc(n_layers * sizeof(floating*))
-        N = <floating**> malloc(n_layers * sizeof(floating*))
+        P = <floating**> malloc(2 * n_layers * sizeof(floating*))  # P, then N: the free phase's copies
+        N = P + n_layers
         particle_rows = <floating**> malloc(n_layers * sizeof(floating*))
         W = <floating**> malloc(n_layers * sizeof(floating*))
         Bp = <floating**> malloc(n_layers * sizeof(floating*))
@@ -546,7 +542,7 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
                 # 3. the free phase, which fills the drive
                 relax_chunks(chain, conns, xb, S, NULL, &drive[0, 0], m, free_steps, flops,
                              epsilon, 0.0, solver, threads, False, False, &relax_work,
-                             free_winners if reuse_winners else NULL, isa)
+                             free_winners if reuse_winners else NULL, isa, P, 2 if centered else 1)
                 lap = _lap(stage_time, 2, lap)
                 finite = True
                 for j in range(n_layers):
@@ -622,7 +618,6 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
         free(state_sets)
         free(second_set)
         free(P)
-        free(N)
         free(UP)
         free(UN)
         free(particle_rows)

@@ -30,5 +30,5 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
                        const floating* target, floating* drive, int batch, int steps,
                        double flops_per_example, double epsilon, double beta, int solver,
                        int threads, bint drive_ready, bint clamp_output, RelaxWork* work,
-                       int** winners_out, int isa) noexcept nogil
+                       int** winners_out, int isa, floating** copies=*, int n_copies=*) noexcept nogil
 cdef bint events_apply(Chain chain) noexcept

@@ -794,7 +794,7 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
                        const floating* target, floating* drive, int batch, int steps,
                        double flops_per_example, double epsilon, double beta, int solver,
                        int threads, bint drive_ready, bint clamp_output, RelaxWork* work,
-                       int** winners_out, int isa) noexcept nogil:
+                       int** winners_out, int isa, floating** copies=NULL, int n_copies=0) noexcept nogil:
     """Relax the states S[j] (batch x n_j, C order) in place: the body of ``relax_batch``.
 
     ``conns`` are the chain's derived connections (transposes included),
@@ -802,11 +802,15 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
     ``winners_out`` (NULL, or per connection NULL or a batch x n_out int
     array) receives the max-pool winners of the final states, as the update
     needs them (_update.pooled_winners); with it, 0 steps still fill it.
+    ``copies`` (NULL, or ``n_copies`` sets of n_layers state pointers, set k
+    at copies[k n_layers]) receive the final states: each thread copies the rows
+    it relaxed, from its own cache (the compiled epoch loop's nudged phases
+    start from such copies of the free state).
     Arguments are not checked: ``batch`` must not exceed ``work.max_batch``
     nor ``threads`` the threads it was allocated for.
     """
     cdef int n_layers = chain.n_connections
-    cdef int j, c, n_chunks, chunk_rows, r0, rows, task, halves, drive_tasks
+    cdef int j, k, c, n_chunks, chunk_rows, r0, rows, task, halves, drive_tasks
     cdef bint split, add_partial
     cdef size_t h_per_chunk, conv_per_chunk, floats_per_chunk, winners_per_chunk
     cdef floating* scratch = <floating*> work.scratch
@@ -902,6 +906,10 @@ cdef void relax_chunks(Chain chain, const Connection* conns, const floating* x, 
                             chunk_drive, not drive_ready, chunk_scratch,
                             work.input_index + c * shared_scratch(conns[0].n_in), chain.linear_output,
                             clamp_output, chain.readout, chunk_out, isa)
+            for k in range(n_copies):
+                for j in range(n_layers):
+                    memcpy(copies[k * n_layers + j] + <size_t> r0 * conns[j].n_out, chunk_s[c * n_layers + j],
+                           <size_t> rows * conns[j].n_out * sizeof(floating))
 
 
 def relax_batch(Chain chain, const floating[:, ::1] x, list state,
