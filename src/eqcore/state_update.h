@@ -97,8 +97,37 @@
 #define EQ_TOP_DOWN_SUM(T, VT, c, load)                                               \
     VT t_ = (VT){0};                                                                  \
     for (int q = 0; q < nk; q++) t_ += av[q] * load(wt + (size_t)kidx[q] * n + (c));  \
+    EQ_TOP_DOWN_REST(VT, c, load)
+/* The same sum for a row with no, one or two non-zero units above (the usual case
+ * below a 10-class output): their rows of W^T and values held from the row's start,
+ * the same additions in the same order (the vector loop of the generic sum reloads
+ * and re-broadcasts them for every vector). */
+#define EQ_TOP_DOWN_SUM0(T, VT, c, load)                                              \
+    VT t_ = (VT){0};                                                                  \
+    EQ_TOP_DOWN_REST(VT, c, load)
+#define EQ_TOP_DOWN_SUM1(T, VT, c, load)                                              \
+    VT t_ = (VT){0};                                                                  \
+    t_ += a0 * load(w0 + (c));                                                        \
+    EQ_TOP_DOWN_REST(VT, c, load)
+#define EQ_TOP_DOWN_SUM2(T, VT, c, load)                                              \
+    VT t_ = (VT){0};                                                                  \
+    t_ += a0 * load(w0 + (c));                                                        \
+    t_ += a1 * load(w1 + (c));                                                        \
+    EQ_TOP_DOWN_REST(VT, c, load)
+#define EQ_TOP_DOWN_REST(VT, c, load)                                                 \
     VT hv = hr != NULL ? load(hr + (c)) + t_ : t_;                                   \
     if (dr != NULL) hv += load(dr + (c));
+/* The vector loop of a row, one version per count of non-zero units above. */
+#define EQ_TOP_DOWN_VECTORS(T, VT, V, VCLIP, BODY)                                    \
+    const T *w0 = nk > 0 ? wt + (size_t)kidx[0] * n : wt;                             \
+    const T *w1 = nk > 1 ? wt + (size_t)kidx[1] * n : wt;                             \
+    T a0 = nk > 0 ? av[0] : 0, a1 = nk > 1 ? av[1] : 0;                               \
+    switch (nk) {                                                                     \
+    case 0: for (; c + (V) <= n; c += (V)) { BODY(EQ_TOP_DOWN_SUM0, T, VT, VCLIP) } break;          \
+    case 1: for (; c + (V) <= n; c += (V)) { BODY(EQ_TOP_DOWN_SUM1, T, VT, VCLIP) } break;          \
+    case 2: for (; c + (V) <= n; c += (V)) { BODY(EQ_TOP_DOWN_SUM2, T, VT, VCLIP) } break;          \
+    default: for (; c + (V) <= n; c += (V)) { BODY(EQ_TOP_DOWN_SUM, T, VT, VCLIP) } break;          \
+    }
 #define EQ_TOP_DOWN_LIST(T)                                                           \
     const T *ar = a + (size_t)r * lda;                                                \
     int kidx[EQ_TOP_DOWN_MAX_K], nk = 0;                                              \
@@ -111,6 +140,16 @@
     const T *dr = d == NULL ? NULL : d + (size_t)r * n;                               \
     EQ_TOP_DOWN_LIST(T)
 #define EQ_LOAD_VEC(VT) *(const VT *)
+/* One vector of the two steps (in a loop over c, with the row's pointers, sr, b, eps, clip). */
+#define EQ_EULER_TD_BODY(SUM, T, VT, VCLIP)                                                       \
+    SUM(T, VT, c, EQ_LOAD_VEC(VT))                                                    \
+    VT sv = *(VT *)(sr + c);                                                          \
+    VT v = sv + eps * (hv + *(const VT *)(b + c) - sv);                               \
+    *(VT *)(sr + c) = clip ? VCLIP(v) : v;
+#define EQ_EXACT_TD_BODY(SUM, T, VT, VCLIP)                                                       \
+    SUM(T, VT, c, EQ_LOAD_VEC(VT))                                                    \
+    VT v = hv + *(const VT *)(b + c);                                                 \
+    *(VT *)(sr + c) = clip ? VCLIP(v) : v;
 #define EQ_DEFINE_TOP_DOWN_UPDATES(SUFFIX, T, VT, V, VCLIP, ATTR)                     \
     ATTR static void eq_euler_td_##SUFFIX(T *restrict s, const T *restrict h,         \
                                           const T *restrict d, const T *restrict b,   \
@@ -120,12 +159,7 @@
         for (int r = 0; r < rows; r++) {                                              \
             EQ_TOP_DOWN_ROW(T)                                                        \
             int c = 0;                                                                \
-            for (; c + (V) <= n; c += (V)) {                                          \
-                EQ_TOP_DOWN_SUM(T, VT, c, EQ_LOAD_VEC(VT))                            \
-                VT sv = *(VT *)(sr + c);                                              \
-                VT v = sv + eps * (hv + *(const VT *)(b + c) - sv);                   \
-                *(VT *)(sr + c) = clip ? VCLIP(v) : v;                                \
-            }                                                                         \
+            EQ_TOP_DOWN_VECTORS(T, VT, V, VCLIP, EQ_EULER_TD_BODY)                        \
             for (; c < n; c++) {                                                      \
                 EQ_TOP_DOWN_SUM(T, T, c, *)                                           \
                 T v = sr[c] + eps * (hv + b[c] - sr[c]);                              \
@@ -141,11 +175,7 @@
         for (int r = 0; r < rows; r++) {                                              \
             EQ_TOP_DOWN_ROW(T)                                                        \
             int c = 0;                                                                \
-            for (; c + (V) <= n; c += (V)) {                                          \
-                EQ_TOP_DOWN_SUM(T, VT, c, EQ_LOAD_VEC(VT))                            \
-                VT v = hv + *(const VT *)(b + c);                                     \
-                *(VT *)(sr + c) = clip ? VCLIP(v) : v;                                \
-            }                                                                         \
+            EQ_TOP_DOWN_VECTORS(T, VT, V, VCLIP, EQ_EXACT_TD_BODY)                        \
             for (; c < n; c++) {                                                      \
                 EQ_TOP_DOWN_SUM(T, T, c, *)                                           \
                 T v = hv + b[c];                                                      \
