@@ -104,3 +104,36 @@ def test_fused_top_down_step_rejects_bad_shapes():
         top_down_state_update(s, None, np.zeros((2, 65)), np.zeros((65, 8)), b, 0.5)
     with pytest.raises(ValueError, match="weights_t"):
         top_down_state_update(s, None, np.zeros((2, 3)), np.zeros((4, 8)), b, 0.5)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-13), (np.float32, 2e-6)], ids=["float64", "float32"])
+@pytest.mark.parametrize("width", [10, 37, 512])
+@pytest.mark.parametrize("active", [0, 1, 2, 3, 10])
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("with_drive", [False, True])
+def test_fused_top_down_step_for_each_count_of_active_units_above(isa, dtype, rtol, width, active, exact,
+                                                                 with_drive):
+    """Rows with 0, 1, 2 active units above take loops of their own (state_update.h), more the general one:
+    each count, at the first, last and scattered units of a 10-class output, against the equations."""
+    from eqcore._relax import top_down_state_update
+
+    rng = np.random.default_rng(1000 * active + width)
+    units = 10
+    placements = [np.arange(active), np.arange(units - active, units),
+                  np.sort(rng.choice(units, size=active, replace=False))]
+    rows = len(placements)
+    above = np.zeros((rows, units), dtype=dtype)
+    for row, chosen in enumerate(placements):
+        above[row, chosen] = rng.uniform(0.05, 1, active)
+    s = rng.uniform(0, 1, (rows, width)).astype(dtype)
+    weights_t = rng.normal(0, 1, (units, width)).astype(dtype)
+    b = rng.uniform(-0.5, 0.5, width).astype(dtype)
+    drive = rng.uniform(-1, 1, (rows, width)).astype(dtype) if with_drive else None
+    eps = dtype(0.5)
+    net_input = above.astype(np.float64) @ weights_t.astype(np.float64)
+    if with_drive:
+        net_input = net_input + drive
+    v = net_input + b if exact else s + eps * (net_input + b - s)
+    expected = clip01(v)
+    top_down_state_update(s, None, above, weights_t, b, float(eps), exact, drive)
+    np.testing.assert_allclose(s, expected, rtol=rtol, atol=rtol * units)
