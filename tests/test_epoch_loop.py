@@ -231,6 +231,36 @@ def test_a_padded_chain_gathers_the_next_mini_batch_beside_a_one_thread_nudged_p
     train_both(layers=PADDED_LAYERS, threads=2, dtype="float32", epochs=3)
 
 
+@pytest.mark.parametrize("settings", [
+    dict(),
+    dict(dtype="float64", algorithm="centered"),
+    dict(cost="cross-entropy", learning_rates=[0.1, 0.05]),
+    dict(layers=(200, 32, 16, N_CLASSES), learning_rates=[0.1, 0.05, 0.02], solver="alternating"),
+], ids=["float32", "float64-centered", "readout", "two-hidden-alternating"])
+def test_the_update_joins_the_region_of_a_one_thread_nudged_phase(settings):
+    """With the parallel threshold between the nudged phase's work and the update's (as at
+    784-500-10), the nudged phase runs on thread 0 beside the gather, and the update in the same
+    region: thread 0 goes on to it, thread 1 joins after gathering. Still the Python loop's run.
+    (The work is counted on the network as given: 37 units train padded to 48, whose nudged phase
+    stays below the threshold; the two hidden layers are whole vectors.)"""
+    import eqcore
+
+    settings = dict(dict(layers=(200, 37, N_CLASSES), dtype="float32", learning_rates=[0.1, 0.05]), **settings)
+    layers, batch = settings["layers"], 10
+    net = eqprop.EqPropNetwork(list(layers), seed=0, cost=settings.get("cost", "squared-error"))
+    nudged = net.core_chain().flops_per_example() * 3 * batch  # make_trainer's nudged steps
+    readout = settings.get("cost") == "cross-entropy"
+    update = sum(2.0 * n_in * n_out * (batch if j == 0 or (readout and j == len(layers) - 2) else 2 * batch)
+                 for j, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:])))
+    assert nudged < update  # threshold update / 2: one thread for the nudged phase, two for the update
+    before = eqcore.parallel_threshold()
+    eqcore.set_parallel_threshold(update / 2)  # the update takes two threads, the nudged phase one
+    try:
+        train_both(threads=2, epochs=2, data=make_data(inputs=200, zeros=0.8), **settings)
+    finally:
+        eqcore.set_parallel_threshold(before)
+
+
 def test_a_padded_chain_with_odd_batches_a_resume_and_a_divergence(tmp_path):
     """Mini-batches of one example and one larger than the data, a resumed run, and a free phase
     that diverges (the loop's copy is copied back however the call ends): as the Python loop."""

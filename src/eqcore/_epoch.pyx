@@ -11,10 +11,11 @@ without returning to Python. For every mini-batch b of the shuffled ``order``:
    into the mini-batch buffers (_batch.pyx), unless step 5 of the last one did;
 2. refresh the derived weight layouts from the parameters as the previous
    update left them (_engine.refresh_derived);
-3. the free phase (``relax_chunks``, _relax.pyx); a non-finite state stops
-   the loop here (``FAILED_FREE_PHASE``) before anything is written; each
-   phase leaves the max-pool winners of its final states where the update
-   reads them (float32 and float64 chains: the update convolves no more);
+3. the free phase (``relax_chunks``, _relax.pyx), whose threads also copy
+   their rows of the free state into the nudged phases' buffers; a non-finite
+   state stops the loop here (``FAILED_FREE_PHASE``) before anything is
+   written; each phase leaves the max-pool winners of its final states where
+   the update reads them (float32 and float64 chains: the update convolves no more);
 4. errors and cost of the free output (squared error, or the cross-entropy of
    a readout chain), the particles written back;
 5. the nudged phase from a copy of the free state with ``betas[b]`` (the
@@ -27,7 +28,10 @@ without returning to Python. For every mini-batch b of the shuffled ``order``:
 6. the in-place EP update with scales rates_k / (spread m) (``ep_update``,
    _update.pyx; a readout learns from the free phase's cost gradient with
    scale rates_L / m, as ``StepEngine.accumulate`` sets it up); non-finite
-   biases stop the loop (``FAILED_UPDATE``).
+   biases stop the loop (``FAILED_UPDATE``). For a dense chain whose update
+   takes two threads it runs in step 5's region: the nudged phases' thread
+   goes on to it, and the other joins once it has gathered (``ep_update``'s
+   parts, the same tasks and arithmetic).
 
 Every step calls the functions the Python loop's entry points call, with the
 same arguments, in the same order and with the same row blocks over the
@@ -65,8 +69,10 @@ from eqcore._engine cimport (
 from eqcore._gemm cimport BF16_OFF, blas_products, current_bf16, current_isa
 from eqcore._openmp cimport useful_threads
 from eqcore._relax cimport RelaxWork, events_apply, relax_chunks, relax_work_alloc, relax_work_free
+from eqcore._kernels cimport eq_signal, eq_wait
 from eqcore._update cimport (
-    UpdateWork, ep_update, keeps_transpose, pooled_winners, update_work_alloc, update_work_free,
+    UpdatePlan, UpdateWork, biases_finite, ep_update, keeps_transpose, pooled_winners, update_operands,
+    update_plan, update_tasks, update_work_alloc, update_work_free,
 )
 
 cdef enum:
@@ -365,6 +371,10 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
     cdef int current = 0, r1, m1
     cdef bint next_ready = False, overlap
     cdef int gathered[1]
+    cdef int ready[1]  # the update's shared operands are built (merged)
+    cdef double nudged_end[1]
+    cdef bint merged, dense_chain = True
+    cdef UpdatePlan plan
     cdef double* stage_time = NULL
     cdef double lap = 0.0
 
@@ -491,6 +501,9 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
             padded_w0 = _padded_copy(&conns[0], item)
             W[0] = <floating*> padded_w0
         relax_work_alloc(&relax_work, chain, batch_size, threads, False)
+        for j in range(n_layers):
+            if chain.conns[j].kind != KIND_DENSE:
+                dense_chain = False
         update_work_alloc(&update_work, chain, batch_size, threads)
 
         with nogil:
@@ -569,16 +582,35 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
                 # 5. the nudged phase(s) from copies of the free state, with the free phase's drive;
                 # when they would run on one thread anyway, another keeps the free state's particles
                 # and gathers the next mini-batch (in that order: the next one's examples may repeat)
+                # the update's scales (step 6)
+                for j in range(n_layers):
+                    scales[j] = rates[j] / (spread * m)
+                if chain.readout:  # the cost gradient: no spread divides it
+                    scales[n_layers - 1] = rates[n_layers - 1] / m
+                # with the particles, the gather and the update on two threads, the thread of the
+                # nudged phase goes on to the update, and the other joins it once it has gathered
+                merged = False
+                if overlap and dense_chain:
+                    update_plan(chain, update_conns, m, threads, &update_work, &plan)
+                    merged = plan.n_threads == 2
                 if overlap:
                     r1 = r0 + batch_size
                     m1 = min(batch_size, n - r1)
                     gathered[0] = 0
+                    ready[0] = 0
                     with parallel(num_threads=2):
                         if threadid() == 0:
                             _nudged_phases(chain, conns, xb, S, P, N, tb, &drive[0, 0], m, widths, nudged_steps,
                                            flops, epsilon, beta, solver, 1, centered, &relax_work,
                                            pos_winners if reuse_winners else NULL,
                                            neg_winners if reuse_winners else NULL, isa)
+                            if merged:
+                                nudged_end[0] = _seconds()
+                                update_operands(chain, update_conns, m, xb, UP, UN, scales, Bp, &update_work, isa,
+                                                reuse_winners, &plan)
+                                eq_signal(&ready[0])
+                                update_tasks(0, chain, update_conns, m, xb, UP, UN, scales, W, Bp, &update_work,
+                                             isa, S[n_layers - 2] if chain.readout else NULL, &plan)
                         else:
                             if use_particles:
                                 _keep_particles(S, &order[r0], m, widths, live, n_layers, particle_rows)
@@ -586,18 +618,27 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
                                           target_sets[1 - current], n_out, particle_rows, widths, live, n_layers,
                                           state_sets + (1 - current) * n_layers)
                             gathered[0] = 1
+                            if merged:
+                                eq_wait(&ready[0])
+                                update_tasks(1, chain, update_conns, m, xb, UP, UN, scales, W, Bp, &update_work,
+                                             isa, S[n_layers - 2] if chain.readout else NULL, &plan)
                     next_ready = gathered[0] == 1
                 else:
                     _nudged_phases(chain, conns, xb, S, P, N, tb, &drive[0, 0], m, widths, nudged_steps, flops,
                                    epsilon, beta, solver, threads, centered, &relax_work,
                                    pos_winners if reuse_winners else NULL,
                                    neg_winners if reuse_winners else NULL, isa)
+                if merged:  # the update's stage starts where the nudged phase ended
+                    if stage_time != NULL:
+                        stage_time[4] += nudged_end[0] - lap
+                        lap = nudged_end[0]
+                    if not biases_finite(update_conns, n_layers, Bp):
+                        failure = _FAILED_UPDATE
+                        break
+                    lap = _lap(stage_time, 5, lap)
+                    continue
                 lap = _lap(stage_time, 4, lap)
                 # 6. the update
-                for j in range(n_layers):
-                    scales[j] = rates[j] / (spread * m)
-                if chain.readout:  # the cost gradient: no spread divides it
-                    scales[n_layers - 1] = rates[n_layers - 1] / m
                 if not ep_update(chain, update_conns, m, xb, UP, UN, scales, W, Bp, threads,
                                  &update_work, isa, S[n_layers - 2] if chain.readout else NULL, reuse_winners):
                     failure = _FAILED_UPDATE

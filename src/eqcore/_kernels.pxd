@@ -77,6 +77,11 @@ cdef extern from "sparse_rows.h" nogil:
     long eq_step_delta_f32(int isa, size_t n, const float* s, float* prev, float* delta)
     long eq_step_delta_f64(int isa, size_t n, const double* s, double* prev, double* delta)
 
+cdef extern from "sync.h" nogil:
+    int eq_take_next(int* counter)
+    void eq_signal(int* flag)
+    void eq_wait(int* flag)
+
 cdef extern from "state_update.h" nogil:
     void eq_euler_f32(int isa, float* s, const float* h, const float* d, const float* b, const float* t,
                       int rows, int n, float eps, float beta, int clip)

@@ -25,12 +25,27 @@ cdef struct UpdateWork:
     int own_ld               # its row stride (whole cache lines)
     size_t own_stride        # and its values per thread
 
+cdef struct UpdatePlan:
+    size_t left_size         # the left operands' values, before the right ones
+    int n_threads            # the threads the tasks take
+    int bound                # W_0's blocks, each bound to the thread that drove with its half
+    int next_task            # the next task of the shared list (taken atomically: update_tasks)
+
 cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int threads) except -1
 cdef void update_work_free(UpdateWork* work) noexcept
 
 cdef bint keeps_transpose(const Connection* c, int j) noexcept nogil
 cdef int* pooled_winners(const Connection* conns, int n_layers, UpdateWork* work, int batch, int j,
                          int phase) noexcept nogil
+cdef void update_plan(Chain chain, const Connection* conns, int batch, int threads, UpdateWork* work,
+                      UpdatePlan* plan) noexcept nogil
+cdef void update_operands(Chain chain, const Connection* conns, int batch, const floating* x,
+                          floating** P, floating** N, const double* scales, floating** Bp,
+                          UpdateWork* work, int isa, bint winners_ready, const UpdatePlan* plan) noexcept nogil
+cdef void update_tasks(int tid, Chain chain, const Connection* conns, int batch, const floating* x,
+                       floating** P, floating** N, const double* scales, floating** W, floating** Bp,
+                       UpdateWork* work, int isa, const floating* readout_input, UpdatePlan* plan) noexcept nogil
+cdef bint biases_finite(const Connection* conns, int n_layers, floating** Bp) noexcept nogil
 cdef bint ep_update(Chain chain, const Connection* conns, int batch, const floating* x,
                     floating** P, floating** N, const double* scales, floating** W,
                     floating** Bp, int threads, UpdateWork* work, int isa,

@@ -60,8 +60,8 @@ from eqcore._engine cimport (
 )
 from eqcore._gemm cimport blas_products, current_isa, input_gemm, input_half, small_gemm
 from eqcore._kernels cimport (
-    eq_im2row_f32, eq_im2row_f64, eq_max_weight_update_f32, eq_max_weight_update_f64, eq_transpose_block_f32,
-    eq_transpose_block_f64,
+    eq_im2row_f32, eq_im2row_f64, eq_max_weight_update_f32, eq_max_weight_update_f64, eq_take_next,
+    eq_transpose_block_f32, eq_transpose_block_f64,
 )
 from eqcore._openmp cimport useful_threads
 
@@ -402,6 +402,126 @@ cdef void _run_task(int t, const Connection* conns, UpdateWork* work, int batch,
                    W[layer] + <size_t> row0 * c.patch, c.patch, isa)
 
 
+cdef void update_plan(Chain chain, const Connection* conns, int batch, int threads, UpdateWork* work,
+                      UpdatePlan* plan) noexcept nogil:
+    """Where ``ep_update``'s operands go (``work``'s offsets) and how many threads its tasks take:
+    what does not depend on the states. ``plan.bound``: W_0's blocks, bound to threads."""
+    cdef int n_layers = chain.n_connections
+    cdef int readout_layer = n_layers - 1 if chain.readout else -1
+    cdef int j, depth
+    cdef size_t left_size = 0, right_size = 0, conv_depth
+    cdef const Connection* c
+    cdef double flops = 0.0
+    for j in range(n_layers):
+        c = &conns[j]
+        depth = batch if (j == 0 or j == readout_layer) else 2 * batch
+        work.left_offset[j] = left_size
+        work.right_offset[j] = right_size
+        if c.kind == KIND_DENSE:
+            # left: A_j (n_in x depth); right: B_j (depth x n_out), then B_j^T
+            left_size += <size_t> c.n_in * depth
+            right_size += 2 * <size_t> depth * c.n_out
+            flops += 2.0 * c.n_in * c.n_out * depth
+        elif c.pool == POOL_MAX:
+            # left: V (depth x n_out); its winners (depth x n_out ints)
+            work.winners_offset[j] = pooled_winners(conns, n_layers, work, batch, j, 0) - work.pool_winners
+            left_size += <size_t> depth * c.n_out
+            flops += 2.0 * c.n_out * c.patch * depth  # about a quarter of G @ R's, less the clipped states
+        else:
+            # left: G (c_out x D); right: R (D x patch), D = depth hw
+            conv_depth = <size_t> depth * c.hw
+            left_size += <size_t> c.c_out * conv_depth
+            right_size += conv_depth * c.patch
+            flops += 2.0 * c.c_out * c.patch * conv_depth
+    plan.left_size = left_size
+    plan.n_threads = useful_threads(threads, flops, work.n_tasks)
+    # W_0's blocks (first in the task list) go to the threads that drove with their half of its
+    # rows (_relax._drive_task), so that each core keeps its half of W_0 in its cache; each
+    # such thread builds its own B_0 from the states (instead of reading one thread's copy)
+    plan.bound = 0
+    if plan.n_threads > 1 and conns[0].kind == KIND_DENSE and input_half(conns[0].n_in) > 0:
+        plan.bound = _dense_blocks(conns[0].n_in, 0)
+    plan.next_task = plan.bound
+
+
+cdef void update_operands(Chain chain, const Connection* conns, int batch, const floating* x,
+                          floating** P, floating** N, const double* scales, floating** Bp,
+                          UpdateWork* work, int isa, bint winners_ready, const UpdatePlan* plan) noexcept nogil:
+    """The operands the threads share (all but a bound W_0's B_0, which each builds itself) and the
+    biases but b_0's: dense ones on this thread, conv ones on ``plan.n_threads`` (a region of their own)."""
+    cdef int n_layers = chain.n_connections
+    cdef int readout_layer = n_layers - 1 if chain.readout else -1
+    cdef int j, depth, e, phase
+    cdef size_t conv_depth, per_thread = work.per_thread
+    cdef floating* operands = <floating*> work.operands
+    cdef floating* conv_scratch = <floating*> work.conv_scratch
+    cdef floating* right
+    cdef const Connection* c
+    for j in range(n_layers):
+        c = &conns[j]
+        if c.kind == KIND_DENSE:
+            if j == 0 and plan.bound:
+                continue
+            right = operands + plan.left_size + work.right_offset[j]
+            _build_right(c, j, j == 0 or j == readout_layer, batch, P, N, scales[j], right, c.n_out)
+            _dense_bias(Bp[j], c.n_out, batch if (j == 0 or j == readout_layer) else 2 * batch, right, c.n_out)
+            continue
+        # conv: G and R (or V and its winners), one example (and phase) per iteration, in parallel
+        depth = batch if j == 0 else 2 * batch
+        if c.pool == POOL_MAX:
+            for e in prange(depth, num_threads=plan.n_threads, schedule="static"):
+                phase = e // batch
+                _pooled_example(c, j, e - phase * batch, phase, batch, x, P, N, <floating> scales[j],
+                                operands + work.left_offset[j] + <size_t> e * c.n_out,
+                                work.pool_winners + work.winners_offset[j] + <size_t> e * c.n_out, winners_ready,
+                                conv_scratch + <size_t> threadid() * per_thread, per_thread // 2, isa)
+            _pooled_bias(Bp[j], c.c_out, c.h_out * c.w_out, depth, operands + work.left_offset[j])
+            continue
+        conv_depth = <size_t> depth * c.hw
+        for e in prange(depth, num_threads=plan.n_threads, schedule="static"):
+            phase = e // batch  # 0: pos, 1: neg (j > 0 only)
+            _conv_example(c, j, e - phase * batch, phase, batch, x, P, N, <floating> scales[j],
+                          operands + work.left_offset[j], operands + plan.left_size + work.right_offset[j],
+                          conv_depth, <size_t> e * c.hw,
+                          conv_scratch + <size_t> threadid() * per_thread, isa)
+        _conv_bias(Bp[j], c.c_out, conv_depth, operands + work.left_offset[j])
+
+
+cdef void update_tasks(int tid, Chain chain, const Connection* conns, int batch, const floating* x,
+                       floating** P, floating** N, const double* scales, floating** W, floating** Bp,
+                       UpdateWork* work, int isa, const floating* readout_input, UpdatePlan* plan) noexcept nogil:
+    """Thread ``tid``'s part of the weight updates, once ``update_operands`` has run: its own B_0 and
+    bound blocks of W_0 (thread 0 also b_0), then tasks taken from ``plan.next_task`` until none is
+    left. Every thread of ``plan.n_threads`` calls it, in one parallel region."""
+    cdef int readout_layer = chain.n_connections - 1 if chain.readout else -1
+    cdef int t, u
+    cdef floating* right
+    if plan.bound:
+        right = <floating*> work.own_right + <size_t> tid * work.own_stride
+        _build_right(&conns[0], 0, True, batch, P, N, scales[0], right, work.own_ld)
+        if tid == 0:
+            _dense_bias(Bp[0], conns[0].n_out, batch, right, work.own_ld)
+        for u in range(plan.bound):
+            if _block_owner(work.task_row[u], input_half(conns[0].n_in), plan.n_threads) == tid:
+                _run_task(u, conns, work, batch, readout_layer, x, readout_input, P, N, W, plan.left_size, right,
+                          tid, isa)
+    t = eq_take_next(&plan.next_task)
+    while t < work.n_tasks:
+        _run_task(t, conns, work, batch, readout_layer, x, readout_input, P, N, W, plan.left_size, NULL, tid, isa)
+        t = eq_take_next(&plan.next_task)
+
+
+cdef bint biases_finite(const Connection* conns, int n_layers, floating** Bp) noexcept nogil:
+    """Whether every bias is finite (after an update)."""
+    cdef int j
+    cdef Py_ssize_t col
+    for j in range(n_layers):
+        for col in range(conns[j].c_out if conns[j].kind == KIND_CONV else conns[j].n_out):
+            if not isfinite(Bp[j][col]):
+                return False
+    return True
+
+
 cdef bint ep_update(Chain chain, const Connection* conns, int batch, const floating* x,
                     floating** P, floating** N, const double* scales, floating** W,
                     floating** Bp, int threads, UpdateWork* work, int isa,
@@ -418,103 +538,18 @@ cdef bint ep_update(Chain chain, const Connection* conns, int batch, const float
     (else NULL). With ``winners_ready`` the max-pool winners are already where
     ``pooled_winners`` says, and no convolution is run. Arguments are not
     checked: ``batch`` must not exceed ``work.max_batch`` nor ``threads`` the
-    threads it was allocated for.
+    threads it was allocated for. Its three parts (``update_plan``,
+    ``update_operands``, ``update_tasks``) let the compiled epoch loop run the
+    update in a parallel region of its own (_epoch.pyx).
     """
-    cdef int n_layers = chain.n_connections
-    cdef int readout_layer = n_layers - 1 if chain.readout else -1
-    cdef int j, t, u, tid, bound, depth, e, phase, n_threads
-    cdef int n_tasks = work.n_tasks
-    cdef size_t left_size = 0, right_size = 0, conv_depth
-    cdef size_t per_thread = work.per_thread
-    cdef size_t* left_offset = work.left_offset
-    cdef size_t* right_offset = work.right_offset
-    cdef floating* operands = <floating*> work.operands
-    cdef floating* conv_scratch = <floating*> work.conv_scratch
-    cdef int* pool_winners = work.pool_winners
-    cdef size_t* winners_offset = work.winners_offset
-    cdef floating* right
-    cdef const Connection* c
-    cdef double flops = 0.0
-    cdef bint finite = True
-    cdef Py_ssize_t col
+    cdef UpdatePlan plan
     if batch <= 0:
         return True
-    for j in range(n_layers):
-        c = &conns[j]
-        depth = batch if (j == 0 or j == readout_layer) else 2 * batch
-        left_offset[j] = left_size
-        right_offset[j] = right_size
-        if c.kind == KIND_DENSE:
-            # left: A_j (n_in x depth); right: B_j (depth x n_out), then B_j^T
-            left_size += <size_t> c.n_in * depth
-            right_size += 2 * <size_t> depth * c.n_out
-            flops += 2.0 * c.n_in * c.n_out * depth
-        elif c.pool == POOL_MAX:
-            # left: V (depth x n_out); its winners (depth x n_out ints)
-            winners_offset[j] = pooled_winners(conns, n_layers, work, batch, j, 0) - pool_winners
-            left_size += <size_t> depth * c.n_out
-            flops += 2.0 * c.n_out * c.patch * depth  # about a quarter of G @ R's, less the clipped states
-        else:
-            # left: G (c_out x D); right: R (D x patch), D = depth hw
-            conv_depth = <size_t> depth * c.hw
-            left_size += <size_t> c.c_out * conv_depth
-            right_size += conv_depth * c.patch
-            flops += 2.0 * c.c_out * c.patch * conv_depth
-    n_threads = useful_threads(threads, flops, n_tasks)
-
-    # W_0's blocks (first in the task list) go to the threads that drove with their half of its
-    # rows (_relax._drive_task), so that each core keeps its half of W_0 in its cache; each
-    # such thread builds its own B_0 from the states (instead of reading one thread's copy)
-    bound = 0
-    if n_threads > 1 and conns[0].kind == KIND_DENSE and input_half(conns[0].n_in) > 0:
-        bound = _dense_blocks(conns[0].n_in, 0)
-    for j in range(n_layers):
-        c = &conns[j]
-        if c.kind == KIND_DENSE:
-            if j == 0 and bound:
-                continue
-            right = operands + left_size + right_offset[j]
-            _build_right(c, j, j == 0 or j == readout_layer, batch, P, N, scales[j], right, c.n_out)
-            _dense_bias(Bp[j], c.n_out, batch if (j == 0 or j == readout_layer) else 2 * batch, right, c.n_out)
-            continue
-        # conv: G and R (or V and its winners), one example (and phase) per iteration, in parallel
-        depth = batch if j == 0 else 2 * batch
-        if c.pool == POOL_MAX:
-            for e in prange(depth, num_threads=n_threads, schedule="static"):
-                phase = e // batch
-                _pooled_example(c, j, e - phase * batch, phase, batch, x, P, N, <floating> scales[j],
-                                operands + left_offset[j] + <size_t> e * c.n_out,
-                                pool_winners + winners_offset[j] + <size_t> e * c.n_out, winners_ready,
-                                conv_scratch + <size_t> threadid() * per_thread, per_thread // 2, isa)
-            _pooled_bias(Bp[j], c.c_out, c.h_out * c.w_out, depth, operands + left_offset[j])
-            continue
-        conv_depth = <size_t> depth * c.hw
-        for e in prange(depth, num_threads=n_threads, schedule="static"):
-            phase = e // batch  # 0: pos, 1: neg (j > 0 only)
-            _conv_example(c, j, e - phase * batch, phase, batch, x, P, N, <floating> scales[j],
-                          operands + left_offset[j], operands + left_size + right_offset[j],
-                          conv_depth, <size_t> e * c.hw,
-                          conv_scratch + <size_t> threadid() * per_thread, isa)
-        _conv_bias(Bp[j], c.c_out, conv_depth, operands + left_offset[j])
-    with parallel(num_threads=n_threads):
-        tid = threadid()
-        if bound:
-            right = <floating*> work.own_right + <size_t> tid * work.own_stride
-            _build_right(&conns[0], 0, True, batch, P, N, scales[0], right, work.own_ld)
-            if tid == 0:
-                _dense_bias(Bp[0], conns[0].n_out, batch, right, work.own_ld)
-            for u in range(bound):
-                if _block_owner(work.task_row[u], input_half(conns[0].n_in), n_threads) == tid:
-                    _run_task(u, conns, work, batch, readout_layer, x, readout_input, P, N, W, left_size, right,
-                              tid, isa)
-        for t in prange(bound, n_tasks, schedule="dynamic", chunksize=1):
-            _run_task(t, conns, work, batch, readout_layer, x, readout_input, P, N, W, left_size, NULL,
-                      threadid(), isa)
-    for j in range(n_layers):
-        for col in range(conns[j].c_out if conns[j].kind == KIND_CONV else conns[j].n_out):
-            if not isfinite(Bp[j][col]):
-                finite = False
-    return finite
+    update_plan(chain, conns, batch, threads, work, &plan)
+    update_operands(chain, conns, batch, x, P, N, scales, Bp, work, isa, winners_ready, &plan)
+    with parallel(num_threads=plan.n_threads):
+        update_tasks(threadid(), chain, conns, batch, x, P, N, scales, W, Bp, work, isa, readout_input, &plan)
+    return biases_finite(conns, chain.n_connections, Bp)
 
 
 def apply_ep_update(Chain chain, const floating[:, ::1] x, list pos, list neg,
