@@ -579,16 +579,16 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
                 errors += batch_errors_b
                 cost += batch_cost
                 lap = _lap(stage_time, 3, lap)
-                # 5. the nudged phase(s) from copies of the free state, with the free phase's drive;
-                # when they would run on one thread anyway, another keeps the free state's particles
-                # and gathers the next mini-batch (in that order: the next one's examples may repeat)
                 # the update's scales (step 6)
                 for j in range(n_layers):
                     scales[j] = rates[j] / (spread * m)
                 if chain.readout:  # the cost gradient: no spread divides it
                     scales[n_layers - 1] = rates[n_layers - 1] / m
-                # with the particles, the gather and the update on two threads, the thread of the
-                # nudged phase goes on to the update, and the other joins it once it has gathered
+                # 5. the nudged phase(s) from copies of the free state, with the free phase's drive;
+                # when they would run on one thread anyway, another keeps the free state's particles
+                # and gathers the next mini-batch (in that order: the next one's examples may repeat);
+                # for a dense chain whose update takes two threads, the nudged phase's thread then
+                # goes on to the update (step 6), and the other joins it once it has gathered
                 merged = False
                 if overlap and dense_chain:
                     update_plan(chain, update_conns, m, threads, &update_work, &plan)
@@ -628,19 +628,17 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
                                    epsilon, beta, solver, threads, centered, &relax_work,
                                    pos_winners if reuse_winners else NULL,
                                    neg_winners if reuse_winners else NULL, isa)
-                if merged:  # the update's stage starts where the nudged phase ended
+                # 6. the update (already run when merged: its stage starts where the nudged phase ended)
+                if merged:
                     if stage_time != NULL:
                         stage_time[4] += nudged_end[0] - lap
                         lap = nudged_end[0]
-                    if not biases_finite(update_conns, n_layers, Bp):
-                        failure = _FAILED_UPDATE
-                        break
-                    lap = _lap(stage_time, 5, lap)
-                    continue
-                lap = _lap(stage_time, 4, lap)
-                # 6. the update
-                if not ep_update(chain, update_conns, m, xb, UP, UN, scales, W, Bp, threads,
-                                 &update_work, isa, S[n_layers - 2] if chain.readout else NULL, reuse_winners):
+                    finite = biases_finite(update_conns, n_layers, Bp)
+                else:
+                    lap = _lap(stage_time, 4, lap)
+                    finite = ep_update(chain, update_conns, m, xb, UP, UN, scales, W, Bp, threads, &update_work,
+                                       isa, S[n_layers - 2] if chain.readout else NULL, reuse_winners)
+                if not finite:
                     failure = _FAILED_UPDATE
                     break
                 lap = _lap(stage_time, 5, lap)
