@@ -492,6 +492,28 @@ def test_the_trainer_hands_its_stage_timer_to_the_compiled_loop():
     assert (trainer._stage_seconds > 0).all()
 
 
+@pytest.mark.parametrize("order", ["permutation", "repeats"])
+def test_two_threads_keep_the_particles_as_one_does(order):
+    """On two threads each writes back the particles of the rows it relaxed while the other
+    gathers the next mini-batch, unless an example is in both mini-batches (an order with
+    repeats): then the next one's gather must wait for the write-back, as on one thread."""
+    runs = []
+    for threads in (1, 2):
+        arguments = core_arguments(n=24, size=8)
+        if order == "repeats":  # example 2 (row 2 of mini-batch 0) again in mini-batch 1
+            arguments["order"] = np.array([0, 1, 2, 3, 4, 5, 6, 7, 2, 8, 9, 10, 11, 12, 13, 14,
+                                           15, 16, 17, 18, 19, 20, 21, 22])
+        arguments["particles"] = [np.zeros((24, 5)), np.zeros((24, 3))]
+        arguments["threads"] = threads
+        for _ in range(2):
+            assert call(arguments)[:2] == (3, FAILED_NONE)
+        runs.append(arguments)
+    one, two = runs
+    for a, b in zip(one["particles"] + list(one["chain"].arrays[0]) + list(one["chain"].arrays[1]),
+                    two["particles"] + list(two["chain"].arrays[0]) + list(two["chain"].arrays[1])):
+        np.testing.assert_array_equal(a, b)
+
+
 BAD_CORE_CALLS = [
     (dict(x=np.zeros((20, 6), np.float32), x_buffer=np.zeros((8, 6), np.float32),
           target_buffer=np.zeros((8, 3), np.float32), drive=np.zeros((8, 5), np.float32)),

@@ -123,11 +123,24 @@ cdef void _gather_batch(const floating* x, int n_in, const int64_t* labels, cons
 
 
 cdef void _keep_particles(floating** S, const int64_t* index, int m, const int* widths, const int* live,
-                          int n_layers, floating** particle_rows) noexcept nogil:
-    """Step 4's write-back: the free state's rows (of the live units) into the examples' particles."""
+                          int n_layers, floating** particle_rows, int first=0) noexcept nogil:
+    """Step 4's write-back: the free state's rows ``first`` .. m - 1 (of the live units) into the
+    examples' particles."""
     cdef int j
     for j in range(n_layers):
-        scatter_rows(S[j], widths[j], index, m, live[j], particle_rows[j])
+        scatter_rows(S[j] + <size_t> first * widths[j], widths[j], index + first, m - first, live[j],
+                     particle_rows[j])
+
+
+cdef bint _disjoint(const int64_t* a, int m, const int64_t* b, int n) noexcept nogil:
+    """Whether no example of ``a`` (m of them) is also in ``b``: then one mini-batch's particles
+    can be written back while the other's are gathered."""
+    cdef int i, k
+    for i in range(m):
+        for k in range(n):
+            if a[i] == b[k]:
+                return False
+    return True
 
 
 cdef void _nudged_phases(Chain chain, const Connection* conns, const floating* x_rows, floating** S,
@@ -368,7 +381,7 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
     cdef floating* x_sets[2]
     cdef floating* target_sets[2]
     cdef floating* second_set = NULL
-    cdef int current = 0, r1, m1
+    cdef int current = 0, r1, m1, kept_rows
     cdef bint next_ready = False, overlap
     cdef int gathered[1]
     cdef int ready[1]  # the update's shared operands are built (merged)
@@ -598,6 +611,12 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
                     m1 = min(batch_size, n - r1)
                     gathered[0] = 0
                     ready[0] = 0
+                    # each thread writes back the rows of the free state it relaxed (relax_chunks: the
+                    # first half on thread 0, after its nudged phase), unless an example of this
+                    # mini-batch is also in the next one, whose particles the other thread gathers
+                    kept_rows = 0
+                    if use_particles and _disjoint(&order[r0], m, &order[r1], m1):
+                        kept_rows = (m + 1) // 2
                     with parallel(num_threads=2):
                         if threadid() == 0:
                             _nudged_phases(chain, conns, xb, S, P, N, tb, &drive[0, 0], m, widths, nudged_steps,
@@ -609,11 +628,14 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
                                 update_operands(chain, update_conns, m, xb, UP, UN, scales, Bp, &update_work, isa,
                                                 reuse_winners, &plan)
                                 eq_signal(&ready[0])
+                            if kept_rows:
+                                _keep_particles(S, &order[r0], kept_rows, widths, live, n_layers, particle_rows)
+                            if merged:
                                 update_tasks(0, chain, update_conns, m, xb, UP, UN, scales, W, Bp, &update_work,
                                              isa, S[n_layers - 2] if chain.readout else NULL, &plan)
                         else:
                             if use_particles:
-                                _keep_particles(S, &order[r0], m, widths, live, n_layers, particle_rows)
+                                _keep_particles(S, &order[r0], m, widths, live, n_layers, particle_rows, kept_rows)
                             _gather_batch(&x[0, 0], n_in, &labels[0], &order[r1], m1, x_sets[1 - current],
                                           target_sets[1 - current], n_out, particle_rows, widths, live, n_layers,
                                           state_sets + (1 - current) * n_layers)
