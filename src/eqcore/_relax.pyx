@@ -286,6 +286,21 @@ cdef inline void _bottom_up_input(const Connection* conns, int j, floating** s,
         bottom_up(&conns[j], s[j - 1], rows, out, winners[j], conv_scratch, isa)
 
 
+cdef inline bint _fused_top_down(const Connection* above_c) noexcept nogil:
+    """Whether the layer below ``above_c`` takes the fused top-down step of state_update.h (which
+    leaves its h free and reads its biases only where given)."""
+    return (above_c.kind == KIND_DENSE and above_c.n_out <= EQ_TOP_DOWN_MAX_K and not above_c.bf16
+            and not blas_products())
+
+
+cdef void _add_bias(floating* out, const floating* drive, const floating* b, int rows, int n) noexcept nogil:
+    """out = drive + b, row by row (rows x n)."""
+    cdef Py_ssize_t r, i
+    for r in range(rows):
+        for i in range(n):
+            out[r * n + i] = drive[r * n + i] + b[i]
+
+
 cdef void _top_down_and_update(const Connection* above_c, const floating* above, const int* above_winners,
                               int rows, floating* s, floating* h, const floating* d, const floating* b,
                               int n, bint accumulate, bint exact, floating epsilon,
@@ -299,8 +314,7 @@ cdef void _top_down_and_update(const Connection* above_c, const floating* above,
     """
     cdef int group = rows, r0 = 0, g
     cdef const floating* h_in = h if accumulate else NULL
-    if (above_c.kind == KIND_DENSE and above_c.n_out <= EQ_TOP_DOWN_MAX_K and not above_c.bf16
-            and not blas_products()):
+    if _fused_top_down(above_c):
         # a narrow layer above: its top-down sum, over its non-zero units only, stays in registers
         if exact:
             _exact_td(s, h_in, d, b, above, above_c.n_out, <const floating*> above_c.weights_t, rows, n, isa)
@@ -350,10 +364,16 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
     cdef bint top_down_0 = n_layers > 1 and not (readout and last == 1 and not nudge_readout)
     cdef const floating* h0 = h[0] if top_down_0 else drive
     cdef const floating* d0 = drive if top_down_0 else NULL
+    cdef const floating* b0 = <const floating*> conns[0].bias_full
     # with a ready drive, connection 0's winners stay unset: nothing reads them (the
     # clamped input gets no top-down input; the update finds its own winners)
     if compute_drive:
         _compute_drive(conns, x, rows, drive, winners, conv_scratch, input_index, isa)
+    if top_down_0 and _fused_top_down(&conns[1]):
+        # below a narrow layer the first layer's step leaves h[0] free: it holds drive + b_0,
+        # summed once here instead of at every step
+        _add_bias(h[0], drive, b0, rows, conns[0].n_out)
+        d0, b0 = h[0], NULL
     if clamp_output:
         memcpy(s[n_layers - 1], target, <size_t> rows * conns[n_layers - 1].n_out * sizeof(floating))
     for step in range(steps):
@@ -373,11 +393,11 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
             for j in range(relaxing):
                 if j < n_layers - 1 and not (readout and j == last - 1):
                     _top_down_and_update(&conns[j + 1], s[j + 1], winners[j + 1], rows, s[j], h[j],
-                                         d0 if j == 0 else NULL, <const floating*> conns[j].bias_full,
+                                         d0 if j == 0 else NULL, b0 if j == 0 else <const floating*> conns[j].bias_full,
                                          conns[j].n_out, j > 0, False, epsilon, conv_scratch, isa)
                 elif j < n_layers - 1 and nudge_readout:
                     _top_down_and_update(&conns[last], h[last], NULL, rows, s[j], h[j],
-                                         d0 if j == 0 else NULL, <const floating*> conns[j].bias_full,
+                                         d0 if j == 0 else NULL, b0 if j == 0 else <const floating*> conns[j].bias_full,
                                          conns[j].n_out, j > 0, False, epsilon, conv_scratch, isa)
                 else:  # no top-down input: the output, or the layer below a readout in the free phase
                     layer_target = target if j == n_layers - 1 else NULL
@@ -393,7 +413,7 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                         if nudge_readout:  # -beta dC/dz at the current s_L
                             _readout(&conns[last], s[j], target, rows, beta, h[last], NULL, conv_scratch, isa)
                             _top_down_and_update(&conns[last], h[last], NULL, rows, s[j], h[j],
-                                                 d0 if j == 0 else NULL, <const floating*> conns[j].bias_full,
+                                                 d0 if j == 0 else NULL, b0 if j == 0 else <const floating*> conns[j].bias_full,
                                                  conns[j].n_out, j > 0, True, 0, conv_scratch, isa)
                             continue
                     elif j + 1 < n_layers:
@@ -406,7 +426,7 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                             bottom_up(&conns[j + 1], s[j], rows, h[j + 1], winners[j + 1],
                                       conv_scratch, isa)
                         _top_down_and_update(&conns[j + 1], s[j + 1], winners[j + 1], rows, s[j], h[j],
-                                             d0 if j == 0 else NULL, <const floating*> conns[j].bias_full,
+                                             d0 if j == 0 else NULL, b0 if j == 0 else <const floating*> conns[j].bias_full,
                                              conns[j].n_out, j > 0, True, 0, conv_scratch, isa)
                         continue
                     layer_target = target if j == n_layers - 1 else NULL

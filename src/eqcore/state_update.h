@@ -84,18 +84,23 @@
  * The same steps with the top-down input of a narrow layer above computed in
  * registers instead of read from h:
  *
- *   h' = [h +] a W^T,  then the step above on h' (a: rows x K, lda apart; wt = W^T, K x n)
+ *   h' = [h or d] + a W^T [+ d when h is given too] [+ b],  then the step above on h'
  *
- * (h NULL: no bottom-up part). Only the non-zero entries of each row of a are
- * visited, in ascending order, each adding a[k] wt[k, :] to a sum started at 0,
- * so h' is bitwise the listed product's (dense_kernels.h) and the step bitwise
- * the unfused one. For K <= EQ_TOP_DOWN_MAX_K: a layer of up to 64 units above
- * (a 10-class output is mostly zeros at its fixed point), whose rows of W^T stay
- * in L1.
+ * (a: rows x K, lda apart; wt = W^T, K x n; h, d and b each optional). Only the
+ * non-zero entries of each row of a are visited, in ascending order, each
+ * multiplied and added to the sum in one fused multiply-add: the sum starts from
+ * h (or, without h, from d), so a row with one unit above costs one multiply-add
+ * per vector. Without b the caller has added the biases to d already (_relax.pyx:
+ * the first layer's drive plus its biases, summed once per relaxation instead of
+ * at every step). For K <= EQ_TOP_DOWN_MAX_K: a layer of up to 64 units above (a
+ * 10-class output is mostly zeros at its fixed point), whose rows of W^T stay in
+ * L1.
  */
 #define EQ_TOP_DOWN_MAX_K 64
+#define EQ_TOP_DOWN_START(VT, c, load)                                                 \
+    VT t_ = hr != NULL ? load(hr + (c)) : dr != NULL ? load(dr + (c)) : (VT){0};
 #define EQ_TOP_DOWN_SUM(T, VT, c, load)                                               \
-    VT t_ = (VT){0};                                                                  \
+    EQ_TOP_DOWN_START(VT, c, load)                                                    \
     for (int q = 0; q < nk; q++) t_ += av[q] * load(wt + (size_t)kidx[q] * n + (c));  \
     EQ_TOP_DOWN_REST(VT, c, load)
 /* The same sum for a row with no, one or two non-zero units above (the usual case
@@ -103,20 +108,22 @@
  * the same additions in the same order (the vector loop of the generic sum reloads
  * and re-broadcasts them for every vector). */
 #define EQ_TOP_DOWN_SUM0(T, VT, c, load)                                              \
-    VT t_ = (VT){0};                                                                  \
+    EQ_TOP_DOWN_START(VT, c, load)                                                    \
     EQ_TOP_DOWN_REST(VT, c, load)
 #define EQ_TOP_DOWN_SUM1(T, VT, c, load)                                              \
-    VT t_ = (VT){0};                                                                  \
+    EQ_TOP_DOWN_START(VT, c, load)                                                    \
     t_ += a0 * load(w0 + (c));                                                        \
     EQ_TOP_DOWN_REST(VT, c, load)
 #define EQ_TOP_DOWN_SUM2(T, VT, c, load)                                              \
-    VT t_ = (VT){0};                                                                  \
+    EQ_TOP_DOWN_START(VT, c, load)                                                    \
     t_ += a0 * load(w0 + (c));                                                        \
     t_ += a1 * load(w1 + (c));                                                        \
     EQ_TOP_DOWN_REST(VT, c, load)
+/* hv: the net input h' of the row's vector at c (the biases added when given) */
 #define EQ_TOP_DOWN_REST(VT, c, load)                                                 \
-    VT hv = hr != NULL ? load(hr + (c)) + t_ : t_;                                   \
-    if (dr != NULL) hv += load(dr + (c));
+    VT hv = t_;                                                                       \
+    if (hr != NULL && dr != NULL) hv += load(dr + (c));                               \
+    if (b != NULL) hv += load(b + (c));
 /* The vector loop of a row, one version per count of non-zero units above. */
 #define EQ_TOP_DOWN_VECTORS(T, VT, V, VCLIP, BODY)                                    \
     const T *w0 = nk > 0 ? wt + (size_t)kidx[0] * n : wt;                             \
@@ -144,12 +151,11 @@
 #define EQ_EULER_TD_BODY(SUM, T, VT, VCLIP)                                                       \
     SUM(T, VT, c, EQ_LOAD_VEC(VT))                                                    \
     VT sv = *(VT *)(sr + c);                                                          \
-    VT v = sv + eps * (hv + *(const VT *)(b + c) - sv);                               \
+    VT v = sv + eps * (hv - sv);                                                      \
     *(VT *)(sr + c) = clip ? VCLIP(v) : v;
 #define EQ_EXACT_TD_BODY(SUM, T, VT, VCLIP)                                                       \
     SUM(T, VT, c, EQ_LOAD_VEC(VT))                                                    \
-    VT v = hv + *(const VT *)(b + c);                                                 \
-    *(VT *)(sr + c) = clip ? VCLIP(v) : v;
+    *(VT *)(sr + c) = clip ? VCLIP(hv) : hv;
 #define EQ_DEFINE_TOP_DOWN_UPDATES(SUFFIX, T, VT, V, VCLIP, ATTR)                     \
     ATTR static void eq_euler_td_##SUFFIX(T *restrict s, const T *restrict h,         \
                                           const T *restrict d, const T *restrict b,   \
@@ -162,7 +168,7 @@
             EQ_TOP_DOWN_VECTORS(T, VT, V, VCLIP, EQ_EULER_TD_BODY)                        \
             for (; c < n; c++) {                                                      \
                 EQ_TOP_DOWN_SUM(T, T, c, *)                                           \
-                T v = sr[c] + eps * (hv + b[c] - sr[c]);                              \
+                T v = sr[c] + eps * (hv - sr[c]);                                     \
                 sr[c] = EQ_BOUND(v);                                                  \
             }                                                                         \
         }                                                                             \
@@ -178,8 +184,7 @@
             EQ_TOP_DOWN_VECTORS(T, VT, V, VCLIP, EQ_EXACT_TD_BODY)                        \
             for (; c < n; c++) {                                                      \
                 EQ_TOP_DOWN_SUM(T, T, c, *)                                           \
-                T v = hv + b[c];                                                      \
-                sr[c] = EQ_BOUND(v);                                                  \
+                sr[c] = EQ_BOUND(hv);                                                 \
             }                                                                         \
         }                                                                             \
     }
