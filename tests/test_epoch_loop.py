@@ -495,8 +495,8 @@ def test_the_trainer_hands_its_stage_timer_to_the_compiled_loop():
 @pytest.mark.parametrize("order", ["permutation", "repeats"])
 def test_two_threads_keep_the_particles_as_one_does(order):
     """On two threads each writes back the particles of the rows it relaxed while the other
-    gathers the next mini-batch, unless an example is in both mini-batches (an order with
-    repeats): then the next one's gather must wait for the write-back, as on one thread."""
+    gathers the next mini-batch, unless the order repeats an example (here in two consecutive
+    mini-batches): then the next one's gather must wait for the write-back, as on one thread."""
     runs = []
     for threads in (1, 2):
         arguments = core_arguments(n=24, size=8)

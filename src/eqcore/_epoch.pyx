@@ -57,7 +57,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cython cimport floating
 from cython.parallel cimport parallel, threadid
 from libc.stdint cimport int64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
@@ -132,15 +132,22 @@ cdef void _keep_particles(floating** S, const int64_t* index, int m, const int* 
                      particle_rows[j])
 
 
-cdef bint _disjoint(const int64_t* a, int m, const int64_t* b, int n) noexcept nogil:
-    """Whether no example of ``a`` (m of them) is also in ``b``: then one mini-batch's particles
-    can be written back while the other's are gathered."""
-    cdef int i, k
-    for i in range(m):
-        for k in range(n):
-            if a[i] == b[k]:
-                return False
-    return True
+cdef bint _distinct(const int64_t* order, Py_ssize_t count, Py_ssize_t n) noexcept nogil:
+    """Whether the ``count`` entries of ``order`` (each in [0, n)) name distinct examples: then a
+    mini-batch's particles can be written back while the next one's are gathered (False if the
+    n bytes of scratch cannot be had)."""
+    cdef unsigned char* seen = <unsigned char*> calloc(n, 1)
+    cdef Py_ssize_t i
+    cdef bint distinct = seen != NULL
+    if seen == NULL:
+        return False
+    for i in range(count):
+        if seen[order[i]]:
+            distinct = False
+            break
+        seen[order[i]] = 1
+    free(seen)
+    return distinct
 
 
 cdef void _nudged_phases(Chain chain, const Connection* conns, const floating* x_rows, floating** S,
@@ -386,7 +393,7 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
     cdef int gathered[1]
     cdef int ready[1]  # the update's shared operands are built (merged)
     cdef double nudged_end[1]
-    cdef bint merged, dense_chain = True
+    cdef bint merged, dense_chain = True, distinct
     cdef UpdatePlan plan
     cdef double* stage_time = NULL
     cdef double lap = 0.0
@@ -519,6 +526,8 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
                 dense_chain = False
         update_work_alloc(&update_work, chain, batch_size, threads)
 
+        distinct = _distinct(&order[0] + <Py_ssize_t> start * batch_size,
+                             min(<Py_ssize_t> stop * batch_size, n) - <Py_ssize_t> start * batch_size, n)
         with nogil:
             for b in range(start, stop):
                 if b > start:
@@ -612,11 +621,9 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
                     gathered[0] = 0
                     ready[0] = 0
                     # each thread writes back the rows of the free state it relaxed (relax_chunks: the
-                    # first half on thread 0, after its nudged phase), unless an example of this
-                    # mini-batch is also in the next one, whose particles the other thread gathers
-                    kept_rows = 0
-                    if use_particles and _disjoint(&order[r0], m, &order[r1], m1):
-                        kept_rows = (m + 1) // 2
+                    # first half on thread 0, after its nudged phase), unless the order repeats an
+                    # example: then the next mini-batch's gather must follow the whole write-back
+                    kept_rows = (m + 1) // 2 if use_particles and distinct else 0
                     with parallel(num_threads=2):
                         if threadid() == 0:
                             _nudged_phases(chain, conns, xb, S, P, N, tb, &drive[0, 0], m, widths, nudged_steps,
