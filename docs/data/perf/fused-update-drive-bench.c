@@ -1,3 +1,10 @@
+/*
+ * The update of one half of W_0 and the next mini-batch's drive over it, unfused (eq_sparse, eq_strips)
+ * against fused (eq_update_drive), on one core, bit for bit. The fused kernel is in the trial patch only:
+ *   git apply docs/data/perf/fused-update-drive-trial.patch   (on 539e73a)
+ *   gcc -O3 -Isrc/eqcore [-DLDW=528] docs/data/perf/fused-update-drive-bench.c -o /tmp/fused && taskset -c 1 /tmp/fused 0
+ * x from /tmp/fb/x.bin (docs/data/perf/eighth-session-zen4.txt, part 7).
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
