@@ -138,7 +138,7 @@ cdef bint _distinct(const int64_t* order, Py_ssize_t count, Py_ssize_t n) noexce
     n bytes of scratch cannot be had)."""
     cdef unsigned char* seen = <unsigned char*> calloc(n, 1)
     cdef Py_ssize_t i
-    cdef bint distinct = seen != NULL
+    cdef bint distinct = True
     if seen == NULL:
         return False
     for i in range(count):

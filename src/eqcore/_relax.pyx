@@ -293,6 +293,11 @@ cdef inline bint _fused_top_down(const Connection* above_c) noexcept nogil:
             and not blas_products())
 
 
+cdef inline const floating* _step_bias(const Connection* conns, int j, const floating* b0) noexcept nogil:
+    """The biases layer j's step adds: ``b0`` for the first layer (NULL once its drive holds them)."""
+    return b0 if j == 0 else <const floating*> conns[j].bias_full
+
+
 cdef void _add_bias(floating* out, const floating* drive, const floating* b, int rows, int n) noexcept nogil:
     """out = drive + b, row by row (rows x n)."""
     cdef Py_ssize_t r, i
@@ -393,11 +398,11 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
             for j in range(relaxing):
                 if j < n_layers - 1 and not (readout and j == last - 1):
                     _top_down_and_update(&conns[j + 1], s[j + 1], winners[j + 1], rows, s[j], h[j],
-                                         d0 if j == 0 else NULL, b0 if j == 0 else <const floating*> conns[j].bias_full,
+                                         d0 if j == 0 else NULL, _step_bias(conns, j, b0),
                                          conns[j].n_out, j > 0, False, epsilon, conv_scratch, isa)
                 elif j < n_layers - 1 and nudge_readout:
                     _top_down_and_update(&conns[last], h[last], NULL, rows, s[j], h[j],
-                                         d0 if j == 0 else NULL, b0 if j == 0 else <const floating*> conns[j].bias_full,
+                                         d0 if j == 0 else NULL, _step_bias(conns, j, b0),
                                          conns[j].n_out, j > 0, False, epsilon, conv_scratch, isa)
                 else:  # no top-down input: the output, or the layer below a readout in the free phase
                     layer_target = target if j == n_layers - 1 else NULL
@@ -413,7 +418,7 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                         if nudge_readout:  # -beta dC/dz at the current s_L
                             _readout(&conns[last], s[j], target, rows, beta, h[last], NULL, conv_scratch, isa)
                             _top_down_and_update(&conns[last], h[last], NULL, rows, s[j], h[j],
-                                                 d0 if j == 0 else NULL, b0 if j == 0 else <const floating*> conns[j].bias_full,
+                                                 d0 if j == 0 else NULL, _step_bias(conns, j, b0),
                                                  conns[j].n_out, j > 0, True, 0, conv_scratch, isa)
                             continue
                     elif j + 1 < n_layers:
@@ -426,7 +431,7 @@ cdef void _relax_rows(const Connection* conns, int n_layers, const floating* x,
                             bottom_up(&conns[j + 1], s[j], rows, h[j + 1], winners[j + 1],
                                       conv_scratch, isa)
                         _top_down_and_update(&conns[j + 1], s[j + 1], winners[j + 1], rows, s[j], h[j],
-                                             d0 if j == 0 else NULL, b0 if j == 0 else <const floating*> conns[j].bias_full,
+                                             d0 if j == 0 else NULL, _step_bias(conns, j, b0),
                                              conns[j].n_out, j > 0, True, 0, conv_scratch, isa)
                         continue
                     layer_target = target if j == n_layers - 1 else NULL

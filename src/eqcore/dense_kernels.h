@@ -308,7 +308,7 @@ EQ_DEFINE_DOT(eq_dot_f64_generic, double, eq_d2, 2, EQ_HSUM_D2, EQ_LOADN_D2, EQ_
  * vector, then the two 128-bit quarters for four, then pairs of lanes; sums 0, 1,
  * 2, 3 land in lanes 0, 4, 8, 12. Six shuffles and permutes and five additions
  * for four sums instead of four chains of three extracts and three additions:
- * 10 x 10 x 512 in 1.03-1.13 us against 1.13-1.17 on one Zen 4 core
+ * 10 x 10 x 512 in 1.03-1.13 us against 1.08-1.17 on one Zen 4 core
  * (docs/data/perf/dot-hsum4-bench.c, which also checks the bits on 2,028 shapes).
  */
 EQ_TARGET_AVX512 EQ_INLINE __m512 eq_hsum4_f16(__m512 a, __m512 b, __m512 c, __m512 d) {
