@@ -231,6 +231,17 @@ def test_a_padded_chain_gathers_the_next_mini_batch_beside_a_one_thread_nudged_p
     train_both(layers=PADDED_LAYERS, threads=2, dtype="float32", epochs=3)
 
 
+def update_only_threshold(layers, cost=None, batch=10):
+    """A parallel threshold at which make_trainer's update takes two threads and its nudged phase one."""
+    net = eqprop.EqPropNetwork(list(layers), seed=0, cost=cost or "squared-error")
+    nudged = net.core_chain().flops_per_example() * 3 * batch  # make_trainer's nudged steps
+    readout = cost == "cross-entropy"
+    update = sum(2.0 * n_in * n_out * (batch if j == 0 or (readout and j == len(layers) - 2) else 2 * batch)
+                 for j, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:])))
+    assert nudged < update
+    return update / 2
+
+
 @pytest.mark.parametrize("settings", [
     dict(),
     dict(dtype="float64", algorithm="centered"),
@@ -246,15 +257,8 @@ def test_the_update_joins_the_region_of_a_one_thread_nudged_phase(settings):
     import eqcore
 
     settings = dict(dict(layers=(200, 37, N_CLASSES), dtype="float32", learning_rates=[0.1, 0.05]), **settings)
-    layers, batch = settings["layers"], 10
-    net = eqprop.EqPropNetwork(list(layers), seed=0, cost=settings.get("cost", "squared-error"))
-    nudged = net.core_chain().flops_per_example() * 3 * batch  # make_trainer's nudged steps
-    readout = settings.get("cost") == "cross-entropy"
-    update = sum(2.0 * n_in * n_out * (batch if j == 0 or (readout and j == len(layers) - 2) else 2 * batch)
-                 for j, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:])))
-    assert nudged < update  # threshold update / 2: one thread for the nudged phase, two for the update
     before = eqcore.parallel_threshold()
-    eqcore.set_parallel_threshold(update / 2)  # the update takes two threads, the nudged phase one
+    eqcore.set_parallel_threshold(update_only_threshold(settings["layers"], settings.get("cost")))
     try:
         train_both(threads=2, epochs=2, data=make_data(inputs=200, zeros=0.8), **settings)
     finally:
@@ -414,13 +418,28 @@ def diverge_both(fit_kwargs, data, **settings):
     return error_a
 
 
-def test_a_nan_weight_diverges_at_the_same_batch_in_the_free_phase():
+@pytest.mark.parametrize("threads, update_in_the_region", [(1, False), (2, False), (2, True)],
+                         ids=["one-thread", "two-threads-check-beside-the-nudged-phase", "update-in-the-region"])
+def test_a_nan_weight_diverges_at_the_same_batch_in_the_free_phase(threads, update_in_the_region):
+    """On two threads the free state is checked beside the one-thread nudged phase (with the update
+    in the same region when it takes two threads): nothing of the failing batch may be kept."""
+    import eqcore
+
+    layers = (200, 37, N_CLASSES) if update_in_the_region else (N_INPUTS, 10, 7, N_CLASSES)
     # input 0 is non-zero for one example only; with mostly-zero inputs the sparse drive skips the
     # NaN row of W_0 for every other example, so the free phase fails at that example's mini-batch
-    x, labels = make_data(zeros=0.9, seed=3)
+    x, labels = make_data(inputs=layers[0], zeros=0.9, seed=3)
     x[:, 0] = 0.0
     x[40, 0] = 1.0
-    error = diverge_both(dict(epochs=3, callbacks=[poison_after_first_epoch(0)]), (x, labels), dtype="float32")
+    before = eqcore.parallel_threshold()
+    if update_in_the_region:
+        eqcore.set_parallel_threshold(update_only_threshold(layers))
+    try:
+        error = diverge_both(dict(epochs=3, callbacks=[poison_after_first_epoch(0)]), (x, labels),
+                             dtype="float32", threads=threads, layers=layers,
+                             learning_rates=[0.2, 0.1, 0.05][:len(layers) - 1])
+    finally:
+        eqcore.set_parallel_threshold(before)
     assert error.epoch == 2 and error.batch > 1 and "the free phase" in str(error)
 
 
@@ -556,11 +575,15 @@ def test_bad_core_calls_raise_before_any_work(change, error, match):
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_nan_in_the_core_call_reports_the_failing_batch():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_nan_in_the_core_call_reports_the_failing_batch(threads):
     arguments = core_arguments()
+    arguments["threads"] = threads
+    arguments["particles"] = particles = [np.full((20, width), 0.25) for width in (5, 3)]
     arguments["chain"].arrays[1][0][0] = np.nan  # a bias: every free phase fails
     completed, failure, errors, cost = call(arguments)
     assert (completed, failure, errors, cost) == (0, FAILED_FREE_PHASE, 0, 0.0)
+    assert all((p == 0.25).all() for p in particles)  # nothing of the failing batch kept
 
 
 def test_ctrl_c_stops_the_compiled_loop_between_mini_batches():

@@ -12,19 +12,21 @@ without returning to Python. For every mini-batch b of the shuffled ``order``:
 2. refresh the derived weight layouts from the parameters as the previous
    update left them (_engine.refresh_derived);
 3. the free phase (``relax_chunks``, _relax.pyx), whose threads also copy
-   their rows of the free state into the nudged phases' buffers; a non-finite
-   state stops the loop here (``FAILED_FREE_PHASE``) before anything is
-   written; each phase leaves the max-pool winners of its final states where
-   the update reads them (float32 and float64 chains: the update convolves no more);
-4. errors and cost of the free output (squared error, or the cross-entropy of
+   their rows of the free state into the nudged phases' buffers; each phase
+   leaves the max-pool winners of its final states where the update reads
+   them (float32 and float64 chains: the update convolves no more);
+4. the free state checked: a non-finite state stops the loop
+   (``FAILED_FREE_PHASE``) before anything of the batch is written; then the
+   errors and cost of the free output (squared error, or the cross-entropy of
    a readout chain), the particles written back;
 5. the nudged phase from a copy of the free state with ``betas[b]`` (the
    signed beta the caller drew for the batch), and with ``centered`` a second
    one with ``-betas[b]``; spread ``betas[b]`` or ``2 betas[b]``. When these
    are too small to share (``useful_threads`` gives them one thread) and
-   there are two or more, a second thread meanwhile writes step 4's particles
-   back and then gathers mini-batch b + 1 into a second set of buffers, which
-   the loop then uses (the two sets alternate);
+   there are two or more, step 4 runs beside them on a second thread, which
+   then gathers mini-batch b + 1 into a second set of buffers, which the loop
+   then uses (the two sets alternate); the nudged phases' thread waits for
+   step 4's check before it writes anything;
 6. the in-place EP update with scales rates_k / (spread m) (``ep_update``,
    _update.pyx; a readout learns from the free phase's cost gradient with
    scale rates_L / m, as ``StepEngine.accumulate`` sets it up); non-finite
@@ -88,10 +90,10 @@ FAILED_FREE_PHASE = _FAILED_FREE_PHASE
 FAILED_UPDATE = _FAILED_UPDATE
 
 #: The stages ``stage_seconds`` times, in its order: 1. the mini-batch's rows gathered, 2. the
-#: derived weight layouts refreshed, 3. the free phase (with the drive), 4. its scoring and
-#: the particles written back, 5. the nudged phase(s) (with the copies of the free state, and
-#: when a second thread runs alongside, the particles written back and the next mini-batch's
-#: gather), 6. the update.
+#: derived weight layouts refreshed, 3. the free phase (with the drive), 4. its check, its
+#: scoring and the particles written back, 5. the nudged phase(s) (with the copies of the free
+#: state, and when a second thread runs alongside, step 4 and the next mini-batch's gather:
+#: stage 4 is then empty), 6. the update.
 STAGES = ("gather", "refresh", "free phase", "score and keep", "nudged phase", "update")
 
 
@@ -130,6 +132,20 @@ cdef void _keep_particles(floating** S, const int64_t* index, int m, const int* 
     for j in range(n_layers):
         scatter_rows(S[j] + <size_t> first * widths[j], widths[j], index + first, m - first, live[j],
                      particle_rows[j])
+
+
+cdef bint _score_free_state(floating** S, int m, const int* widths, int n_layers, const floating* targets,
+                            int n_out, const int64_t* labels, const int64_t* index, bint readout, int isa,
+                            long* errors, double* cost) noexcept nogil:
+    """Step 4's check and scoring: whether every layer of the free state is finite, and if so its
+    output's misclassified rows in ``errors`` and cost in ``cost`` (``score_output``)."""
+    cdef int j
+    for j in range(n_layers):
+        if not all_finite(S[j], m, widths[j], isa):
+            return False
+    errors[0] = 0
+    cost[0] = score_output(S[n_layers - 1], targets, m, n_out, labels, index, errors, readout)
+    return True
 
 
 cdef bint _distinct(const int64_t* order, Py_ssize_t count, Py_ssize_t n) noexcept nogil:
@@ -355,8 +371,10 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
     cdef Py_ssize_t i, example
     cdef size_t item = chain.itemsize, rows_total = 0
     cdef double flops, spread, beta
-    cdef long batch_errors_b
-    cdef double batch_cost
+    cdef long scored_errors[1]
+    cdef double scored_cost[1]
+    cdef bint free_ok[1]  # the free state is finite (step 4's check)
+    cdef int checked[1]  # ... and that is known (overlap)
     cdef bint finite, use_particles = particles is not None
     cdef floating[:, ::1] view
     cdef int* widths = NULL
@@ -579,27 +597,19 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
                              epsilon, 0.0, solver, threads, False, False, &relax_work,
                              free_winners if reuse_winners else NULL, isa, P, 2 if centered else 1)
                 lap = _lap(stage_time, 2, lap)
-                finite = True
-                for j in range(n_layers):
-                    if finite and not all_finite(S[j], m, widths[j], isa):
-                        finite = False
-                if not finite:
-                    failure = _FAILED_FREE_PHASE
-                    break
-                # 4. score it and keep it (the particles: below, alongside a one-thread nudged phase)
-                batch_errors_b = 0
-                batch_cost = score_output(S[n_layers - 1], tb, m, n_out, &labels[0],
-                                          &order[r0], &batch_errors_b, chain.readout)
                 beta = betas[b]
                 spread = 2.0 * beta if centered else beta
                 overlap = (second_set != NULL and b + 1 < stop
                            and useful_threads(threads, flops * nudged_steps * m, m) == 1)
-                if use_particles and not overlap:
-                    _keep_particles(S, &order[r0], m, widths, live, n_layers, particle_rows)
-                batch_errors[b] = batch_errors_b
-                batch_costs[b] = batch_cost
-                errors += batch_errors_b
-                cost += batch_cost
+                # 4. check, score and keep the free state (alongside a one-thread nudged phase: below)
+                if not overlap:
+                    free_ok[0] = _score_free_state(S, m, widths, n_layers, tb, n_out, &labels[0], &order[r0],
+                                                   chain.readout, isa, &scored_errors[0], &scored_cost[0])
+                    if not free_ok[0]:
+                        failure = _FAILED_FREE_PHASE
+                        break
+                    if use_particles:
+                        _keep_particles(S, &order[r0], m, widths, live, n_layers, particle_rows)
                 lap = _lap(stage_time, 3, lap)
                 # the update's scales (step 6)
                 for j in range(n_layers):
@@ -607,10 +617,11 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
                 if chain.readout:  # the cost gradient: no spread divides it
                     scales[n_layers - 1] = rates[n_layers - 1] / m
                 # 5. the nudged phase(s) from copies of the free state, with the free phase's drive;
-                # when they would run on one thread anyway, another keeps the free state's particles
-                # and gathers the next mini-batch (in that order: the next one's examples may repeat);
-                # for a dense chain whose update takes two threads, the nudged phase's thread then
-                # goes on to the update (step 6), and the other joins it once it has gathered
+                # when they would run on one thread anyway, another checks and scores the free state,
+                # keeps its particles and gathers the next mini-batch (in that order: the next one's
+                # examples may repeat); for a dense chain whose update takes two threads, the nudged
+                # phase's thread then goes on to the update (step 6), and the other joins it once it
+                # has gathered. Nothing is written before the check has passed.
                 merged = False
                 if overlap and dense_chain:
                     update_plan(chain, update_conns, m, threads, &update_work, &plan)
@@ -620,6 +631,7 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
                     m1 = min(batch_size, n - r1)
                     gathered[0] = 0
                     ready[0] = 0
+                    checked[0] = 0
                     # each thread writes back the rows of the free state it relaxed (relax_chunks: the
                     # first half on thread 0, after its nudged phase), unless the order repeats an
                     # example: then the next mini-batch's gather must follow the whole write-back
@@ -630,33 +642,51 @@ def _train_batches(Chain chain, const floating[:, ::1] x, const int64_t[::1] lab
                                            flops, epsilon, beta, solver, 1, centered, &relax_work,
                                            pos_winners if reuse_winners else NULL,
                                            neg_winners if reuse_winners else NULL, isa)
-                            if merged:
-                                nudged_end[0] = _seconds()
-                                update_operands(chain, update_conns, m, xb, UP, UN, scales, Bp, &update_work, isa,
-                                                reuse_winners, &plan)
-                                eq_signal(&ready[0])
-                            if kept_rows:
-                                _keep_particles(S, &order[r0], kept_rows, widths, live, n_layers, particle_rows)
-                            if merged:
-                                update_tasks(0, chain, update_conns, m, xb, UP, UN, scales, W, Bp, &update_work,
-                                             isa, S[n_layers - 2] if chain.readout else NULL, &plan)
+                            eq_wait(&checked[0])
+                            if free_ok[0]:
+                                if merged:
+                                    nudged_end[0] = _seconds()
+                                    update_operands(chain, update_conns, m, xb, UP, UN, scales, Bp, &update_work,
+                                                    isa, reuse_winners, &plan)
+                                    eq_signal(&ready[0])
+                                if kept_rows:
+                                    _keep_particles(S, &order[r0], kept_rows, widths, live, n_layers,
+                                                    particle_rows)
+                                if merged:
+                                    update_tasks(0, chain, update_conns, m, xb, UP, UN, scales, W, Bp,
+                                                 &update_work, isa, S[n_layers - 2] if chain.readout else NULL,
+                                                 &plan)
                         else:
-                            if use_particles:
-                                _keep_particles(S, &order[r0], m, widths, live, n_layers, particle_rows, kept_rows)
-                            _gather_batch(&x[0, 0], n_in, &labels[0], &order[r1], m1, x_sets[1 - current],
-                                          target_sets[1 - current], n_out, particle_rows, widths, live, n_layers,
-                                          state_sets + (1 - current) * n_layers)
-                            gathered[0] = 1
-                            if merged:
-                                eq_wait(&ready[0])
-                                update_tasks(1, chain, update_conns, m, xb, UP, UN, scales, W, Bp, &update_work,
-                                             isa, S[n_layers - 2] if chain.readout else NULL, &plan)
+                            free_ok[0] = _score_free_state(S, m, widths, n_layers, tb, n_out, &labels[0],
+                                                           &order[r0], chain.readout, isa, &scored_errors[0],
+                                                           &scored_cost[0])
+                            eq_signal(&checked[0])
+                            if free_ok[0]:
+                                if use_particles:
+                                    _keep_particles(S, &order[r0], m, widths, live, n_layers, particle_rows,
+                                                    kept_rows)
+                                _gather_batch(&x[0, 0], n_in, &labels[0], &order[r1], m1, x_sets[1 - current],
+                                              target_sets[1 - current], n_out, particle_rows, widths, live,
+                                              n_layers, state_sets + (1 - current) * n_layers)
+                                gathered[0] = 1
+                                if merged:
+                                    eq_wait(&ready[0])
+                                    update_tasks(1, chain, update_conns, m, xb, UP, UN, scales, W, Bp,
+                                                 &update_work, isa, S[n_layers - 2] if chain.readout else NULL,
+                                                 &plan)
+                    if not free_ok[0]:
+                        failure = _FAILED_FREE_PHASE
+                        break
                     next_ready = gathered[0] == 1
                 else:
                     _nudged_phases(chain, conns, xb, S, P, N, tb, &drive[0, 0], m, widths, nudged_steps, flops,
                                    epsilon, beta, solver, threads, centered, &relax_work,
                                    pos_winners if reuse_winners else NULL,
                                    neg_winners if reuse_winners else NULL, isa)
+                batch_errors[b] = scored_errors[0]
+                batch_costs[b] = scored_cost[0]
+                errors += scored_errors[0]
+                cost += scored_cost[0]
                 # 6. the update (already run when merged: its stage starts where the nudged phase ended)
                 if merged:
                     if stage_time != NULL:
