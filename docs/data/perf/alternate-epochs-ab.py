@@ -1,0 +1,33 @@
+"""Paired A/B inside one process: epochs alternate between two settings of a switch."""
+import sys, numpy as np, eqprop
+from eqcore import _epoch
+from eqprop.datasets import load_dataset
+from eqprop.presets import PRESETS
+preset = PRESETS["mnist-1h"]
+data = load_dataset(preset.dataset)
+x, labels = data.x_train[:20000], data.y_train[:20000]
+net = eqprop.EqPropNetwork(preset.sizes, seed=0, init_gains=preset.init_gains, output=preset.output, threads=2)
+tr = eqprop.Trainer(net, **preset.trainer_kwargs(), seed=0, threads=2)
+speeds = {True: [], False: []}
+sequence = []
+state = {"serial": False}
+def cb(t, r):
+    speeds[state["serial"]].append(r.examples_per_second)
+    sequence.append((state["serial"], r.examples_per_second))
+    state["serial"] = not state["serial"]
+    _epoch.set_serial_score(state["serial"])
+_epoch.set_serial_score(False)
+tr.fit(x, labels, epochs=int(sys.argv[1]), progress=False, callbacks=[cb])
+# each epoch against the mean of its two neighbours (the other setting): no trend bias
+ratios = []
+for i in range(2, len(sequence) - 1):
+    serial, v = sequence[i]
+    around = (sequence[i - 1][1] + sequence[i + 1][1]) / 2
+    ratios.append(around / v if serial else v / around)
+ratios = np.array(ratios)
+print(f"in-region / serial against neighbours: median {np.median(ratios):.4f}, mean {ratios.mean():.4f}, "
+      f"n {len(ratios)}, above 1 in {np.sum(ratios > 1)}")
+a, b = np.array(speeds[True][1:]), np.array(speeds[False][1:])
+n = min(len(a), len(b)); ratio = b[:n] / a[:n]
+print(f"serial score: median {np.median(a):,.0f} best {a.max():,.0f}; in region: median {np.median(b):,.0f} best {b.max():,.0f}")
+print(f"paired ratio in-region/serial: median {np.median(ratio):.4f}, mean {ratio.mean():.4f}, n {n}, in-region faster in {np.sum(ratio > 1)}")
