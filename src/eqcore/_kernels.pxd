@@ -126,6 +126,10 @@ cdef extern from "conv_kernels.h" nogil:
     void eq_transpose_block_f32(int isa, const float* src, int rows, int cols, size_t lds, float* dst, size_t ldd)
     void eq_transpose_block_f64(int isa, const double* src, int rows, int cols, size_t lds, double* dst,
                                 size_t ldd)
+    void eq_transpose_add_block_f32(int isa, const float* src, int rows, int cols, size_t lds, float* dst,
+                                    size_t ldd)
+    void eq_transpose_add_block_f64(int isa, const double* src, int rows, int cols, size_t lds, double* dst,
+                                    size_t ldd)
     void eq_pool_max_cl_f32(int isa, const float* conv, int c, int hc, int wc, float* out, int* win)
     void eq_pool_max_cl_f64(int isa, const double* conv, int c, int hc, int wc, double* out, int* win)
     void eq_pool_avg_cl_f32(int isa, const float* conv, int c, int hc, int wc, float* out)

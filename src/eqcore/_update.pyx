@@ -61,7 +61,7 @@ from eqcore._engine cimport (
 from eqcore._gemm cimport blas_products, current_isa, input_gemm, input_half, small_gemm
 from eqcore._kernels cimport (
     eq_im2row_f32, eq_im2row_f64, eq_max_weight_update_f32, eq_max_weight_update_f64, eq_take_next,
-    eq_transpose_block_f32, eq_transpose_block_f64,
+    eq_transpose_add_block_f32, eq_transpose_add_block_f64, eq_transpose_block_f32, eq_transpose_block_f64,
 )
 from eqcore._openmp cimport useful_threads
 
@@ -151,9 +151,10 @@ cdef void _narrow_task(const Connection* c, int batch, int depth, const floating
     small_gemm(n_out, rows, batch, right_t, depth, pos_below + row0, c.n_in, False, t, rows, isa)
     if neg_below != NULL:
         small_gemm(n_out, rows, batch, right_t + batch, depth, neg_below + row0, c.n_in, True, t, rows, isa)
-    for i in range(rows):
-        for o in range(n_out):
-            w[i * c.ld + o] += t[o * rows + i]
+    if floating is float:  # w[i, o] += t[o, i], by 4 x 4 blocks: the same additions
+        eq_transpose_add_block_f32(isa, t, n_out, rows, rows, w, c.ld)
+    else:
+        eq_transpose_add_block_f64(isa, t, n_out, rows, rows, w, c.ld)
     if wt != NULL:
         for o in range(n_out):
             wt_row = wt + <size_t> o * c.n_in + row0

@@ -387,6 +387,12 @@ EQ_FOR_EACH_ISA(EQ_DEFINE_CONV_ISA)
         EQ_DISPATCH(isa, eq_transpose_strided_##S, (src, rows, cols, lds, dst, ldd, 0), \
                     (src, rows, cols, lds, dst, ldd, 0))                              \
     }                                                                                 \
+    /* dst (cols x rows, ldd apart) += the same block transposed. */                  \
+    static void eq_transpose_add_block_##S(int isa, const T *src, int rows, int cols, size_t lds, T *dst, \
+                                           size_t ldd) {                              \
+        EQ_DISPATCH(isa, eq_transpose_strided_##S, (src, rows, cols, lds, dst, ldd, 1), \
+                    (src, rows, cols, lds, dst, ldd, 1))                              \
+    }                                                                                 \
     static void eq_pool_max_cl_##S(int isa, const T *conv, int c, int hc, int wc, T *out, \
                                    int *win) {                                        \
         EQ_DISPATCH(isa, eq_pool_max_cl_##S, (conv, c, hc, wc, out, win),             \
