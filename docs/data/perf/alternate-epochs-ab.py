@@ -1,8 +1,15 @@
-"""Paired A/B inside one process: epochs alternate between two settings of a switch."""
-import sys, numpy as np, eqprop
-from eqcore import _epoch
+"""Paired A/B inside one process: epochs alternate between two settings of a switch.
+
+Usage: python alternate-epochs-ab.py EPOCHS [MODULE.FUNCTION]; the switch (default
+eqcore._epoch.set_serial_score, from serial-score-switch.patch) is a temporary function of a
+build that takes True for the old code and False for the new. "in region" in the output is the
+new code (switch False), "serial" the old.
+"""
+import importlib, sys, numpy as np, eqprop
 from eqprop.datasets import load_dataset
 from eqprop.presets import PRESETS
+module, _, function = (sys.argv[2] if len(sys.argv) > 2 else "eqcore._epoch.set_serial_score").rpartition(".")
+set_switch = getattr(importlib.import_module(module), function)
 preset = PRESETS["mnist-1h"]
 data = load_dataset(preset.dataset)
 x, labels = data.x_train[:20000], data.y_train[:20000]
@@ -15,8 +22,8 @@ def cb(t, r):
     speeds[state["serial"]].append(r.examples_per_second)
     sequence.append((state["serial"], r.examples_per_second))
     state["serial"] = not state["serial"]
-    _epoch.set_serial_score(state["serial"])
-_epoch.set_serial_score(False)
+    set_switch(state["serial"])
+set_switch(False)
 tr.fit(x, labels, epochs=int(sys.argv[1]), progress=False, callbacks=[cb])
 # each epoch against the mean of its two neighbours (the other setting): no trend bias
 ratios = []
