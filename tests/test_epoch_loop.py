@@ -443,6 +443,19 @@ def test_a_nan_weight_diverges_at_the_same_batch_in_the_free_phase(threads, upda
     assert error.epoch == 2 and error.batch > 1 and "the free phase" in str(error)
 
 
+def test_a_conv_chain_diverging_on_two_threads_stops_in_the_free_phase():
+    """A max-pooled conv chain whose nudged phase runs beside the check (two threads): a NaN bias of
+    its first layer makes the next free phase fail, as in the Python loop, and nothing is kept."""
+    def poison_bias(trainer, record):
+        if record.epoch == 1:
+            trainer.net.biases[0][0] = np.nan
+
+    layers = ((1, 6, 6), Conv2d(2, 3, pool="max"), Conv2d(3, 2, padding=1, pool="avg"), N_CLASSES)
+    error = diverge_both(dict(epochs=3, callbacks=[poison_bias]), make_data(inputs=36), layers=layers,
+                         threads=2, learning_rates=[0.2, 0.1, 0.05])
+    assert error.epoch == 2 and error.batch == 1 and "the free phase" in str(error)  # 1-based
+
+
 def test_an_update_beyond_the_float_range_diverges_the_same_way():
     """Free phase finite, the output biases pushed past float32's range by the first update of epoch 2."""
     def edge(trainer, record):
