@@ -46,3 +46,11 @@ def test_alternate_speed_runs_each_build_each_round(capsys, monkeypatch):
     assert [line.split()[0] for line in lines[:4]] == ["one", "two", "one", "two"]
     assert all("examples/s" in line and "free" in line for line in lines[:4])
     assert lines[4].startswith("one median") and lines[5].startswith("two median")
+    assert lines[6].startswith("two / one: median ") and lines[6].endswith(" of 2")
+
+
+def test_alternate_speed_pairs_each_round():
+    alternate = load_tool("alternate_speed")
+    base = [{"examples/s": 100.0}, {"examples/s": 60.0}, {"examples/s": 100.0}]
+    other = [{"examples/s": 102.0}, {"examples/s": 63.0}, {"examples/s": 98.0}]
+    assert alternate.round_ratios(base, other) == pytest.approx([1.02, 1.05, 0.98])

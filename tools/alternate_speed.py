@@ -7,7 +7,8 @@ Each ``SRC`` is a directory holding a built ``eqcore`` (a worktree's ``src``, bu
 package of every run. Each round runs every build once, in the order given, each in a fresh
 process of ``tools/epoch_speed.py --stages`` (default arguments: ``--epochs 3 --threads 2``),
 and prints its last epoch's examples/s and microseconds per mini-batch in the free phase, the
-nudged phase and the update; the end gives each build's median and best.
+nudged phase and the update; the end gives each build's median and best, and each later build's
+median ratio to the first over the rounds (with how many rounds it was faster).
 
 Why: on a shared 2-core VM the same code runs 10-40% slower in some minutes than in others
 (the memory slows first). Builds compared in alternating rounds see the same minutes, and the
@@ -85,7 +86,18 @@ def main(argv: list[str]) -> int:
         speeds = [f["examples/s"] for f in figures]
         print(f"{name:{width}s} median {statistics.median(speeds):,.0f}, best {max(speeds):,.0f} examples/s"
               f" ({len(speeds)} runs)")
+    first = builds[0][0]
+    for name, figures in list(runs.items())[1:]:
+        ratios = round_ratios(runs[first], figures)
+        print(f"{name:{width}s} / {first}: median {statistics.median(ratios):.3f} per round, above 1 in "
+              f"{sum(r > 1 for r in ratios)} of {len(ratios)}")
     return 0
+
+
+def round_ratios(base: list[dict[str, float]], other: list[dict[str, float]]) -> list[float]:
+    """Each round's examples/s of ``other`` over ``base``'s: the two ran minutes apart at most, so a
+    slow period of the host (docs/performance.md) usually slows both of a round."""
+    return [o["examples/s"] / b["examples/s"] for b, o in zip(base, other)]
 
 
 if __name__ == "__main__":
