@@ -105,10 +105,10 @@ cdef extern from "state_update.h" nogil:
 cdef extern from "conv_kernels.h" nogil:
     void eq_max_weight_update_f32(int isa, const float* src, int c, int h, int w, int k, int pad,
                                   const float* values, const int* win, int c_out, int ho, int wo, int wc,
-                                  int ci0, int ci1, float* weights, float* row)
+                                  int ci0, int ci1, float* weights, float* scratch)
     void eq_max_weight_update_f64(int isa, const double* src, int c, int h, int w, int k, int pad,
                                   const double* values, const int* win, int c_out, int ho, int wo, int wc,
-                                  int ci0, int ci1, double* weights, double* row)
+                                  int ci0, int ci1, double* weights, double* scratch)
     void eq_im2row_f32(int isa, const float* src, int c, int h, int w, int k, int pad,
                        int hc, int wc, float* rows, size_t ld)
     void eq_im2row_f64(int isa, const double* src, int c, int h, int w, int k, int pad,

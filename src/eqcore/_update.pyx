@@ -251,8 +251,14 @@ cdef int update_work_alloc(UpdateWork* work, Chain chain, int max_batch, int thr
     n_threads = max(1, min(threads, work.n_tasks))
     work.max_threads = n_threads
     # per thread: a block's rows of x^T compacted (sparse product of layer 0), and
-    # one example's conv operands
+    # one example's conv operands (max pooling: the patches below its winners, their
+    # values, and ints; conv_kernels.h's eq_max_weight_update)
     work.per_thread = 2 * chain.conv_scratch
+    for j in range(n_layers):
+        c = &chain.conns[j]
+        if c.kind == KIND_CONV and c.pool == POOL_MAX:
+            work.per_thread = max(work.per_thread, <size_t> 2 * c.h_out * c.w_conv * (c.patch + 1)
+                                  + 2 * <size_t> c.h_out * c.w_out)
     work.left_offset = <size_t*> malloc(n_layers * sizeof(size_t))
     work.right_offset = <size_t*> malloc(n_layers * sizeof(size_t))
     work.operands = line_malloc(max(operand_size, 1) * chain.itemsize)
@@ -707,16 +713,16 @@ cdef void _pooled_example(const Connection* c, int j, int e, int phase, int batc
 
 cdef void _pooled_task(const Connection* c, int j, int e, int batch, const floating* x, floating** P,
                        floating** N, const floating* values, const int* winners, int ci0, int ci1,
-                       floating* w, floating* row, int isa) noexcept nogil:
+                       floating* w, floating* scratch, int isa) noexcept nogil:
     """Input channels ci0 .. ci1 - 1 of a max-pooled connection's W += row e of V times the patches below
-    its winners."""
+    its winners (``scratch``: the thread's ``per_thread`` values, which hold the unfolded patches)."""
     cdef const floating* below = _below(j, e, batch, x, P, N, c.n_in)
     if floating is float:
         eq_max_weight_update_f32(isa, below, c.c_in, c.h_in, c.w_in, c.k, c.pad, values, winners, c.c_out,
-                                 c.h_out, c.w_out, c.w_conv, ci0, ci1, w, row)
+                                 c.h_out, c.w_out, c.w_conv, ci0, ci1, w, scratch)
     else:
         eq_max_weight_update_f64(isa, below, c.c_in, c.h_in, c.w_in, c.k, c.pad, values, winners, c.c_out,
-                                 c.h_out, c.w_out, c.w_conv, ci0, ci1, w, row)
+                                 c.h_out, c.w_out, c.w_conv, ci0, ci1, w, scratch)
 
 
 cdef void _parameter_pointers(list weights, list biases, floating** W, floating** Bp, int n) except *:

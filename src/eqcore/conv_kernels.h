@@ -69,52 +69,6 @@
             for (int x = 0; x < wc; x++)                                              \
                 eq_patch_row_##SUFFIX(in, c, h, w, k, pad, y, x, rows + (size_t)(y * wc + x) * ld); \
     }                                                                                 \
-    /*                                                                                \
-     * The weight correlation of one example of a max-pooled connection, for the     \
-     * input channels ci0 .. ci1 - 1 (columns ci0 k^2 .. ci1 k^2 - 1 of every row of  \
-     * weights, c_out x patch): row ch += v times the part of the patch below the     \
-     * winner of window o, for every non-zero v = values[ch, o] (c_out x ho wo, the   \
-     * state above already scaled). That is W += G @ R for the un-pooled G, whose     \
-     * zeros (three quarters, and the clipped states) cost nothing here. A patch's   \
-     * part is unfolded into row once for all the channels that won at its position; \
-     * split by input channels, the tasks of several threads unfold disjoint parts. \
-     * Each window's non-zero channels are first listed by winner (listed: c_out    \
-     * ints after row's part): every weight still sums its terms window by window. \
-     */                                                                               \
-    ATTR static void eq_max_weight_update_##SUFFIX(const T *in, int c, int h, int w, int k, int pad, \
-                                                   const T *values, const int *win, int c_out, int ho, \
-                                                   int wo, int wc, int ci0, int ci1, T *weights, T *row) { \
-        int windows = ho * wo, patch = c * k * k, part = (ci1 - ci0) * k * k;         \
-        const T *in_part = in + (size_t)ci0 * h * w;                                  \
-        int *listed = (int *)(row + part);                                            \
-        for (int o = 0; o < windows; o++) {                                           \
-            int p0 = 2 * (o / wo) * wc + 2 * (o % wo), start[5] = {0, 0, 0, 0, 0};    \
-            for (int ch = 0; ch < c_out; ch++) { /* how many won at each of the 4 positions */ \
-                size_t i = (size_t)ch * windows + o;                                  \
-                int d = win[i] - p0;                                                  \
-                if (values[i] != 0) start[1 + (d >= wc ? 2 + d - wc : d)]++;          \
-            }                                                                         \
-            for (int q = 0; q < 4; q++) start[q + 1] += start[q];                     \
-            if (start[4] == 0) continue;                                              \
-            int fill[4] = {start[0], start[1], start[2], start[3]};                   \
-            for (int ch = 0; ch < c_out; ch++) {                                      \
-                size_t i = (size_t)ch * windows + o;                                  \
-                int d = win[i] - p0;                                                  \
-                if (values[i] != 0) listed[fill[d >= wc ? 2 + d - wc : d]++] = ch;    \
-            }                                                                         \
-            for (int q = 0; q < 4; q++) {                                             \
-                if (start[q] == start[q + 1]) continue;                               \
-                int p = p0 + (q / 2) * wc + q % 2;                                    \
-                eq_patch_row_##SUFFIX(in_part, ci1 - ci0, h, w, k, pad, p / wc, p % wc, row); \
-                for (int l = start[q]; l < start[q + 1]; l++) {                       \
-                    int ch = listed[l];                                               \
-                    T v = values[(size_t)ch * windows + o];                           \
-                    T *wr = weights + (size_t)ch * patch + (size_t)ci0 * k * k;       \
-                    for (int t = 0; t < part; t++) wr[t] += v * row[t];               \
-                }                                                                     \
-            }                                                                         \
-        }                                                                             \
-    }                                                                                 \
     /* g (c x hc x wc) = the state above routed to its windows' winners, 0 elsewhere. */ \
     ATTR static void eq_unpool_max_##SUFFIX(const T *above, const int *win, int c,    \
                                             int hc, int wc, T *g) {                   \
@@ -365,13 +319,81 @@
                     }                                                                  \
     }
 
+/*
+ * The weight correlation of one example of a max-pooled connection, for the
+ * input channels ci0 .. ci1 - 1 (columns ci0 k^2 .. ci1 k^2 - 1 of every row of
+ * weights, c_out x patch): row ch += v times the part of the patch below the
+ * winner of window o, for every non-zero v = values[ch, o] (c_out x ho wo, the
+ * state above already scaled). That is W += G @ R for the un-pooled G, whose
+ * zeros (three quarters, and the clipped states) cost nothing here. Split by
+ * input channels, the tasks of several threads unfold disjoint parts.
+ *
+ * First the part of the patch below every position that won a non-zero value
+ * is unfolded, once, into scratch (a position's row at position x part); then
+ * each output channel takes its row of weights 8 vectors at a time into
+ * registers, adds the terms of its windows in window order, and stores it:
+ * one load and store of the weights per channel, not per window, and the same
+ * additions in the same order as window by window (the bits of the earlier
+ * window-by-window loop on every instruction set; 9-25% less time in the conv
+ * network's update, docs/performance.md). Scratch: 2 ho wc x part + ho wo
+ * values, then 2 ho wc + ho wo ints.
+ */
+#define EQ_WEIGHT_CHUNK(T, VT, V, NV)                                                  \
+    for (; t0 + (NV) * (V) <= part; t0 += (NV) * (V)) {                                \
+        VT acc[NV];                                                                    \
+        for (int u = 0; u < (NV); u++) acc[u] = *(const VT *)(wr + t0 + u * (V));     \
+        for (int i = 0; i < n; i++) {                                                  \
+            const T *pr = rows + (size_t)at[i] * part + t0;                            \
+            for (int u = 0; u < (NV); u++) acc[u] += by[i] * *(const VT *)(pr + u * (V)); \
+        }                                                                              \
+        for (int u = 0; u < (NV); u++) *(VT *)(wr + t0 + u * (V)) = acc[u];           \
+    }
+
+#define EQ_DEFINE_MAX_WEIGHT_UPDATE(SUFFIX, ATTR, T, VT, V)                            \
+    ATTR static void eq_max_weight_update_##SUFFIX(const T *in, int c, int h, int w, int k, int pad, \
+                                                   const T *values, const int *win, int c_out, int ho, \
+                                                   int wo, int wc, int ci0, int ci1, T *weights, T *scratch) { \
+        int windows = ho * wo, patch = c * k * k, part = (ci1 - ci0) * k * k;         \
+        int positions = 2 * ho * wc;                                                   \
+        const T *in_part = in + (size_t)ci0 * h * w;                                  \
+        T *rows = scratch, *by = rows + (size_t)positions * part;                      \
+        int *unfolded = (int *)(by + windows), *at = unfolded + positions;             \
+        memset(unfolded, 0, sizeof(int) * positions);                                  \
+        for (int i = 0; i < c_out * windows; i++)                                      \
+            if (values[i] != 0 && !unfolded[win[i]]) {                                 \
+                eq_patch_row_##SUFFIX(in_part, ci1 - ci0, h, w, k, pad, win[i] / wc, win[i] % wc, \
+                                      rows + (size_t)win[i] * part);                   \
+                unfolded[win[i]] = 1;                                                  \
+            }                                                                          \
+        for (int ch = 0; ch < c_out; ch++) {                                           \
+            const T *v = values + (size_t)ch * windows;                                \
+            const int *wn = win + (size_t)ch * windows;                                \
+            int n = 0;                                                                 \
+            for (int o = 0; o < windows; o++)                                          \
+                if (v[o] != 0) { by[n] = v[o]; at[n] = wn[o]; n++; }                   \
+            if (n == 0) continue;                                                      \
+            T *wr = weights + (size_t)ch * patch + (size_t)ci0 * k * k;                \
+            int t0 = 0;                                                                \
+            EQ_WEIGHT_CHUNK(T, VT, V, 8)                                               \
+            EQ_WEIGHT_CHUNK(T, VT, V, 2)                                               \
+            EQ_WEIGHT_CHUNK(T, VT, V, 1)                                               \
+            for (; t0 < part; t0++) {                                                  \
+                T sum = wr[t0];                                                        \
+                for (int i = 0; i < n; i++) sum += by[i] * rows[(size_t)at[i] * part + t0]; \
+                wr[t0] = sum;                                                          \
+            }                                                                          \
+        }                                                                              \
+    }
+
 #define EQ_DEFINE_CONV_ISA(SUFFIX, ATTR, FV, FL, DV, DL)                              \
     EQ_DEFINE_CONV_MOVES(f32_##SUFFIX, ATTR, float)                                   \
     EQ_DEFINE_CONV_MOVES(f64_##SUFFIX, ATTR, double)                                  \
     EQ_DEFINE_CONV_CL(f32_##SUFFIX, ATTR, float)                                      \
     EQ_DEFINE_CONV_CL(f64_##SUFFIX, ATTR, double)                                     \
     EQ_DEFINE_MAX_TRANSPOSED(f32_##SUFFIX, ATTR, float, FV, FL)                       \
-    EQ_DEFINE_MAX_TRANSPOSED(f64_##SUFFIX, ATTR, double, DV, DL)
+    EQ_DEFINE_MAX_TRANSPOSED(f64_##SUFFIX, ATTR, double, DV, DL)                      \
+    EQ_DEFINE_MAX_WEIGHT_UPDATE(f32_##SUFFIX, ATTR, float, FV, FL)                    \
+    EQ_DEFINE_MAX_WEIGHT_UPDATE(f64_##SUFFIX, ATTR, double, DV, DL)
 EQ_FOR_EACH_ISA(EQ_DEFINE_CONV_ISA)
 
 #define EQ_DEFINE_CONV_DISPATCH(S, T)                                                 \
@@ -418,10 +440,10 @@ EQ_FOR_EACH_ISA(EQ_DEFINE_CONV_ISA)
     }                                                                                 \
     static void eq_max_weight_update_##S(int isa, const T *in, int c, int h, int w, int k, int pad, \
                                          const T *values, const int *win, int c_out, int ho, int wo, \
-                                         int wc, int ci0, int ci1, T *weights, T *row) { \
+                                         int wc, int ci0, int ci1, T *weights, T *scratch) { \
         EQ_DISPATCH(isa, eq_max_weight_update_##S,                                    \
-                    (in, c, h, w, k, pad, values, win, c_out, ho, wo, wc, ci0, ci1, weights, row), \
-                    (in, c, h, w, k, pad, values, win, c_out, ho, wo, wc, ci0, ci1, weights, row)) \
+                    (in, c, h, w, k, pad, values, win, c_out, ho, wo, wc, ci0, ci1, weights, scratch), \
+                    (in, c, h, w, k, pad, values, win, c_out, ho, wo, wc, ci0, ci1, weights, scratch)) \
     }                                                                                 \
     static void eq_unpool_max_##S(int isa, const T *above, const int *win, int c, int hc, \
                                   int wc, T *g) {                                     \
