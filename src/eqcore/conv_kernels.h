@@ -335,9 +335,9 @@
  * one load and store of the weights per channel, not per window, and the same
  * additions in the same order as window by window (the bits of the earlier
  * window-by-window loop on every instruction set). The conv network's update
- * stage takes 8-25% less time on two threads and 7% more on one, where the
- * unfolded patches come from L2 (docs/performance.md). Scratch: 2 ho wc x part
- * + ho wo values, then 2 ho wc + ho wo ints.
+ * stage takes 8-25% less time on two threads and 7% more on one (docs/performance.md;
+ * an earlier session read it as the unfolded patches coming from L2). Scratch:
+ * 2 ho wc x part + ho wo values, then 2 ho wc + ho wo ints.
  */
 #define EQ_WEIGHT_CHUNK(T, VT, V, NV)                                                  \
     for (; t0 + (NV) * (V) <= part; t0 += (NV) * (V)) {                                \
